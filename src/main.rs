@@ -1,0 +1,4 @@
+mod proto {
+    tonic::include_proto!("authz.v1");
+}
+fn main() {}
