@@ -24,26 +24,42 @@ pub enum CatalogError {
     #[error("permission name {name:?} has no letters or digits, so it has no key")]
     NoKey { name: String },
     #[error("duplicate permission `{key}` (names {first:?} and {second:?})")]
-    DuplicatePermission { key: String, first: String, second: String },
+    DuplicatePermission {
+        key: String,
+        first: String,
+        second: String,
+    },
     #[error("alias {alias:?} of `{permission}` clashes with `{other}`")]
-    AliasClash { alias: String, permission: String, other: String },
+    AliasClash {
+        alias: String,
+        permission: String,
+        other: String,
+    },
     #[error("duplicate group `{key}`")]
     DuplicateGroup { key: String },
     #[error("group `{group}` names unknown permission `{permission}`")]
     UnknownPermissionInGroup { group: String, permission: String },
     #[error("group `{group}` lists permission `{permission}` twice")]
     RepeatedPermissionInGroup { group: String, permission: String },
-    #[error("group `{group}` is not internal but holds internal permission `{permission}`; mark the group internal or the permission not")]
+    #[error(
+        "group `{group}` is not internal but holds internal permission `{permission}`; mark the group internal or the permission not"
+    )]
     InternalPermissionInPublicGroup { group: String, permission: String },
     #[error("group `{group}`: key `{key}` does not match the key of its name, `{expected}`")]
-    GroupKeyMismatch { group: String, key: String, expected: String },
+    GroupKeyMismatch {
+        group: String,
+        key: String,
+        expected: String,
+    },
     #[error("duplicate action `{key}`")]
     DuplicateAction { key: String },
     #[error("action key {key:?} is invalid: use dot-separated parts of a-z, 0-9 and `_`")]
     InvalidActionKey { key: String },
     #[error("action `{action}`: {error}")]
     Expression { action: String, error: ExprError },
-    #[error("action `{action}` uses undeclared context flag `ctx.{flag}`; declare it under [[context_flags]]")]
+    #[error(
+        "action `{action}` uses undeclared context flag `ctx.{flag}`; declare it under [[context_flags]]"
+    )]
     UndeclaredFlag { action: String, flag: String },
     #[error("duplicate resource type `{key}`")]
     DuplicateResourceType { key: String },
@@ -285,7 +301,12 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         if !is_valid_key(&rt.key) {
             return Err(CatalogError::InvalidResourceType { key: rt.key });
         }
-        let id = ResourceTypeId(u16::try_from(i).map_err(|_| CatalogError::DuplicateResourceType { key: rt.key.clone() })?);
+        let id =
+            ResourceTypeId(
+                u16::try_from(i).map_err(|_| CatalogError::DuplicateResourceType {
+                    key: rt.key.clone(),
+                })?,
+            );
         if resource_type_index.insert(rt.key.clone(), id).is_some() {
             return Err(CatalogError::DuplicateResourceType { key: rt.key });
         }
@@ -320,7 +341,9 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         if key.is_empty() {
             return Err(CatalogError::NoKey { name: p.name });
         }
-        let id = PermId(u16::try_from(i).map_err(|_| CatalogError::TooManyPermissions { count: i, max })?);
+        let id = PermId(
+            u16::try_from(i).map_err(|_| CatalogError::TooManyPermissions { count: i, max })?,
+        );
         if let Some(prev) = index.insert(key.clone(), id) {
             return Err(CatalogError::DuplicatePermission {
                 key,
@@ -434,7 +457,11 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
                 error,
             }
         })?;
-        if let Some(flag) = expr.flags().iter().find(|f| !flags.iter().any(|x| &x.key == *f)) {
+        if let Some(flag) = expr
+            .flags()
+            .iter()
+            .find(|f| !flags.iter().any(|x| &x.key == *f))
+        {
             return Err(CatalogError::UndeclaredFlag {
                 action: a.key,
                 flag: flag.clone(),
@@ -529,29 +556,80 @@ expression = "edit_flows & (!ctx.multibrand | view_brands)"
     #[test]
     fn validation_errors_name_the_key() {
         let cases: &[(&str, &str)] = &[
-            ("[[permissions]]\nname = \"View  brands!\"", "duplicate permission `view_brands`"),
-            ("[[permissions]]\nname = \"X\"\naliases = [\"View brands\"]", "alias \"View brands\" of `x` clashes with `view_brands`"),
-            ("[[permissions]]\nname = \"Y\"\naliases = [\"Edit the flows\"]", "clashes with `edit_flows`"),
+            (
+                "[[permissions]]\nname = \"View  brands!\"",
+                "duplicate permission `view_brands`",
+            ),
+            (
+                "[[permissions]]\nname = \"X\"\naliases = [\"View brands\"]",
+                "alias \"View brands\" of `x` clashes with `view_brands`",
+            ),
+            (
+                "[[permissions]]\nname = \"Y\"\naliases = [\"Edit the flows\"]",
+                "clashes with `edit_flows`",
+            ),
             ("[[permissions]]\nname = \"“”\"", "has no letters or digits"),
-            ("[[groups]]\nname = \"G\"\npermissions = [\"nope\"]", "group `g` names unknown permission `nope`"),
-            ("[[groups]]\nname = \"G\"\npermissions = [\"view_brands\", \"view_brands\"]", "lists permission `view_brands` twice"),
-            ("[[groups]]\nname = \"G\"\npermissions = [\"view_system_tasks\"]", "holds internal permission `view_system_tasks`"),
-            ("[[groups]]\nname = \"Flow editors\"", "duplicate group `flow_editors`"),
-            ("[[groups]]\nname = \"G h\"\nkey = \"gh\"", "does not match the key of its name, `g_h`"),
-            ("[[actions]]\nkey = \"flows.add\"\nexpression = \"true\"", "duplicate action `flows.add`"),
-            ("[[actions]]\nkey = \"Flows\"\nexpression = \"true\"", "action key \"Flows\" is invalid"),
-            ("[[actions]]\nkey = \"a\"\nexpression = \"view_brands & edit_flow\"", "action `a`: unknown permission `edit_flow` at position 15"),
-            ("[[actions]]\nkey = \"a\"\nexpression = \"(view_brands\"", "action `a`: missing `)`"),
-            ("[[actions]]\nkey = \"a\"\nexpression = \"ctx.other\"", "undeclared context flag `ctx.other`"),
-            ("[[resource_types]]\nkey = \"folder\"", "duplicate resource type `folder`"),
-            ("[[resource_types]]\nkey = \"Folder\"", "resource type \"Folder\" is not a valid key"),
-            ("[[context_flags]]\nkey = \"multibrand\"", "duplicate context flag `multibrand`"),
+            (
+                "[[groups]]\nname = \"G\"\npermissions = [\"nope\"]",
+                "group `g` names unknown permission `nope`",
+            ),
+            (
+                "[[groups]]\nname = \"G\"\npermissions = [\"view_brands\", \"view_brands\"]",
+                "lists permission `view_brands` twice",
+            ),
+            (
+                "[[groups]]\nname = \"G\"\npermissions = [\"view_system_tasks\"]",
+                "holds internal permission `view_system_tasks`",
+            ),
+            (
+                "[[groups]]\nname = \"Flow editors\"",
+                "duplicate group `flow_editors`",
+            ),
+            (
+                "[[groups]]\nname = \"G h\"\nkey = \"gh\"",
+                "does not match the key of its name, `g_h`",
+            ),
+            (
+                "[[actions]]\nkey = \"flows.add\"\nexpression = \"true\"",
+                "duplicate action `flows.add`",
+            ),
+            (
+                "[[actions]]\nkey = \"Flows\"\nexpression = \"true\"",
+                "action key \"Flows\" is invalid",
+            ),
+            (
+                "[[actions]]\nkey = \"a\"\nexpression = \"view_brands & edit_flow\"",
+                "action `a`: unknown permission `edit_flow` at position 15",
+            ),
+            (
+                "[[actions]]\nkey = \"a\"\nexpression = \"(view_brands\"",
+                "action `a`: missing `)`",
+            ),
+            (
+                "[[actions]]\nkey = \"a\"\nexpression = \"ctx.other\"",
+                "undeclared context flag `ctx.other`",
+            ),
+            (
+                "[[resource_types]]\nkey = \"folder\"",
+                "duplicate resource type `folder`",
+            ),
+            (
+                "[[resource_types]]\nkey = \"Folder\"",
+                "resource type \"Folder\" is not a valid key",
+            ),
+            (
+                "[[context_flags]]\nkey = \"multibrand\"",
+                "duplicate context flag `multibrand`",
+            ),
             ("[[permissions]]\nnam = \"x\"", "unknown field `nam`"),
             ("[[permissions]", "not valid TOML"),
         ];
         for (extra, expected) in cases {
             let msg = error(extra);
-            assert!(msg.contains(expected), "for {extra:?}: got {msg:?}, expected {expected:?}");
+            assert!(
+                msg.contains(expected),
+                "for {extra:?}: got {msg:?}, expected {expected:?}"
+            );
         }
     }
 

@@ -42,14 +42,20 @@ pub enum Source {
     Group(String),
     Direct,
     /// A scoped grant on the checked resource, from a group (`Some`) or direct (`None`).
-    Scoped { group: Option<String> },
+    Scoped {
+        group: Option<String>,
+    },
 }
 
 impl Source {
     /// The wire form: `group:<key>`, `direct`, `group:<key>@<type>:<id>` or `direct@<type>:<id>`.
     pub fn render(&self, catalog: &Catalog, resource: Option<&ResourceRef>) -> String {
         let on = |prefix: String| match resource {
-            Some(r) => format!("{prefix}@{}:{}", catalog.resource_type_key(r.resource_type), r.id),
+            Some(r) => format!(
+                "{prefix}@{}:{}",
+                catalog.resource_type_key(r.resource_type),
+                r.id
+            ),
             None => prefix,
         };
         match self {
@@ -90,7 +96,11 @@ pub struct Explanation {
 }
 
 /// Decides one query for one subject.
-pub fn decide<F: Fn(&str) -> bool>(catalog: &Catalog, subject: &Subject, query: &Query<'_, F>) -> Decision {
+pub fn decide<F: Fn(&str) -> bool>(
+    catalog: &Catalog,
+    subject: &Subject,
+    query: &Query<'_, F>,
+) -> Decision {
     let has = |p: PermId| match query.resource {
         Some(r) => subject.has_on(p, r),
         None => subject.has(p),
@@ -106,7 +116,11 @@ pub fn decide<F: Fn(&str) -> bool>(catalog: &Catalog, subject: &Subject, query: 
         Target::Permission(p) => {
             let ok = has(p);
             let missing = if ok { Vec::new() } else { vec![p] };
-            let failed = if ok { Vec::new() } else { vec![catalog.key(p).to_owned()] };
+            let failed = if ok {
+                Vec::new()
+            } else {
+                vec![catalog.key(p).to_owned()]
+            };
             (ok, missing, failed)
         }
         Target::Action(action) => evaluate(&action.expr, &has, &query.flag, query.explain),
@@ -115,7 +129,11 @@ pub fn decide<F: Fn(&str) -> bool>(catalog: &Catalog, subject: &Subject, query: 
     let active = subject.is_active();
     let allowed = active && requirement_holds && restricted_out.is_none();
     // An inactive user is missing nothing that a grant would fix.
-    let missing = if active && !requirement_holds { missing } else { Vec::new() };
+    let missing = if active && !requirement_holds {
+        missing
+    } else {
+        Vec::new()
+    };
     let explanation = query.explain.then(|| {
         explain(
             catalog,
@@ -144,7 +162,11 @@ fn evaluate(
         return (true, Vec::new(), Vec::new());
     }
     let out = expr.evaluate(has, flag);
-    let failed = if explain { out.failed_parts } else { Vec::new() };
+    let failed = if explain {
+        out.failed_parts
+    } else {
+        Vec::new()
+    };
     (false, out.missing, failed)
 }
 
@@ -216,9 +238,12 @@ fn explain<F: Fn(&str) -> bool>(
         Target::Action(a) => format!("action `{}`", a.key),
         Target::Expression(e) => format!("expression `{}`", e.source()),
     };
-    let resource_text = |r: &ResourceRef| format!("{}:{}", catalog.resource_type_key(r.resource_type), r.id);
+    let resource_text =
+        |r: &ResourceRef| format!("{}:{}", catalog.resource_type_key(r.resource_type), r.id);
     let summary = match user {
-        UserState::Unknown => format!("denied: the user is not known to this tenant, so holds nothing ({target})"),
+        UserState::Unknown => {
+            format!("denied: the user is not known to this tenant, so holds nothing ({target})")
+        }
         UserState::Blocked => format!("denied: the user is blocked ({target})"),
         UserState::Active => {
             if allowed {
@@ -226,7 +251,11 @@ fn explain<F: Fn(&str) -> bool>(
                     .iter()
                     .filter(|t| t.held)
                     .map(|t| {
-                        let from: Vec<String> = t.sources.iter().map(|s| s.render(catalog, query.resource)).collect();
+                        let from: Vec<String> = t
+                            .sources
+                            .iter()
+                            .map(|s| s.render(catalog, query.resource))
+                            .collect();
                         format!("`{}` from {}", catalog.key(t.permission), from.join(", "))
                     })
                     .collect();
@@ -242,7 +271,10 @@ fn explain<F: Fn(&str) -> bool>(
                     resource_text(r)
                 )
             } else if missing.is_empty() {
-                format!("denied: {target} fails at {}, which no permission can satisfy", failed_parts.join(", "))
+                format!(
+                    "denied: {target} fails at {}, which no permission can satisfy",
+                    failed_parts.join(", ")
+                )
             } else {
                 let keys: Vec<&str> = missing.iter().map(|p| catalog.key(*p)).collect();
                 format!("denied: {target} is missing {}", keys.join(", "))
@@ -286,7 +318,12 @@ pub fn scoped_grants(subject: &Subject) -> Vec<(ScopedGrant, Source)> {
     };
     for g in &subject.groups {
         for s in &g.scoped {
-            out.push((s.clone(), Source::Scoped { group: Some(g.key.clone()) }));
+            out.push((
+                s.clone(),
+                Source::Scoped {
+                    group: Some(g.key.clone()),
+                },
+            ));
         }
     }
     for s in &user.scoped {
@@ -305,14 +342,21 @@ pub struct AllowedResources {
     pub ids: Vec<String>,
 }
 
-pub fn allowed_resources(subject: &Subject, p: PermId, resource_type: crate::model::ResourceTypeId) -> AllowedResources {
+pub fn allowed_resources(
+    subject: &Subject,
+    p: PermId,
+    resource_type: crate::model::ResourceTypeId,
+) -> AllowedResources {
     if !subject.is_active() {
         return AllowedResources::default();
     }
     let restriction = subject.restriction(resource_type);
     if subject.has(p) {
         return match restriction {
-            None => AllowedResources { all: true, ids: Vec::new() },
+            None => AllowedResources {
+                all: true,
+                ids: Vec::new(),
+            },
             Some(r) => AllowedResources {
                 all: false,
                 ids: r.ids.iter().cloned().collect(),

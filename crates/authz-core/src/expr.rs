@@ -72,7 +72,10 @@ pub struct Outcome {
 impl Expr {
     /// Parses `source`, resolving each identifier with `resolve` (which returns `None` for an
     /// unknown permission key; `ctx.` flags and `true`/`false` are handled here).
-    pub fn parse(source: &str, resolve: impl Fn(&str) -> Option<PermId>) -> Result<Expr, ExprError> {
+    pub fn parse(
+        source: &str,
+        resolve: impl Fn(&str) -> Option<PermId>,
+    ) -> Result<Expr, ExprError> {
         if source.len() > MAX_EXPRESSION_LEN {
             return Err(ExprError {
                 position: char_pos(source, MAX_EXPRESSION_LEN),
@@ -307,11 +310,7 @@ struct Token {
 
 fn char_pos(source: &str, byte: usize) -> usize {
     let byte = byte.min(source.len());
-    source
-        .char_indices()
-        .take_while(|(i, _)| *i < byte)
-        .count()
-        + 1
+    source.char_indices().take_while(|(i, _)| *i < byte).count() + 1
 }
 
 fn tokenize(source: &str) -> Result<Vec<Token>, ExprError> {
@@ -327,7 +326,9 @@ fn tokenize(source: &str) -> Result<Vec<Token>, ExprError> {
             _ => None,
         };
         if let Some(kind) = single {
-            if matches!(kind, TokKind::And | TokKind::Or) && chars.peek().map(|(_, n)| *n) == Some(c) {
+            if matches!(kind, TokKind::And | TokKind::Or)
+                && chars.peek().map(|(_, n)| *n) == Some(c)
+            {
                 return Err(ExprError {
                     position: char_pos(source, i),
                     message: format!("`{c}{c}` is not an operator; write a single `{c}`"),
@@ -391,7 +392,10 @@ impl<R: Fn(&str) -> Option<PermId>> Parser<'_, R> {
     }
 
     fn end_error(&self, what: &str) -> ExprError {
-        self.error_at(self.source.len(), format!("expression ends where {what} was expected"))
+        self.error_at(
+            self.source.len(),
+            format!("expression ends where {what} was expected"),
+        )
     }
 
     fn enter(&mut self, byte: usize) -> Result<(), ExprError> {
@@ -472,11 +476,18 @@ impl<R: Fn(&str) -> Option<PermId>> Parser<'_, R> {
                     }
                     Some(t) => Err(self.error_at(
                         t.start,
-                        format!("expected `)` to close the `(` at position {}, found {}", char_pos(self.source, start), t.kind.describe()),
+                        format!(
+                            "expected `)` to close the `(` at position {}, found {}",
+                            char_pos(self.source, start),
+                            t.kind.describe()
+                        ),
                     )),
                     None => Err(self.error_at(
                         self.source.len(),
-                        format!("missing `)` to close the `(` at position {}", char_pos(self.source, start)),
+                        format!(
+                            "missing `)` to close the `(` at position {}",
+                            char_pos(self.source, start)
+                        ),
                     )),
                 }
             }
@@ -488,7 +499,10 @@ impl<R: Fn(&str) -> Option<PermId>> Parser<'_, R> {
             }
             other => Err(self.error_at(
                 start,
-                format!("expected a permission, `!` or `(`, found {}", other.describe()),
+                format!(
+                    "expected a permission, `!` or `(`, found {}",
+                    other.describe()
+                ),
             )),
         }
     }
@@ -509,7 +523,9 @@ impl<R: Fn(&str) -> Option<PermId>> Parser<'_, R> {
             if flag.is_empty() || !crate::key::is_valid_key(flag) {
                 return Err(self.error_at(
                     start,
-                    format!("context flag `{text}` must be `ctx.` followed by a key of a-z, 0-9 and `_`"),
+                    format!(
+                        "context flag `{text}` must be `ctx.` followed by a key of a-z, 0-9 and `_`"
+                    ),
                 ));
             }
             return Ok(Node::Flag(flag.into()));
@@ -518,10 +534,11 @@ impl<R: Fn(&str) -> Option<PermId>> Parser<'_, R> {
             return Ok(Node::Perm(p));
         }
         let hint = crate::key::key_from_name(text);
-        if hint != text {
-            if (self.resolve)(&hint).is_some() {
-                return Err(self.error_at(start, format!("unknown permission `{text}`; did you mean `{hint}`?")));
-            }
+        if hint != text && (self.resolve)(&hint).is_some() {
+            return Err(self.error_at(
+                start,
+                format!("unknown permission `{text}`; did you mean `{hint}`?"),
+            ));
         }
         Err(self.error_at(start, format!("unknown permission `{text}`")))
     }
@@ -548,8 +565,15 @@ mod tests {
         let has = |p: PermId| held.contains(p);
         let flag = |f: &str| flags.contains(&f);
         let out = e.evaluate(&has, &flag);
-        assert_eq!(out.allowed, e.holds(&has, &flag), "holds and evaluate agree on {expr}");
-        (out.allowed, out.missing.iter().map(|p| KEYS[p.index()]).collect())
+        assert_eq!(
+            out.allowed,
+            e.holds(&has, &flag),
+            "holds and evaluate agree on {expr}"
+        );
+        (
+            out.allowed,
+            out.missing.iter().map(|p| KEYS[p.index()]).collect(),
+        )
     }
 
     fn check(expr: &str, held: &[&str], flags: &[&str], allowed: bool, missing: &[&str]) {
@@ -576,7 +600,13 @@ mod tests {
         check("true", &[], &[], true, &[]);
         check("false | a", &[], &[], false, &["a"]);
         // Context flags: a missing flag is false.
-        check("edit_flows & (!ctx.multibrand | view_brands)", &["edit_flows"], &[], true, &[]);
+        check(
+            "edit_flows & (!ctx.multibrand | view_brands)",
+            &["edit_flows"],
+            &[],
+            true,
+            &[],
+        );
         check(
             "edit_flows & (!ctx.multibrand | view_brands)",
             &["edit_flows"],

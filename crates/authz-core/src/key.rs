@@ -46,10 +46,22 @@ mod tests {
             "View and edit \"MMS and messengers\" messages",
             "view_and_edit_mms_and_messengers_messages",
         );
-        check("Create, edit and delete blocks in the email constructor", "create_edit_and_delete_blocks_in_the_email_constructor");
-        check("Set order status to “received”", "set_order_status_to_received");
-        check("View message template variables (tab)", "view_message_template_variables_tab");
-        check("Manage security policy: partial access", "manage_security_policy_partial_access");
+        check(
+            "Create, edit and delete blocks in the email constructor",
+            "create_edit_and_delete_blocks_in_the_email_constructor",
+        );
+        check(
+            "Set order status to “received”",
+            "set_order_status_to_received",
+        );
+        check(
+            "View message template variables (tab)",
+            "view_message_template_variables_tab",
+        );
+        check(
+            "Manage security policy: partial access",
+            "manage_security_policy_partial_access",
+        );
         check("View A/B tests", "view_a_b_tests");
         check("Edit product-based flows", "edit_product_based_flows");
         check("Layout of email templates", "layout_of_email_templates");

@@ -71,7 +71,9 @@ pub struct Subject {
 impl Subject {
     /// True when the user exists and is active.
     pub fn is_active(&self) -> bool {
-        self.user.as_ref().is_some_and(|u| u.status == UserStatus::Active)
+        self.user
+            .as_ref()
+            .is_some_and(|u| u.status == UserStatus::Active)
     }
 
     /// True when an active user holds `p` unscoped, through a group or directly.
@@ -93,7 +95,8 @@ impl Subject {
         let matches = |g: &ScopedGrant| g.permission == p && &g.resource == resource;
         match &self.user {
             Some(u) if u.status == UserStatus::Active => {
-                u.scoped.iter().any(matches) || self.groups.iter().any(|g| g.scoped.iter().any(matches))
+                u.scoped.iter().any(matches)
+                    || self.groups.iter().any(|g| g.scoped.iter().any(matches))
             }
             _ => false,
         }

@@ -166,7 +166,10 @@ mod tests {
         let b = set(&[1, 2]);
         assert!(!b.is_subset(&a));
         a.union_with(&b);
-        assert_eq!(a.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2, 64, 200]);
+        assert_eq!(
+            a.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![1, 2, 64, 200]
+        );
         assert!(b.is_subset(&a));
         assert_eq!(a.len(), 4);
         a.difference_with(&set(&[200, 64]));

@@ -1,0 +1,722 @@
+//! The application: validates requests, resolves names against the catalog, applies the
+//! product's rules and calls the store. It speaks plain Rust types; the gRPC edge converts.
+
+use crate::error::{Error, Result};
+use crate::store::{
+    Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision, Store,
+    TenantInfo, UserInfo,
+};
+use crate::validate;
+use authz_core::decide::{self, Decision, Query, Target};
+use authz_core::expr::Expr;
+use authz_core::model::{ResourceRef, ResourceTypeId, ScopedGrant, Subject, UserStatus};
+use authz_core::{Catalog, PermId, PermSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Most items in one BatchCheck.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+/// Most context flags in one check.
+pub const MAX_CONTEXT_FLAGS: usize = 64;
+
+/// What a check asks for, by name.
+#[derive(Clone, Debug)]
+pub enum TargetInput {
+    Permission(String),
+    Action(String),
+    Expression(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ResourceInput {
+    pub resource_type: String,
+    pub id: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckInput {
+    pub user_id: String,
+    pub target: Option<TargetInput>,
+    pub resource: Option<ResourceInput>,
+    pub context: HashMap<String, bool>,
+    pub explain: bool,
+}
+
+/// A decided check, with the resource it was asked on (for rendering sources).
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub decision: Decision,
+    pub resource: Option<ResourceRef>,
+}
+
+/// A group as shown to callers: a custom group of the tenant or a catalog system group.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub def: GroupDef,
+    pub system: bool,
+    pub internal: bool,
+    pub version: u64,
+    pub member_count: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GroupInput {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<String>,
+    pub scoped_grants: Vec<(String, ResourceInput)>,
+}
+
+/// A check whose names are resolved.
+struct Prepared<'c> {
+    target: Resolved<'c>,
+    resource: Option<ResourceRef>,
+}
+
+/// A resolved target: an inline expression is parsed per request and owned here.
+enum Resolved<'c> {
+    Permission(PermId),
+    Action(&'c authz_core::catalog::Action),
+    Expression(Expr),
+}
+
+pub struct Authz {
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    max_batch: usize,
+}
+
+impl Authz {
+    pub fn new(catalog: Arc<Catalog>, store: Arc<dyn Store>) -> Self {
+        Self {
+            catalog,
+            store,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    // ---- Name resolution ----
+
+    fn permission(&self, field: &str, key: &str) -> Result<PermId> {
+        if let Some(p) = self.catalog.resolve(key) {
+            return Ok(p);
+        }
+        let hint = authz_core::key::key_from_name(key);
+        let hint = match self.catalog.resolve(&hint) {
+            Some(p) if hint != key => format!("; did you mean `{}`?", self.catalog.key(p)),
+            _ => "; AdminService.ListPermissions lists the catalog's keys".to_owned(),
+        };
+        Err(Error::Invalid(format!(
+            "{field}: unknown permission `{key}`{hint}"
+        )))
+    }
+
+    fn permissions(&self, field: &str, keys: &[String]) -> Result<PermSet> {
+        validate::list_len(field, keys.len())?;
+        keys.iter().map(|k| self.permission(field, k)).collect()
+    }
+
+    fn resource_type(&self, field: &str, key: &str) -> Result<ResourceTypeId> {
+        self.catalog.resource_type(key).ok_or_else(|| {
+            let known: Vec<&str> = self
+                .catalog
+                .resource_types()
+                .iter()
+                .map(|t| t.key.as_str())
+                .collect();
+            Error::Invalid(format!(
+                "{field}: unknown resource type `{key}`; this catalog has: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    fn resource(&self, field: &str, r: &ResourceInput) -> Result<ResourceRef> {
+        let resource_type = self.resource_type(&format!("{field}.type"), &r.resource_type)?;
+        validate::id(&format!("{field}.id"), &r.id)?;
+        Ok(ResourceRef {
+            resource_type,
+            id: r.id.clone(),
+        })
+    }
+
+    fn target<'c>(&'c self, target: Option<&TargetInput>) -> Result<Resolved<'c>> {
+        match target {
+            None => Err(Error::Invalid(
+                "target is required: set one of permission, action or expression".to_owned(),
+            )),
+            Some(TargetInput::Permission(k)) => Ok(Resolved::Permission(self.permission("permission", k)?)),
+            Some(TargetInput::Action(k)) => self.catalog.action(k).map(Resolved::Action).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "action: unknown action `{k}`; AdminService.ListActions lists the catalog's actions"
+                ))
+            }),
+            Some(TargetInput::Expression(src)) => self
+                .catalog
+                .parse_expression(src)
+                .map(Resolved::Expression)
+                .map_err(|e| Error::Invalid(format!("expression: {e}"))),
+        }
+    }
+
+    /// The system group with this key, or the tenant's custom group reference.
+    fn group_ref<'k>(&self, key: &'k str) -> GroupRef<'k> {
+        match self.catalog.group(key) {
+            Some(_) => GroupRef::System(key),
+            None => GroupRef::Custom(key),
+        }
+    }
+
+    // ---- Checks ----
+
+    /// Validates a check and resolves its names, before any store work.
+    fn prepare<'c>(&'c self, input: &CheckInput) -> Result<Prepared<'c>> {
+        validate::id("user_id", &input.user_id)?;
+        if input.context.len() > MAX_CONTEXT_FLAGS {
+            return Err(Error::Invalid(format!(
+                "context has {} flags; the limit is {MAX_CONTEXT_FLAGS}",
+                input.context.len()
+            )));
+        }
+        let target = self.target(input.target.as_ref())?;
+        let resource = input
+            .resource
+            .as_ref()
+            .map(|r| self.resource("resource", r))
+            .transpose()?;
+        Ok(Prepared { target, resource })
+    }
+
+    fn decide(&self, subject: &Subject, input: &CheckInput, prepared: Prepared<'_>) -> Checked {
+        let target = match &prepared.target {
+            Resolved::Permission(p) => Target::Permission(*p),
+            Resolved::Action(a) => Target::Action(a),
+            Resolved::Expression(e) => Target::Expression(e),
+        };
+        let query = Query {
+            target,
+            resource: prepared.resource.as_ref(),
+            flag: |f: &str| input.context.get(f).copied().unwrap_or(false),
+            explain: input.explain,
+        };
+        let decision = decide::decide(&self.catalog, subject, &query);
+        Checked {
+            decision,
+            resource: prepared.resource,
+        }
+    }
+
+    pub async fn check(
+        &self,
+        tenant_id: &str,
+        input: &CheckInput,
+        consistency: Consistency,
+    ) -> Result<(Checked, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        let prepared = self.prepare(input)?;
+        let (subject, revision) = self
+            .store
+            .subject(tenant_id, &input.user_id, consistency)
+            .await?;
+        Ok((self.decide(&subject, input, prepared), revision))
+    }
+
+    /// Decides every item; an invalid item gets its own error and the rest still answer.
+    /// Each distinct user is loaded once. The revision is the oldest any item was decided at.
+    pub async fn batch_check(
+        &self,
+        tenant_id: &str,
+        items: &[CheckInput],
+        consistency: Consistency,
+    ) -> Result<(Vec<Result<Checked>>, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        if items.is_empty() {
+            return Err(Error::Invalid(
+                "items is empty; send at least one check".to_owned(),
+            ));
+        }
+        if items.len() > self.max_batch {
+            return Err(Error::Invalid(format!(
+                "items has {} checks; the limit is {} per BatchCheck: split the batch",
+                items.len(),
+                self.max_batch
+            )));
+        }
+        let mut subjects: HashMap<&str, (Subject, Revision)> = HashMap::new();
+        let mut oldest: Option<Revision> = None;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let prepared = match self.prepare(item) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let (subject, revision) = match subjects.entry(item.user_id.as_str()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(
+                    self.store
+                        .subject(tenant_id, &item.user_id, consistency)
+                        .await?,
+                ),
+            };
+            oldest = Some(oldest.map_or(*revision, |o| o.min(*revision)));
+            out.push(Ok(self.decide(subject, item, prepared)));
+        }
+        let revision = match oldest {
+            Some(r) => r,
+            None => self.store.get_tenant(tenant_id).await?.revision,
+        };
+        Ok((out, revision))
+    }
+
+    pub async fn subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        Ok(self.store.subject(tenant_id, user_id, consistency).await?)
+    }
+
+    pub async fn allowed_resources(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        permission: &str,
+        resource_type: &str,
+        consistency: Consistency,
+    ) -> Result<(decide::AllowedResources, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        let p = self.permission("permission", permission)?;
+        let t = self.resource_type("resource_type", resource_type)?;
+        let (subject, revision) = self.store.subject(tenant_id, user_id, consistency).await?;
+        Ok((decide::allowed_resources(&subject, p, t), revision))
+    }
+
+    // ---- Tenants ----
+
+    pub async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::text("display_name", display_name)?;
+        Ok(self.store.create_tenant(tenant_id, display_name).await?)
+    }
+
+    pub async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+        validate::id("tenant_id", tenant_id)?;
+        Ok(self.store.get_tenant(tenant_id).await?)
+    }
+
+    pub async fn list_tenants(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<TenantInfo>, String)> {
+        let req = page_request(page_size, page_token)?;
+        let page = self.store.list_tenants(&req).await?;
+        let next =
+            validate::next_page_token(page.items.last().map(|t| t.tenant_id.as_str()), page.more);
+        Ok((page.items, next))
+    }
+
+    // ---- Users ----
+
+    pub async fn upsert_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<(UserInfo, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        validate::text("display_name", display_name)?;
+        validate::text("email", email)?;
+        Ok(self
+            .store
+            .upsert_user(tenant_id, user_id, display_name, email)
+            .await?)
+    }
+
+    pub async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        Ok(self.store.get_user(tenant_id, user_id).await?)
+    }
+
+    pub async fn list_users(
+        &self,
+        tenant_id: &str,
+        group_key: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<UserInfo>, String)> {
+        validate::id("tenant_id", tenant_id)?;
+        let group = if group_key.is_empty() {
+            None
+        } else {
+            validate::group_key("group_key", group_key)?;
+            if let GroupRef::Custom(k) = self.group_ref(group_key) {
+                self.store.get_group(tenant_id, k).await?;
+            }
+            Some(group_key)
+        };
+        let req = page_request(page_size, page_token)?;
+        let page = self.store.list_users(tenant_id, group, &req).await?;
+        let next =
+            validate::next_page_token(page.items.last().map(|u| u.user_id.as_str()), page.more);
+        Ok((page.items, next))
+    }
+
+    pub async fn set_user_status(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        status: Option<UserStatus>,
+    ) -> Result<(UserInfo, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        let status = status
+            .ok_or_else(|| Error::Invalid("status is required: ACTIVE or BLOCKED".to_owned()))?;
+        Ok(self
+            .store
+            .set_user_status(tenant_id, user_id, status)
+            .await?)
+    }
+
+    // ---- Groups ----
+
+    fn system_view(&self, g: &authz_core::catalog::SystemGroup, member_count: u64) -> GroupView {
+        GroupView {
+            def: GroupDef {
+                key: g.key.clone(),
+                name: g.name.clone(),
+                description: g.description.clone(),
+                permissions: g.grants.permissions.clone(),
+                scoped: Vec::new(),
+            },
+            system: true,
+            internal: g.internal,
+            version: 0,
+            member_count,
+        }
+    }
+
+    fn custom_view(info: GroupInfo) -> GroupView {
+        GroupView {
+            def: info.def,
+            system: false,
+            internal: false,
+            version: info.version,
+            member_count: info.member_count,
+        }
+    }
+
+    fn scoped_grants(
+        &self,
+        field: &str,
+        grants: &[(String, ResourceInput)],
+    ) -> Result<Vec<ScopedGrant>> {
+        validate::list_len(field, grants.len())?;
+        let mut out: Vec<ScopedGrant> = grants
+            .iter()
+            .map(|(p, r)| {
+                Ok(ScopedGrant {
+                    permission: self.permission(&format!("{field}.permission"), p)?,
+                    resource: self.resource(&format!("{field}.resource"), r)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn read_only(&self, key: &str) -> Result<()> {
+        if self.catalog.group(key).is_some() {
+            return Err(Error::Precondition(format!(
+                "group `{key}` is a system group from the catalog and can't be changed or deleted; create a custom group instead"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn create_group(
+        &self,
+        tenant_id: &str,
+        group: &GroupInput,
+    ) -> Result<(GroupView, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::group_key("group.key", &group.key)?;
+        if self.catalog.group(&group.key).is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "group `{}` is a system group in every tenant; choose another key",
+                group.key
+            )));
+        }
+        if group.name.trim().is_empty() {
+            return Err(Error::Invalid("group.name is required".to_owned()));
+        }
+        validate::text("group.name", &group.name)?;
+        validate::text("group.description", &group.description)?;
+        let def = GroupDef {
+            key: group.key.clone(),
+            name: group.name.clone(),
+            description: group.description.clone(),
+            permissions: self.permissions("group.permissions", &group.permissions)?,
+            scoped: self.scoped_grants("group.scoped_grants", &group.scoped_grants)?,
+        };
+        let (info, revision) = self.store.create_group(tenant_id, def).await?;
+        Ok((Self::custom_view(info), revision))
+    }
+
+    pub async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupView> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::group_key("group_key", key)?;
+        match self.catalog.group(key) {
+            Some(g) => {
+                let members = self.store.member_count(tenant_id, key).await?;
+                Ok(self.system_view(g, members))
+            }
+            None => Ok(Self::custom_view(
+                self.store.get_group(tenant_id, key).await?,
+            )),
+        }
+    }
+
+    /// System and custom groups together, sorted by key.
+    pub async fn list_groups(
+        &self,
+        tenant_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<GroupView>, String)> {
+        validate::id("tenant_id", tenant_id)?;
+        let req = page_request(page_size, page_token)?;
+        let custom = self.store.list_groups(tenant_id, &req).await?;
+        let mut system: Vec<&authz_core::catalog::SystemGroup> = self
+            .catalog
+            .groups()
+            .iter()
+            .filter(|g| req.after.as_deref().is_none_or(|a| g.key.as_str() > a))
+            .collect();
+        system.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut merged: Vec<GroupView> = Vec::with_capacity(req.size + 1);
+        for g in system {
+            let members = self.store.member_count(tenant_id, &g.key).await?;
+            merged.push(self.system_view(g, members));
+        }
+        merged.extend(custom.items.into_iter().map(Self::custom_view));
+        merged.sort_by(|a, b| a.def.key.cmp(&b.def.key));
+        // Custom groups after the page's last custom one exist when the store said so; system
+        // groups past the cut exist when the merge is longer than the page.
+        let more = custom.more || merged.len() > req.size;
+        merged.truncate(req.size);
+        let next = validate::next_page_token(merged.last().map(|g| g.def.key.as_str()), more);
+        Ok((merged, next))
+    }
+
+    pub async fn update_group(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        group: &GroupInput,
+        mask: &[String],
+    ) -> Result<(GroupView, Revision)> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::group_key("group_key", key)?;
+        self.read_only(key)?;
+        if mask.is_empty() {
+            return Err(Error::Invalid(
+                "update_mask is required: list the fields to change (name, description, permissions, scoped_grants) or \"*\"".to_owned(),
+            ));
+        }
+        let mut patch = GroupPatch::default();
+        for path in mask {
+            let all = path == "*";
+            match path.as_str() {
+                "*" | "name" | "description" | "permissions" | "scoped_grants" => {}
+                "key" => {
+                    return Err(Error::Invalid(
+                        "update_mask: a group's key can't be changed; create a new group instead"
+                            .to_owned(),
+                    ));
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "update_mask: unknown field `{other}`; use name, description, permissions, scoped_grants or \"*\""
+                    )));
+                }
+            }
+            if all || path == "name" {
+                if group.name.trim().is_empty() {
+                    return Err(Error::Invalid("group.name can't be empty".to_owned()));
+                }
+                validate::text("group.name", &group.name)?;
+                patch.name = Some(group.name.clone());
+            }
+            if all || path == "description" {
+                validate::text("group.description", &group.description)?;
+                patch.description = Some(group.description.clone());
+            }
+            if all || path == "permissions" {
+                patch.permissions =
+                    Some(self.permissions("group.permissions", &group.permissions)?);
+            }
+            if all || path == "scoped_grants" {
+                patch.scoped =
+                    Some(self.scoped_grants("group.scoped_grants", &group.scoped_grants)?);
+            }
+        }
+        let (info, revision) = self.store.update_group(tenant_id, key, patch, None).await?;
+        Ok((Self::custom_view(info), revision))
+    }
+
+    pub async fn delete_group(&self, tenant_id: &str, key: &str) -> Result<Revision> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::group_key("group_key", key)?;
+        self.read_only(key)?;
+        Ok(self.store.delete_group(tenant_id, key, None).await?)
+    }
+
+    pub async fn add_members(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::group_key("group_key", key)?;
+        validate::ids("user_ids", user_ids)?;
+        Ok(self
+            .store
+            .add_members(tenant_id, self.group_ref(key), user_ids)
+            .await?)
+    }
+
+    pub async fn remove_members(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::group_key("group_key", key)?;
+        validate::ids("user_ids", user_ids)?;
+        Ok(self
+            .store
+            .remove_members(tenant_id, self.group_ref(key), user_ids)
+            .await?)
+    }
+
+    // ---- Grants and restrictions ----
+
+    fn grants(&self, permissions: &[String], resource: Option<&ResourceInput>) -> Result<Grants> {
+        if permissions.is_empty() {
+            return Err(Error::Invalid(
+                "permissions must name at least one permission".to_owned(),
+            ));
+        }
+        let set = self.permissions("permissions", permissions)?;
+        Ok(match resource {
+            None => Grants::Unscoped(set),
+            Some(r) => {
+                let resource = self.resource("resource", r)?;
+                Grants::Scoped(
+                    set.iter()
+                        .map(|permission| ScopedGrant {
+                            permission,
+                            resource: resource.clone(),
+                        })
+                        .collect(),
+                )
+            }
+        })
+    }
+
+    pub async fn grant(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        permissions: &[String],
+        resource: Option<&ResourceInput>,
+    ) -> Result<Revision> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        let grants = self.grants(permissions, resource)?;
+        Ok(self.store.grant(tenant_id, user_id, &grants).await?)
+    }
+
+    pub async fn revoke(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        permissions: &[String],
+        resource: Option<&ResourceInput>,
+    ) -> Result<Revision> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        let grants = self.grants(permissions, resource)?;
+        Ok(self.store.revoke(tenant_id, user_id, &grants).await?)
+    }
+
+    pub async fn set_restrictions(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        resource_type: &str,
+        resource_ids: &[String],
+        clear: bool,
+    ) -> Result<Revision> {
+        validate::id("tenant_id", tenant_id)?;
+        validate::id("user_id", user_id)?;
+        let t = self.resource_type("resource_type", resource_type)?;
+        let ids = match (clear, resource_ids.is_empty()) {
+            (true, true) => None,
+            (true, false) => {
+                return Err(Error::Invalid(
+                    "clear is set and resource_ids is not empty; send one or the other".to_owned(),
+                ));
+            }
+            (false, true) => {
+                return Err(Error::Invalid(
+                    "resource_ids is empty; list the resources the user is limited to, or set clear to lift the restriction".to_owned(),
+                ));
+            }
+            (false, false) => {
+                validate::ids("resource_ids", resource_ids)?;
+                Some(resource_ids.iter().cloned().collect::<BTreeSet<_>>())
+            }
+        };
+        Ok(self
+            .store
+            .set_restriction(tenant_id, user_id, t, ids)
+            .await?)
+    }
+}
+
+fn page_request(page_size: i32, page_token: &str) -> Result<PageRequest> {
+    Ok(PageRequest {
+        size: validate::page_size(page_size)?,
+        after: validate::page_token(page_token)?,
+    })
+}

@@ -1,0 +1,24 @@
+//! The application's error type. The gRPC edge maps it to a status in one exhaustive match
+//! (`grpc::status`), so the application itself never depends on tonic.
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or names something the catalog does not have.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but the target's state forbids it (a system group, ...).
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Denied(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,364 @@
+//! `authz.v1.AdminService`: validate → convert → call the application → convert back.
+
+use super::convert;
+use super::pb::{self, admin_service_server::AdminService};
+use super::status::to_status;
+use crate::app::Authz;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct AdminApi {
+    app: Arc<Authz>,
+}
+
+impl AdminApi {
+    pub fn new(app: Arc<Authz>) -> Self {
+        Self { app }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn ok<T>(t: T) -> Reply<T> {
+    Ok(Response::new(t))
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Reply<pb::CreateTenantResponse> {
+        let r = request.into_inner();
+        let t = self
+            .app
+            .create_tenant(&r.tenant_id, &r.display_name)
+            .await
+            .map_err(to_status)?;
+        ok(pb::CreateTenantResponse {
+            revision: convert::revision(t.revision),
+            tenant: Some(convert::tenant(t)),
+        })
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Reply<pb::GetTenantResponse> {
+        let r = request.into_inner();
+        let t = self.app.get_tenant(&r.tenant_id).await.map_err(to_status)?;
+        ok(pb::GetTenantResponse {
+            tenant: Some(convert::tenant(t)),
+        })
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Reply<pb::ListTenantsResponse> {
+        let r = request.into_inner();
+        let (tenants, next) = self
+            .app
+            .list_tenants(r.page_size, &r.page_token)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ListTenantsResponse {
+            tenants: tenants.into_iter().map(convert::tenant).collect(),
+            next_page_token: next,
+        })
+    }
+
+    async fn upsert_user(
+        &self,
+        request: Request<pb::UpsertUserRequest>,
+    ) -> Reply<pb::UpsertUserResponse> {
+        let r = request.into_inner();
+        let (u, rev) = self
+            .app
+            .upsert_user(&r.tenant_id, &r.user_id, &r.display_name, &r.email)
+            .await
+            .map_err(to_status)?;
+        ok(pb::UpsertUserResponse {
+            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u)),
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
+        let r = request.into_inner();
+        let u = self
+            .app
+            .get_user(&r.tenant_id, &r.user_id)
+            .await
+            .map_err(to_status)?;
+        ok(pb::GetUserResponse {
+            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u)),
+        })
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Reply<pb::ListUsersResponse> {
+        let r = request.into_inner();
+        let (users, next) = self
+            .app
+            .list_users(&r.tenant_id, &r.group_key, r.page_size, &r.page_token)
+            .await
+            .map_err(to_status)?;
+        let catalog = self.app.catalog();
+        ok(pb::ListUsersResponse {
+            users: users
+                .into_iter()
+                .map(|u| convert::user(catalog, &r.tenant_id, u))
+                .collect(),
+            next_page_token: next,
+        })
+    }
+
+    async fn set_user_status(
+        &self,
+        request: Request<pb::SetUserStatusRequest>,
+    ) -> Reply<pb::SetUserStatusResponse> {
+        let r = request.into_inner();
+        let status = convert::status_in(r.status).map_err(to_status)?;
+        let (u, rev) = self
+            .app
+            .set_user_status(&r.tenant_id, &r.user_id, status)
+            .await
+            .map_err(to_status)?;
+        ok(pb::SetUserStatusResponse {
+            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u)),
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Reply<pb::CreateGroupResponse> {
+        let r = request.into_inner();
+        let input = convert::group_in(r.group);
+        let (g, rev) = self
+            .app
+            .create_group(&r.tenant_id, &input)
+            .await
+            .map_err(to_status)?;
+        ok(pb::CreateGroupResponse {
+            group: Some(convert::group(self.app.catalog(), g)),
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Reply<pb::GetGroupResponse> {
+        let r = request.into_inner();
+        let g = self
+            .app
+            .get_group(&r.tenant_id, &r.group_key)
+            .await
+            .map_err(to_status)?;
+        ok(pb::GetGroupResponse {
+            group: Some(convert::group(self.app.catalog(), g)),
+        })
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Reply<pb::ListGroupsResponse> {
+        let r = request.into_inner();
+        let (groups, next) = self
+            .app
+            .list_groups(&r.tenant_id, r.page_size, &r.page_token)
+            .await
+            .map_err(to_status)?;
+        let catalog = self.app.catalog();
+        ok(pb::ListGroupsResponse {
+            groups: groups
+                .into_iter()
+                .map(|g| convert::group(catalog, g))
+                .collect(),
+            next_page_token: next,
+        })
+    }
+
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> Reply<pb::UpdateGroupResponse> {
+        let r = request.into_inner();
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let input = convert::group_in(r.group);
+        let (g, rev) = self
+            .app
+            .update_group(&r.tenant_id, &r.group_key, &input, &mask)
+            .await
+            .map_err(to_status)?;
+        ok(pb::UpdateGroupResponse {
+            group: Some(convert::group(self.app.catalog(), g)),
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Reply<pb::DeleteGroupResponse> {
+        let r = request.into_inner();
+        let rev = self
+            .app
+            .delete_group(&r.tenant_id, &r.group_key)
+            .await
+            .map_err(to_status)?;
+        ok(pb::DeleteGroupResponse {
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn add_group_members(
+        &self,
+        request: Request<pb::AddGroupMembersRequest>,
+    ) -> Reply<pb::AddGroupMembersResponse> {
+        let r = request.into_inner();
+        let rev = self
+            .app
+            .add_members(&r.tenant_id, &r.group_key, &r.user_ids)
+            .await
+            .map_err(to_status)?;
+        ok(pb::AddGroupMembersResponse {
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn remove_group_members(
+        &self,
+        request: Request<pb::RemoveGroupMembersRequest>,
+    ) -> Reply<pb::RemoveGroupMembersResponse> {
+        let r = request.into_inner();
+        let rev = self
+            .app
+            .remove_members(&r.tenant_id, &r.group_key, &r.user_ids)
+            .await
+            .map_err(to_status)?;
+        ok(pb::RemoveGroupMembersResponse {
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn grant_permissions(
+        &self,
+        request: Request<pb::GrantPermissionsRequest>,
+    ) -> Reply<pb::GrantPermissionsResponse> {
+        let r = request.into_inner();
+        let resource = convert::resource_in(r.resource);
+        let rev = self
+            .app
+            .grant(&r.tenant_id, &r.user_id, &r.permissions, resource.as_ref())
+            .await
+            .map_err(to_status)?;
+        ok(pb::GrantPermissionsResponse {
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn revoke_permissions(
+        &self,
+        request: Request<pb::RevokePermissionsRequest>,
+    ) -> Reply<pb::RevokePermissionsResponse> {
+        let r = request.into_inner();
+        let resource = convert::resource_in(r.resource);
+        let rev = self
+            .app
+            .revoke(&r.tenant_id, &r.user_id, &r.permissions, resource.as_ref())
+            .await
+            .map_err(to_status)?;
+        ok(pb::RevokePermissionsResponse {
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn set_restrictions(
+        &self,
+        request: Request<pb::SetRestrictionsRequest>,
+    ) -> Reply<pb::SetRestrictionsResponse> {
+        let r = request.into_inner();
+        let rev = self
+            .app
+            .set_restrictions(
+                &r.tenant_id,
+                &r.user_id,
+                &r.resource_type,
+                &r.resource_ids,
+                r.clear,
+            )
+            .await
+            .map_err(to_status)?;
+        ok(pb::SetRestrictionsResponse {
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn get_catalog(
+        &self,
+        _request: Request<pb::GetCatalogRequest>,
+    ) -> Reply<pb::GetCatalogResponse> {
+        let c = self.app.catalog();
+        ok(pb::GetCatalogResponse {
+            name: c.name.clone(),
+            version: c.version.clone(),
+            fingerprint: c.fingerprint.clone(),
+            description: c.description.clone(),
+            permission_count: i32::try_from(c.permissions().len()).unwrap_or(i32::MAX),
+            action_count: i32::try_from(c.actions().len()).unwrap_or(i32::MAX),
+            system_group_keys: c.groups().iter().map(|g| g.key.clone()).collect(),
+            resource_types: c.resource_types().iter().map(|t| t.key.clone()).collect(),
+            context_flags: c.context_flags().iter().map(|f| f.key.clone()).collect(),
+        })
+    }
+
+    async fn list_permissions(
+        &self,
+        request: Request<pb::ListPermissionsRequest>,
+    ) -> Reply<pb::ListPermissionsResponse> {
+        let r = request.into_inner();
+        let permissions = self
+            .app
+            .catalog()
+            .permissions()
+            .iter()
+            .filter(|p| r.section.is_empty() || p.section == r.section)
+            .map(|p| pb::Permission {
+                key: p.key.clone(),
+                name: p.name.clone(),
+                section: p.section.clone(),
+                description: p.description.clone(),
+                internal: p.internal,
+                aliases: p.aliases.clone(),
+            })
+            .collect();
+        ok(pb::ListPermissionsResponse { permissions })
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<pb::ListActionsRequest>,
+    ) -> Reply<pb::ListActionsResponse> {
+        let r = request.into_inner();
+        let actions = self
+            .app
+            .catalog()
+            .actions()
+            .iter()
+            .filter(|a| a.key.starts_with(&r.prefix))
+            .map(|a| pb::Action {
+                key: a.key.clone(),
+                description: a.description.clone(),
+                expression: a.expr.source().to_owned(),
+            })
+            .collect();
+        ok(pb::ListActionsResponse { actions })
+    }
+}

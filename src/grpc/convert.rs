@@ -1,0 +1,199 @@
+//! Conversions between protobuf messages and the application's types.
+
+use super::pb;
+use crate::app::{Checked, GroupInput, GroupView, ResourceInput};
+use crate::error::{Error, Result};
+use crate::store::{Consistency, Revision, TenantInfo, UserInfo};
+use authz_core::Catalog;
+use authz_core::decide::{Explanation, UserState};
+use authz_core::model::{ResourceRef, Restriction, ScopedGrant, UserStatus};
+
+pub fn revision(r: Revision) -> String {
+    r.to_string()
+}
+
+pub fn consistency(c: Option<pb::Consistency>) -> Result<Consistency> {
+    use pb::consistency::Requirement;
+    Ok(match c.and_then(|c| c.requirement) {
+        None | Some(Requirement::MinimizeLatency(_)) => Consistency::MinimizeLatency,
+        Some(Requirement::FullyConsistent(true)) => Consistency::Full,
+        Some(Requirement::FullyConsistent(false)) => Consistency::MinimizeLatency,
+        Some(Requirement::AtLeastAsFresh(token)) => match token.parse::<Revision>() {
+            Ok(r) if r > 0 => Consistency::AtLeast(r),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "consistency.at_least_as_fresh {token:?} is not a revision token; pass the `revision` string a write or check returned"
+                )));
+            }
+        },
+    })
+}
+
+pub fn resource_in(r: Option<pb::Resource>) -> Option<ResourceInput> {
+    r.map(|r| ResourceInput {
+        resource_type: r.r#type,
+        id: r.id,
+    })
+}
+
+pub fn resource_out(catalog: &Catalog, r: &ResourceRef) -> pb::Resource {
+    pb::Resource {
+        r#type: catalog.resource_type_key(r.resource_type).to_owned(),
+        id: r.id.clone(),
+    }
+}
+
+pub fn scoped_out(catalog: &Catalog, s: &ScopedGrant) -> pb::ScopedGrant {
+    pb::ScopedGrant {
+        permission: catalog.key(s.permission).to_owned(),
+        resource: Some(resource_out(catalog, &s.resource)),
+    }
+}
+
+pub fn restriction_out(catalog: &Catalog, r: &Restriction) -> pb::Restriction {
+    pb::Restriction {
+        resource_type: catalog.resource_type_key(r.resource_type).to_owned(),
+        resource_ids: r.ids.iter().cloned().collect(),
+    }
+}
+
+pub fn missing(catalog: &Catalog, checked: &Checked) -> Vec<String> {
+    checked
+        .decision
+        .missing
+        .iter()
+        .map(|p| catalog.key(*p).to_owned())
+        .collect()
+}
+
+pub fn user_state(s: UserState) -> &'static str {
+    match s {
+        UserState::Active => "active",
+        UserState::Blocked => "blocked",
+        UserState::Unknown => "unknown",
+    }
+}
+
+pub fn explanation(
+    catalog: &Catalog,
+    e: &Explanation,
+    resource: Option<&ResourceRef>,
+) -> pb::Explanation {
+    pb::Explanation {
+        summary: e.summary.clone(),
+        user_status: user_state(e.user).to_owned(),
+        permissions: e
+            .permissions
+            .iter()
+            .map(|t| pb::PermissionTrace {
+                permission: catalog.key(t.permission).to_owned(),
+                held: t.held,
+                sources: t
+                    .sources
+                    .iter()
+                    .map(|s| s.render(catalog, resource))
+                    .collect(),
+            })
+            .collect(),
+        denied_by_restriction: e
+            .denied_by_restriction
+            .as_ref()
+            .map(|r| resource_out(catalog, r)),
+        failed_parts: e.failed_parts.clone(),
+    }
+}
+
+pub fn timestamp(t: std::time::SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+pub fn tenant(t: TenantInfo) -> pb::Tenant {
+    pb::Tenant {
+        tenant_id: t.tenant_id,
+        display_name: t.display_name,
+        create_time: Some(timestamp(t.created_at)),
+        revision: revision(t.revision),
+    }
+}
+
+pub fn status_out(s: UserStatus) -> pb::UserStatus {
+    match s {
+        UserStatus::Active => pb::UserStatus::Active,
+        UserStatus::Blocked => pb::UserStatus::Blocked,
+    }
+}
+
+pub fn status_in(value: i32) -> Result<Option<UserStatus>> {
+    match pb::UserStatus::try_from(value) {
+        Ok(pb::UserStatus::Active) => Ok(Some(UserStatus::Active)),
+        Ok(pb::UserStatus::Blocked) => Ok(Some(UserStatus::Blocked)),
+        Ok(pb::UserStatus::Unspecified) => Ok(None),
+        Err(_) => Err(Error::Invalid(format!(
+            "status {value} is not a user status; use ACTIVE or BLOCKED"
+        ))),
+    }
+}
+
+pub fn user(catalog: &Catalog, tenant_id: &str, u: UserInfo) -> pb::User {
+    pb::User {
+        tenant_id: tenant_id.to_owned(),
+        user_id: u.user_id,
+        display_name: u.display_name,
+        email: u.email,
+        status: status_out(u.status).into(),
+        group_keys: u.groups,
+        direct_permissions: catalog.keys(&u.direct).map(str::to_owned).collect(),
+        scoped_grants: u.scoped.iter().map(|s| scoped_out(catalog, s)).collect(),
+        restrictions: u
+            .restrictions
+            .iter()
+            .map(|r| restriction_out(catalog, r))
+            .collect(),
+    }
+}
+
+pub fn group(catalog: &Catalog, g: GroupView) -> pb::Group {
+    pb::Group {
+        permissions: catalog
+            .keys(&g.def.permissions)
+            .map(str::to_owned)
+            .collect(),
+        scoped_grants: g
+            .def
+            .scoped
+            .iter()
+            .map(|s| scoped_out(catalog, s))
+            .collect(),
+        key: g.def.key,
+        name: g.def.name,
+        description: g.def.description,
+        system: g.system,
+        internal: g.internal,
+        member_count: i64::try_from(g.member_count).unwrap_or(i64::MAX),
+        version: i64::try_from(g.version).unwrap_or(i64::MAX),
+    }
+}
+
+pub fn group_in(g: Option<pb::Group>) -> GroupInput {
+    let g = g.unwrap_or_default();
+    GroupInput {
+        key: g.key,
+        name: g.name,
+        description: g.description,
+        permissions: g.permissions,
+        scoped_grants: g
+            .scoped_grants
+            .into_iter()
+            .map(|s| {
+                let r = s.resource.unwrap_or_default();
+                (
+                    s.permission,
+                    ResourceInput {
+                        resource_type: r.r#type,
+                        id: r.id,
+                    },
+                )
+            })
+            .collect(),
+    }
+}

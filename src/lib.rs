@@ -1,0 +1,24 @@
+//! `authzd`: the permission-group authorization service.
+//!
+//! # Layout
+//! - [`app`]: the application. Validates requests, resolves names against the catalog, applies
+//!   the product's rules and calls the store. Knows nothing of gRPC.
+//! - [`store`]: the [`store::Store`] trait and its backends ([`store::memory`]).
+//! - [`grpc`]: the wire edge: generated protobuf types, `AuthzService` and `AdminService`,
+//!   conversions, and the one error → status mapping.
+//! - [`server`]: serves the services, health and reflection on a bound listener.
+//! - [`config`]: the command line and `AUTHZ_*` environment.
+//! - [`validate`], [`error`]: input checks and the application's error type.
+//!
+//! Decisions themselves live in the `authz-core` crate, which does no I/O.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod server;
+pub mod store;
+pub mod validate;
+
+/// The default catalog (Maestra's model), compiled into the binary.
+pub const DEFAULT_CATALOG: &str = include_str!("../catalogs/maestra.toml");

@@ -1,0 +1,54 @@
+//! Serving: one function takes a bound listener, the application and a shutdown future, so
+//! tests bind port 0 and the binary binds its configured address.
+
+use crate::app::Authz;
+use crate::grpc::FILE_DESCRIPTOR_SET;
+use crate::grpc::admin::AdminApi;
+use crate::grpc::authz::AuthzApi;
+use crate::grpc::pb::admin_service_server::AdminServiceServer;
+use crate::grpc::pb::authz_service_server::AuthzServiceServer;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves both services, health and reflection on `listener` until `shutdown` completes, then
+/// lets in-flight requests finish.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<Authz>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AuthzServiceServer<AuthzApi>>().await;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    // Checks are small request/response pairs: don't let Nagle hold them back.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AuthzServiceServer::new(AuthzApi::new(app.clone())))
+        .add_service(AdminServiceServer::new(AdminApi::new(app)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,523 @@
+//! The embedded in-memory store: the zero-configuration default, with the same semantics as
+//! the Postgres store. Each tenant sits behind its own lock, so a write to one tenant never
+//! blocks checks in another, and a tenant's writes are serialised like a transaction.
+
+use super::{
+    Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page, PageRequest, Result,
+    Revision, Store, StoreError, TenantInfo, UserInfo,
+};
+use async_trait::async_trait;
+use authz_core::Catalog;
+use authz_core::model::{
+    GroupGrants, ResourceTypeId, Restriction, Subject, UserGrants, UserStatus,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+pub struct MemoryStore {
+    catalog: Arc<Catalog>,
+    tenants: RwLock<BTreeMap<String, Arc<RwLock<Tenant>>>>,
+}
+
+struct Tenant {
+    display_name: String,
+    created_at: SystemTime,
+    revision: Revision,
+    users: BTreeMap<String, UserRow>,
+    groups: BTreeMap<String, GroupRow>,
+    /// Group key (system or custom) → member ids.
+    members: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[derive(Clone, Default)]
+struct UserRow {
+    display_name: String,
+    email: String,
+    /// Shared with checks; replaced, never mutated in place, on every write.
+    grants: Arc<UserGrants>,
+}
+
+#[derive(Clone)]
+struct GroupRow {
+    name: String,
+    description: String,
+    version: u64,
+    grants: Arc<GroupGrants>,
+}
+
+/// Lock poisoning only follows a panic in another request; the data itself stays consistent
+/// because every write builds its new values before it stores them.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryStore {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self {
+            catalog,
+            tenants: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    fn tenant(&self, tenant_id: &str) -> Result<Arc<RwLock<Tenant>>> {
+        read(&self.tenants)
+            .get(tenant_id)
+            .cloned()
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))
+    }
+
+    /// Runs `f` on the tenant under its write lock. `f` validates before it changes anything,
+    /// so an error leaves the tenant as it was; on success the revision is bumped.
+    fn write_tenant<T>(
+        &self,
+        tenant_id: &str,
+        f: impl FnOnce(&mut Tenant) -> Result<T>,
+    ) -> Result<(T, Revision)> {
+        let tenant = self.tenant(tenant_id)?;
+        let mut t = write(&tenant);
+        let out = f(&mut t)?;
+        t.revision += 1;
+        Ok((out, t.revision))
+    }
+}
+
+impl Tenant {
+    fn user_info(&self, user_id: &str, row: &UserRow) -> UserInfo {
+        let g = &row.grants;
+        UserInfo {
+            user_id: user_id.to_owned(),
+            display_name: row.display_name.clone(),
+            email: row.email.clone(),
+            status: g.status,
+            groups: g.groups.clone(),
+            direct: g.direct.clone(),
+            scoped: g.scoped.clone(),
+            restrictions: g.restrictions.clone(),
+        }
+    }
+
+    fn group_info(&self, key: &str, row: &GroupRow) -> GroupInfo {
+        GroupInfo {
+            def: GroupDef {
+                key: key.to_owned(),
+                name: row.name.clone(),
+                description: row.description.clone(),
+                permissions: row.grants.permissions.clone(),
+                scoped: row.grants.scoped.clone(),
+            },
+            version: row.version,
+            member_count: self.members.get(key).map_or(0, |m| m.len() as u64),
+        }
+    }
+
+    /// Changes a user's grants, creating the user when unknown.
+    fn edit_user(&mut self, user_id: &str, f: impl FnOnce(&mut UserGrants)) {
+        let row = self.users.entry(user_id.to_owned()).or_default();
+        let mut grants = (*row.grants).clone();
+        f(&mut grants);
+        row.grants = Arc::new(grants);
+    }
+
+    fn check_group(&self, group: GroupRef<'_>) -> Result<()> {
+        match group {
+            GroupRef::System(_) => Ok(()),
+            GroupRef::Custom(k) if self.groups.contains_key(k) => Ok(()),
+            GroupRef::Custom(k) => Err(StoreError::GroupNotFound(k.to_owned())),
+        }
+    }
+}
+
+fn page<T, K: AsRef<str>>(items: impl Iterator<Item = (K, T)>, req: &PageRequest) -> Page<T> {
+    let mut out: Vec<T> = items
+        .filter(|(k, _)| req.after.as_deref().is_none_or(|a| k.as_ref() > a))
+        .take(req.size + 1)
+        .map(|(_, v)| v)
+        .collect();
+    let more = out.len() > req.size;
+    out.truncate(req.size);
+    Page { items: out, more }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
+        let mut tenants = write(&self.tenants);
+        if tenants.contains_key(tenant_id) {
+            return Err(StoreError::TenantExists(tenant_id.to_owned()));
+        }
+        let created_at = SystemTime::now();
+        tenants.insert(
+            tenant_id.to_owned(),
+            Arc::new(RwLock::new(Tenant {
+                display_name: display_name.to_owned(),
+                created_at,
+                revision: 1,
+                users: BTreeMap::new(),
+                groups: BTreeMap::new(),
+                members: BTreeMap::new(),
+            })),
+        );
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: display_name.to_owned(),
+            created_at,
+            revision: 1,
+        })
+    }
+
+    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: t.display_name.clone(),
+            created_at: t.created_at,
+            revision: t.revision,
+        })
+    }
+
+    async fn list_tenants(&self, req: &PageRequest) -> Result<Page<TenantInfo>> {
+        let tenants = read(&self.tenants);
+        Ok(page(
+            tenants.iter().map(|(id, t)| {
+                let t = read(t);
+                (
+                    id,
+                    TenantInfo {
+                        tenant_id: id.clone(),
+                        display_name: t.display_name.clone(),
+                        created_at: t.created_at,
+                        revision: t.revision,
+                    },
+                )
+            }),
+            req,
+        ))
+    }
+
+    async fn upsert_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<(UserInfo, Revision)> {
+        self.write_tenant(tenant_id, |t| {
+            let row = t.users.entry(user_id.to_owned()).or_default();
+            row.display_name = display_name.to_owned();
+            row.email = email.to_owned();
+            let row = row.clone();
+            Ok(t.user_info(user_id, &row))
+        })
+    }
+
+    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        let row = t
+            .users
+            .get(user_id)
+            .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
+        Ok(t.user_info(user_id, row))
+    }
+
+    async fn list_users(
+        &self,
+        tenant_id: &str,
+        group: Option<&str>,
+        req: &PageRequest,
+    ) -> Result<Page<UserInfo>> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(match group {
+            None => page(
+                t.users.iter().map(|(id, row)| (id, t.user_info(id, row))),
+                req,
+            ),
+            Some(g) => {
+                let empty = BTreeSet::new();
+                let members = t.members.get(g).unwrap_or(&empty);
+                page(
+                    members
+                        .iter()
+                        .filter_map(|id| t.users.get(id).map(|row| (id, t.user_info(id, row)))),
+                    req,
+                )
+            }
+        })
+    }
+
+    async fn set_user_status(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        status: UserStatus,
+    ) -> Result<(UserInfo, Revision)> {
+        self.write_tenant(tenant_id, |t| {
+            t.edit_user(user_id, |g| g.status = status);
+            let row = t.users.get(user_id).cloned().unwrap_or_default();
+            Ok(t.user_info(user_id, &row))
+        })
+    }
+
+    async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
+        self.write_tenant(tenant_id, |t| {
+            if t.groups.contains_key(&def.key) {
+                return Err(StoreError::GroupExists(def.key.clone()));
+            }
+            let row = GroupRow {
+                name: def.name,
+                description: def.description,
+                version: 1,
+                grants: Arc::new(GroupGrants {
+                    key: def.key.clone(),
+                    permissions: def.permissions,
+                    scoped: def.scoped,
+                }),
+            };
+            let info = t.group_info(&def.key, &row);
+            t.groups.insert(def.key, row);
+            Ok(info)
+        })
+    }
+
+    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        let row = t
+            .groups
+            .get(key)
+            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+        Ok(t.group_info(key, row))
+    }
+
+    async fn list_groups(&self, tenant_id: &str, req: &PageRequest) -> Result<Page<GroupInfo>> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(page(
+            t.groups.iter().map(|(k, row)| (k, t.group_info(k, row))),
+            req,
+        ))
+    }
+
+    async fn update_group(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        patch: GroupPatch,
+        expected_version: Option<u64>,
+    ) -> Result<(GroupInfo, Revision)> {
+        self.write_tenant(tenant_id, |t| {
+            let row = t
+                .groups
+                .get(key)
+                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+            if let Some(expected) = expected_version.filter(|e| *e != row.version) {
+                return Err(StoreError::VersionMismatch {
+                    key: key.to_owned(),
+                    expected,
+                    actual: row.version,
+                });
+            }
+            let mut grants = (*row.grants).clone();
+            let mut row = row.clone();
+            if let Some(name) = patch.name {
+                row.name = name;
+            }
+            if let Some(description) = patch.description {
+                row.description = description;
+            }
+            if let Some(p) = patch.permissions {
+                grants.permissions = p;
+            }
+            if let Some(s) = patch.scoped {
+                grants.scoped = s;
+            }
+            row.grants = Arc::new(grants);
+            row.version += 1;
+            let info = t.group_info(key, &row);
+            t.groups.insert(key.to_owned(), row);
+            Ok(info)
+        })
+    }
+
+    async fn delete_group(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Revision> {
+        self.write_tenant(tenant_id, |t| {
+            let row = t
+                .groups
+                .get(key)
+                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+            if let Some(expected) = expected_version.filter(|e| *e != row.version) {
+                return Err(StoreError::VersionMismatch {
+                    key: key.to_owned(),
+                    expected,
+                    actual: row.version,
+                });
+            }
+            let members = t.members.get(key).map_or(0, |m| m.len() as u64);
+            if members > 0 {
+                return Err(StoreError::GroupNotEmpty {
+                    key: key.to_owned(),
+                    members,
+                });
+            }
+            t.groups.remove(key);
+            t.members.remove(key);
+            Ok(())
+        })
+        .map(|((), rev)| rev)
+    }
+
+    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(t.members.get(group).map_or(0, |m| m.len() as u64))
+    }
+
+    async fn add_members(
+        &self,
+        tenant_id: &str,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        let key = group.key();
+        self.write_tenant(tenant_id, |t| {
+            t.check_group(group)?;
+            for u in user_ids {
+                t.edit_user(u, |g| {
+                    if let Err(at) = g.groups.binary_search_by(|x| x.as_str().cmp(key)) {
+                        g.groups.insert(at, key.to_owned());
+                    }
+                });
+                t.members
+                    .entry(key.to_owned())
+                    .or_default()
+                    .insert(u.clone());
+            }
+            Ok(())
+        })
+        .map(|((), rev)| rev)
+    }
+
+    async fn remove_members(
+        &self,
+        tenant_id: &str,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        let key = group.key();
+        self.write_tenant(tenant_id, |t| {
+            t.check_group(group)?;
+            for u in user_ids {
+                if t.users.contains_key(u) {
+                    t.edit_user(u, |g| g.groups.retain(|x| x != key));
+                }
+                if let Some(m) = t.members.get_mut(key) {
+                    m.remove(u);
+                }
+            }
+            Ok(())
+        })
+        .map(|((), rev)| rev)
+    }
+
+    async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+        self.write_tenant(tenant_id, |t| {
+            t.edit_user(user_id, |g| match grants {
+                Grants::Unscoped(set) => g.direct.union_with(set),
+                Grants::Scoped(list) => {
+                    for s in list {
+                        if !g.scoped.contains(s) {
+                            g.scoped.push(s.clone());
+                        }
+                    }
+                    g.scoped.sort();
+                }
+            });
+            Ok(())
+        })
+        .map(|((), rev)| rev)
+    }
+
+    async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+        self.write_tenant(tenant_id, |t| {
+            if t.users.contains_key(user_id) {
+                t.edit_user(user_id, |g| match grants {
+                    Grants::Unscoped(set) => g.direct.difference_with(set),
+                    Grants::Scoped(list) => g.scoped.retain(|s| !list.contains(s)),
+                });
+            }
+            Ok(())
+        })
+        .map(|((), rev)| rev)
+    }
+
+    async fn set_restriction(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        resource_type: ResourceTypeId,
+        ids: Option<BTreeSet<String>>,
+    ) -> Result<Revision> {
+        self.write_tenant(tenant_id, |t| {
+            t.edit_user(user_id, |g| {
+                g.restrictions.retain(|r| r.resource_type != resource_type);
+                if let Some(ids) = ids {
+                    g.restrictions.push(Restriction { resource_type, ids });
+                    g.restrictions.sort_by_key(|r| r.resource_type);
+                }
+            });
+            Ok(())
+        })
+        .map(|((), rev)| rev)
+    }
+
+    async fn subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        // This store is the source of truth: every read is fully consistent. A token newer than
+        // the tenant's revision can only come from another tenant or be forged.
+        if let Consistency::AtLeast(requested) = consistency {
+            if requested > t.revision {
+                return Err(StoreError::FutureRevision {
+                    requested,
+                    latest: t.revision,
+                });
+            }
+        }
+        let Some(row) = t.users.get(user_id) else {
+            return Ok((Subject::default(), t.revision));
+        };
+        let groups = row
+            .grants
+            .groups
+            .iter()
+            .filter_map(|k| match self.catalog.group(k) {
+                Some(g) => Some(g.grants.clone()),
+                None => t.groups.get(k).map(|g| g.grants.clone()),
+            })
+            .collect();
+        Ok((
+            Subject {
+                user: Some(row.grants.clone()),
+                groups,
+            },
+            t.revision,
+        ))
+    }
+}
