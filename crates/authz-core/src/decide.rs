@@ -379,3 +379,184 @@ pub fn allowed_resources(
         ids: ids.into_iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GroupGrants, Restriction, UserGrants};
+    use std::sync::Arc;
+
+    const CATALOG: &str = r#"
+name = "t"
+version = "1"
+[[resource_types]]
+key = "folder"
+[[permissions]]
+name = "Edit folders"
+[[permissions]]
+name = "View reports"
+[[groups]]
+name = "Editors"
+permissions = ["edit_folders"]
+"#;
+
+    struct Fixture {
+        c: Catalog,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                c: Catalog::from_toml(CATALOG).unwrap(),
+            }
+        }
+        fn p(&self, k: &str) -> PermId {
+            self.c.resolve(k).unwrap()
+        }
+        fn folder(&self, id: &str) -> ResourceRef {
+            ResourceRef {
+                resource_type: self.c.resource_type("folder").unwrap(),
+                id: id.into(),
+            }
+        }
+        fn subject(
+            &self,
+            status: UserStatus,
+            restricted_to: Option<&[&str]>,
+            scoped: &[(&str, &str)],
+        ) -> Subject {
+            let restrictions = restricted_to
+                .map(|ids| {
+                    vec![Restriction {
+                        resource_type: self.c.resource_type("folder").unwrap(),
+                        ids: ids.iter().map(|s| s.to_string()).collect(),
+                    }]
+                })
+                .unwrap_or_default();
+            Subject {
+                user: Some(Arc::new(UserGrants {
+                    status,
+                    groups: vec!["editors".into()],
+                    scoped: scoped
+                        .iter()
+                        .map(|(p, r)| ScopedGrant {
+                            permission: self.p(p),
+                            resource: self.folder(r),
+                        })
+                        .collect(),
+                    restrictions,
+                    ..UserGrants::default()
+                })),
+                groups: vec![Arc::new(GroupGrants {
+                    key: "editors".into(),
+                    permissions: [self.p("edit_folders")].into_iter().collect(),
+                    scoped: Vec::new(),
+                })],
+            }
+        }
+        fn check(&self, s: &Subject, perm: &str, on: Option<&str>) -> Decision {
+            let r = on.map(|id| self.folder(id));
+            let q = Query {
+                target: Target::Permission(self.p(perm)),
+                resource: r.as_ref(),
+                flag: |_: &str| false,
+                explain: true,
+            };
+            decide(&self.c, s, &q)
+        }
+    }
+
+    #[test]
+    fn restrictions_deny_other_resources_of_their_type() {
+        let f = Fixture::new();
+        let s = f.subject(UserStatus::Active, Some(&["a", "b"]), &[]);
+        assert!(f.check(&s, "edit_folders", Some("a")).allowed);
+        let d = f.check(&s, "edit_folders", Some("c"));
+        assert!(!d.allowed);
+        assert!(
+            d.missing.is_empty(),
+            "a restriction is not fixed by a permission"
+        );
+        let e = d.explanation.unwrap();
+        assert_eq!(e.denied_by_restriction, Some(f.folder("c")));
+        assert!(e.summary.contains("restricted"), "{}", e.summary);
+        // Without a resource the restriction does not apply.
+        assert!(f.check(&s, "edit_folders", None).allowed);
+        assert_eq!(
+            allowed_resources(
+                &s,
+                f.p("edit_folders"),
+                f.c.resource_type("folder").unwrap()
+            ),
+            AllowedResources {
+                all: false,
+                ids: vec!["a".into(), "b".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn scoped_grants_count_only_on_their_resource() {
+        let f = Fixture::new();
+        let s = f.subject(UserStatus::Active, None, &[("view_reports", "x")]);
+        assert!(f.check(&s, "view_reports", Some("x")).allowed);
+        assert!(!f.check(&s, "view_reports", Some("y")).allowed);
+        assert!(!f.check(&s, "view_reports", None).allowed);
+        let d = f.check(&s, "view_reports", Some("x"));
+        assert_eq!(
+            d.explanation.unwrap().permissions[0].sources,
+            vec![Source::Scoped { group: None }]
+        );
+        assert_eq!(
+            allowed_resources(
+                &s,
+                f.p("view_reports"),
+                f.c.resource_type("folder").unwrap()
+            ),
+            AllowedResources {
+                all: false,
+                ids: vec!["x".into()]
+            }
+        );
+        assert!(
+            allowed_resources(
+                &s,
+                f.p("edit_folders"),
+                f.c.resource_type("folder").unwrap()
+            )
+            .all
+        );
+    }
+
+    #[test]
+    fn blocked_and_unknown_users_are_denied_everything() {
+        let f = Fixture::new();
+        let blocked = f.subject(UserStatus::Blocked, None, &[("view_reports", "x")]);
+        let d = f.check(&blocked, "edit_folders", None);
+        assert!(!d.allowed);
+        assert!(d.missing.is_empty());
+        assert_eq!(d.explanation.unwrap().user, UserState::Blocked);
+        assert!(!f.check(&blocked, "view_reports", Some("x")).allowed);
+        assert!(effective_permissions(&blocked).is_empty());
+        assert!(scoped_grants(&blocked).is_empty());
+        let unknown = Subject::default();
+        let d = f.check(&unknown, "edit_folders", None);
+        assert!(!d.allowed);
+        assert_eq!(d.explanation.unwrap().user, UserState::Unknown);
+    }
+
+    #[test]
+    fn effective_permissions_name_their_sources() {
+        let f = Fixture::new();
+        let mut s = f.subject(UserStatus::Active, None, &[]);
+        let mut user = (**s.user.as_ref().unwrap()).clone();
+        user.direct.insert(f.p("edit_folders"));
+        s.user = Some(Arc::new(user));
+        let e = effective_permissions(&s);
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            e[0].sources,
+            vec![Source::Group("editors".into()), Source::Direct]
+        );
+    }
+}
