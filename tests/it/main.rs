@@ -1,1 +1,11 @@
-//! placeholder
+//! Integration tests: the real server on a port, real gRPC clients.
+//!
+//! One test binary with modules (see `helpers::spawn_app`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod binary;
+mod check;
+mod helpers;
+mod surface;

@@ -3,6 +3,8 @@
 //! they sit beside the repository (`../shared/seeds`, or `AUTHZ_SEEDS_DIR`), and against the
 //! tables below, which hold up whether or not the seeds are present.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use authz_core::Catalog;
 use authz_core::decide::{Query, Target, decide};
 use authz_core::key::key_from_name;

@@ -1,0 +1,168 @@
+//! Starts the real server on 127.0.0.1:0 and hands out typed clients.
+
+use authz::app::Authz;
+use authz::grpc::pb;
+use authz::grpc::pb::admin_service_client::AdminServiceClient;
+use authz::grpc::pb::authz_service_client::AuthzServiceClient;
+use authz::store::memory::MemoryStore;
+use authz_core::Catalog;
+
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+pub const MAESTRA: &str = include_str!("../../catalogs/maestra.toml");
+pub const TOOLJET: &str = include_str!("../../catalogs/tooljet.toml");
+
+pub struct TestApp {
+    pub authz: AuthzServiceClient<Channel>,
+    pub admin: AdminServiceClient<Channel>,
+    pub channel: Channel,
+    pub catalog: Arc<Catalog>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<JoinHandle<Result<(), authz::server::ServeError>>>,
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn tenant(&self, id: &str) {
+        self.admin
+            .clone()
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: id.into(),
+                display_name: format!("Tenant {id}"),
+            })
+            .await
+            .unwrap();
+    }
+
+    pub async fn add(&self, tenant: &str, group: &str, users: &[&str]) -> String {
+        self.admin
+            .clone()
+            .add_group_members(pb::AddGroupMembersRequest {
+                tenant_id: tenant.into(),
+                group_key: group.into(),
+                user_ids: users.iter().map(|u| u.to_string()).collect(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .revision
+    }
+
+    pub async fn grant(
+        &self,
+        tenant: &str,
+        user: &str,
+        perms: &[&str],
+        resource: Option<(&str, &str)>,
+    ) -> String {
+        self.admin
+            .clone()
+            .grant_permissions(pb::GrantPermissionsRequest {
+                tenant_id: tenant.into(),
+                user_id: user.into(),
+                permissions: perms.iter().map(|p| p.to_string()).collect(),
+                resource: resource.map(|(t, id)| pb::Resource {
+                    r#type: t.into(),
+                    id: id.into(),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .revision
+    }
+
+    pub async fn check(&self, req: pb::CheckRequest) -> Result<pb::CheckResponse, Status> {
+        self.authz.clone().check(req).await.map(|r| r.into_inner())
+    }
+
+    /// Allowed or not for a permission, with no resource.
+    pub async fn allowed(&self, tenant: &str, user: &str, perm: &str) -> bool {
+        self.check(perm_check(tenant, user, perm))
+            .await
+            .unwrap()
+            .allowed
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(MAESTRA).await
+}
+
+pub async fn spawn_app_with(catalog: &str) -> TestApp {
+    let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
+    let store = Arc::new(MemoryStore::new(catalog.clone()));
+    let app = Arc::new(Authz::new(catalog.clone(), store).with_max_batch(1000));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(authz::server::run(listener, app, async {
+        let _ = rx.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    TestApp {
+        authz: AuthzServiceClient::new(channel.clone()),
+        admin: AdminServiceClient::new(channel.clone()),
+        channel,
+        catalog,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+pub fn perm_check(tenant: &str, user: &str, perm: &str) -> pb::CheckRequest {
+    pb::CheckRequest {
+        tenant_id: tenant.into(),
+        user_id: user.into(),
+        target: Some(pb::check_request::Target::Permission(perm.into())),
+        ..Default::default()
+    }
+}
+
+pub fn action_check(tenant: &str, user: &str, action: &str, flags: &[&str]) -> pb::CheckRequest {
+    pb::CheckRequest {
+        tenant_id: tenant.into(),
+        user_id: user.into(),
+        target: Some(pb::check_request::Target::Action(action.into())),
+        context: flags.iter().map(|f| (f.to_string(), true)).collect(),
+        ..Default::default()
+    }
+}
+
+/// Asserts the call failed with `code` and a message containing every one of `parts`.
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, parts: &[&str]) {
+    let status = result.expect_err("expected an error status");
+    assert_eq!(status.code(), code, "code for {:?}", status.message());
+    for p in parts {
+        assert!(
+            status.message().contains(p),
+            "message {:?} should contain {p:?}",
+            status.message()
+        );
+    }
+}
