@@ -3,21 +3,25 @@
 //! blocks checks in another, and a tenant's writes are serialised like a transaction.
 
 use super::{
-    Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page, PageRequest, Result,
-    Revision, Store, StoreError, TenantInfo, UserInfo,
+    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page, PageRequest, Result,
+    Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
 use authz_core::model::{
     GroupGrants, ResourceTypeId, Restriction, Subject, UserGrants, UserStatus,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
+
+/// How many changes per tenant the memory store keeps for `Watch`.
+pub const CHANGE_LOG_LEN: usize = 10_000;
 
 pub struct MemoryStore {
     catalog: Arc<Catalog>,
     tenants: RwLock<BTreeMap<String, Arc<RwLock<Tenant>>>>,
+    commits: tokio::sync::broadcast::Sender<(String, Revision)>,
 }
 
 struct Tenant {
@@ -28,6 +32,8 @@ struct Tenant {
     groups: BTreeMap<String, GroupRow>,
     /// Group key (system or custom) → member ids.
     members: BTreeMap<String, BTreeSet<String>>,
+    /// The latest changes, oldest first.
+    changes: VecDeque<Change>,
 }
 
 #[derive(Clone, Default)]
@@ -61,6 +67,7 @@ impl MemoryStore {
         Self {
             catalog,
             tenants: RwLock::new(BTreeMap::new()),
+            commits: tokio::sync::broadcast::channel(1024).0,
         }
     }
 
@@ -71,18 +78,36 @@ impl MemoryStore {
             .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))
     }
 
-    /// Runs `f` on the tenant under its write lock. `f` validates before it changes anything,
-    /// so an error leaves the tenant as it was; on success the revision is bumped.
+    /// Runs `f` on the tenant under its write lock, like a transaction. `f` validates before it
+    /// changes anything, so an error leaves the tenant as it was; on success the revision is
+    /// bumped and the change logged.
     fn write_tenant<T>(
         &self,
         tenant_id: &str,
-        f: impl FnOnce(&mut Tenant) -> Result<T>,
+        operation: &str,
+        f: impl FnOnce(&mut Tenant) -> Result<(T, Touched)>,
     ) -> Result<(T, Revision)> {
         let tenant = self.tenant(tenant_id)?;
-        let mut t = write(&tenant);
-        let out = f(&mut t)?;
-        t.revision += 1;
-        Ok((out, t.revision))
+        let (out, revision) = {
+            let mut t = write(&tenant);
+            let (out, touched) = f(&mut t)?;
+            t.revision += 1;
+            let revision = t.revision;
+            if t.changes.len() == CHANGE_LOG_LEN {
+                t.changes.pop_front();
+            }
+            t.changes.push_back(Change {
+                tenant_id: tenant_id.to_owned(),
+                revision,
+                committed_at: SystemTime::now(),
+                operation: operation.to_owned(),
+                touched,
+            });
+            (out, revision)
+        };
+        // Nobody listening is fine.
+        let _ = self.commits.send((tenant_id.to_owned(), revision));
+        Ok((out, revision))
     }
 }
 
@@ -160,6 +185,7 @@ impl Store for MemoryStore {
                 users: BTreeMap::new(),
                 groups: BTreeMap::new(),
                 members: BTreeMap::new(),
+                changes: VecDeque::new(),
             })),
         );
         Ok(TenantInfo {
@@ -207,12 +233,12 @@ impl Store for MemoryStore {
         display_name: &str,
         email: &str,
     ) -> Result<(UserInfo, Revision)> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "upsert_user", |t| {
             let row = t.users.entry(user_id.to_owned()).or_default();
             row.display_name = display_name.to_owned();
             row.email = email.to_owned();
             let row = row.clone();
-            Ok(t.user_info(user_id, &row))
+            Ok((t.user_info(user_id, &row), Touched::users([user_id.to_owned()])))
         })
     }
 
@@ -258,15 +284,15 @@ impl Store for MemoryStore {
         user_id: &str,
         status: UserStatus,
     ) -> Result<(UserInfo, Revision)> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "set_user_status", |t| {
             t.edit_user(user_id, |g| g.status = status);
             let row = t.users.get(user_id).cloned().unwrap_or_default();
-            Ok(t.user_info(user_id, &row))
+            Ok((t.user_info(user_id, &row), Touched::users([user_id.to_owned()])))
         })
     }
 
     async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "create_group", |t| {
             if t.groups.contains_key(&def.key) {
                 return Err(StoreError::GroupExists(def.key.clone()));
             }
@@ -281,8 +307,9 @@ impl Store for MemoryStore {
                 }),
             };
             let info = t.group_info(&def.key, &row);
+            let touched = Touched::group(&def.key);
             t.groups.insert(def.key, row);
-            Ok(info)
+            Ok((info, touched))
         })
     }
 
@@ -312,7 +339,7 @@ impl Store for MemoryStore {
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<(GroupInfo, Revision)> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "update_group", |t| {
             let row = t
                 .groups
                 .get(key)
@@ -342,7 +369,7 @@ impl Store for MemoryStore {
             row.version += 1;
             let info = t.group_info(key, &row);
             t.groups.insert(key.to_owned(), row);
-            Ok(info)
+            Ok((info, Touched::group(key)))
         })
     }
 
@@ -352,7 +379,7 @@ impl Store for MemoryStore {
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Revision> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "delete_group", |t| {
             let row = t
                 .groups
                 .get(key)
@@ -373,7 +400,7 @@ impl Store for MemoryStore {
             }
             t.groups.remove(key);
             t.members.remove(key);
-            Ok(())
+            Ok(((), Touched::group(key)))
         })
         .map(|((), rev)| rev)
     }
@@ -391,7 +418,7 @@ impl Store for MemoryStore {
         user_ids: &[String],
     ) -> Result<Revision> {
         let key = group.key();
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "add_members", |t| {
             t.check_group(group)?;
             for u in user_ids {
                 t.edit_user(u, |g| {
@@ -404,7 +431,7 @@ impl Store for MemoryStore {
                     .or_default()
                     .insert(u.clone());
             }
-            Ok(())
+            Ok(((), Touched::users(user_ids.iter().cloned())))
         })
         .map(|((), rev)| rev)
     }
@@ -416,7 +443,7 @@ impl Store for MemoryStore {
         user_ids: &[String],
     ) -> Result<Revision> {
         let key = group.key();
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "remove_members", |t| {
             t.check_group(group)?;
             for u in user_ids {
                 if t.users.contains_key(u) {
@@ -426,13 +453,13 @@ impl Store for MemoryStore {
                     m.remove(u);
                 }
             }
-            Ok(())
+            Ok(((), Touched::users(user_ids.iter().cloned())))
         })
         .map(|((), rev)| rev)
     }
 
     async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "grant", |t| {
             t.edit_user(user_id, |g| match grants {
                 Grants::Unscoped(set) => g.direct.union_with(set),
                 Grants::Scoped(list) => {
@@ -444,20 +471,20 @@ impl Store for MemoryStore {
                     g.scoped.sort();
                 }
             });
-            Ok(())
+            Ok(((), Touched::users([user_id.to_owned()])))
         })
         .map(|((), rev)| rev)
     }
 
     async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "revoke", |t| {
             if t.users.contains_key(user_id) {
                 t.edit_user(user_id, |g| match grants {
                     Grants::Unscoped(set) => g.direct.difference_with(set),
                     Grants::Scoped(list) => g.scoped.retain(|s| !list.contains(s)),
                 });
             }
-            Ok(())
+            Ok(((), Touched::users([user_id.to_owned()])))
         })
         .map(|((), rev)| rev)
     }
@@ -469,7 +496,7 @@ impl Store for MemoryStore {
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Revision> {
-        self.write_tenant(tenant_id, |t| {
+        self.write_tenant(tenant_id, "set_restriction", |t| {
             t.edit_user(user_id, |g| {
                 g.restrictions.retain(|r| r.resource_type != resource_type);
                 if let Some(ids) = ids {
@@ -477,7 +504,7 @@ impl Store for MemoryStore {
                     g.restrictions.sort_by_key(|r| r.resource_type);
                 }
             });
-            Ok(())
+            Ok(((), Touched::users([user_id.to_owned()])))
         })
         .map(|((), rev)| rev)
     }
@@ -519,5 +546,23 @@ impl Store for MemoryStore {
             },
             t.revision,
         ))
+    }
+
+    async fn changes_since(&self, tenant_id: &str, after: Revision, limit: usize) -> Result<Vec<Change>> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        if let Some(first) = t.changes.front() {
+            if after + 1 < first.revision {
+                return Err(StoreError::ChangesTruncated {
+                    requested: after,
+                    oldest: first.revision,
+                });
+            }
+        }
+        Ok(t.changes.iter().filter(|c| c.revision > after).take(limit).cloned().collect())
+    }
+
+    fn commits(&self) -> CommitSignal {
+        self.commits.subscribe()
     }
 }

@@ -5,7 +5,10 @@
 //! stored; a store only records memberships in them. Every write returns the tenant's new
 //! [`Revision`]; revisions order a tenant's writes.
 
+pub mod cached;
 pub mod memory;
+pub mod notify;
+pub mod postgres;
 
 use async_trait::async_trait;
 use authz_core::PermSet;
@@ -126,6 +129,10 @@ pub enum StoreError {
         requested: Revision,
         latest: Revision,
     },
+    #[error("changes after revision {requested} are no longer kept (the oldest kept is {oldest}); reload the state and watch from its revision")]
+    ChangesTruncated { requested: Revision, oldest: Revision },
+    #[error("the cache may have missed revocations for longer than the staleness bound and the database is unreachable: {0}")]
+    Stale(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -133,6 +140,44 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a committed write touched: the users whose own grants changed and the custom groups
+/// whose grants changed. `all_users` marks a change too large to list (a bulk change).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub all_users: bool,
+}
+
+impl Touched {
+    pub fn users(users: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            users: users.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    pub fn group(key: &str) -> Self {
+        Self {
+            groups: vec![key.to_owned()],
+            ..Self::default()
+        }
+    }
+}
+
+/// One committed write, as the change log and `Watch` report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub tenant_id: String,
+    pub revision: Revision,
+    pub committed_at: SystemTime,
+    pub operation: String,
+    pub touched: Touched,
+}
+
+/// A signal that a tenant has committed up to a revision; receivers re-read the change log.
+pub type CommitSignal = tokio::sync::broadcast::Receiver<(String, Revision)>;
 
 /// A reference to a group that a membership names: system groups exist in every tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,4 +277,26 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
         consistency: Consistency,
     ) -> Result<(Subject, Revision)>;
+
+    /// The tenant's committed changes after `after`, oldest first, at most `limit`.
+    async fn changes_since(&self, tenant_id: &str, after: Revision, limit: usize) -> Result<Vec<Change>>;
+
+    /// Fires after commits this process learns of. Best effort: `Watch` also polls.
+    fn commits(&self) -> CommitSignal;
+
+    /// Whether the store can serve: the database answers and, for a cached store, the change
+    /// listener is subscribed. The memory store is always ready.
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            ready: true,
+            reason: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Why not ready.
+    pub reason: String,
 }
