@@ -106,6 +106,10 @@ impl Authz {
         &self.catalog
     }
 
+    pub fn readiness(&self) -> crate::store::Readiness {
+        self.store.readiness()
+    }
+
     // ---- Name resolution ----
 
     fn permission(&self, field: &str, key: &str) -> Result<PermId> {

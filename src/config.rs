@@ -4,6 +4,25 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 250ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} has unknown unit {unit:?}; use ms, s or m")),
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,9 +43,18 @@ pub struct Cli {
 pub enum Command {
     /// Serve AuthzService and AdminService over gRPC (the default).
     Serve(ServeArgs),
+    /// Apply the embedded schema migrations to the database, then exit.
+    Migrate(MigrateArgs),
     /// Catalog tools.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MigrateArgs {
+    /// Postgres URL, e.g. postgres://authz@db:5432/authz.
+    #[arg(long, env = "AUTHZ_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -49,6 +77,35 @@ pub struct ServeArgs {
     /// Allow a non-loopback listen address without caller authentication.
     #[arg(long, env = "AUTHZ_INSECURE")]
     pub insecure: bool,
+    /// Postgres URL (e.g. postgres://authz@db:5432/authz). Without it the embedded in-memory
+    /// store is used: nothing survives a restart.
+    #[arg(long, env = "AUTHZ_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Apply pending schema migrations at start.
+    #[arg(long, env = "AUTHZ_MIGRATE")]
+    pub migrate: bool,
+    /// Database connections in the pool (the change listener has one more of its own).
+    #[arg(long, env = "AUTHZ_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// Longest a database statement may run.
+    #[arg(long, env = "AUTHZ_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+    /// Longest wait for a database connection.
+    #[arg(long, env = "AUTHZ_DB_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_connect_timeout: Duration,
+    /// Longest the cache may lag the database: past it (listener lost) checks bypass the cache
+    /// and read the database, or fail with UNAVAILABLE.
+    #[arg(long, env = "AUTHZ_MAX_STALENESS", default_value = "5s", value_parser = parse_duration)]
+    pub max_staleness: Duration,
+    /// Memory bound of the cache, in MiB.
+    #[arg(long, env = "AUTHZ_CACHE_MAX_MIB", default_value_t = 256)]
+    pub cache_max_mib: u64,
+    /// Cache entries are reloaded after this long whatever happened (a safety net).
+    #[arg(long, env = "AUTHZ_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
+    /// How often the change listener checks its connection with a heartbeat NOTIFY.
+    #[arg(long, env = "AUTHZ_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
     /// Log format.
     #[arg(long, env = "AUTHZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -58,4 +115,19 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("fast").is_err());
+    }
 }

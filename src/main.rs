@@ -1,8 +1,12 @@
 //! The `authzd` binary.
 
 use authz::app::Authz;
-use authz::config::{CatalogCommand, Cli, Command, LogFormat, ServeArgs};
+use authz::config::{CatalogCommand, Cli, Command, LogFormat, MigrateArgs, ServeArgs};
+use authz::store::Store;
+use authz::store::cached::{CacheOptions, CachedStore};
+use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
+use authz::store::postgres::{PgOptions, PostgresStore};
 use authz_core::Catalog;
 use clap::Parser;
 use std::process::ExitCode;
@@ -14,6 +18,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Catalog(CatalogCommand::Check { file })) => catalog_check(&file),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Migrate(args)) => migrate(&args),
         None => serve(cli.serve),
     };
     match result {
@@ -85,21 +90,18 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             args.listen
         ));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        let store = Arc::new(MemoryStore::new(catalog.clone()));
+        let (store, kind) = open_store(&args, catalog.clone()).await?;
         tracing::info!(
             listen = %args.listen,
             catalog = %catalog.name,
             catalog_version = %catalog.version,
             fingerprint = %catalog.fingerprint,
-            store = "memory",
+            store = kind,
+            max_staleness = ?args.max_staleness,
             "authzd serving; callers are not authenticated"
         );
         let app = Arc::new(Authz::new(catalog, store));
@@ -109,6 +111,74 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!("authzd stopped");
         Ok(())
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn migrate(args: &MigrateArgs) -> Result<(), String> {
+    init_logging(LogFormat::Text);
+    let catalog = Arc::new(load_catalog(None)?);
+    runtime()?.block_on(async {
+        let store = PostgresStore::new(catalog, &PgOptions::new(&args.database_url))
+            .map_err(|e| e.to_string())?;
+        let applied = store
+            .migrate()
+            .await
+            .map_err(|e| format!("migration failed: {e}"))?;
+        let version = store.schema_version().await.map_err(|e| e.to_string())?;
+        if applied.is_empty() {
+            println!("schema is up to date at version {version}");
+        } else {
+            println!("applied migrations {applied:?}; schema is at version {version}");
+        }
+        Ok(())
+    })
+}
+
+/// The memory store, or Postgres behind the per-replica cache when a database URL is given.
+async fn open_store(
+    args: &ServeArgs,
+    catalog: Arc<Catalog>,
+) -> Result<(Arc<dyn Store>, &'static str), String> {
+    let Some(url) = &args.database_url else {
+        return Ok((Arc::new(MemoryStore::new(catalog)), "memory"));
+    };
+    let options = PgOptions {
+        url: url.clone(),
+        pool_size: args.db_pool_size,
+        statement_timeout: args.db_statement_timeout,
+        connect_timeout: args.db_connect_timeout,
+    };
+    let pg = PostgresStore::new(catalog.clone(), &options).map_err(|e| e.to_string())?;
+    if args.migrate {
+        let applied = pg
+            .migrate()
+            .await
+            .map_err(|e| format!("migration failed: {e}"))?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied schema migrations");
+        }
+    }
+    pg.check_schema().await.map_err(|e| e.to_string())?;
+    let cache = CacheOptions {
+        max_bytes: args.cache_max_mib.saturating_mul(1024 * 1024),
+        ttl: args.cache_ttl,
+        max_staleness: args.max_staleness,
+        listener: ListenerOptions {
+            heartbeat: args.heartbeat_interval,
+            heartbeat_timeout: (args.heartbeat_interval * 4).max(std::time::Duration::from_secs(1)),
+            ..ListenerOptions::default()
+        },
+    };
+    Ok((
+        Arc::new(CachedStore::start(Arc::new(pg), catalog, cache)),
+        "postgres",
+    ))
 }
 
 /// Completes on SIGINT or SIGTERM.

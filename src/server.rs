@@ -28,8 +28,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AuthzServiceServer<AuthzApi>>().await;
-    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    let readiness = tokio::spawn(report_readiness(app.clone(), health));
+    let _stop_reporting = AbortOnDrop(readiness);
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -51,4 +51,38 @@ pub async fn run(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+/// Keeps gRPC health in step with the store's readiness (database reachable, listener
+/// subscribed): both services and the server as a whole ("").
+async fn report_readiness(app: Arc<Authz>, health: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let mut last: Option<bool> = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let r = app.readiness();
+        if last == Some(r.ready) {
+            continue;
+        }
+        let status = if r.ready {
+            tracing::info!("ready");
+            ServingStatus::Serving
+        } else {
+            tracing::warn!(reason = %r.reason, "not ready");
+            ServingStatus::NotServing
+        };
+        for service in ["", "authz.v1.AuthzService", "authz.v1.AdminService"] {
+            health.set_service_status(service, status).await;
+        }
+        last = Some(r.ready);
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

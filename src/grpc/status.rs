@@ -17,7 +17,9 @@ pub fn code(e: &Error) -> Code {
             | StoreError::UserNotFound(_)
             | StoreError::GroupNotFound(_) => Code::NotFound,
             StoreError::TenantExists(_) | StoreError::GroupExists(_) => Code::AlreadyExists,
-            StoreError::GroupNotEmpty { .. } | StoreError::ChangesTruncated { .. } => Code::FailedPrecondition,
+            StoreError::GroupNotEmpty { .. } | StoreError::ChangesTruncated { .. } => {
+                Code::FailedPrecondition
+            }
             StoreError::VersionMismatch { .. } => Code::Aborted,
             StoreError::FutureRevision { .. } => Code::InvalidArgument,
             StoreError::Unavailable(_) | StoreError::Stale(_) => Code::Unavailable,

@@ -1,0 +1,607 @@
+//! The per-replica cache in front of the Postgres store.
+//!
+//! Two moka caches: one entry per (tenant, user) with the user's own grants and memberships,
+//! one per (tenant, custom group) with the group's grants. A check combines them (system groups
+//! come from the catalog), so editing a group invalidates one group entry whatever its member
+//! count. Writes through this replica invalidate locally after commit; every replica's listener
+//! invalidates from the NOTIFY each write sends.
+//!
+//! **Load/invalidate races.** A load reads the database, then inserts; an invalidation that runs
+//! in between must win. Each key hashes to a generation counter; an invalidation bumps it, a load
+//! captures it *before* reading and stores it in the entry, and an entry whose generation is no
+//! longer current is a miss. Flushes bump a global generation the same way. So a load that read
+//! before a revoke's notification can never be served after it, whenever it is inserted.
+//!
+//! **Staleness.** The listener confirms, by heartbeat, the time up to which every commit has been
+//! applied. When that is older than `max_staleness` (listener lost, half-open connection) the
+//! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
+
+use super::listener::{ListenerOptions, ListenerSink, ListenerState};
+use super::notify::Notice;
+use super::postgres::PostgresStore;
+use super::{
+    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page,
+    PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
+};
+use async_trait::async_trait;
+use authz_core::Catalog;
+use authz_core::model::{GroupGrants, ResourceTypeId, Subject, UserGrants, UserStatus};
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct CacheOptions {
+    /// Upper bound on the cache's estimated size in bytes (users and groups together).
+    pub max_bytes: u64,
+    /// Entries older than this are reloaded whatever happened: a safety net, not the mechanism.
+    pub ttl: Duration,
+    /// Longest time the cache may lag the database before checks stop trusting it.
+    pub max_staleness: Duration,
+    pub listener: ListenerOptions,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+            ttl: Duration::from_secs(300),
+            max_staleness: Duration::from_secs(5),
+            listener: ListenerOptions::default(),
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Default, Debug)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub loads: AtomicU64,
+    pub invalidations: AtomicU64,
+    /// Checks that bypassed the cache (fully consistent, or the cache too stale to trust).
+    pub bypasses: AtomicU64,
+}
+
+/// Generation counters: per key slot, plus one global.
+struct Generations {
+    hasher: std::collections::hash_map::RandomState,
+    slots: Box<[AtomicU64]>,
+    global: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Gen {
+    slot: u64,
+    global: u64,
+}
+
+impl Generations {
+    fn new(slots: usize) -> Self {
+        Self {
+            hasher: std::collections::hash_map::RandomState::new(),
+            slots: (0..slots.next_power_of_two())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            global: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, key: &str) -> &AtomicU64 {
+        let h = self.hasher.hash_one(key) as usize;
+        &self.slots[h & (self.slots.len() - 1)]
+    }
+
+    fn current(&self, key: &str) -> Gen {
+        Gen {
+            global: self.global.load(Ordering::Acquire),
+            slot: self.slot(key).load(Ordering::Acquire),
+        }
+    }
+
+    fn bump(&self, key: &str) {
+        self.slot(key).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn bump_all(&self) {
+        self.global.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+struct Entry<T> {
+    /// `None`: the user or group does not exist.
+    value: Option<Arc<T>>,
+    revision: Revision,
+    generation: Gen,
+}
+
+fn key(tenant_id: &str, id: &str) -> String {
+    // Ids never hold control characters (validated), so NUL separates unambiguously.
+    let mut k = String::with_capacity(tenant_id.len() + id.len() + 1);
+    k.push_str(tenant_id);
+    k.push('\0');
+    k.push_str(id);
+    k
+}
+
+/// Shared between the store and the listener task.
+struct Shared {
+    users: moka::sync::Cache<String, Arc<Entry<UserGrants>>>,
+    groups: moka::sync::Cache<String, Arc<Entry<GroupGrants>>>,
+    user_gens: Generations,
+    group_gens: Generations,
+    stats: CacheStats,
+    commits: tokio::sync::broadcast::Sender<(String, Revision)>,
+}
+
+impl Shared {
+    fn invalidate(&self, tenant_id: &str, touched: &Touched) {
+        let mut n = 0;
+        if touched.all_users {
+            self.user_gens.bump_all();
+            self.users.invalidate_all();
+            n += 1;
+        }
+        for u in &touched.users {
+            let k = key(tenant_id, u);
+            self.user_gens.bump(&k);
+            self.users.invalidate(&k);
+            n += 1;
+        }
+        for g in &touched.groups {
+            let k = key(tenant_id, g);
+            self.group_gens.bump(&k);
+            self.groups.invalidate(&k);
+            n += 1;
+        }
+        self.stats.invalidations.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl ListenerSink for Shared {
+    fn notice(&self, notice: Notice) {
+        let touched = Touched {
+            users: notice.u,
+            groups: notice.g,
+            all_users: notice.au,
+        };
+        self.invalidate(&notice.t, &touched);
+        if notice.ag {
+            self.group_gens.bump_all();
+            self.groups.invalidate_all();
+            self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = self.commits.send((notice.t, notice.r));
+    }
+
+    fn flush(&self) {
+        self.user_gens.bump_all();
+        self.group_gens.bump_all();
+        self.users.invalidate_all();
+        self.groups.invalidate_all();
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct CachedStore {
+    inner: Arc<PostgresStore>,
+    catalog: Arc<Catalog>,
+    shared: Arc<Shared>,
+    listener: Arc<ListenerState>,
+    listener_task: tokio::task::JoinHandle<()>,
+    max_staleness: Duration,
+}
+
+impl Drop for CachedStore {
+    fn drop(&mut self) {
+        self.listener_task.abort();
+    }
+}
+
+fn user_weight(k: &str, e: &Entry<UserGrants>) -> u32 {
+    let v = e.value.as_deref().map_or(0, |u| {
+        u.groups.iter().map(|g| g.len() + 24).sum::<usize>()
+            + u.scoped
+                .iter()
+                .map(|s| s.resource.id.len() + 48)
+                .sum::<usize>()
+            + u.restrictions
+                .iter()
+                .map(|r| r.ids.iter().map(|i| i.len() + 32).sum::<usize>() + 48)
+                .sum::<usize>()
+            + 128
+    });
+    u32::try_from(k.len() + v + 64).unwrap_or(u32::MAX)
+}
+
+fn group_weight(k: &str, e: &Entry<GroupGrants>) -> u32 {
+    let v = e.value.as_deref().map_or(0, |g| {
+        g.key.len()
+            + g.scoped
+                .iter()
+                .map(|s| s.resource.id.len() + 48)
+                .sum::<usize>()
+            + 96
+    });
+    u32::try_from(k.len() + v + 64).unwrap_or(u32::MAX)
+}
+
+impl CachedStore {
+    /// Wraps `inner` and starts the listener on its own connection.
+    pub fn start(inner: Arc<PostgresStore>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
+        let shared = Arc::new(Shared {
+            users: moka::sync::Cache::builder()
+                .max_capacity(options.max_bytes / 4 * 3)
+                .weigher(|k: &String, v: &Arc<Entry<UserGrants>>| user_weight(k, v))
+                .time_to_live(options.ttl)
+                .build(),
+            groups: moka::sync::Cache::builder()
+                .max_capacity(options.max_bytes / 4)
+                .weigher(|k: &String, v: &Arc<Entry<GroupGrants>>| group_weight(k, v))
+                .time_to_live(options.ttl)
+                .build(),
+            user_gens: Generations::new(1 << 16),
+            group_gens: Generations::new(1 << 12),
+            stats: CacheStats::default(),
+            commits: tokio::sync::broadcast::channel(1024).0,
+        });
+        let listener = Arc::new(ListenerState::default());
+        let listener_task = tokio::spawn(super::listener::run(
+            inner.pg_config().clone(),
+            shared.clone(),
+            listener.clone(),
+            options.listener.clone(),
+        ));
+        Self {
+            inner,
+            catalog,
+            shared,
+            listener,
+            listener_task,
+            max_staleness: options.max_staleness,
+        }
+    }
+
+    pub fn listener(&self) -> &Arc<ListenerState> {
+        &self.listener
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.shared.stats
+    }
+
+    pub fn inner(&self) -> &Arc<PostgresStore> {
+        &self.inner
+    }
+
+    /// Entries and estimated bytes in the cache.
+    pub fn size(&self) -> (u64, u64) {
+        let s = &self.shared;
+        (
+            s.users.entry_count() + s.groups.entry_count(),
+            s.users.weighted_size() + s.groups.weighted_size(),
+        )
+    }
+
+    fn trusted(&self) -> bool {
+        self.listener.fresh_within(self.max_staleness)
+    }
+
+    /// After this replica's own commit: invalidate what it touched at once, rather than wait
+    /// for the notification.
+    fn committed(&self, tenant_id: &str, revision: Revision, touched: Touched) {
+        self.shared.invalidate(tenant_id, &touched);
+        let _ = self.shared.commits.send((tenant_id.to_owned(), revision));
+    }
+
+    async fn user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        min: Revision,
+    ) -> Result<Arc<Entry<UserGrants>>> {
+        let k = key(tenant_id, user_id);
+        let generation = self.shared.user_gens.current(&k);
+        if let Some(e) = self.shared.users.get(&k) {
+            if e.generation == generation && e.revision >= min {
+                self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(e);
+            }
+        }
+        self.shared.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.loads.fetch_add(1, Ordering::Relaxed);
+        // `generation` was captured before this read: if an invalidation lands while it runs,
+        // the entry is born stale and the next lookup misses.
+        let (value, revision) = self.inner.load_user(tenant_id, user_id).await?;
+        let entry = Arc::new(Entry {
+            value: value.map(Arc::new),
+            revision,
+            generation,
+        });
+        self.shared.users.insert(k, entry.clone());
+        Ok(entry)
+    }
+
+    async fn group(
+        &self,
+        tenant_id: &str,
+        group: &str,
+        min: Revision,
+    ) -> Result<Arc<Entry<GroupGrants>>> {
+        let k = key(tenant_id, group);
+        let generation = self.shared.group_gens.current(&k);
+        if let Some(e) = self.shared.groups.get(&k) {
+            if e.generation == generation && e.revision >= min {
+                self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(e);
+            }
+        }
+        self.shared.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.loads.fetch_add(1, Ordering::Relaxed);
+        let (mut loaded, revision) = self
+            .inner
+            .load_groups(tenant_id, &[group.to_owned()])
+            .await?;
+        let entry = Arc::new(Entry {
+            value: loaded.pop().map(Arc::new),
+            revision,
+            generation,
+        });
+        self.shared.groups.insert(k, entry.clone());
+        Ok(entry)
+    }
+
+    async fn cached_subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        min: Revision,
+    ) -> Result<(Subject, Revision)> {
+        let user = self.user(tenant_id, user_id, min).await?;
+        let mut revision = user.revision;
+        let Some(grants) = user.value.clone() else {
+            return Ok((Subject::default(), revision));
+        };
+        let mut groups = Vec::with_capacity(grants.groups.len());
+        for k in &grants.groups {
+            match self.catalog.group(k) {
+                Some(g) => groups.push(g.grants.clone()),
+                None => {
+                    let g = self.group(tenant_id, k, min).await?;
+                    revision = revision.min(g.revision);
+                    if let Some(v) = &g.value {
+                        groups.push(v.clone());
+                    }
+                }
+            }
+        }
+        Ok((
+            Subject {
+                user: Some(grants),
+                groups,
+            },
+            revision,
+        ))
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
+        self.inner.create_tenant(tenant_id, display_name).await
+    }
+
+    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+        self.inner.get_tenant(tenant_id).await
+    }
+
+    async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>> {
+        self.inner.list_tenants(page).await
+    }
+
+    async fn upsert_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<(UserInfo, Revision)> {
+        let out = self
+            .inner
+            .upsert_user(tenant_id, user_id, display_name, email)
+            .await?;
+        self.committed(tenant_id, out.1, Touched::users([user_id.to_owned()]));
+        Ok(out)
+    }
+
+    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
+        self.inner.get_user(tenant_id, user_id).await
+    }
+
+    async fn list_users(
+        &self,
+        tenant_id: &str,
+        group: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<UserInfo>> {
+        self.inner.list_users(tenant_id, group, page).await
+    }
+
+    async fn set_user_status(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        status: UserStatus,
+    ) -> Result<(UserInfo, Revision)> {
+        let out = self
+            .inner
+            .set_user_status(tenant_id, user_id, status)
+            .await?;
+        self.committed(tenant_id, out.1, Touched::users([user_id.to_owned()]));
+        Ok(out)
+    }
+
+    async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
+        let key = def.key.clone();
+        let out = self.inner.create_group(tenant_id, def).await?;
+        self.committed(tenant_id, out.1, Touched::group(&key));
+        Ok(out)
+    }
+
+    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
+        self.inner.get_group(tenant_id, key).await
+    }
+
+    async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>> {
+        self.inner.list_groups(tenant_id, page).await
+    }
+
+    async fn update_group(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        patch: GroupPatch,
+        expected_version: Option<u64>,
+    ) -> Result<(GroupInfo, Revision)> {
+        let out = self
+            .inner
+            .update_group(tenant_id, key, patch, expected_version)
+            .await?;
+        self.committed(tenant_id, out.1, Touched::group(key));
+        Ok(out)
+    }
+
+    async fn delete_group(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Revision> {
+        let rev = self
+            .inner
+            .delete_group(tenant_id, key, expected_version)
+            .await?;
+        self.committed(tenant_id, rev, Touched::group(key));
+        Ok(rev)
+    }
+
+    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
+        self.inner.member_count(tenant_id, group).await
+    }
+
+    async fn add_members(
+        &self,
+        tenant_id: &str,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        let rev = self.inner.add_members(tenant_id, group, user_ids).await?;
+        self.committed(tenant_id, rev, Touched::users(user_ids.iter().cloned()));
+        Ok(rev)
+    }
+
+    async fn remove_members(
+        &self,
+        tenant_id: &str,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        let rev = self
+            .inner
+            .remove_members(tenant_id, group, user_ids)
+            .await?;
+        self.committed(tenant_id, rev, Touched::users(user_ids.iter().cloned()));
+        Ok(rev)
+    }
+
+    async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+        let rev = self.inner.grant(tenant_id, user_id, grants).await?;
+        self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
+        Ok(rev)
+    }
+
+    async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+        let rev = self.inner.revoke(tenant_id, user_id, grants).await?;
+        self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
+        Ok(rev)
+    }
+
+    async fn set_restriction(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        resource_type: ResourceTypeId,
+        ids: Option<BTreeSet<String>>,
+    ) -> Result<Revision> {
+        let rev = self
+            .inner
+            .set_restriction(tenant_id, user_id, resource_type, ids)
+            .await?;
+        self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
+        Ok(rev)
+    }
+
+    async fn subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
+        let min = match consistency {
+            Consistency::AtLeast(r) => r,
+            _ => 0,
+        };
+        let trusted = self.trusted();
+        let (subject, revision) = if consistency == Consistency::Full || !trusted {
+            self.shared.stats.bypasses.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .load_subject(tenant_id, user_id)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Unavailable(msg) if !trusted => StoreError::Stale(msg),
+                    other => other,
+                })?
+        } else {
+            self.cached_subject(tenant_id, user_id, min).await?
+        };
+        if revision < min {
+            return Err(StoreError::FutureRevision {
+                requested: min,
+                latest: revision,
+            });
+        }
+        Ok((subject, revision))
+    }
+
+    async fn changes_since(
+        &self,
+        tenant_id: &str,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        self.inner.changes_since(tenant_id, after, limit).await
+    }
+
+    fn commits(&self) -> CommitSignal {
+        self.shared.commits.subscribe()
+    }
+
+    fn readiness(&self) -> Readiness {
+        if self.listener.connected() {
+            Readiness {
+                ready: true,
+                reason: String::new(),
+            }
+        } else {
+            Readiness {
+                ready: false,
+                reason: format!(
+                    "change listener not subscribed: {}",
+                    self.listener.last_error()
+                ),
+            }
+        }
+    }
+}

@@ -3,8 +3,8 @@
 //! blocks checks in another, and a tenant's writes are serialised like a transaction.
 
 use super::{
-    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page, PageRequest, Result,
-    Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
+    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page,
+    PageRequest, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
@@ -238,7 +238,10 @@ impl Store for MemoryStore {
             row.display_name = display_name.to_owned();
             row.email = email.to_owned();
             let row = row.clone();
-            Ok((t.user_info(user_id, &row), Touched::users([user_id.to_owned()])))
+            Ok((
+                t.user_info(user_id, &row),
+                Touched::users([user_id.to_owned()]),
+            ))
         })
     }
 
@@ -287,7 +290,10 @@ impl Store for MemoryStore {
         self.write_tenant(tenant_id, "set_user_status", |t| {
             t.edit_user(user_id, |g| g.status = status);
             let row = t.users.get(user_id).cloned().unwrap_or_default();
-            Ok((t.user_info(user_id, &row), Touched::users([user_id.to_owned()])))
+            Ok((
+                t.user_info(user_id, &row),
+                Touched::users([user_id.to_owned()]),
+            ))
         })
     }
 
@@ -548,7 +554,12 @@ impl Store for MemoryStore {
         ))
     }
 
-    async fn changes_since(&self, tenant_id: &str, after: Revision, limit: usize) -> Result<Vec<Change>> {
+    async fn changes_since(
+        &self,
+        tenant_id: &str,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
         let tenant = self.tenant(tenant_id)?;
         let t = read(&tenant);
         if let Some(first) = t.changes.front() {
@@ -559,7 +570,12 @@ impl Store for MemoryStore {
                 });
             }
         }
-        Ok(t.changes.iter().filter(|c| c.revision > after).take(limit).cloned().collect())
+        Ok(t.changes
+            .iter()
+            .filter(|c| c.revision > after)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn commits(&self) -> CommitSignal {

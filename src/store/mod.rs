@@ -6,6 +6,7 @@
 //! [`Revision`]; revisions order a tenant's writes.
 
 pub mod cached;
+pub mod listener;
 pub mod memory;
 pub mod notify;
 pub mod postgres;
@@ -129,9 +130,16 @@ pub enum StoreError {
         requested: Revision,
         latest: Revision,
     },
-    #[error("changes after revision {requested} are no longer kept (the oldest kept is {oldest}); reload the state and watch from its revision")]
-    ChangesTruncated { requested: Revision, oldest: Revision },
-    #[error("the cache may have missed revocations for longer than the staleness bound and the database is unreachable: {0}")]
+    #[error(
+        "changes after revision {requested} are no longer kept (the oldest kept is {oldest}); reload the state and watch from its revision"
+    )]
+    ChangesTruncated {
+        requested: Revision,
+        oldest: Revision,
+    },
+    #[error(
+        "the cache may have missed revocations for longer than the staleness bound and the database is unreachable: {0}"
+    )]
     Stale(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -279,7 +287,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Subject, Revision)>;
 
     /// The tenant's committed changes after `after`, oldest first, at most `limit`.
-    async fn changes_since(&self, tenant_id: &str, after: Revision, limit: usize) -> Result<Vec<Change>>;
+    async fn changes_since(
+        &self,
+        tenant_id: &str,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>>;
 
     /// Fires after commits this process learns of. Best effort: `Watch` also polls.
     fn commits(&self) -> CommitSignal;

@@ -40,7 +40,11 @@ impl Notice {
         Notice {
             t: tenant_id.to_owned(),
             r: revision,
-            u: if touched.all_users { Vec::new() } else { touched.users.clone() },
+            u: if touched.all_users {
+                Vec::new()
+            } else {
+                touched.users.clone()
+            },
             g: touched.groups.clone(),
             au: touched.all_users,
             ag: false,
@@ -79,7 +83,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let n = Notice::new("acme", 7, &Touched::users(["u1".to_string(), "u2".to_string()]));
+        let n = Notice::new(
+            "acme",
+            7,
+            &Touched::users(["u1".to_string(), "u2".to_string()]),
+        );
         let text = n.clone().encode();
         assert_eq!(Notice::decode(&text).unwrap(), n);
         assert!(Notice::decode("{").is_err());
@@ -89,14 +97,34 @@ mod tests {
     #[test]
     fn bulk_changes_become_coarse_never_dropped() {
         let users: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
-        let n = Notice::new("acme", 9, &Touched { users, groups: vec!["g".into()], all_users: false });
+        let n = Notice::new(
+            "acme",
+            9,
+            &Touched {
+                users,
+                groups: vec!["g".into()],
+                all_users: false,
+            },
+        );
         let text = n.encode();
         assert!(text.len() <= MAX_PAYLOAD);
         let d = Notice::decode(&text).unwrap();
         assert!(d.au && d.u.is_empty());
         assert_eq!(d.g, ["g"]);
         let groups: Vec<String> = (0..10_000).map(|i| format!("group-{i}")).collect();
-        let d = Notice::decode(&Notice::new("acme", 9, &Touched { users: vec![], groups, all_users: false }).encode()).unwrap();
+        let d = Notice::decode(
+            &Notice::new(
+                "acme",
+                9,
+                &Touched {
+                    users: vec![],
+                    groups,
+                    all_users: false,
+                },
+            )
+            .encode(),
+        )
+        .unwrap();
         assert!(d.ag && d.g.is_empty());
     }
 }

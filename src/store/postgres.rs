@@ -1,0 +1,1271 @@
+//! The Postgres store (tokio-postgres + deadpool-postgres): the production source of truth.
+//!
+//! Every write is one transaction that starts by bumping the tenant's revision row
+//! (`UPDATE tenants SET revision = revision + 1 ... RETURNING revision`). That row lock serialises
+//! the tenant's writes, so revision order is commit order. Before commit the transaction appends
+//! its change to `changes` and sends one coalesced NOTIFY (delivered only on commit). Reads that
+//! feed caches read the tenant's revision in the same statement — the same snapshot — as the data.
+
+use super::notify::{CHANNEL, Notice};
+use super::{
+    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page,
+    PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
+};
+use async_trait::async_trait;
+use authz_core::model::{
+    GroupGrants, ResourceRef, ResourceTypeId, Restriction, ScopedGrant, Subject, UserGrants,
+    UserStatus,
+};
+use authz_core::{Catalog, PermSet};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+/// The schema migrations, in order. Each runs once, in its own transaction.
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+/// The schema version this build needs.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Serialises concurrent `migrate` runs (an arbitrary, fixed advisory-lock key).
+const MIGRATION_LOCK: i64 = 0x6175_7468_7a00;
+
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    pub url: String,
+    pub pool_size: usize,
+    /// Longest a statement may run before the server cancels it.
+    pub statement_timeout: Duration,
+    /// Longest a request waits for a pooled connection, or for a new one to connect.
+    pub connect_timeout: Duration,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    catalog: Arc<Catalog>,
+    commits: tokio::sync::broadcast::Sender<(String, Revision)>,
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::QUERY_CANCELED {
+            return StoreError::Unavailable(format!(
+                "the database cancelled a statement that ran too long: {}",
+                db.message()
+            ));
+        }
+        if code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            return StoreError::Unavailable(db.message().to_owned());
+        }
+        return StoreError::Internal(format!("{} ({})", db.message(), code.code()));
+    }
+    StoreError::Unavailable(e.to_string())
+}
+
+fn pool_err(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => pg(e),
+        PoolError::Timeout(_) => {
+            StoreError::Unavailable("no database connection became available in time".to_owned())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// True when an error means the connection, not the statement, failed: worth one retry on a
+/// fresh connection.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.as_db_error().is_some_and(|d| {
+            *d.code() == SqlState::ADMIN_SHUTDOWN || d.code().code().starts_with("08")
+        })
+        || (e.as_db_error().is_none()
+            && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()))
+}
+
+fn rev(r: i64) -> Revision {
+    u64::try_from(r).unwrap_or(0)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn status_text(s: UserStatus) -> &'static str {
+    match s {
+        UserStatus::Active => "active",
+        UserStatus::Blocked => "blocked",
+    }
+}
+
+const USER_COLUMNS: &str = "
+    u.user_id, u.display_name, u.email, u.status, u.direct,
+    ARRAY(SELECT m.group_key FROM memberships m
+          WHERE m.tenant_id = u.tenant_id AND m.user_id = u.user_id ORDER BY 1) AS groups,
+    ARRAY(SELECT s.permission FROM user_scoped_grants s WHERE s.tenant_id = u.tenant_id AND s.user_id = u.user_id
+          ORDER BY s.permission, s.resource_type, s.resource_id) AS sp,
+    ARRAY(SELECT s.resource_type FROM user_scoped_grants s WHERE s.tenant_id = u.tenant_id AND s.user_id = u.user_id
+          ORDER BY s.permission, s.resource_type, s.resource_id) AS st,
+    ARRAY(SELECT s.resource_id FROM user_scoped_grants s WHERE s.tenant_id = u.tenant_id AND s.user_id = u.user_id
+          ORDER BY s.permission, s.resource_type, s.resource_id) AS si,
+    ARRAY(SELECT r.resource_type FROM restrictions r, unnest(r.resource_ids) AS id
+          WHERE r.tenant_id = u.tenant_id AND r.user_id = u.user_id ORDER BY r.resource_type, id) AS rt,
+    ARRAY(SELECT id FROM restrictions r, unnest(r.resource_ids) AS id
+          WHERE r.tenant_id = u.tenant_id AND r.user_id = u.user_id ORDER BY r.resource_type, id) AS ri";
+
+const GROUP_COLUMNS: &str = "
+    g.group_key, g.name, g.description, g.permissions, g.version,
+    (SELECT count(*) FROM memberships m WHERE m.tenant_id = g.tenant_id AND m.group_key = g.group_key) AS members,
+    ARRAY(SELECT s.permission FROM group_scoped_grants s WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key
+          ORDER BY s.permission, s.resource_type, s.resource_id) AS sp,
+    ARRAY(SELECT s.resource_type FROM group_scoped_grants s WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key
+          ORDER BY s.permission, s.resource_type, s.resource_id) AS st,
+    ARRAY(SELECT s.resource_id FROM group_scoped_grants s WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key
+          ORDER BY s.permission, s.resource_type, s.resource_id) AS si";
+
+impl PostgresStore {
+    /// Builds the pool; connections are made on first use.
+    pub fn new(catalog: Arc<Catalog>, options: &PgOptions) -> Result<Self> {
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("authzd");
+        }
+        let timeout_ms = options.statement_timeout.as_millis();
+        let extra = format!("-c statement_timeout={timeout_ms}");
+        let opts = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} {extra}"),
+            _ => extra,
+        };
+        config.options(&opts);
+        config.connect_timeout(options.connect_timeout);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot build the connection pool: {e}")))?;
+        Ok(Self {
+            pool,
+            config,
+            catalog,
+            commits: tokio::sync::broadcast::channel(16).0,
+        })
+    }
+
+    /// The connection settings, for the listener's dedicated connection.
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    /// Runs a read, retrying once on a fresh connection when the first one turns out dead
+    /// (a restarted database, a killed backend): callers do not see the broken connection.
+    async fn read<T, Fut>(&self, f: impl Fn(Object) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            // A closed connection goes back to the pool and is discarded at its next checkout.
+            match f(self.client().await?).await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt == 0 && connection_lost(&e) => {
+                    attempt += 1;
+                    tracing::debug!("retrying a read on a fresh connection: {e}");
+                }
+                Err(e) => return Err(pg(e)),
+            }
+        }
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub async fn migrate(&self) -> Result<Vec<i32>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL client_min_messages = warning;
+             SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
+             CREATE TABLE IF NOT EXISTS authz_schema_migrations (
+                 version integer PRIMARY KEY,
+                 name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());"
+        ))
+        .await
+        .map_err(pg)?;
+        let done: BTreeSet<i32> = tx
+            .query("SELECT version FROM authz_schema_migrations", &[])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut applied = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            if done.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql).await.map_err(pg)?;
+            tx.execute(
+                "INSERT INTO authz_schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .map_err(pg)?;
+            applied.push(*version);
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(applied)
+    }
+
+    /// The schema version the database is at (0 before the first migration).
+    pub async fn schema_version(&self) -> Result<i32> {
+        self.read(move |c| {
+            async move {
+                let row = c
+                    .query_one(
+                        "SELECT CASE WHEN to_regclass('authz_schema_migrations') IS NULL THEN 0
+                                ELSE (SELECT coalesce(max(version), 0) FROM authz_schema_migrations) END",
+                        &[],
+                    )
+                    .await?;
+                Ok(row.get::<_, i32>(0))
+            }
+        })
+        .await
+    }
+
+    /// Errors unless the schema is exactly the one this build needs.
+    pub async fn check_schema(&self) -> Result<()> {
+        match self.schema_version().await? {
+            SCHEMA_VERSION => Ok(()),
+            v if v < SCHEMA_VERSION => Err(StoreError::Unavailable(format!(
+                "the database schema is at version {v}; this build needs {SCHEMA_VERSION}: run `authzd migrate` (or serve with --migrate)"
+            ))),
+            v => Err(StoreError::Unavailable(format!(
+                "the database schema is at version {v}, newer than this build's {SCHEMA_VERSION}: upgrade authzd"
+            ))),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|c| async move { c.simple_query("SELECT 1").await.map(|_| ()) })
+            .await
+    }
+
+    // ---- Conversions from rows ----
+
+    fn perms(&self, keys: &[String]) -> PermSet {
+        keys.iter()
+            .filter_map(|k| {
+                let p = self.catalog.resolve(k);
+                if p.is_none() {
+                    tracing::warn!(permission = %k, "stored permission is not in the catalog; ignored");
+                }
+                p
+            })
+            .collect()
+    }
+
+    fn scoped(&self, perms: &[String], types: &[String], ids: &[String]) -> Vec<ScopedGrant> {
+        let mut out: Vec<ScopedGrant> = perms
+            .iter()
+            .zip(types)
+            .zip(ids)
+            .filter_map(|((p, t), id)| {
+                Some(ScopedGrant {
+                    permission: self.catalog.resolve(p)?,
+                    resource: ResourceRef {
+                        resource_type: self.catalog.resource_type(t)?,
+                        id: id.clone(),
+                    },
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn restrictions(&self, types: &[String], ids: &[String]) -> Vec<Restriction> {
+        let mut out: Vec<Restriction> = Vec::new();
+        for (t, id) in types.iter().zip(ids) {
+            let Some(resource_type) = self.catalog.resource_type(t) else {
+                continue;
+            };
+            match out.iter_mut().find(|r| r.resource_type == resource_type) {
+                Some(r) => {
+                    r.ids.insert(id.clone());
+                }
+                None => out.push(Restriction {
+                    resource_type,
+                    ids: [id.clone()].into(),
+                }),
+            }
+        }
+        out.sort_by_key(|r| r.resource_type);
+        out
+    }
+
+    fn user_info(&self, row: &Row) -> UserInfo {
+        let status: String = row.get("status");
+        UserInfo {
+            user_id: row.get("user_id"),
+            display_name: row.get("display_name"),
+            email: row.get("email"),
+            status: if status == "blocked" {
+                UserStatus::Blocked
+            } else {
+                UserStatus::Active
+            },
+            groups: row.get("groups"),
+            direct: self.perms(&row.get::<_, Vec<String>>("direct")),
+            scoped: self.scoped(
+                &row.get::<_, Vec<String>>("sp"),
+                &row.get::<_, Vec<String>>("st"),
+                &row.get::<_, Vec<String>>("si"),
+            ),
+            restrictions: self.restrictions(
+                &row.get::<_, Vec<String>>("rt"),
+                &row.get::<_, Vec<String>>("ri"),
+            ),
+        }
+    }
+
+    fn group_info(&self, row: &Row) -> GroupInfo {
+        GroupInfo {
+            def: GroupDef {
+                key: row.get("group_key"),
+                name: row.get("name"),
+                description: row.get("description"),
+                permissions: self.perms(&row.get::<_, Vec<String>>("permissions")),
+                scoped: self.scoped(
+                    &row.get::<_, Vec<String>>("sp"),
+                    &row.get::<_, Vec<String>>("st"),
+                    &row.get::<_, Vec<String>>("si"),
+                ),
+            },
+            version: rev(row.get("version")),
+            member_count: rev(row.get("members")),
+        }
+    }
+
+    fn keys(&self, set: &PermSet) -> Vec<String> {
+        self.catalog.keys(set).map(str::to_owned).collect()
+    }
+
+    // ---- Cache loads: data and revision from one statement, hence one snapshot ----
+
+    /// A user's grants (`None` when the tenant has no such user) and the tenant's revision
+    /// in the same snapshot.
+    pub async fn load_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<(Option<UserGrants>, Revision)> {
+        let sql = &format!(
+            "SELECT t.revision, u.tenant_id IS NOT NULL AS found, {USER_COLUMNS}
+             FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
+             WHERE t.tenant_id = $1"
+        );
+        let row = self
+            .read(move |c| async move {
+                let stmt = c.prepare_cached(sql).await?;
+                c.query_opt(&stmt, &[&tenant_id, &user_id]).await
+            })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        let revision = rev(row.get(0));
+        if !row.get::<_, bool>(1) {
+            return Ok((None, revision));
+        }
+        let info = self.user_info(&row);
+        Ok((
+            Some(UserGrants {
+                status: info.status,
+                groups: info.groups,
+                direct: info.direct,
+                scoped: info.scoped,
+                restrictions: info.restrictions,
+            }),
+            revision,
+        ))
+    }
+
+    /// The grants of the named custom groups that exist, and the tenant's revision, in one
+    /// snapshot.
+    pub async fn load_groups(
+        &self,
+        tenant_id: &str,
+        keys: &[String],
+    ) -> Result<(Vec<GroupGrants>, Revision)> {
+        let sql = &format!(
+            "SELECT t.revision, g.group_key IS NOT NULL AS found, {GROUP_COLUMNS}
+             FROM tenants t LEFT JOIN groups g ON g.tenant_id = t.tenant_id AND g.group_key = ANY($2)
+             WHERE t.tenant_id = $1"
+        );
+        let rows = self
+            .read(move |c| async move {
+                let stmt = c.prepare_cached(sql).await?;
+                c.query(&stmt, &[&tenant_id, &keys]).await
+            })
+            .await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::TenantNotFound(tenant_id.to_owned()));
+        };
+        let revision = rev(first.get(0));
+        let groups = rows
+            .iter()
+            .filter(|r| r.get::<_, bool>(1))
+            .map(|r| {
+                let info = self.group_info(r);
+                GroupGrants {
+                    key: info.def.key,
+                    permissions: info.def.permissions,
+                    scoped: info.def.scoped,
+                }
+            })
+            .collect();
+        Ok((groups, revision))
+    }
+
+    /// Builds a subject from the user and group loads, reading custom groups fresh.
+    pub async fn load_subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<(Subject, Revision)> {
+        let (user, user_rev) = self.load_user(tenant_id, user_id).await?;
+        let Some(user) = user else {
+            return Ok((Subject::default(), user_rev));
+        };
+        let custom: Vec<String> = user
+            .groups
+            .iter()
+            .filter(|k| self.catalog.group(k).is_none())
+            .cloned()
+            .collect();
+        let (loaded, group_rev) = if custom.is_empty() {
+            (Vec::new(), user_rev)
+        } else {
+            self.load_groups(tenant_id, &custom).await?
+        };
+        let groups = user
+            .groups
+            .iter()
+            .filter_map(|k| match self.catalog.group(k) {
+                Some(g) => Some(g.grants.clone()),
+                None => loaded.iter().find(|g| &g.key == k).cloned().map(Arc::new),
+            })
+            .collect();
+        Ok((
+            Subject {
+                user: Some(Arc::new(user)),
+                groups,
+            },
+            user_rev.min(group_rev),
+        ))
+    }
+}
+
+/// Starts a tenant's write: bumps and locks its revision row.
+async fn begin(tx: &deadpool_postgres::Transaction<'_>, tenant_id: &str) -> Result<Revision> {
+    let row = tx
+        .query_opt(
+            "UPDATE tenants SET revision = revision + 1 WHERE tenant_id = $1 RETURNING revision",
+            &[&tenant_id],
+        )
+        .await
+        .map_err(pg)?
+        .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+    Ok(rev(row.get(0)))
+}
+
+/// Finishes a tenant's write: logs the change, sends one NOTIFY, commits.
+async fn commit(
+    tx: deadpool_postgres::Transaction<'_>,
+    tenant_id: &str,
+    revision: Revision,
+    operation: &str,
+    touched: &Touched,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO changes (tenant_id, revision, operation, users, groups, all_users)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &tenant_id,
+            &to_i64(revision),
+            &operation,
+            &touched.users,
+            &touched.groups,
+            &touched.all_users,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    let payload = Notice::new(tenant_id, revision, touched).encode();
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await
+        .map_err(pg)?;
+    tx.commit().await.map_err(pg)
+}
+
+async fn ensure_users(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: &str,
+    user_ids: &[String],
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO users (tenant_id, user_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+        &[&tenant_id, &user_ids],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+async fn check_group(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: &str,
+    group: GroupRef<'_>,
+) -> Result<()> {
+    if let GroupRef::Custom(key) = group {
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM groups WHERE tenant_id = $1 AND group_key = $2",
+                &[&tenant_id, &key],
+            )
+            .await
+            .map_err(pg)?;
+        if found.is_none() {
+            return Err(StoreError::GroupNotFound(key.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Scoped grants as three parallel arrays (permission, type, id) for `unnest`.
+fn scoped_arrays(
+    catalog: &Catalog,
+    grants: &[ScopedGrant],
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut p = Vec::with_capacity(grants.len());
+    let mut t = Vec::with_capacity(grants.len());
+    let mut i = Vec::with_capacity(grants.len());
+    for g in grants {
+        p.push(catalog.key(g.permission).to_owned());
+        t.push(
+            catalog
+                .resource_type_key(g.resource.resource_type)
+                .to_owned(),
+        );
+        i.push(g.resource.id.clone());
+    }
+    (p, t, i)
+}
+
+fn after(page: &PageRequest) -> &str {
+    page.after.as_deref().unwrap_or("")
+}
+
+fn limit(page: &PageRequest) -> i64 {
+    to_i64(page.size as u64 + 1)
+}
+
+fn paged<T>(mut items: Vec<T>, page: &PageRequest) -> Page<T> {
+    let more = items.len() > page.size;
+    items.truncate(page.size);
+    Page { items, more }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO tenants (tenant_id, display_name) VALUES ($1, $2)
+                 ON CONFLICT (tenant_id) DO NOTHING RETURNING created_at, revision",
+                &[&tenant_id, &display_name],
+            )
+            .await
+            .map_err(pg)?
+            .ok_or_else(|| StoreError::TenantExists(tenant_id.to_owned()))?;
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: display_name.to_owned(),
+            created_at: row.get(0),
+            revision: rev(row.get(1)),
+        })
+    }
+
+    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+        let row = self
+            .read(move |c| async move {
+                c.query_opt(
+                    "SELECT display_name, created_at, revision FROM tenants WHERE tenant_id = $1",
+                    &[&tenant_id],
+                )
+                .await
+            })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: row.get(0),
+            created_at: row.get(1),
+            revision: rev(row.get(2)),
+        })
+    }
+
+    async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>> {
+        let (a, l) = (after(page), limit(page));
+        let rows = self
+            .read(move |c| async move {
+                c.query(
+                    "SELECT tenant_id, display_name, created_at, revision FROM tenants
+                         WHERE tenant_id > $1 ORDER BY tenant_id LIMIT $2",
+                    &[&a, &l],
+                )
+                .await
+            })
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| TenantInfo {
+                tenant_id: r.get(0),
+                display_name: r.get(1),
+                created_at: r.get(2),
+                revision: rev(r.get(3)),
+            })
+            .collect();
+        Ok(paged(items, page))
+    }
+
+    async fn upsert_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<(UserInfo, Revision)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        tx.execute(
+            "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
+            &[&tenant_id, &user_id, &display_name, &email],
+        )
+        .await
+        .map_err(pg)?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2"
+                ),
+                &[&tenant_id, &user_id],
+            )
+            .await
+            .map_err(pg)?;
+        let info = self.user_info(&row);
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "upsert_user",
+            &Touched::users([user_id.to_owned()]),
+        )
+        .await?;
+        Ok((info, revision))
+    }
+
+    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
+        let sql = &format!(
+            "SELECT t.tenant_id, u.user_id IS NOT NULL AS found, {USER_COLUMNS}
+             FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
+             WHERE t.tenant_id = $1"
+        );
+        let row = self
+            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &user_id]).await })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        if !row.get::<_, bool>("found") {
+            return Err(StoreError::UserNotFound(user_id.to_owned()));
+        }
+        Ok(self.user_info(&row))
+    }
+
+    async fn list_users(
+        &self,
+        tenant_id: &str,
+        group: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<UserInfo>> {
+        self.get_tenant(tenant_id).await?;
+        let (a, l) = (after(page), limit(page));
+        let rows = match group {
+            None => {
+                let sql = &format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id > $2
+                     ORDER BY u.user_id LIMIT $3"
+                );
+                self.read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
+                    .await?
+            }
+            Some(g) => {
+                let sql = &format!(
+                    "SELECT {USER_COLUMNS} FROM memberships gm
+                     JOIN users u ON u.tenant_id = gm.tenant_id AND u.user_id = gm.user_id
+                     WHERE gm.tenant_id = $1 AND gm.group_key = $2 AND gm.user_id > $3
+                     ORDER BY gm.user_id LIMIT $4"
+                );
+                self.read(move |c| async move { c.query(sql, &[&tenant_id, &g, &a, &l]).await })
+                    .await?
+            }
+        };
+        Ok(paged(
+            rows.iter().map(|r| self.user_info(r)).collect(),
+            page,
+        ))
+    }
+
+    async fn set_user_status(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        status: UserStatus,
+    ) -> Result<(UserInfo, Revision)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        tx.execute(
+            "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
+            &[&tenant_id, &user_id, &status_text(status)],
+        )
+        .await
+        .map_err(pg)?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2"
+                ),
+                &[&tenant_id, &user_id],
+            )
+            .await
+            .map_err(pg)?;
+        let info = self.user_info(&row);
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "set_user_status",
+            &Touched::users([user_id.to_owned()]),
+        )
+        .await?;
+        Ok((info, revision))
+    }
+
+    async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, group_key) DO NOTHING",
+                &[
+                    &tenant_id,
+                    &def.key,
+                    &def.name,
+                    &def.description,
+                    &self.keys(&def.permissions),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted == 0 {
+            return Err(StoreError::GroupExists(def.key));
+        }
+        let (p, t, i) = scoped_arrays(&self.catalog, &def.scoped);
+        tx.execute(
+            "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+            &[&tenant_id, &def.key, &p, &t, &i],
+        )
+        .await
+        .map_err(pg)?;
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "create_group",
+            &Touched::group(&def.key),
+        )
+        .await?;
+        Ok((
+            GroupInfo {
+                def,
+                version: 1,
+                member_count: 0,
+            },
+            revision,
+        ))
+    }
+
+    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
+        let sql = &format!(
+            "SELECT t.tenant_id, g.group_key IS NOT NULL AS found, {GROUP_COLUMNS}
+             FROM tenants t LEFT JOIN groups g ON g.tenant_id = t.tenant_id AND g.group_key = $2
+             WHERE t.tenant_id = $1"
+        );
+        let row = self
+            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &key]).await })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        if !row.get::<_, bool>("found") {
+            return Err(StoreError::GroupNotFound(key.to_owned()));
+        }
+        Ok(self.group_info(&row))
+    }
+
+    async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>> {
+        self.get_tenant(tenant_id).await?;
+        let (a, l) = (after(page), limit(page));
+        let sql = &format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key > $2
+             ORDER BY g.group_key LIMIT $3"
+        );
+        let rows = self
+            .read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
+            .await?;
+        Ok(paged(
+            rows.iter().map(|r| self.group_info(r)).collect(),
+            page,
+        ))
+    }
+
+    async fn update_group(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        patch: GroupPatch,
+        expected_version: Option<u64>,
+    ) -> Result<(GroupInfo, Revision)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        let row = tx
+            .query_opt(
+                "SELECT version FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+                &[&tenant_id, &key],
+            )
+            .await
+            .map_err(pg)?
+            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+        let actual = rev(row.get(0));
+        if let Some(expected) = expected_version.filter(|e| *e != actual) {
+            return Err(StoreError::VersionMismatch {
+                key: key.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let permissions = patch.permissions.as_ref().map(|p| self.keys(p));
+        tx.execute(
+            "UPDATE groups SET name = coalesce($3, name), description = coalesce($4, description),
+                    permissions = coalesce($5, permissions), version = version + 1
+             WHERE tenant_id = $1 AND group_key = $2",
+            &[
+                &tenant_id,
+                &key,
+                &patch.name,
+                &patch.description,
+                &permissions,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        if let Some(scoped) = &patch.scoped {
+            tx.execute(
+                "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2",
+                &[&tenant_id, &key],
+            )
+            .await
+            .map_err(pg)?;
+            let (p, t, i) = scoped_arrays(&self.catalog, scoped);
+            tx.execute(
+                "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
+                 SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+                &[&tenant_id, &key, &p, &t, &i],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let row = tx
+            .query_one(
+                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = $2"),
+                &[&tenant_id, &key],
+            )
+            .await
+            .map_err(pg)?;
+        let info = self.group_info(&row);
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "update_group",
+            &Touched::group(key),
+        )
+        .await?;
+        Ok((info, revision))
+    }
+
+    async fn delete_group(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Revision> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        let row = tx
+            .query_opt(
+                "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+                 FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+                &[&tenant_id, &key],
+            )
+            .await
+            .map_err(pg)?
+            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+        let actual = rev(row.get(0));
+        if let Some(expected) = expected_version.filter(|e| *e != actual) {
+            return Err(StoreError::VersionMismatch {
+                key: key.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let members = rev(row.get(1));
+        if members > 0 {
+            return Err(StoreError::GroupNotEmpty {
+                key: key.to_owned(),
+                members,
+            });
+        }
+        tx.execute(
+            "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
+            &[&tenant_id, &key],
+        )
+        .await
+        .map_err(pg)?;
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "delete_group",
+            &Touched::group(key),
+        )
+        .await?;
+        Ok(revision)
+    }
+
+    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
+        let row = self
+            .read(move |c| {
+                async move {
+                    c.query_opt(
+                        "SELECT (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+                         FROM tenants WHERE tenant_id = $1",
+                        &[&tenant_id, &group],
+                    )
+                    .await
+                }
+            })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        Ok(rev(row.get(0)))
+    }
+
+    async fn add_members(
+        &self,
+        tenant_id: &str,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        check_group(&tx, tenant_id, group).await?;
+        ensure_users(&tx, tenant_id, user_ids).await?;
+        tx.execute(
+            "INSERT INTO memberships (tenant_id, user_id, group_key)
+             SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
+            &[&tenant_id, &user_ids, &group.key()],
+        )
+        .await
+        .map_err(pg)?;
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "add_members",
+            &Touched::users(user_ids.iter().cloned()),
+        )
+        .await?;
+        Ok(revision)
+    }
+
+    async fn remove_members(
+        &self,
+        tenant_id: &str,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Revision> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        check_group(&tx, tenant_id, group).await?;
+        tx.execute(
+            "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
+            &[&tenant_id, &group.key(), &user_ids],
+        )
+        .await
+        .map_err(pg)?;
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "remove_members",
+            &Touched::users(user_ids.iter().cloned()),
+        )
+        .await?;
+        Ok(revision)
+    }
+
+    async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;
+        match grants {
+            Grants::Unscoped(set) => {
+                tx.execute(
+                    "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
+                     WHERE tenant_id = $1 AND user_id = $2",
+                    &[&tenant_id, &user_id, &self.keys(set)],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            Grants::Scoped(list) => {
+                let (p, t, i) = scoped_arrays(&self.catalog, list);
+                tx.execute(
+                    "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
+                     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+                    &[&tenant_id, &user_id, &p, &t, &i],
+                )
+                .await
+                .map_err(pg)?;
+            }
+        }
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "grant",
+            &Touched::users([user_id.to_owned()]),
+        )
+        .await?;
+        Ok(revision)
+    }
+
+    async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        match grants {
+            Grants::Unscoped(set) => {
+                tx.execute(
+                    "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
+                     WHERE tenant_id = $1 AND user_id = $2",
+                    &[&tenant_id, &user_id, &self.keys(set)],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            Grants::Scoped(list) => {
+                let (p, t, i) = scoped_arrays(&self.catalog, list);
+                tx.execute(
+                    "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
+                     AND (permission, resource_type, resource_id) IN
+                         (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
+                    &[&tenant_id, &user_id, &p, &t, &i],
+                )
+                .await
+                .map_err(pg)?;
+            }
+        }
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "revoke",
+            &Touched::users([user_id.to_owned()]),
+        )
+        .await?;
+        Ok(revision)
+    }
+
+    async fn set_restriction(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        resource_type: ResourceTypeId,
+        ids: Option<BTreeSet<String>>,
+    ) -> Result<Revision> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;
+        let type_key = self.catalog.resource_type_key(resource_type);
+        match ids {
+            Some(ids) => {
+                let ids: Vec<String> = ids.into_iter().collect();
+                tx.execute(
+                    "INSERT INTO restrictions (tenant_id, user_id, resource_type, resource_ids) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tenant_id, user_id, resource_type) DO UPDATE SET resource_ids = $4",
+                    &[&tenant_id, &user_id, &type_key, &ids],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM restrictions WHERE tenant_id = $1 AND user_id = $2 AND resource_type = $3",
+                    &[&tenant_id, &user_id, &type_key],
+                )
+                .await
+                .map_err(pg)?;
+            }
+        }
+        commit(
+            tx,
+            tenant_id,
+            revision,
+            "set_restriction",
+            &Touched::users([user_id.to_owned()]),
+        )
+        .await?;
+        Ok(revision)
+    }
+
+    async fn subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
+        let (subject, revision) = self.load_subject(tenant_id, user_id).await?;
+        if let Consistency::AtLeast(requested) = consistency {
+            if requested > revision {
+                return Err(StoreError::FutureRevision {
+                    requested,
+                    latest: revision,
+                });
+            }
+        }
+        Ok((subject, revision))
+    }
+
+    async fn changes_since(
+        &self,
+        tenant_id: &str,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
+        self.get_tenant(tenant_id).await?;
+        let (a, l) = (to_i64(after), to_i64(limit as u64));
+        let rows = self
+            .read(move |c| {
+                async move {
+                    c.query(
+                        "SELECT revision, committed_at, operation, users, groups, all_users FROM changes
+                         WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
+                        &[&tenant_id, &a, &l],
+                    )
+                    .await
+                }
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Change {
+                tenant_id: tenant_id.to_owned(),
+                revision: rev(r.get(0)),
+                committed_at: r.get::<_, SystemTime>(1),
+                operation: r.get(2),
+                touched: Touched {
+                    users: r.get(3),
+                    groups: r.get(4),
+                    all_users: r.get(5),
+                },
+            })
+            .collect())
+    }
+
+    fn commits(&self) -> CommitSignal {
+        self.commits.subscribe()
+    }
+
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            ready: true,
+            reason: String::new(),
+        }
+    }
+}
