@@ -13,9 +13,8 @@ fn group(key: &str, name: &str, perms: &[&str]) -> pb::Group {
     }
 }
 
-#[tokio::test]
-async fn tenants() {
-    let app = spawn_app().await;
+async fn tenants(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     let mut admin = app.admin.clone();
     for id in ["c", "a", "b"] {
         app.tenant(id).await;
@@ -91,9 +90,8 @@ async fn tenants() {
     );
 }
 
-#[tokio::test]
-async fn users() {
-    let app = spawn_app().await;
+async fn users(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let u = admin
@@ -199,9 +197,8 @@ async fn users() {
     assert!(!app.allowed("t", "bob", "view_reports").await);
 }
 
-#[tokio::test]
-async fn custom_group_lifecycle() {
-    let app = spawn_app().await;
+async fn custom_group_lifecycle(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let created = admin
@@ -311,9 +308,8 @@ async fn custom_group_lifecycle() {
     );
 }
 
-#[tokio::test]
-async fn system_groups_are_read_only_and_listed_with_custom_ones() {
-    let app = spawn_app().await;
+async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let owners = admin
@@ -397,9 +393,8 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones() {
     assert_eq!(seen, expected);
 }
 
-#[tokio::test]
-async fn bad_admin_requests_get_clear_errors_and_change_nothing() {
-    let app = spawn_app().await;
+async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let create = |g: pb::Group| pb::CreateGroupRequest {
@@ -600,9 +595,8 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing() {
     );
 }
 
-#[tokio::test]
-async fn catalog_reads() {
-    let app = spawn_app().await;
+async fn catalog_reads(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     let mut admin = app.admin.clone();
     let c = admin
         .get_catalog(pb::GetCatalogRequest {})
@@ -657,3 +651,12 @@ async fn catalog_reads() {
         "view_campaign_manager & view_flows & edit_flows & view_integrations & (!ctx.multibrand | view_brands)"
     );
 }
+
+contract!(
+    tenants,
+    users,
+    custom_group_lifecycle,
+    system_groups_are_read_only_and_listed_with_custom_ones,
+    bad_admin_requests_get_clear_errors_and_change_nothing,
+    catalog_reads,
+);

@@ -7,9 +7,8 @@ use authz_core::model::{Subject, UserGrants};
 use std::sync::Arc;
 use tonic::Code;
 
-#[tokio::test]
-async fn readme_walkthrough() {
-    let app = spawn_app().await;
+async fn readme_walkthrough(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("acme").await;
     app.add("acme", "analysts", &["alice"]).await;
     assert!(app.allowed("acme", "alice", "export_customers").await);
@@ -39,9 +38,8 @@ async fn readme_walkthrough() {
 }
 
 /// Every standard group, every permission of the catalog: the answer is membership.
-#[tokio::test]
-async fn every_standard_group_and_every_permission() {
-    let app = spawn_app().await;
+async fn every_standard_group_and_every_permission(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let c = app.catalog.clone();
     for group in c.groups() {
@@ -89,9 +87,8 @@ async fn every_standard_group_and_every_permission() {
 
 /// Every action for every standard group, without and with every context flag, agrees with
 /// the core's decision: nothing is lost between the wire and the core.
-#[tokio::test]
-async fn every_action_for_every_group_over_grpc() {
-    let app = spawn_app().await;
+async fn every_action_for_every_group_over_grpc(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let c = app.catalog.clone();
     let all_flags: Vec<&str> = c.context_flags().iter().map(|f| f.key.as_str()).collect();
@@ -150,9 +147,8 @@ async fn every_action_for_every_group_over_grpc() {
     }
 }
 
-#[tokio::test]
-async fn direct_grants_blocking_and_unknown_users() {
-    let app = spawn_app().await;
+async fn direct_grants_blocking_and_unknown_users(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     app.add("t", "accountants", &["bob"]).await;
     assert!(!app.allowed("t", "bob", "view_reports").await);
@@ -213,9 +209,8 @@ async fn direct_grants_blocking_and_unknown_users() {
     assert_eq!(r.explanation.unwrap().user_status, "unknown");
 }
 
-#[tokio::test]
-async fn aliases_work_wherever_keys_do() {
-    let app = spawn_app().await;
+async fn aliases_work_wherever_keys_do(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     app.add("t", "accountants", &["acc"]).await;
     assert!(app.allowed("t", "acc", "view_billing_detalization").await);
@@ -231,9 +226,8 @@ async fn aliases_work_wherever_keys_do() {
     assert!(r.allowed);
 }
 
-#[tokio::test]
-async fn expressions_and_context_flags() {
-    let app = spawn_app().await;
+async fn expressions_and_context_flags(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     app.add("t", "analysts", &["ann"]).await;
     let expr = |e: &str, flags: &[&str]| pb::CheckRequest {
@@ -270,9 +264,8 @@ async fn expressions_and_context_flags() {
     assert!(r.missing_permissions.is_empty());
 }
 
-#[tokio::test]
-async fn explanations_name_groups_and_grants() {
-    let app = spawn_app().await;
+async fn explanations_name_groups_and_grants(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     app.add("t", "analysts", &["ann"]).await;
     app.add("t", "marketers", &["ann"]).await;
@@ -301,9 +294,8 @@ async fn explanations_name_groups_and_grants() {
     assert!(e.summary.starts_with("allowed"), "{}", e.summary);
 }
 
-#[tokio::test]
-async fn restrictions_and_scoped_grants_on_resources() {
-    let app = spawn_app().await;
+async fn restrictions_and_scoped_grants_on_resources(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     app.add("t", "marketers", &["m"]).await;
     let mut admin = app.admin.clone();
@@ -403,9 +395,8 @@ async fn restrictions_and_scoped_grants_on_resources() {
     assert_eq!(eff.user_status, "active");
 }
 
-#[tokio::test]
-async fn tooljet_group_scoped_grants() {
-    let app = spawn_app_with(TOOLJET).await;
+async fn tooljet_group_scoped_grants(backend: Backend) {
+    let app = spawn(backend, TOOLJET).await;
     app.tenant("ws").await;
     let mut admin = app.admin.clone();
     admin
@@ -445,9 +436,8 @@ async fn tooljet_group_scoped_grants() {
     assert!(!app.check(on("43")).await.unwrap().allowed);
 }
 
-#[tokio::test]
-async fn batch_items_fail_alone() {
-    let app = spawn_app().await;
+async fn batch_items_fail_alone(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     app.add("t", "analysts", &["a"]).await;
     let item = |user: &str, perm: &str| pb::BatchCheckItem {
@@ -514,9 +504,8 @@ async fn batch_items_fail_alone() {
     );
 }
 
-#[tokio::test]
-async fn revisions_and_consistency() {
-    let app = spawn_app().await;
+async fn revisions_and_consistency(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let rev = app.add("t", "analysts", &["a"]).await;
     assert_eq!(rev, "2");
@@ -559,9 +548,8 @@ async fn revisions_and_consistency() {
     );
 }
 
-#[tokio::test]
-async fn bad_check_requests_get_clear_errors() {
-    let app = spawn_app().await;
+async fn bad_check_requests_get_clear_errors(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     let base = perm_check("t", "u", "view_reports");
     let expr = |e: String| pb::CheckRequest {
@@ -667,3 +655,18 @@ async fn bad_check_requests_get_clear_errors() {
         assert_status(app.check(req).await, code, &parts);
     }
 }
+
+contract!(
+    readme_walkthrough,
+    every_standard_group_and_every_permission,
+    every_action_for_every_group_over_grpc,
+    direct_grants_blocking_and_unknown_users,
+    aliases_work_wherever_keys_do,
+    expressions_and_context_flags,
+    explanations_name_groups_and_grants,
+    restrictions_and_scoped_grants_on_resources,
+    tooljet_group_scoped_grants,
+    batch_items_fail_alone,
+    revisions_and_consistency,
+    bad_check_requests_get_clear_errors,
+);

@@ -4,7 +4,12 @@ use authz::app::Authz;
 use authz::grpc::pb;
 use authz::grpc::pb::admin_service_client::AdminServiceClient;
 use authz::grpc::pb::authz_service_client::AuthzServiceClient;
+use authz::store::Store;
+use authz::store::cached::{CacheOptions, CachedStore};
+use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
+use authz::store::postgres::{PgOptions, PostgresStore};
+use std::time::Duration;
 use authz_core::Catalog;
 
 use std::sync::Arc;
@@ -16,7 +21,20 @@ use tonic::{Code, Status};
 pub const MAESTRA: &str = include_str!("../../catalogs/maestra.toml");
 pub const TOOLJET: &str = include_str!("../../catalogs/tooljet.toml");
 
+/// Which store a test runs against: the contract suite runs every test on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Postgres,
+}
+
+/// The staleness bound tests run with.
+pub const MAX_STALENESS: Duration = Duration::from_secs(2);
+
 pub struct TestApp {
+    /// For Postgres apps: the database URL (replicas share it) and the cached store.
+    pub db_url: Option<String>,
+    pub cached: Option<Arc<CachedStore>>,
     pub authz: AuthzServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
     pub channel: Channel,
@@ -111,8 +129,55 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(catalog: &str) -> TestApp {
+    spawn(Backend::Memory, catalog).await
+}
+
+/// Starts the server on the backend: Postgres gets a fresh, migrated database.
+pub async fn spawn(backend: Backend, catalog: &str) -> TestApp {
+    match backend {
+        Backend::Memory => {
+            let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
+            let store = Arc::new(MemoryStore::new(catalog.clone()));
+            start(catalog, store, None, None).await
+        }
+        Backend::Postgres => {
+            let (url, _) = crate::pg::fresh_database().await;
+            let app = spawn_replica(&url, catalog).await;
+            app.cached.as_ref().unwrap().inner().migrate().await.unwrap();
+            app
+        }
+    }
+}
+
+/// Another replica on an existing database (migrated by the first).
+pub async fn spawn_replica(url: &str, catalog: &str) -> TestApp {
     let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
-    let store = Arc::new(MemoryStore::new(catalog.clone()));
+    let pg = Arc::new(PostgresStore::new(catalog.clone(), &PgOptions::new(url)).unwrap());
+    pg.migrate().await.unwrap();
+    let options = CacheOptions {
+        max_staleness: MAX_STALENESS,
+        listener: ListenerOptions {
+            heartbeat: Duration::from_millis(100),
+            heartbeat_timeout: Duration::from_millis(1000),
+            max_backoff: Duration::from_millis(500),
+        },
+        ..CacheOptions::default()
+    };
+    let cached = Arc::new(CachedStore::start(pg, catalog.clone(), options));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cached.listener().connected() {
+        assert!(std::time::Instant::now() < deadline, "listener never subscribed: {}", cached.listener().last_error());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start(catalog, cached.clone(), Some(url.to_owned()), Some(cached)).await
+}
+
+async fn start(
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    db_url: Option<String>,
+    cached: Option<Arc<CachedStore>>,
+) -> TestApp {
     let app = Arc::new(Authz::new(catalog.clone(), store).with_max_batch(1000));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -126,6 +191,8 @@ pub async fn spawn_app_with(catalog: &str) -> TestApp {
         .await
         .unwrap();
     TestApp {
+        db_url,
+        cached,
         authz: AuthzServiceClient::new(channel.clone()),
         admin: AdminServiceClient::new(channel.clone()),
         channel,
@@ -166,3 +233,22 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, 
         );
     }
 }
+
+/// Runs each named `async fn(Backend)` as a test on the memory store and on Postgres.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(crate::helpers::Backend::Memory).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(crate::helpers::Backend::Postgres).await
+            })*
+        }
+    };
+}
+pub(crate) use contract;

@@ -8,4 +8,5 @@ mod admin;
 mod binary;
 mod check;
 mod helpers;
+mod pg;
 mod surface;
