@@ -36,8 +36,94 @@ fn item_target(t: Option<pb::batch_check_item::Target>) -> Option<TargetInput> {
     })
 }
 
+/// Changes read from the log per query.
+const WATCH_BATCH: usize = 100;
+/// A Watch re-reads the log at least this often, even when no commit signal arrives.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+type WatchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+fn change_out(c: crate::store::Change) -> pb::WatchResponse {
+    pb::WatchResponse {
+        revision: convert::revision(c.revision),
+        commit_time: Some(convert::timestamp(c.committed_at)),
+        operation: c.operation,
+        user_ids: c.touched.users,
+        group_keys: c.touched.groups,
+        all_users: c.touched.all_users,
+    }
+}
+
+/// Feeds one Watch: replays the log after `after`, then follows new commits until the client
+/// goes away.
+async fn follow(
+    app: Arc<Authz>,
+    tenant: String,
+    mut after: u64,
+    tx: tokio::sync::mpsc::Sender<Result<pb::WatchResponse, Status>>,
+) {
+    let mut signal = app.commits();
+    loop {
+        let changes = match app.changes_since(&tenant, after, WATCH_BATCH).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(to_status(e))).await;
+                return;
+            }
+        };
+        let full = changes.len() == WATCH_BATCH;
+        for c in changes {
+            after = c.revision;
+            if tx.send(Ok(change_out(c))).await.is_err() {
+                return;
+            }
+        }
+        if full {
+            continue;
+        }
+        let wait = async {
+            loop {
+                match signal.recv().await {
+                    Ok((t, r)) if t == tenant && r > after => return,
+                    Ok(_) => {}
+                    // Missed signals: re-read the log.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = wait => {}
+            () = tokio::time::sleep(WATCH_POLL) => {}
+            () = tx.closed() => return,
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl AuthzService for AuthzApi {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = request.into_inner();
+        let after = self
+            .app
+            .watch_start(&r.tenant_id, &r.after_revision)
+            .await
+            .map_err(to_status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
+        tokio::spawn(follow(self.app.clone(), r.tenant_id, after, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn check(
         &self,
         request: Request<pb::CheckRequest>,

@@ -88,7 +88,10 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
 
 fn pool_err(e: PoolError) -> StoreError {
     match e {
-        PoolError::Backend(e) => pg(e),
+        // Whatever the database answered, failing to get a connection means it is unavailable.
+        PoolError::Backend(e) => {
+            StoreError::Unavailable(format!("cannot connect to the database: {e}"))
+        }
         PoolError::Timeout(_) => {
             StoreError::Unavailable("no database connection became available in time".to_owned())
         }

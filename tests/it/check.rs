@@ -656,6 +656,109 @@ async fn bad_check_requests_get_clear_errors(backend: Backend) {
     }
 }
 
+async fn watch_streams_committed_changes(backend: Backend) {
+    use tokio_stream::StreamExt;
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    app.tenant("other").await;
+    let r1 = app.add("t", "analysts", &["a", "b"]).await;
+    let mut authz = app.authz.clone();
+    // From revision 1: the past is replayed, then new commits follow.
+    let mut stream = authz
+        .watch(pb::WatchRequest {
+            tenant_id: "t".into(),
+            after_revision: "1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(
+        (first.revision.as_str(), first.operation.as_str()),
+        (r1.as_str(), "add_members")
+    );
+    assert_eq!(first.user_ids, ["a", "b"]);
+    assert!(first.commit_time.is_some());
+    app.add("other", "analysts", &["x"]).await;
+    let r2 = app.grant("t", "a", &["delete_customers"], None).await;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (next.revision.as_str(), next.operation.as_str()),
+        (r2.as_str(), "grant"),
+        "other tenants' changes are not streamed"
+    );
+    app.admin
+        .clone()
+        .create_group(pb::CreateGroupRequest {
+            tenant_id: "t".into(),
+            group: Some(pb::Group {
+                key: "g".into(),
+                name: "G".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let g = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(g.group_keys, ["g"]);
+
+    // Empty after_revision: from now on.
+    let mut now = authz
+        .watch(pb::WatchRequest {
+            tenant_id: "t".into(),
+            after_revision: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let r3 = app.grant("t", "b", &["delete_customers"], None).await;
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), now.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.revision, r3);
+
+    assert_status(
+        authz
+            .watch(pb::WatchRequest {
+                tenant_id: "t".into(),
+                after_revision: "x".into(),
+            })
+            .await,
+        Code::InvalidArgument,
+        &["not a revision token"],
+    );
+    assert_status(
+        authz
+            .watch(pb::WatchRequest {
+                tenant_id: "t".into(),
+                after_revision: "999".into(),
+            })
+            .await,
+        Code::InvalidArgument,
+        &["newer than"],
+    );
+    assert_status(
+        authz
+            .watch(pb::WatchRequest {
+                tenant_id: "ghost".into(),
+                after_revision: String::new(),
+            })
+            .await,
+        Code::NotFound,
+        &["ghost"],
+    );
+}
+
 contract!(
     readme_walkthrough,
     every_standard_group_and_every_permission,
@@ -669,4 +772,5 @@ contract!(
     batch_items_fail_alone,
     revisions_and_consistency,
     bad_check_requests_get_clear_errors,
+    watch_streams_committed_changes,
 );

@@ -9,8 +9,8 @@ use authz::store::cached::{CacheOptions, CachedStore};
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
-use std::time::Duration;
 use authz_core::Catalog;
+use std::time::Duration;
 
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -143,7 +143,13 @@ pub async fn spawn(backend: Backend, catalog: &str) -> TestApp {
         Backend::Postgres => {
             let (url, _) = crate::pg::fresh_database().await;
             let app = spawn_replica(&url, catalog).await;
-            app.cached.as_ref().unwrap().inner().migrate().await.unwrap();
+            app.cached
+                .as_ref()
+                .unwrap()
+                .inner()
+                .migrate()
+                .await
+                .unwrap();
             app
         }
     }
@@ -166,7 +172,11 @@ pub async fn spawn_replica(url: &str, catalog: &str) -> TestApp {
     let cached = Arc::new(CachedStore::start(pg, catalog.clone(), options));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !cached.listener().connected() {
-        assert!(std::time::Instant::now() < deadline, "listener never subscribed: {}", cached.listener().last_error());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listener never subscribed: {}",
+            cached.listener().last_error()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     start(catalog, cached.clone(), Some(url.to_owned()), Some(cached)).await

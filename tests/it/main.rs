@@ -9,4 +9,5 @@ mod binary;
 mod check;
 mod helpers;
 mod pg;
+mod replicas;
 mod surface;

@@ -42,12 +42,19 @@ pub fn with_database(url: &str, db: &str) -> String {
 pub async fn fresh_database() -> (String, String) {
     static N: AtomicU32 = AtomicU32::new(0);
     let admin = admin_url().to_owned();
-    let name = format!("authz_test_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "authz_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {admin}: {e}\n{HOW_TO_GET_POSTGRES}"));
     let driver = tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
     drop(client);
     let _ = driver.await;
     (with_database(&admin, &name), name)
@@ -55,7 +62,9 @@ pub async fn fresh_database() -> (String, String) {
 
 /// Runs SQL on the admin database (to kill backends and the like).
 pub async fn admin_execute(sql: &str) -> Vec<tokio_postgres::Row> {
-    let (client, conn) = tokio_postgres::connect(admin_url(), tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     let driver = tokio::spawn(conn);
     let rows = client.query(sql, &[]).await.unwrap();
     drop(client);
@@ -73,16 +82,24 @@ fn server_bin_dir() -> Option<PathBuf> {
     candidates.reverse();
     candidates.push(PathBuf::from("/usr/local/pgsql/bin"));
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        candidates.insert(0, PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        candidates.insert(
+            0,
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+        );
     }
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path));
     }
-    candidates.into_iter().find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+    candidates
+        .into_iter()
+        .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Runs a command as the `postgres` user when we are root (initdb refuses root).
@@ -97,29 +114,54 @@ fn as_db_user(program: &Path, root: bool) -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_cluster() -> Result<String, String> {
-    let bin = server_bin_dir().ok_or("no AUTHZ_TEST_DATABASE_URL and no PostgreSQL server binaries (initdb, postgres) found")?;
+    let bin = server_bin_dir().ok_or(
+        "no AUTHZ_TEST_DATABASE_URL and no PostgreSQL server binaries (initdb, postgres) found",
+    )?;
     let root = is_root();
     let dir = std::env::temp_dir().join(format!("authz-test-pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     if root {
-        let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().is_ok_and(|s| s.success());
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
-            return Err(format!("cannot hand {} to the postgres user (is there one?)", dir.display()));
+            return Err(format!(
+                "cannot hand {} to the postgres user (is there one?)",
+                dir.display()
+            ));
         }
     }
     let data = dir.join("data");
     let out = as_db_user(&bin.join("initdb"), root)
-        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
         .arg(&data)
         .output()
         .map_err(|e| format!("cannot run initdb: {e}"))?;
     if !out.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let port = free_port();
     // A watchdog shell stops the server and removes the cluster when this test process exits.
@@ -144,7 +186,15 @@ fn start_cluster() -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = Command::new(bin.join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &port.to_string(),
+            ])
             .status()
             .is_ok_and(|s| s.success());
         if ready {
@@ -152,7 +202,9 @@ fn start_cluster() -> Result<String, String> {
         }
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-            return Err(format!("the throwaway postgres did not start within 30s:\n{log}"));
+            return Err(format!(
+                "the throwaway postgres did not start within 30s:\n{log}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -160,7 +212,13 @@ fn start_cluster() -> Result<String, String> {
 
 #[test]
 fn database_urls() {
-    assert_eq!(with_database("postgres://u@h:1/db", "x"), "postgres://u@h:1/x");
+    assert_eq!(
+        with_database("postgres://u@h:1/db", "x"),
+        "postgres://u@h:1/x"
+    );
     assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-    assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
+    assert_eq!(
+        with_database("postgres://u@h:1/db?sslmode=disable", "x"),
+        "postgres://u@h:1/x?sslmode=disable"
+    );
 }
