@@ -174,6 +174,7 @@ async fn open_store(
             heartbeat_timeout: (args.heartbeat_interval * 4).max(std::time::Duration::from_secs(1)),
             ..ListenerOptions::default()
         },
+        after_load: None,
     };
     Ok((
         Arc::new(CachedStore::start(Arc::new(pg), catalog, cache)),

@@ -32,6 +32,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// A fault-injection point: runs after a cache load has read the database and before it stores
+/// the entry, so tests can hold a load exactly there. Unset in production.
+#[derive(Clone)]
+pub struct AfterLoad(
+    pub Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>,
+);
+
+impl std::fmt::Debug for AfterLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterLoad")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct CacheOptions {
     /// Upper bound on the cache's estimated size in bytes (users and groups together).
@@ -41,6 +54,7 @@ pub struct CacheOptions {
     /// Longest time the cache may lag the database before checks stop trusting it.
     pub max_staleness: Duration,
     pub listener: ListenerOptions,
+    pub after_load: Option<AfterLoad>,
 }
 
 impl Default for CacheOptions {
@@ -50,6 +64,7 @@ impl Default for CacheOptions {
             ttl: Duration::from_secs(300),
             max_staleness: Duration::from_secs(5),
             listener: ListenerOptions::default(),
+            after_load: None,
         }
     }
 }
@@ -192,6 +207,7 @@ pub struct CachedStore {
     listener: Arc<ListenerState>,
     listener_task: tokio::task::JoinHandle<()>,
     max_staleness: Duration,
+    after_load: Option<AfterLoad>,
 }
 
 impl Drop for CachedStore {
@@ -261,6 +277,7 @@ impl CachedStore {
             listener,
             listener_task,
             max_staleness: options.max_staleness,
+            after_load: options.after_load,
         }
     }
 
@@ -315,6 +332,9 @@ impl CachedStore {
         // `generation` was captured before this read: if an invalidation lands while it runs,
         // the entry is born stale and the next lookup misses.
         let (value, revision) = self.inner.load_user(tenant_id, user_id).await?;
+        if let Some(hook) = &self.after_load {
+            (hook.0)().await;
+        }
         let entry = Arc::new(Entry {
             value: value.map(Arc::new),
             revision,

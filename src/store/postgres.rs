@@ -205,19 +205,41 @@ impl PostgresStore {
         self.pool.get().await.map_err(pool_err)
     }
 
-    /// Runs a read, retrying once on a fresh connection when the first one turns out dead
-    /// (a restarted database, a killed backend): callers do not see the broken connection.
+    /// A connection for a write transaction, verified with an empty round trip: a pooled
+    /// connection whose backend died (killed, database restarted) is replaced before the write
+    /// starts, so the write never fails for a connection it did not get to use. Writes are not
+    /// on the check path; the round trip costs tens of microseconds.
+    async fn write_client(&self) -> Result<Object> {
+        let mut attempts = self.retries();
+        loop {
+            let client = self.client().await?;
+            match client.simple_query("").await {
+                Ok(_) => return Ok(client),
+                Err(e) if attempts > 0 && connection_lost(&e) => attempts -= 1,
+                Err(e) => return Err(pg(e)),
+            }
+        }
+    }
+
+    /// How many dead connections a request may meet before it gives up: every pooled one can
+    /// have died at once (a database restart). Each is discarded as it is found.
+    fn retries(&self) -> usize {
+        self.pool.status().max_size
+    }
+
+    /// Runs a read, retrying on a fresh connection when one turns out dead (a restarted
+    /// database, a killed backend): callers do not see the broken connection.
     async fn read<T, Fut>(&self, f: impl Fn(Object) -> Fut) -> Result<T>
     where
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
-        let mut attempt = 0;
+        let mut attempts = self.retries();
         loop {
             // A closed connection goes back to the pool and is discarded at its next checkout.
             match f(self.client().await?).await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt == 0 && connection_lost(&e) => {
-                    attempt += 1;
+                Err(e) if attempts > 0 && connection_lost(&e) => {
+                    attempts -= 1;
                     tracing::debug!("retrying a read on a fresh connection: {e}");
                 }
                 Err(e) => return Err(pg(e)),
@@ -227,7 +249,7 @@ impl PostgresStore {
 
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<i32>> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.batch_execute(&format!(
             "SET LOCAL client_min_messages = warning;
@@ -694,7 +716,7 @@ impl Store for PostgresStore {
         display_name: &str,
         email: &str,
     ) -> Result<(UserInfo, Revision)> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         tx.execute(
@@ -781,7 +803,7 @@ impl Store for PostgresStore {
         user_id: &str,
         status: UserStatus,
     ) -> Result<(UserInfo, Revision)> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         tx.execute(
@@ -813,7 +835,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         let inserted = tx
@@ -898,7 +920,7 @@ impl Store for PostgresStore {
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<(GroupInfo, Revision)> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         let row = tx
@@ -973,7 +995,7 @@ impl Store for PostgresStore {
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Revision> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         let row = tx
@@ -1040,7 +1062,7 @@ impl Store for PostgresStore {
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         check_group(&tx, tenant_id, group).await?;
@@ -1069,7 +1091,7 @@ impl Store for PostgresStore {
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         check_group(&tx, tenant_id, group).await?;
@@ -1091,7 +1113,7 @@ impl Store for PostgresStore {
     }
 
     async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;
@@ -1128,7 +1150,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         match grants {
@@ -1171,7 +1193,7 @@ impl Store for PostgresStore {
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Revision> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
         ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;

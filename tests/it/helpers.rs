@@ -5,7 +5,7 @@ use authz::grpc::pb;
 use authz::grpc::pb::admin_service_client::AdminServiceClient;
 use authz::grpc::pb::authz_service_client::AuthzServiceClient;
 use authz::store::Store;
-use authz::store::cached::{CacheOptions, CachedStore};
+use authz::store::cached::{AfterLoad, CacheOptions, CachedStore};
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
@@ -157,6 +157,14 @@ pub async fn spawn(backend: Backend, catalog: &str) -> TestApp {
 
 /// Another replica on an existing database (migrated by the first).
 pub async fn spawn_replica(url: &str, catalog: &str) -> TestApp {
+    spawn_replica_with(url, catalog, None).await
+}
+
+pub async fn spawn_replica_with(
+    url: &str,
+    catalog: &str,
+    after_load: Option<AfterLoad>,
+) -> TestApp {
     let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
     let pg = Arc::new(PostgresStore::new(catalog.clone(), &PgOptions::new(url)).unwrap());
     pg.migrate().await.unwrap();
@@ -167,6 +175,7 @@ pub async fn spawn_replica(url: &str, catalog: &str) -> TestApp {
             heartbeat_timeout: Duration::from_millis(1000),
             max_backoff: Duration::from_millis(500),
         },
+        after_load,
         ..CacheOptions::default()
     };
     let cached = Arc::new(CachedStore::start(pg, catalog.clone(), options));

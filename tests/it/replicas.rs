@@ -466,3 +466,120 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
         }
     }
 }
+
+/// A load that read the database before a revoke, and is stored after the revoke's
+/// notification, must not be served: the next check denies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_racing_a_revoke_never_leaves_a_stale_entry() {
+    use authz::store::cached::AfterLoad;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::sync::Notify;
+
+    let a = spawn(Backend::Postgres, MAESTRA).await;
+    let armed = Arc::new(AtomicBool::new(false));
+    let reached = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let hook = {
+        let (armed, reached, release) = (armed.clone(), reached.clone(), release.clone());
+        AfterLoad(Arc::new(move || {
+            let (armed, reached, release) = (armed.clone(), reached.clone(), release.clone());
+            Box::pin(async move {
+                if armed.swap(false, Ordering::AcqRel) {
+                    reached.notify_one();
+                    release.notified().await;
+                }
+            })
+        }))
+    };
+    let b = spawn_replica_with(a.db_url.as_ref().unwrap(), MAESTRA, Some(hook)).await;
+    a.tenant("t").await;
+    a.add("t", "analysts", &["u"]).await;
+
+    armed.store(true, Ordering::Release);
+    let check = {
+        let mut client = b.authz.clone();
+        tokio::spawn(async move {
+            client
+                .check(perm_check("t", "u", "view_reports"))
+                .await
+                .unwrap()
+                .into_inner()
+                .allowed
+        })
+    };
+    reached.notified().await; // B's load has read "u is an analyst" and is held.
+
+    let stats = b.cached.as_ref().unwrap().clone();
+    let before = stats.stats().invalidations.load(Ordering::Relaxed);
+    a.admin
+        .clone()
+        .remove_group_members(pb::RemoveGroupMembersRequest {
+            tenant_id: "t".into(),
+            group_key: "analysts".into(),
+            user_ids: vec!["u".into()],
+        })
+        .await
+        .unwrap();
+    within(
+        MAX_STALENESS,
+        "B receives the revoke's notification",
+        || async { stats.stats().invalidations.load(Ordering::Relaxed) > before },
+    )
+    .await;
+
+    release.notify_one(); // The held load now stores what it read before the revoke.
+    assert!(
+        check.await.unwrap(),
+        "the held check answers from its own, earlier read"
+    );
+    assert!(
+        !b.allowed("t", "u", "view_reports").await,
+        "the stale entry must not be served"
+    );
+}
+
+/// Pooled connections whose backends die (killed, or a database restart) are replaced without
+/// failing the requests that would have used them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_pool_connections_are_replaced_transparently() {
+    let a = spawn(Backend::Postgres, MAESTRA).await;
+    a.tenant("t").await;
+    a.add("t", "analysts", &["u"]).await;
+    let db = database(&a);
+    let full = |p: &str| pb::CheckRequest {
+        consistency: Some(pb::Consistency {
+            requirement: Some(pb::consistency::Requirement::FullyConsistent(true)),
+        }),
+        ..perm_check("t", "u", p)
+    };
+    for round in 0..3 {
+        // Warm several pooled connections, then kill every one of them (not the listener).
+        let mut warm = Vec::new();
+        for _ in 0..4 {
+            let mut c = a.authz.clone();
+            warm.push(tokio::spawn(async move {
+                c.check(full("view_reports")).await.unwrap()
+            }));
+        }
+        for w in warm {
+            w.await.unwrap();
+        }
+        let killed = admin_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'authzd'"
+        ))
+        .await
+        .len();
+        assert!(killed > 0, "round {round}: some pooled connections existed");
+        // Write first, then read, the instant the backends are gone.
+        a.grant("t", "u", &["delete_customers"], None).await;
+        assert!(
+            a.check(full("view_reports")).await.unwrap().allowed,
+            "round {round}: read after kill"
+        );
+        assert!(
+            a.check(full("delete_customers")).await.unwrap().allowed,
+            "round {round}: write after kill"
+        );
+    }
+}
