@@ -7,9 +7,12 @@ use crate::store::{
     TenantInfo, UserInfo,
 };
 use crate::validate;
+use authz_core::admin::{self as rules, Actor, AdminOp, Refusal};
 use authz_core::decide::{self, Decision, Query, Target};
 use authz_core::expr::Expr;
-use authz_core::model::{ResourceRef, ResourceTypeId, ScopedGrant, Subject, UserStatus};
+use authz_core::model::{
+    GroupGrants, ResourceRef, ResourceTypeId, ScopedGrant, Subject, UserStatus,
+};
 use authz_core::{Catalog, PermId, PermSet};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -352,7 +355,99 @@ impl Authz {
         Ok((decide::allowed_resources(&subject, p, t), revision))
     }
 
-    // ---- Tenants ----
+    // ---- Callers ----
+
+    /// Who makes an admin call: an operator (no actor named) or an actor, authorized for `op`
+    /// with its own, fully consistent, permissions.
+    async fn caller(&self, tenant_id: &str, actor_user_id: &str, op: AdminOp) -> Result<Caller> {
+        validate::id("tenant_id", tenant_id)?;
+        if actor_user_id.is_empty() {
+            return Ok(Caller::Operator);
+        }
+        validate::id("actor_user_id", actor_user_id)?;
+        let (subject, _) = self
+            .store
+            .subject(tenant_id, actor_user_id, Consistency::Full)
+            .await?;
+        let caller = Caller::Actor {
+            id: actor_user_id.to_owned(),
+            subject,
+        };
+        caller.check(|a| rules::authorize(&self.catalog, a, op))?;
+        Ok(caller)
+    }
+
+    /// Permission keys as the caller may name them: internal ones do not exist for actors.
+    fn visible_permissions(
+        &self,
+        caller: &Caller,
+        field: &str,
+        keys: &[String],
+    ) -> Result<PermSet> {
+        let set = self.permissions(field, keys)?;
+        if caller.is_actor() {
+            if let Some(p) = set.iter().find(|p| self.catalog.permission(*p).internal) {
+                let key = keys
+                    .iter()
+                    .find(|k| self.catalog.resolve(k) == Some(p))
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(Error::Invalid(format!(
+                    "{field}: unknown permission `{key}`; AdminService.ListPermissions lists the catalog's keys"
+                )));
+            }
+        }
+        Ok(set)
+    }
+
+    fn visible_scoped(
+        &self,
+        caller: &Caller,
+        field: &str,
+        grants: &[(String, ResourceInput)],
+    ) -> Result<Vec<ScopedGrant>> {
+        let keys: Vec<String> = grants.iter().map(|(p, _)| p.clone()).collect();
+        self.visible_permissions(caller, field, &keys)?;
+        self.scoped_grants(field, grants)
+    }
+
+    /// Internal system groups do not exist for actors.
+    fn hidden_from(&self, caller: &Caller, key: &str) -> bool {
+        caller.is_actor() && self.catalog.group(key).is_some_and(|g| g.internal)
+    }
+
+    fn no_group(key: &str) -> Error {
+        Error::Store(crate::store::StoreError::GroupNotFound(key.to_owned()))
+    }
+
+    /// A user as the caller may see it: actors see no internal groups or permissions.
+    fn user_view(&self, caller: &Caller, mut user: UserInfo) -> UserInfo {
+        if caller.is_actor() {
+            user.groups.retain(|g| !self.hidden_from(caller, g));
+            user.direct
+                .difference_with(self.catalog.internal_permissions());
+            user.scoped
+                .retain(|s| !self.catalog.permission(s.permission).internal);
+        }
+        user
+    }
+
+    /// The grants a group gives, for the delegation rule.
+    async fn group_grants(&self, tenant_id: &str, key: &str) -> Result<Arc<GroupGrants>> {
+        match self.catalog.group(key) {
+            Some(g) => Ok(g.grants.clone()),
+            None => {
+                let info = self.store.get_group(tenant_id, key).await?;
+                Ok(Arc::new(GroupGrants {
+                    key: info.def.key,
+                    permissions: info.def.permissions,
+                    scoped: info.def.scoped,
+                }))
+            }
+        }
+    }
+
+    // ---- Tenants (operators only: tenants are not staff data) ----
 
     pub async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
         validate::id("tenant_id", tenant_id)?;
@@ -382,38 +477,45 @@ impl Authz {
     pub async fn upsert_user(
         &self,
         tenant_id: &str,
+        actor: &str,
         user_id: &str,
         display_name: &str,
         email: &str,
     ) -> Result<(UserInfo, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
         validate::id("user_id", user_id)?;
         validate::text("display_name", display_name)?;
         validate::text("email", email)?;
-        Ok(self
+        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        let (user, rev) = self
             .store
             .upsert_user(tenant_id, user_id, display_name, email)
-            .await?)
+            .await?;
+        Ok((self.user_view(&caller, user), rev))
     }
 
-    pub async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
-        validate::id("tenant_id", tenant_id)?;
+    pub async fn get_user(&self, tenant_id: &str, actor: &str, user_id: &str) -> Result<UserInfo> {
         validate::id("user_id", user_id)?;
-        Ok(self.store.get_user(tenant_id, user_id).await?)
+        let caller = self.caller(tenant_id, actor, AdminOp::ViewUsers).await?;
+        let user = self.store.get_user(tenant_id, user_id).await?;
+        Ok(self.user_view(&caller, user))
     }
 
     pub async fn list_users(
         &self,
         tenant_id: &str,
+        actor: &str,
         group_key: &str,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<UserInfo>, String)> {
-        validate::id("tenant_id", tenant_id)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::ViewUsers).await?;
         let group = if group_key.is_empty() {
             None
         } else {
             validate::group_key("group_key", group_key)?;
+            if self.hidden_from(&caller, group_key) {
+                return Err(Self::no_group(group_key));
+            }
             if let GroupRef::Custom(k) = self.group_ref(group_key) {
                 self.store.get_group(tenant_id, k).await?;
             }
@@ -423,23 +525,31 @@ impl Authz {
         let page = self.store.list_users(tenant_id, group, &req).await?;
         let next =
             validate::next_page_token(page.items.last().map(|u| u.user_id.as_str()), page.more);
-        Ok((page.items, next))
+        Ok((
+            page.items
+                .into_iter()
+                .map(|u| self.user_view(&caller, u))
+                .collect(),
+            next,
+        ))
     }
 
     pub async fn set_user_status(
         &self,
         tenant_id: &str,
+        actor: &str,
         user_id: &str,
         status: Option<UserStatus>,
     ) -> Result<(UserInfo, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
         validate::id("user_id", user_id)?;
         let status = status
             .ok_or_else(|| Error::Invalid("status is required: ACTIVE or BLOCKED".to_owned()))?;
-        Ok(self
+        let caller = self.caller(tenant_id, actor, AdminOp::BlockUsers).await?;
+        let (user, rev) = self
             .store
             .set_user_status(tenant_id, user_id, status)
-            .await?)
+            .await?;
+        Ok((self.user_view(&caller, user), rev))
     }
 
     // ---- Groups ----
@@ -493,44 +603,61 @@ impl Authz {
     fn read_only(&self, key: &str) -> Result<()> {
         if self.catalog.group(key).is_some() {
             return Err(Error::Precondition(format!(
-                "group `{key}` is a system group from the catalog and can't be changed or deleted; create a custom group instead"
+                "group `{key}` is a system group from the catalog and can't be changed or deleted; duplicate it into a custom group instead"
             )));
         }
         Ok(())
     }
 
+    fn new_group_key(&self, field: &str, key: &str) -> Result<()> {
+        validate::group_key(field, key)?;
+        if self.catalog.group(key).is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "group `{key}` is a system group in every tenant; choose another key"
+            )));
+        }
+        Ok(())
+    }
+
+    fn group_name(field: &str, name: &str) -> Result<()> {
+        if name.trim().is_empty() {
+            return Err(Error::Invalid(format!("{field} is required")));
+        }
+        validate::text(field, name)
+    }
+
     pub async fn create_group(
         &self,
         tenant_id: &str,
+        actor: &str,
         group: &GroupInput,
     ) -> Result<(GroupView, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
-        validate::group_key("group.key", &group.key)?;
-        if self.catalog.group(&group.key).is_some() {
-            return Err(Error::AlreadyExists(format!(
-                "group `{}` is a system group in every tenant; choose another key",
-                group.key
-            )));
-        }
-        if group.name.trim().is_empty() {
-            return Err(Error::Invalid("group.name is required".to_owned()));
-        }
-        validate::text("group.name", &group.name)?;
+        self.new_group_key("group.key", &group.key)?;
+        Self::group_name("group.name", &group.name)?;
         validate::text("group.description", &group.description)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
         let def = GroupDef {
             key: group.key.clone(),
             name: group.name.clone(),
             description: group.description.clone(),
-            permissions: self.permissions("group.permissions", &group.permissions)?,
-            scoped: self.scoped_grants("group.scoped_grants", &group.scoped_grants)?,
+            permissions: self.visible_permissions(
+                &caller,
+                "group.permissions",
+                &group.permissions,
+            )?,
+            scoped: self.visible_scoped(&caller, "group.scoped_grants", &group.scoped_grants)?,
         };
+        caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
         let (info, revision) = self.store.create_group(tenant_id, def).await?;
         Ok((Self::custom_view(info), revision))
     }
 
-    pub async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupView> {
-        validate::id("tenant_id", tenant_id)?;
+    pub async fn get_group(&self, tenant_id: &str, actor: &str, key: &str) -> Result<GroupView> {
         validate::group_key("group_key", key)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::ViewGroups).await?;
+        if self.hidden_from(&caller, key) {
+            return Err(Self::no_group(key));
+        }
         match self.catalog.group(key) {
             Some(g) => {
                 let members = self.store.member_count(tenant_id, key).await?;
@@ -546,16 +673,18 @@ impl Authz {
     pub async fn list_groups(
         &self,
         tenant_id: &str,
+        actor: &str,
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<GroupView>, String)> {
-        validate::id("tenant_id", tenant_id)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::ViewGroups).await?;
         let req = page_request(page_size, page_token)?;
         let custom = self.store.list_groups(tenant_id, &req).await?;
         let mut system: Vec<&authz_core::catalog::SystemGroup> = self
             .catalog
             .groups()
             .iter()
+            .filter(|g| !self.hidden_from(&caller, &g.key))
             .filter(|g| req.after.as_deref().is_none_or(|a| g.key.as_str() > a))
             .collect();
         system.sort_by(|a, b| a.key.cmp(&b.key));
@@ -577,18 +706,23 @@ impl Authz {
     pub async fn update_group(
         &self,
         tenant_id: &str,
+        actor: &str,
         key: &str,
         group: &GroupInput,
         mask: &[String],
+        expected_version: Option<u64>,
     ) -> Result<(GroupView, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
         validate::group_key("group_key", key)?;
+        if self.hidden_from(&Caller::actor_marker(actor), key) {
+            return Err(Self::no_group(key));
+        }
         self.read_only(key)?;
         if mask.is_empty() {
             return Err(Error::Invalid(
                 "update_mask is required: list the fields to change (name, description, permissions, scoped_grants) or \"*\"".to_owned(),
             ));
         }
+        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
         let mut patch = GroupPatch::default();
         for path in mask {
             let all = path == "*";
@@ -596,8 +730,7 @@ impl Authz {
                 "*" | "name" | "description" | "permissions" | "scoped_grants" => {}
                 "key" => {
                     return Err(Error::Invalid(
-                        "update_mask: a group's key can't be changed; create a new group instead"
-                            .to_owned(),
+                        "update_mask: a group's key can't be changed; duplicate the group under a new key instead".to_owned(),
                     ));
                 }
                 other => {
@@ -607,10 +740,7 @@ impl Authz {
                 }
             }
             if all || path == "name" {
-                if group.name.trim().is_empty() {
-                    return Err(Error::Invalid("group.name can't be empty".to_owned()));
-                }
-                validate::text("group.name", &group.name)?;
+                Self::group_name("group.name", &group.name)?;
                 patch.name = Some(group.name.clone());
             }
             if all || path == "description" {
@@ -618,34 +748,135 @@ impl Authz {
                 patch.description = Some(group.description.clone());
             }
             if all || path == "permissions" {
-                patch.permissions =
-                    Some(self.permissions("group.permissions", &group.permissions)?);
+                patch.permissions = Some(self.visible_permissions(
+                    &caller,
+                    "group.permissions",
+                    &group.permissions,
+                )?);
             }
             if all || path == "scoped_grants" {
-                patch.scoped =
-                    Some(self.scoped_grants("group.scoped_grants", &group.scoped_grants)?);
+                patch.scoped = Some(self.visible_scoped(
+                    &caller,
+                    "group.scoped_grants",
+                    &group.scoped_grants,
+                )?);
             }
         }
-        let (info, revision) = self.store.update_group(tenant_id, key, patch, None).await?;
+        // An actor may only put into the group what it holds: check what the change adds,
+        // against the version it read, so a concurrent edit in between is refused, not missed.
+        let mut based_on = expected_version;
+        if caller.is_actor() {
+            let current = self.store.get_group(tenant_id, key).await?;
+            if let Some(expected) = expected_version.filter(|e| *e != current.version) {
+                return Err(Error::Store(crate::store::StoreError::VersionMismatch {
+                    key: key.to_owned(),
+                    expected,
+                    actual: current.version,
+                }));
+            }
+            let mut added = patch.permissions.clone().unwrap_or_default();
+            added.difference_with(&current.def.permissions);
+            let added_scoped: Vec<ScopedGrant> = patch
+                .scoped
+                .iter()
+                .flatten()
+                .filter(|g| !current.def.scoped.contains(g))
+                .cloned()
+                .collect();
+            caller.check(|a| rules::may_give(&self.catalog, a, &added, &added_scoped))?;
+            based_on = Some(current.version);
+        }
+        let (info, revision) = self
+            .store
+            .update_group(tenant_id, key, patch, based_on)
+            .await?;
         Ok((Self::custom_view(info), revision))
     }
 
-    pub async fn delete_group(&self, tenant_id: &str, key: &str) -> Result<Revision> {
-        validate::id("tenant_id", tenant_id)?;
+    pub async fn delete_group(
+        &self,
+        tenant_id: &str,
+        actor: &str,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Revision> {
         validate::group_key("group_key", key)?;
+        if self.hidden_from(&Caller::actor_marker(actor), key) {
+            return Err(Self::no_group(key));
+        }
         self.read_only(key)?;
-        Ok(self.store.delete_group(tenant_id, key, None).await?)
+        self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
+        Ok(self
+            .store
+            .delete_group(tenant_id, key, expected_version)
+            .await?)
+    }
+
+    pub async fn duplicate_group(
+        &self,
+        tenant_id: &str,
+        actor: &str,
+        d: &DuplicateInput,
+    ) -> Result<(GroupView, Revision)> {
+        validate::group_key("source_group_key", &d.source_group_key)?;
+        self.new_group_key("new_key", &d.new_key)?;
+        if !d.new_name.is_empty() {
+            Self::group_name("new_name", &d.new_name)?;
+        }
+        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
+        if self.hidden_from(&caller, &d.source_group_key) {
+            return Err(Self::no_group(&d.source_group_key));
+        }
+        if d.copy_members {
+            caller.check(|a| rules::authorize(&self.catalog, a, AdminOp::EditUsers))?;
+        }
+        let source = self.get_group(tenant_id, "", &d.source_group_key).await?;
+        let def = GroupDef {
+            key: d.new_key.clone(),
+            name: if d.new_name.is_empty() {
+                format!("{} (copy)", source.def.name)
+            } else {
+                d.new_name.clone()
+            },
+            description: source.def.description.clone(),
+            permissions: if d.copy_permissions {
+                source.def.permissions.clone()
+            } else {
+                PermSet::new()
+            },
+            scoped: if d.copy_scoped_grants {
+                source.def.scoped.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        // Copying members assigns them the new group, so the actor must hold what it gives.
+        caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
+        let members_of = d.copy_members.then_some(d.source_group_key.as_str());
+        let (info, revision) = self
+            .store
+            .duplicate_group(tenant_id, def, members_of)
+            .await?;
+        Ok((Self::custom_view(info), revision))
     }
 
     pub async fn add_members(
         &self,
         tenant_id: &str,
+        actor: &str,
         key: &str,
         user_ids: &[String],
     ) -> Result<Revision> {
-        validate::id("tenant_id", tenant_id)?;
         validate::group_key("group_key", key)?;
         validate::ids("user_ids", user_ids)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        if self.hidden_from(&caller, key) {
+            return Err(Self::no_group(key));
+        }
+        if caller.is_actor() {
+            let grants = self.group_grants(tenant_id, key).await?;
+            caller.check(|a| rules::may_assign(&self.catalog, a, &grants))?;
+        }
         Ok(self
             .store
             .add_members(tenant_id, self.group_ref(key), user_ids)
@@ -655,12 +886,16 @@ impl Authz {
     pub async fn remove_members(
         &self,
         tenant_id: &str,
+        actor: &str,
         key: &str,
         user_ids: &[String],
     ) -> Result<Revision> {
-        validate::id("tenant_id", tenant_id)?;
         validate::group_key("group_key", key)?;
         validate::ids("user_ids", user_ids)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        if self.hidden_from(&caller, key) {
+            return Err(Self::no_group(key));
+        }
         Ok(self
             .store
             .remove_members(tenant_id, self.group_ref(key), user_ids)
@@ -669,13 +904,18 @@ impl Authz {
 
     // ---- Grants and restrictions ----
 
-    fn grants(&self, permissions: &[String], resource: Option<&ResourceInput>) -> Result<Grants> {
+    fn grants(
+        &self,
+        caller: &Caller,
+        permissions: &[String],
+        resource: Option<&ResourceInput>,
+    ) -> Result<Grants> {
         if permissions.is_empty() {
             return Err(Error::Invalid(
                 "permissions must name at least one permission".to_owned(),
             ));
         }
-        let set = self.permissions("permissions", permissions)?;
+        let set = self.visible_permissions(caller, "permissions", permissions)?;
         Ok(match resource {
             None => Grants::Unscoped(set),
             Some(r) => {
@@ -695,38 +935,44 @@ impl Authz {
     pub async fn grant(
         &self,
         tenant_id: &str,
+        actor: &str,
         user_id: &str,
         permissions: &[String],
         resource: Option<&ResourceInput>,
     ) -> Result<Revision> {
-        validate::id("tenant_id", tenant_id)?;
         validate::id("user_id", user_id)?;
-        let grants = self.grants(permissions, resource)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        let grants = self.grants(&caller, permissions, resource)?;
+        caller.check(|a| match &grants {
+            Grants::Unscoped(set) => rules::may_give(&self.catalog, a, set, &[]),
+            Grants::Scoped(list) => rules::may_give(&self.catalog, a, &PermSet::new(), list),
+        })?;
         Ok(self.store.grant(tenant_id, user_id, &grants).await?)
     }
 
     pub async fn revoke(
         &self,
         tenant_id: &str,
+        actor: &str,
         user_id: &str,
         permissions: &[String],
         resource: Option<&ResourceInput>,
     ) -> Result<Revision> {
-        validate::id("tenant_id", tenant_id)?;
         validate::id("user_id", user_id)?;
-        let grants = self.grants(permissions, resource)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        let grants = self.grants(&caller, permissions, resource)?;
         Ok(self.store.revoke(tenant_id, user_id, &grants).await?)
     }
 
     pub async fn set_restrictions(
         &self,
         tenant_id: &str,
+        actor: &str,
         user_id: &str,
         resource_type: &str,
         resource_ids: &[String],
         clear: bool,
     ) -> Result<Revision> {
-        validate::id("tenant_id", tenant_id)?;
         validate::id("user_id", user_id)?;
         let t = self.resource_type("resource_type", resource_type)?;
         let ids = match (clear, resource_ids.is_empty()) {
@@ -746,11 +992,67 @@ impl Authz {
                 Some(resource_ids.iter().cloned().collect::<BTreeSet<_>>())
             }
         };
+        let caller = self
+            .caller(tenant_id, actor, AdminOp::RestrictUsers)
+            .await?;
+        caller.check(|a| rules::may_restrict(&self.catalog, a, t, ids.as_ref()))?;
         Ok(self
             .store
             .set_restriction(tenant_id, user_id, t, ids)
             .await?)
     }
+
+    /// Whether ListPermissions shows internal permissions: not to actors.
+    pub fn show_internal(actor: &str) -> bool {
+        actor.is_empty()
+    }
+}
+
+/// Who makes an admin call.
+enum Caller {
+    Operator,
+    Actor { id: String, subject: Subject },
+}
+
+impl Caller {
+    fn is_actor(&self) -> bool {
+        matches!(self, Caller::Actor { .. })
+    }
+
+    /// A caller that only says whether an actor is named, for checks that need no subject.
+    fn actor_marker(actor: &str) -> Caller {
+        if actor.is_empty() {
+            Caller::Operator
+        } else {
+            Caller::Actor {
+                id: actor.to_owned(),
+                subject: Subject::default(),
+            }
+        }
+    }
+
+    /// Applies a rule to an actor; operators pass.
+    fn check(&self, rule: impl FnOnce(&Actor<'_>) -> Result<(), Refusal>) -> Result<()> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Actor { id, subject } => rule(&Actor {
+                user_id: id,
+                subject,
+            })
+            .map_err(|r| Error::Denied(r.to_string())),
+        }
+    }
+}
+
+/// What DuplicateGroup copies.
+#[derive(Clone, Debug, Default)]
+pub struct DuplicateInput {
+    pub source_group_key: String,
+    pub new_key: String,
+    pub new_name: String,
+    pub copy_permissions: bool,
+    pub copy_scoped_grants: bool,
+    pub copy_members: bool,
 }
 
 fn page_request(page_size: i32, page_token: &str) -> Result<PageRequest> {

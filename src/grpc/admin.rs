@@ -75,7 +75,13 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let (u, rev) = self
             .app
-            .upsert_user(&r.tenant_id, &r.user_id, &r.display_name, &r.email)
+            .upsert_user(
+                &r.tenant_id,
+                &r.actor_user_id,
+                &r.user_id,
+                &r.display_name,
+                &r.email,
+            )
             .await
             .map_err(to_status)?;
         ok(pb::UpsertUserResponse {
@@ -88,7 +94,7 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let u = self
             .app
-            .get_user(&r.tenant_id, &r.user_id)
+            .get_user(&r.tenant_id, &r.actor_user_id, &r.user_id)
             .await
             .map_err(to_status)?;
         ok(pb::GetUserResponse {
@@ -103,7 +109,13 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let (users, next) = self
             .app
-            .list_users(&r.tenant_id, &r.group_key, r.page_size, &r.page_token)
+            .list_users(
+                &r.tenant_id,
+                &r.actor_user_id,
+                &r.group_key,
+                r.page_size,
+                &r.page_token,
+            )
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
@@ -124,7 +136,7 @@ impl AdminService for AdminApi {
         let status = convert::status_in(r.status).map_err(to_status)?;
         let (u, rev) = self
             .app
-            .set_user_status(&r.tenant_id, &r.user_id, status)
+            .set_user_status(&r.tenant_id, &r.actor_user_id, &r.user_id, status)
             .await
             .map_err(to_status)?;
         ok(pb::SetUserStatusResponse {
@@ -141,7 +153,7 @@ impl AdminService for AdminApi {
         let input = convert::group_in(r.group);
         let (g, rev) = self
             .app
-            .create_group(&r.tenant_id, &input)
+            .create_group(&r.tenant_id, &r.actor_user_id, &input)
             .await
             .map_err(to_status)?;
         ok(pb::CreateGroupResponse {
@@ -157,7 +169,7 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let g = self
             .app
-            .get_group(&r.tenant_id, &r.group_key)
+            .get_group(&r.tenant_id, &r.actor_user_id, &r.group_key)
             .await
             .map_err(to_status)?;
         ok(pb::GetGroupResponse {
@@ -172,7 +184,7 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let (groups, next) = self
             .app
-            .list_groups(&r.tenant_id, r.page_size, &r.page_token)
+            .list_groups(&r.tenant_id, &r.actor_user_id, r.page_size, &r.page_token)
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
@@ -194,7 +206,14 @@ impl AdminService for AdminApi {
         let input = convert::group_in(r.group);
         let (g, rev) = self
             .app
-            .update_group(&r.tenant_id, &r.group_key, &input, &mask)
+            .update_group(
+                &r.tenant_id,
+                &r.actor_user_id,
+                &r.group_key,
+                &input,
+                &mask,
+                convert::expected_version(r.expected_version).map_err(to_status)?,
+            )
             .await
             .map_err(to_status)?;
         ok(pb::UpdateGroupResponse {
@@ -208,12 +227,37 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
         let r = request.into_inner();
+        let expected = convert::expected_version(r.expected_version).map_err(to_status)?;
         let rev = self
             .app
-            .delete_group(&r.tenant_id, &r.group_key)
+            .delete_group(&r.tenant_id, &r.actor_user_id, &r.group_key, expected)
             .await
             .map_err(to_status)?;
         ok(pb::DeleteGroupResponse {
+            revision: convert::revision(rev),
+        })
+    }
+
+    async fn duplicate_group(
+        &self,
+        request: Request<pb::DuplicateGroupRequest>,
+    ) -> Reply<pb::DuplicateGroupResponse> {
+        let r = request.into_inner();
+        let input = crate::app::DuplicateInput {
+            source_group_key: r.source_group_key,
+            new_key: r.new_key,
+            new_name: r.new_name,
+            copy_permissions: r.copy_permissions,
+            copy_scoped_grants: r.copy_scoped_grants,
+            copy_members: r.copy_members,
+        };
+        let (g, rev) = self
+            .app
+            .duplicate_group(&r.tenant_id, &r.actor_user_id, &input)
+            .await
+            .map_err(to_status)?;
+        ok(pb::DuplicateGroupResponse {
+            group: Some(convert::group(self.app.catalog(), g)),
             revision: convert::revision(rev),
         })
     }
@@ -225,7 +269,7 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let rev = self
             .app
-            .add_members(&r.tenant_id, &r.group_key, &r.user_ids)
+            .add_members(&r.tenant_id, &r.actor_user_id, &r.group_key, &r.user_ids)
             .await
             .map_err(to_status)?;
         ok(pb::AddGroupMembersResponse {
@@ -240,7 +284,7 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let rev = self
             .app
-            .remove_members(&r.tenant_id, &r.group_key, &r.user_ids)
+            .remove_members(&r.tenant_id, &r.actor_user_id, &r.group_key, &r.user_ids)
             .await
             .map_err(to_status)?;
         ok(pb::RemoveGroupMembersResponse {
@@ -256,7 +300,13 @@ impl AdminService for AdminApi {
         let resource = convert::resource_in(r.resource);
         let rev = self
             .app
-            .grant(&r.tenant_id, &r.user_id, &r.permissions, resource.as_ref())
+            .grant(
+                &r.tenant_id,
+                &r.actor_user_id,
+                &r.user_id,
+                &r.permissions,
+                resource.as_ref(),
+            )
             .await
             .map_err(to_status)?;
         ok(pb::GrantPermissionsResponse {
@@ -272,7 +322,13 @@ impl AdminService for AdminApi {
         let resource = convert::resource_in(r.resource);
         let rev = self
             .app
-            .revoke(&r.tenant_id, &r.user_id, &r.permissions, resource.as_ref())
+            .revoke(
+                &r.tenant_id,
+                &r.actor_user_id,
+                &r.user_id,
+                &r.permissions,
+                resource.as_ref(),
+            )
             .await
             .map_err(to_status)?;
         ok(pb::RevokePermissionsResponse {
@@ -289,6 +345,7 @@ impl AdminService for AdminApi {
             .app
             .set_restrictions(
                 &r.tenant_id,
+                &r.actor_user_id,
                 &r.user_id,
                 &r.resource_type,
                 &r.resource_ids,
@@ -330,6 +387,7 @@ impl AdminService for AdminApi {
             .permissions()
             .iter()
             .filter(|p| r.section.is_empty() || p.section == r.section)
+            .filter(|p| !p.internal || Authz::show_internal(&r.actor_user_id))
             .map(|p| pb::Permission {
                 key: p.key.clone(),
                 name: p.name.clone(),

@@ -197,3 +197,14 @@ pub fn group_in(g: Option<pb::Group>) -> GroupInput {
             .collect(),
     }
 }
+
+/// `expected_version` on the wire: 0 means "no check".
+pub fn expected_version(v: i64) -> Result<Option<u64>> {
+    match v {
+        0 => Ok(None),
+        v if v < 0 => Err(Error::Invalid(format!(
+            "expected_version {v} is negative; versions start at 1"
+        ))),
+        v => Ok(Some(u64::try_from(v).unwrap_or(0))),
+    }
+}

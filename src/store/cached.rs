@@ -470,6 +470,30 @@ impl Store for CachedStore {
         Ok(out)
     }
 
+    async fn duplicate_group(
+        &self,
+        tenant_id: &str,
+        def: GroupDef,
+        members_of: Option<&str>,
+    ) -> Result<(GroupInfo, Revision)> {
+        let key = def.key.clone();
+        let out = self
+            .inner
+            .duplicate_group(tenant_id, def, members_of)
+            .await?;
+        // The copied members' memberships changed: all of them, without listing them here.
+        let touched = match members_of {
+            Some(_) => Touched {
+                users: Vec::new(),
+                groups: vec![key],
+                all_users: true,
+            },
+            None => Touched::group(&key),
+        };
+        self.committed(tenant_id, out.1, touched);
+        Ok(out)
+    }
+
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
         self.inner.get_group(tenant_id, key).await
     }

@@ -319,6 +319,59 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn duplicate_group(
+        &self,
+        tenant_id: &str,
+        def: GroupDef,
+        members_of: Option<&str>,
+    ) -> Result<(GroupInfo, Revision)> {
+        self.write_tenant(tenant_id, "duplicate_group", |t| {
+            if t.groups.contains_key(&def.key) {
+                return Err(StoreError::GroupExists(def.key.clone()));
+            }
+            let members: Vec<String> = members_of
+                .and_then(|src| t.members.get(src))
+                .map(|m| m.iter().cloned().collect())
+                .unwrap_or_default();
+            let key = def.key.clone();
+            t.groups.insert(
+                key.clone(),
+                GroupRow {
+                    name: def.name,
+                    description: def.description,
+                    version: 1,
+                    grants: Arc::new(GroupGrants {
+                        key: key.clone(),
+                        permissions: def.permissions,
+                        scoped: def.scoped,
+                    }),
+                },
+            );
+            for u in &members {
+                t.edit_user(u, |g| {
+                    if let Err(at) = g.groups.binary_search(&key) {
+                        g.groups.insert(at, key.clone());
+                    }
+                });
+                t.members.entry(key.clone()).or_default().insert(u.clone());
+            }
+            let row = t
+                .groups
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| StoreError::GroupNotFound(key.clone()))?;
+            let info = t.group_info(&key, &row);
+            Ok((
+                info,
+                Touched {
+                    users: members,
+                    groups: vec![key],
+                    all_users: false,
+                },
+            ))
+        })
+    }
+
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
         let tenant = self.tenant(tenant_id)?;
         let t = read(&tenant);

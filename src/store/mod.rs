@@ -233,6 +233,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(UserInfo, Revision)>;
 
     async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)>;
+    /// Creates a custom group and, when `members_of` is given, makes every member of that group
+    /// (system or custom) a member of the new one, in one write.
+    async fn duplicate_group(
+        &self,
+        tenant_id: &str,
+        def: GroupDef,
+        members_of: Option<&str>,
+    ) -> Result<(GroupInfo, Revision)>;
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo>;
     /// Custom groups sorted by key.
     async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>>;

@@ -881,6 +881,72 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn duplicate_group(
+        &self,
+        tenant_id: &str,
+        def: GroupDef,
+        members_of: Option<&str>,
+    ) -> Result<(GroupInfo, Revision)> {
+        let mut client = self.write_client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, group_key) DO NOTHING",
+                &[
+                    &tenant_id,
+                    &def.key,
+                    &def.name,
+                    &def.description,
+                    &self.keys(&def.permissions),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted == 0 {
+            return Err(StoreError::GroupExists(def.key));
+        }
+        let (p, t, i) = scoped_arrays(&self.catalog, &def.scoped);
+        tx.execute(
+            "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+            &[&tenant_id, &def.key, &p, &t, &i],
+        )
+        .await
+        .map_err(pg)?;
+        let members: Vec<String> = match members_of {
+            None => Vec::new(),
+            Some(src) => tx
+                .query(
+                    "INSERT INTO memberships (tenant_id, user_id, group_key)
+                     SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2
+                     ORDER BY user_id RETURNING user_id",
+                    &[&tenant_id, &src, &def.key],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        };
+        let touched = Touched {
+            users: members,
+            groups: vec![def.key.clone()],
+            all_users: false,
+        };
+        let member_count = touched.users.len() as u64;
+        commit(tx, tenant_id, revision, "duplicate_group", &touched).await?;
+        Ok((
+            GroupInfo {
+                def,
+                version: 1,
+                member_count,
+            },
+            revision,
+        ))
+    }
+
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
         let sql = &format!(
             "SELECT t.tenant_id, g.group_key IS NOT NULL AS found, {GROUP_COLUMNS}

@@ -100,6 +100,7 @@ async fn users(backend: Backend) {
             user_id: "ann".into(),
             display_name: "Ann".into(),
             email: "ann@example.com".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -112,6 +113,7 @@ async fn users(backend: Backend) {
         .get_user(pb::GetUserRequest {
             tenant_id: "t".into(),
             user_id: "ann".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -126,6 +128,7 @@ async fn users(backend: Backend) {
             .get_user(pb::GetUserRequest {
                 tenant_id: "t".into(),
                 user_id: "zed".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -136,6 +139,7 @@ async fn users(backend: Backend) {
         group_key: group.into(),
         page_size: 0,
         page_token: String::new(),
+        ..Default::default()
     };
     let ids = |r: pb::ListUsersResponse| r.users.into_iter().map(|u| u.user_id).collect::<Vec<_>>();
     assert_eq!(
@@ -161,6 +165,7 @@ async fn users(backend: Backend) {
                 tenant_id: "t".into(),
                 user_id: "ann".into(),
                 status: 0,
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,
@@ -172,6 +177,7 @@ async fn users(backend: Backend) {
                 tenant_id: "t".into(),
                 user_id: "ann".into(),
                 status: 9,
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,
@@ -183,6 +189,7 @@ async fn users(backend: Backend) {
             tenant_id: "t".into(),
             group_key: "analysts".into(),
             user_ids: vec!["bob".into()],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -213,6 +220,7 @@ async fn custom_group_lifecycle(backend: Backend) {
                     "view_promo_code",
                 ],
             )),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -242,6 +250,7 @@ async fn custom_group_lifecycle(backend: Backend) {
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["permissions".into()],
             }),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -263,6 +272,7 @@ async fn custom_group_lifecycle(backend: Backend) {
         .get_group(pb::GetGroupRequest {
             tenant_id: "t".into(),
             group_key: "email_specialist".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -276,6 +286,7 @@ async fn custom_group_lifecycle(backend: Backend) {
             .delete_group(pb::DeleteGroupRequest {
                 tenant_id: "t".into(),
                 group_key: "email_specialist".into(),
+                ..Default::default()
             })
             .await,
         Code::FailedPrecondition,
@@ -286,6 +297,7 @@ async fn custom_group_lifecycle(backend: Backend) {
             tenant_id: "t".into(),
             group_key: "email_specialist".into(),
             user_ids: vec!["eve".into()],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -293,6 +305,7 @@ async fn custom_group_lifecycle(backend: Backend) {
         .delete_group(pb::DeleteGroupRequest {
             tenant_id: "t".into(),
             group_key: "email_specialist".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -301,6 +314,7 @@ async fn custom_group_lifecycle(backend: Backend) {
             .get_group(pb::GetGroupRequest {
                 tenant_id: "t".into(),
                 group_key: "email_specialist".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -316,6 +330,7 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backen
         .get_group(pb::GetGroupRequest {
             tenant_id: "t".into(),
             group_key: "owners".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -333,6 +348,7 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backen
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["name".into()],
                 }),
+                ..Default::default()
             })
             .await,
         Code::FailedPrecondition,
@@ -343,6 +359,7 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backen
             .delete_group(pb::DeleteGroupRequest {
                 tenant_id: "t".into(),
                 group_key: "analysts".into(),
+                ..Default::default()
             })
             .await,
         Code::FailedPrecondition,
@@ -353,6 +370,7 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backen
             .create_group(pb::CreateGroupRequest {
                 tenant_id: "t".into(),
                 group: Some(group("owners", "Owners", &[])),
+                ..Default::default()
             })
             .await,
         Code::AlreadyExists,
@@ -363,6 +381,7 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backen
             .create_group(pb::CreateGroupRequest {
                 tenant_id: "t".into(),
                 group: Some(group(key, key, &[])),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -376,6 +395,7 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backen
                 tenant_id: "t".into(),
                 page_size: 3,
                 page_token: token.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -400,6 +420,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
     let create = |g: pb::Group| pb::CreateGroupRequest {
         tenant_id: "t".into(),
         group: Some(g),
+        ..Default::default()
     };
     assert_status(
         admin
@@ -423,6 +444,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
             .create_group(pb::CreateGroupRequest {
                 tenant_id: "ghost".into(),
                 group: Some(group("e", "E", &[])),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -444,6 +466,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
         update_mask: Some(prost_types::FieldMask {
             paths: paths.iter().map(|p| p.to_string()).collect(),
         }),
+        ..Default::default()
     };
     assert_status(
         admin.update_group(update(&[])).await,
@@ -468,13 +491,14 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
     assert_status(
         admin.update_group(update(&["name"])).await,
         Code::InvalidArgument,
-        &["group.name can't be empty"],
+        &["group.name is required"],
     );
     // Nothing changed.
     let g = admin
         .get_group(pb::GetGroupRequest {
             tenant_id: "t".into(),
             group_key: "e".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -492,6 +516,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
                 tenant_id: "t".into(),
                 group_key: "ghosts".into(),
                 user_ids: vec!["u".into()],
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -503,6 +528,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
                 tenant_id: "t".into(),
                 group_key: "e".into(),
                 user_ids: vec![],
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,
@@ -514,6 +540,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
                 tenant_id: "t".into(),
                 group_key: "e".into(),
                 user_ids: vec!["ok".into(), "bad\n".into()],
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,
@@ -525,6 +552,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
             .get_user(pb::GetUserRequest {
                 tenant_id: "t".into(),
                 user_id: "ok".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -536,6 +564,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
         user_id: "u".into(),
         permissions: perms.iter().map(|p| p.to_string()).collect(),
         resource,
+        ..Default::default()
     };
     assert_status(
         admin.grant_permissions(grant(&[], None)).await,
@@ -573,6 +602,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
         resource_type: t.into(),
         resource_ids: ids.iter().map(|p| p.to_string()).collect(),
         clear,
+        ..Default::default()
     };
     assert_status(
         admin.set_restrictions(restrict(&[], false, "folder")).await,
@@ -629,6 +659,7 @@ async fn catalog_reads(backend: Backend) {
     let billing_section = admin
         .list_permissions(pb::ListPermissionsRequest {
             section: "Billing".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -161,6 +161,7 @@ async fn direct_grants_blocking_and_unknown_users(backend: Backend) {
             tenant_id: "t".into(),
             user_id: "bob".into(),
             status: pb::UserStatus::Blocked.into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -182,6 +183,7 @@ async fn direct_grants_blocking_and_unknown_users(backend: Backend) {
             tenant_id: "t".into(),
             user_id: "bob".into(),
             status: pb::UserStatus::Active.into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -193,6 +195,7 @@ async fn direct_grants_blocking_and_unknown_users(backend: Backend) {
             user_id: "bob".into(),
             permissions: vec!["view_reports".into()],
             resource: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -306,6 +309,7 @@ async fn restrictions_and_scoped_grants_on_resources(backend: Backend) {
             resource_type: "folder".into(),
             resource_ids: vec!["spring".into(), "summer".into()],
             clear: false,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -353,6 +357,7 @@ async fn restrictions_and_scoped_grants_on_resources(backend: Backend) {
             resource_type: "folder".into(),
             resource_ids: vec![],
             clear: true,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -414,6 +419,7 @@ async fn tooljet_group_scoped_grants(backend: Backend) {
                 }],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -700,6 +706,7 @@ async fn watch_streams_committed_changes(backend: Backend) {
                 name: "G".into(),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -72,6 +72,7 @@ impl TestApp {
                 tenant_id: tenant.into(),
                 group_key: group.into(),
                 user_ids: users.iter().map(|u| u.to_string()).collect(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -96,6 +97,7 @@ impl TestApp {
                     r#type: t.into(),
                     id: id.into(),
                 }),
+                ..Default::default()
             })
             .await
             .unwrap()

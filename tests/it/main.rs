@@ -7,6 +7,7 @@
 mod admin;
 mod binary;
 mod check;
+mod delegation;
 mod helpers;
 mod pg;
 mod replicas;

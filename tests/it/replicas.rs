@@ -83,6 +83,7 @@ async fn a_revoke_through_one_replica_is_denied_by_the_other() {
             tenant_id: "t".into(),
             group_key: "analysts".into(),
             user_ids: vec!["u".into()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -108,6 +109,7 @@ async fn a_revoke_through_one_replica_is_denied_by_the_other() {
             user_id: "u".into(),
             permissions: vec!["delete_customers".into()],
             resource: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -131,6 +133,7 @@ async fn a_revoke_through_one_replica_is_denied_by_the_other() {
                 permissions: vec!["view_reports".into()],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -162,6 +165,7 @@ async fn a_revoke_through_one_replica_is_denied_by_the_other() {
             update_mask: Some(prost_types::FieldMask {
                 paths: vec!["permissions".into()],
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -222,6 +226,7 @@ async fn a_killed_listener_reconnects_flushes_and_stays_correct() {
             tenant_id: "t".into(),
             group_key: "analysts".into(),
             user_ids: vec!["u".into()],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -300,6 +305,7 @@ async fn with_the_database_down_checks_fail_closed_after_the_bound() {
                 user_id: "u".into(),
                 permissions: vec!["delete_customers".into()],
                 resource: None,
+                ..Default::default()
             })
             .await
             .is_ok()
@@ -333,6 +339,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
                 permissions: vec!["view_reports".into()],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -362,6 +369,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
                             tenant_id: t,
                             group_key: "g".into(),
                             user_ids: vec![u],
+                            ..Default::default()
                         })
                         .await
                         .map(|_| ()),
@@ -370,6 +378,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
                             tenant_id: t,
                             group_key: "g".into(),
                             user_ids: vec![u],
+                            ..Default::default()
                         })
                         .await
                         .map(|_| ()),
@@ -379,6 +388,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
                             user_id: u,
                             permissions: vec![p],
                             resource: None,
+                            ..Default::default()
                         })
                         .await
                         .map(|_| ()),
@@ -388,6 +398,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
                             user_id: u,
                             permissions: vec![p],
                             resource: None,
+                            ..Default::default()
                         })
                         .await
                         .map(|_| ()),
@@ -402,6 +413,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
                             update_mask: Some(prost_types::FieldMask {
                                 paths: vec!["permissions".into()],
                             }),
+                            ..Default::default()
                         })
                         .await
                         .map(|_| ()),
@@ -518,6 +530,7 @@ async fn a_load_racing_a_revoke_never_leaves_a_stale_entry() {
             tenant_id: "t".into(),
             group_key: "analysts".into(),
             user_ids: vec!["u".into()],
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -6,12 +6,13 @@
 //! names (the source documents spell some permissions two ways); an alias resolves to its
 //! permission wherever a key is accepted.
 
+use crate::admin::AdminOp;
 use crate::expr::{Expr, ExprError};
 use crate::key::{is_valid_key, key_from_name};
 use crate::model::{GroupGrants, ResourceTypeId};
 use crate::permset::{PermId, PermSet};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Why a catalog was refused. Each variant names the key at fault.
@@ -69,6 +70,10 @@ pub enum CatalogError {
     DuplicateFlag { key: String },
     #[error("context flag {key:?} is not a valid key (a-z, 0-9 and `_`)")]
     InvalidFlag { key: String },
+    #[error("[admin] names unknown operation `{key}`; operations are: {known}")]
+    UnknownAdminOperation { key: String, known: String },
+    #[error("[admin] `{op}`: {error}")]
+    AdminExpression { op: String, error: ExprError },
     #[error("catalog has {count} permissions; at most {max} are supported")]
     TooManyPermissions { count: usize, max: usize },
 }
@@ -90,6 +95,9 @@ struct File {
     groups: Vec<FileGroup>,
     #[serde(default)]
     actions: Vec<FileAction>,
+    /// Admin operation → requirement expression, e.g. `edit_groups = "edit_permission_groups"`.
+    #[serde(default)]
+    admin: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +214,7 @@ pub struct Catalog {
     resource_types: Vec<ResourceType>,
     resource_type_index: HashMap<String, ResourceTypeId>,
     flags: Vec<ContextFlag>,
+    admin: HashMap<AdminOp, Expr>,
 }
 
 impl Catalog {
@@ -267,6 +276,11 @@ impl Catalog {
 
     pub fn context_flags(&self) -> &[ContextFlag] {
         &self.flags
+    }
+
+    /// What an actor needs for an admin operation; `None` when only operators may do it.
+    pub fn admin_requirement(&self, op: AdminOp) -> Option<&Expr> {
+        self.admin.get(&op)
     }
 
     /// Parses an inline expression against this catalog's permissions.
@@ -477,6 +491,24 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         });
     }
 
+    let mut admin = HashMap::new();
+    for (key, source) in file.admin {
+        let Some(op) = AdminOp::from_key(&key) else {
+            let known: Vec<&str> = AdminOp::ALL.iter().map(|o| o.key()).collect();
+            return Err(CatalogError::UnknownAdminOperation {
+                key,
+                known: known.join(", "),
+            });
+        };
+        let expr = Expr::parse(&source, |k| index.get(k).copied()).map_err(|error| {
+            CatalogError::AdminExpression {
+                op: key.clone(),
+                error,
+            }
+        })?;
+        admin.insert(op, expr);
+    }
+
     Ok(Catalog {
         name: file.name,
         version: file.version,
@@ -492,6 +524,7 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         resource_types,
         resource_type_index,
         flags,
+        admin,
     })
 }
 
@@ -622,6 +655,14 @@ expression = "edit_flows & (!ctx.multibrand | view_brands)"
                 "duplicate context flag `multibrand`",
             ),
             ("[[permissions]]\nnam = \"x\"", "unknown field `nam`"),
+            (
+                "[admin]\nedit_everything = \"view_brands\"",
+                "[admin] names unknown operation `edit_everything`",
+            ),
+            (
+                "[admin]\nedit_groups = \"view_brandz\"",
+                "[admin] `edit_groups`: unknown permission `view_brandz` at position 1",
+            ),
             ("[[permissions]", "not valid TOML"),
         ];
         for (extra, expected) in cases {

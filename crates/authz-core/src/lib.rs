@@ -9,10 +9,12 @@
 //! - [`model`]: what the core knows about a user and a group (grants, memberships,
 //!   restrictions), as the stores hand it over.
 //! - [`decide`]: checks, explanations, effective permissions and allowed resources.
+//! - [`admin`]: the rules of administration (meta-permissions, delegation, restrictions).
 //!
 //! The crate has no async runtime, network, database or wire-format dependency: stores and the
 //! gRPC edge are adapters around it.
 
+pub mod admin;
 pub mod catalog;
 pub mod decide;
 pub mod expr;
