@@ -199,7 +199,7 @@ pub fn may_assign(
         .subject
         .user
         .as_ref()
-        .is_some_and(|u| u.groups.iter().any(|g| *g == group.key));
+        .is_some_and(|u| u.groups.contains(&group.key));
     if member {
         return Ok(());
     }
