@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision, Store,
-    TenantInfo, UserInfo,
+    Change, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision,
+    Store, TenantInfo, UserInfo, WriteCtx,
 };
 use crate::validate;
 use authz_core::admin::{self as rules, Actor, AdminOp, Refusal};
@@ -488,7 +488,7 @@ impl Authz {
         let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
         let (user, rev) = self
             .store
-            .upsert_user(tenant_id, user_id, display_name, email)
+            .upsert_user(tenant_id, &caller.ctx(), user_id, display_name, email)
             .await?;
         Ok((self.user_view(&caller, user), rev))
     }
@@ -547,7 +547,7 @@ impl Authz {
         let caller = self.caller(tenant_id, actor, AdminOp::BlockUsers).await?;
         let (user, rev) = self
             .store
-            .set_user_status(tenant_id, user_id, status)
+            .set_user_status(tenant_id, &caller.ctx(), user_id, status)
             .await?;
         Ok((self.user_view(&caller, user), rev))
     }
@@ -648,7 +648,10 @@ impl Authz {
             scoped: self.visible_scoped(&caller, "group.scoped_grants", &group.scoped_grants)?,
         };
         caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
-        let (info, revision) = self.store.create_group(tenant_id, def).await?;
+        let (info, revision) = self
+            .store
+            .create_group(tenant_id, &caller.ctx(), def)
+            .await?;
         Ok((Self::custom_view(info), revision))
     }
 
@@ -788,7 +791,7 @@ impl Authz {
         }
         let (info, revision) = self
             .store
-            .update_group(tenant_id, key, patch, based_on)
+            .update_group(tenant_id, &caller.ctx(), key, patch, based_on)
             .await?;
         Ok((Self::custom_view(info), revision))
     }
@@ -805,10 +808,10 @@ impl Authz {
             return Err(Self::no_group(key));
         }
         self.read_only(key)?;
-        self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
+        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
         Ok(self
             .store
-            .delete_group(tenant_id, key, expected_version)
+            .delete_group(tenant_id, &caller.ctx(), key, expected_version)
             .await?)
     }
 
@@ -855,7 +858,7 @@ impl Authz {
         let members_of = d.copy_members.then_some(d.source_group_key.as_str());
         let (info, revision) = self
             .store
-            .duplicate_group(tenant_id, def, members_of)
+            .duplicate_group(tenant_id, &caller.ctx(), def, members_of)
             .await?;
         Ok((Self::custom_view(info), revision))
     }
@@ -879,7 +882,7 @@ impl Authz {
         }
         Ok(self
             .store
-            .add_members(tenant_id, self.group_ref(key), user_ids)
+            .add_members(tenant_id, &caller.ctx(), self.group_ref(key), user_ids)
             .await?)
     }
 
@@ -898,7 +901,7 @@ impl Authz {
         }
         Ok(self
             .store
-            .remove_members(tenant_id, self.group_ref(key), user_ids)
+            .remove_members(tenant_id, &caller.ctx(), self.group_ref(key), user_ids)
             .await?)
     }
 
@@ -947,7 +950,10 @@ impl Authz {
             Grants::Unscoped(set) => rules::may_give(&self.catalog, a, set, &[]),
             Grants::Scoped(list) => rules::may_give(&self.catalog, a, &PermSet::new(), list),
         })?;
-        Ok(self.store.grant(tenant_id, user_id, &grants).await?)
+        Ok(self
+            .store
+            .grant(tenant_id, &caller.ctx(), user_id, &grants)
+            .await?)
     }
 
     pub async fn revoke(
@@ -961,7 +967,10 @@ impl Authz {
         validate::id("user_id", user_id)?;
         let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
         let grants = self.grants(&caller, permissions, resource)?;
-        Ok(self.store.revoke(tenant_id, user_id, &grants).await?)
+        Ok(self
+            .store
+            .revoke(tenant_id, &caller.ctx(), user_id, &grants)
+            .await?)
     }
 
     pub async fn set_restrictions(
@@ -998,8 +1007,84 @@ impl Authz {
         caller.check(|a| rules::may_restrict(&self.catalog, a, t, ids.as_ref()))?;
         Ok(self
             .store
-            .set_restriction(tenant_id, user_id, t, ids)
+            .set_restriction(tenant_id, &caller.ctx(), user_id, t, ids)
             .await?)
+    }
+
+    // ---- Audit ----
+
+    /// Audit events, newest first, with the next page token.
+    pub async fn list_audit(
+        &self,
+        tenant_id: &str,
+        reader: &str,
+        filter: AuditFilter,
+    ) -> Result<(Vec<Change>, String)> {
+        let caller = self.caller(tenant_id, reader, AdminOp::ViewAudit).await?;
+        if let Some(a) = &filter.actor {
+            validate::id("actor_user_id", a)?;
+        }
+        if let Some(t) = &filter.target {
+            validate::id("target", t)?;
+        }
+        let size = validate::page_size(filter.page_size)?;
+        let before_revision = match validate::page_token(&filter.page_token)? {
+            None => None,
+            Some(t) => Some(t.parse::<Revision>().map_err(|_| {
+                Error::Invalid("page_token is not one this server issued; pass next_page_token from the previous response".to_owned())
+            })?),
+        };
+        let query = crate::store::AuditQuery {
+            actor: filter.actor,
+            target: filter.target,
+            since: filter.since,
+            until: filter.until,
+            before_revision,
+            limit: size + 1,
+        };
+        let mut events = self.store.audit(tenant_id, &query).await?;
+        let more = events.len() > size;
+        events.truncate(size);
+        let next = validate::next_page_token(
+            events.last().map(|e| e.revision.to_string()).as_deref(),
+            more,
+        );
+        if caller.is_actor() {
+            events.retain(|e| {
+                !e.target
+                    .strip_prefix("group:")
+                    .is_some_and(|g| self.hidden_from(&caller, g))
+            });
+            for e in &mut events {
+                self.scrub(&mut e.before);
+                self.scrub(&mut e.after);
+            }
+        }
+        Ok((events, next))
+    }
+
+    /// Removes internal groups and permissions from an audit snapshot.
+    fn scrub(&self, v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Array(items) => items.retain(|i| {
+                i.as_str().is_none_or(|s| {
+                    let key = s.split('@').next().unwrap_or(s);
+                    let internal_perm = self
+                        .catalog
+                        .resolve(key)
+                        .is_some_and(|p| self.catalog.permission(p).internal);
+                    let internal_group = self.catalog.group(s).is_some_and(|g| g.internal);
+                    !internal_perm && !internal_group
+                })
+            }),
+            serde_json::Value::Object(map) => {
+                map.retain(|k, _| !self.catalog.group(k).is_some_and(|g| g.internal));
+                for value in map.values_mut() {
+                    self.scrub(value);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Whether ListPermissions shows internal permissions: not to actors.
@@ -1017,6 +1102,16 @@ enum Caller {
 impl Caller {
     fn is_actor(&self) -> bool {
         matches!(self, Caller::Actor { .. })
+    }
+
+    /// What the audit log records about the caller.
+    fn ctx(&self) -> WriteCtx {
+        match self {
+            Caller::Operator => WriteCtx::operator(),
+            Caller::Actor { id, .. } => WriteCtx {
+                actor: Some(id.clone()),
+            },
+        }
     }
 
     /// A caller that only says whether an actor is named, for checks that need no subject.
@@ -1042,6 +1137,17 @@ impl Caller {
             .map_err(|r| Error::Denied(r.to_string())),
         }
     }
+}
+
+/// Filters of ListAuditEvents.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<std::time::SystemTime>,
+    pub until: Option<std::time::SystemTime>,
+    pub page_size: i32,
+    pub page_token: String,
 }
 
 /// What DuplicateGroup copies.

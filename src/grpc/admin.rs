@@ -358,6 +358,30 @@ impl AdminService for AdminApi {
         })
     }
 
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        let r = request.into_inner();
+        let filter = crate::app::AuditFilter {
+            actor: Some(r.actor_user_id).filter(|a| !a.is_empty()),
+            target: Some(r.target).filter(|t| !t.is_empty()),
+            since: convert::time_in("since", r.since).map_err(to_status)?,
+            until: convert::time_in("until", r.until).map_err(to_status)?,
+            page_size: r.page_size,
+            page_token: r.page_token,
+        };
+        let (events, next) = self
+            .app
+            .list_audit(&r.tenant_id, &r.reader_user_id, filter)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ListAuditEventsResponse {
+            events: events.into_iter().map(convert::audit_event).collect(),
+            next_page_token: next,
+        })
+    }
+
     async fn get_catalog(
         &self,
         _request: Request<pb::GetCatalogRequest>,

@@ -208,3 +208,53 @@ pub fn expected_version(v: i64) -> Result<Option<u64>> {
         v => Ok(Some(u64::try_from(v).unwrap_or(0))),
     }
 }
+
+/// JSON to a protobuf Struct (objects) or Value, for audit snapshots.
+pub fn json_value(v: &serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_value).collect(),
+        }),
+        serde_json::Value::Object(_) => Kind::StructValue(json_struct(v)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+pub fn json_struct(v: &serde_json::Value) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: v
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), json_value(v))).collect())
+            .unwrap_or_default(),
+    }
+}
+
+pub fn time_in(
+    field: &str,
+    t: Option<prost_types::Timestamp>,
+) -> Result<Option<std::time::SystemTime>> {
+    t.map(|t| {
+        std::time::SystemTime::try_from(t)
+            .map_err(|e| Error::Invalid(format!("{field} is not a valid time: {e}")))
+    })
+    .transpose()
+}
+
+pub fn audit_event(c: crate::store::Change) -> pb::AuditEvent {
+    pb::AuditEvent {
+        revision: revision(c.revision),
+        time: Some(timestamp(c.committed_at)),
+        operator: c.actor.is_none(),
+        actor_user_id: c.actor.unwrap_or_default(),
+        operation: c.operation,
+        target: c.target,
+        before: Some(json_struct(&c.before)),
+        after: Some(json_struct(&c.after)),
+        tenant_id: c.tenant_id,
+    }
+}

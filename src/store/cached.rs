@@ -20,8 +20,9 @@ use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
 use super::{
-    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page,
-    PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
+    AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
+    GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo,
+    Touched, UserInfo, WriteCtx,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
@@ -424,13 +425,14 @@ impl Store for CachedStore {
     async fn upsert_user(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         display_name: &str,
         email: &str,
     ) -> Result<(UserInfo, Revision)> {
         let out = self
             .inner
-            .upsert_user(tenant_id, user_id, display_name, email)
+            .upsert_user(tenant_id, ctx, user_id, display_name, email)
             .await?;
         self.committed(tenant_id, out.1, Touched::users([user_id.to_owned()]));
         Ok(out)
@@ -452,20 +454,26 @@ impl Store for CachedStore {
     async fn set_user_status(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
     ) -> Result<(UserInfo, Revision)> {
         let out = self
             .inner
-            .set_user_status(tenant_id, user_id, status)
+            .set_user_status(tenant_id, ctx, user_id, status)
             .await?;
         self.committed(tenant_id, out.1, Touched::users([user_id.to_owned()]));
         Ok(out)
     }
 
-    async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
+    async fn create_group(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        def: GroupDef,
+    ) -> Result<(GroupInfo, Revision)> {
         let key = def.key.clone();
-        let out = self.inner.create_group(tenant_id, def).await?;
+        let out = self.inner.create_group(tenant_id, ctx, def).await?;
         self.committed(tenant_id, out.1, Touched::group(&key));
         Ok(out)
     }
@@ -473,13 +481,14 @@ impl Store for CachedStore {
     async fn duplicate_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<(GroupInfo, Revision)> {
         let key = def.key.clone();
         let out = self
             .inner
-            .duplicate_group(tenant_id, def, members_of)
+            .duplicate_group(tenant_id, ctx, def, members_of)
             .await?;
         // The copied members' memberships changed: all of them, without listing them here.
         let touched = match members_of {
@@ -505,13 +514,14 @@ impl Store for CachedStore {
     async fn update_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<(GroupInfo, Revision)> {
         let out = self
             .inner
-            .update_group(tenant_id, key, patch, expected_version)
+            .update_group(tenant_id, ctx, key, patch, expected_version)
             .await?;
         self.committed(tenant_id, out.1, Touched::group(key));
         Ok(out)
@@ -520,12 +530,13 @@ impl Store for CachedStore {
     async fn delete_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Revision> {
         let rev = self
             .inner
-            .delete_group(tenant_id, key, expected_version)
+            .delete_group(tenant_id, ctx, key, expected_version)
             .await?;
         self.committed(tenant_id, rev, Touched::group(key));
         Ok(rev)
@@ -538,10 +549,14 @@ impl Store for CachedStore {
     async fn add_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
-        let rev = self.inner.add_members(tenant_id, group, user_ids).await?;
+        let rev = self
+            .inner
+            .add_members(tenant_id, ctx, group, user_ids)
+            .await?;
         self.committed(tenant_id, rev, Touched::users(user_ids.iter().cloned()));
         Ok(rev)
     }
@@ -549,25 +564,38 @@ impl Store for CachedStore {
     async fn remove_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
         let rev = self
             .inner
-            .remove_members(tenant_id, group, user_ids)
+            .remove_members(tenant_id, ctx, group, user_ids)
             .await?;
         self.committed(tenant_id, rev, Touched::users(user_ids.iter().cloned()));
         Ok(rev)
     }
 
-    async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        let rev = self.inner.grant(tenant_id, user_id, grants).await?;
+    async fn grant(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision> {
+        let rev = self.inner.grant(tenant_id, ctx, user_id, grants).await?;
         self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
         Ok(rev)
     }
 
-    async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        let rev = self.inner.revoke(tenant_id, user_id, grants).await?;
+    async fn revoke(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision> {
+        let rev = self.inner.revoke(tenant_id, ctx, user_id, grants).await?;
         self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
         Ok(rev)
     }
@@ -575,13 +603,14 @@ impl Store for CachedStore {
     async fn set_restriction(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Revision> {
         let rev = self
             .inner
-            .set_restriction(tenant_id, user_id, resource_type, ids)
+            .set_restriction(tenant_id, ctx, user_id, resource_type, ids)
             .await?;
         self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
         Ok(rev)
@@ -626,6 +655,10 @@ impl Store for CachedStore {
         limit: usize,
     ) -> Result<Vec<Change>> {
         self.inner.changes_since(tenant_id, after, limit).await
+    }
+
+    async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>> {
+        self.inner.audit(tenant_id, query).await
     }
 
     fn commits(&self) -> CommitSignal {

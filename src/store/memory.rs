@@ -3,8 +3,9 @@
 //! blocks checks in another, and a tenant's writes are serialised like a transaction.
 
 use super::{
-    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page,
-    PageRequest, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
+    AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
+    GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo, Touched,
+    UserInfo, WriteCtx,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
@@ -79,18 +80,25 @@ impl MemoryStore {
     }
 
     /// Runs `f` on the tenant under its write lock, like a transaction. `f` validates before it
-    /// changes anything, so an error leaves the tenant as it was; on success the revision is
-    /// bumped and the change logged.
+    /// changes anything, so an error leaves the tenant as it was. On success the revision is
+    /// bumped and the change logged with the before and after of what `touched` names (computed
+    /// on the state before `f`).
     fn write_tenant<T>(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         operation: &str,
-        f: impl FnOnce(&mut Tenant) -> Result<(T, Touched)>,
+        target: String,
+        touched: impl FnOnce(&Tenant) -> Touched,
+        f: impl FnOnce(&mut Tenant) -> Result<T>,
     ) -> Result<(T, Revision)> {
         let tenant = self.tenant(tenant_id)?;
         let (out, revision) = {
             let mut t = write(&tenant);
-            let (out, touched) = f(&mut t)?;
+            let touched = touched(&t);
+            let before = t.snapshot(&self.catalog, &touched);
+            let out = f(&mut t)?;
+            let after = t.snapshot(&self.catalog, &touched);
             t.revision += 1;
             let revision = t.revision;
             if t.changes.len() == CHANGE_LOG_LEN {
@@ -102,6 +110,10 @@ impl MemoryStore {
                 committed_at: SystemTime::now(),
                 operation: operation.to_owned(),
                 touched,
+                actor: ctx.actor.clone(),
+                target,
+                before,
+                after,
             });
             (out, revision)
         };
@@ -112,6 +124,34 @@ impl MemoryStore {
 }
 
 impl Tenant {
+    fn snapshot(&self, catalog: &Catalog, touched: &Touched) -> serde_json::Value {
+        let users: Vec<(String, Option<UserInfo>)> = if touched.all_users {
+            Vec::new()
+        } else {
+            touched
+                .users
+                .iter()
+                .map(|u| {
+                    (
+                        u.clone(),
+                        self.users.get(u).map(|row| self.user_info(u, row)),
+                    )
+                })
+                .collect()
+        };
+        let groups: Vec<(String, Option<GroupInfo>)> = touched
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.clone(),
+                    self.groups.get(g).map(|row| self.group_info(g, row)),
+                )
+            })
+            .collect();
+        super::snapshot_json(catalog, &users, &groups)
+    }
+
     fn user_info(&self, user_id: &str, row: &UserRow) -> UserInfo {
         let g = &row.grants;
         UserInfo {
@@ -229,20 +269,25 @@ impl Store for MemoryStore {
     async fn upsert_user(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         display_name: &str,
         email: &str,
     ) -> Result<(UserInfo, Revision)> {
-        self.write_tenant(tenant_id, "upsert_user", |t| {
-            let row = t.users.entry(user_id.to_owned()).or_default();
-            row.display_name = display_name.to_owned();
-            row.email = email.to_owned();
-            let row = row.clone();
-            Ok((
-                t.user_info(user_id, &row),
-                Touched::users([user_id.to_owned()]),
-            ))
-        })
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "upsert_user",
+            format!("user:{user_id}"),
+            |_| Touched::users([user_id.to_owned()]),
+            |t| {
+                let row = t.users.entry(user_id.to_owned()).or_default();
+                row.display_name = display_name.to_owned();
+                row.email = email.to_owned();
+                let row = row.clone();
+                Ok(t.user_info(user_id, &row))
+            },
+        )
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
@@ -284,92 +329,118 @@ impl Store for MemoryStore {
     async fn set_user_status(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
     ) -> Result<(UserInfo, Revision)> {
-        self.write_tenant(tenant_id, "set_user_status", |t| {
-            t.edit_user(user_id, |g| g.status = status);
-            let row = t.users.get(user_id).cloned().unwrap_or_default();
-            Ok((
-                t.user_info(user_id, &row),
-                Touched::users([user_id.to_owned()]),
-            ))
-        })
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "set_user_status",
+            format!("user:{user_id}"),
+            |_| Touched::users([user_id.to_owned()]),
+            |t| {
+                t.edit_user(user_id, |g| g.status = status);
+                let row = t.users.get(user_id).cloned().unwrap_or_default();
+                Ok(t.user_info(user_id, &row))
+            },
+        )
     }
 
-    async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
-        self.write_tenant(tenant_id, "create_group", |t| {
-            if t.groups.contains_key(&def.key) {
-                return Err(StoreError::GroupExists(def.key.clone()));
-            }
-            let row = GroupRow {
-                name: def.name,
-                description: def.description,
-                version: 1,
-                grants: Arc::new(GroupGrants {
-                    key: def.key.clone(),
-                    permissions: def.permissions,
-                    scoped: def.scoped,
-                }),
-            };
-            let info = t.group_info(&def.key, &row);
-            let touched = Touched::group(&def.key);
-            t.groups.insert(def.key, row);
-            Ok((info, touched))
-        })
+    async fn create_group(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        def: GroupDef,
+    ) -> Result<(GroupInfo, Revision)> {
+        let key = def.key.clone();
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "create_group",
+            format!("group:{key}"),
+            |_| Touched::group(&key),
+            |t| {
+                if t.groups.contains_key(&def.key) {
+                    return Err(StoreError::GroupExists(def.key.clone()));
+                }
+                let row = GroupRow {
+                    name: def.name,
+                    description: def.description,
+                    version: 1,
+                    grants: Arc::new(GroupGrants {
+                        key: def.key.clone(),
+                        permissions: def.permissions,
+                        scoped: def.scoped,
+                    }),
+                };
+                let info = t.group_info(&def.key, &row);
+                t.groups.insert(def.key, row);
+                Ok(info)
+            },
+        )
     }
 
     async fn duplicate_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<(GroupInfo, Revision)> {
-        self.write_tenant(tenant_id, "duplicate_group", |t| {
-            if t.groups.contains_key(&def.key) {
-                return Err(StoreError::GroupExists(def.key.clone()));
-            }
-            let members: Vec<String> = members_of
+        let new_key = def.key.clone();
+        let copied = |t: &Tenant| -> Vec<String> {
+            members_of
                 .and_then(|src| t.members.get(src))
                 .map(|m| m.iter().cloned().collect())
-                .unwrap_or_default();
-            let key = def.key.clone();
-            t.groups.insert(
-                key.clone(),
-                GroupRow {
-                    name: def.name,
-                    description: def.description,
-                    version: 1,
-                    grants: Arc::new(GroupGrants {
-                        key: key.clone(),
-                        permissions: def.permissions,
-                        scoped: def.scoped,
-                    }),
-                },
-            );
-            for u in &members {
-                t.edit_user(u, |g| {
-                    if let Err(at) = g.groups.binary_search(&key) {
-                        g.groups.insert(at, key.clone());
-                    }
-                });
-                t.members.entry(key.clone()).or_default().insert(u.clone());
-            }
-            let row = t
-                .groups
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| StoreError::GroupNotFound(key.clone()))?;
-            let info = t.group_info(&key, &row);
-            Ok((
-                info,
-                Touched {
-                    users: members,
-                    groups: vec![key],
-                    all_users: false,
-                },
-            ))
-        })
+                .unwrap_or_default()
+        };
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "duplicate_group",
+            format!("group:{new_key}"),
+            |t| Touched {
+                users: copied(t),
+                groups: vec![new_key.clone()],
+                all_users: false,
+            },
+            |t| {
+                if t.groups.contains_key(&def.key) {
+                    return Err(StoreError::GroupExists(def.key.clone()));
+                }
+                let members = copied(t);
+                let key = def.key.clone();
+                t.groups.insert(
+                    key.clone(),
+                    GroupRow {
+                        name: def.name,
+                        description: def.description,
+                        version: 1,
+                        grants: Arc::new(GroupGrants {
+                            key: key.clone(),
+                            permissions: def.permissions,
+                            scoped: def.scoped,
+                        }),
+                    },
+                );
+                for u in &members {
+                    t.edit_user(u, |g| {
+                        if let Err(at) = g.groups.binary_search(&key) {
+                            g.groups.insert(at, key.clone());
+                        }
+                    });
+                    t.members.entry(key.clone()).or_default().insert(u.clone());
+                }
+                let row = t
+                    .groups
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| StoreError::GroupNotFound(key.clone()))?;
+                let info = t.group_info(&key, &row);
+                Ok(info)
+            },
+        )
     }
 
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
@@ -394,73 +465,89 @@ impl Store for MemoryStore {
     async fn update_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<(GroupInfo, Revision)> {
-        self.write_tenant(tenant_id, "update_group", |t| {
-            let row = t
-                .groups
-                .get(key)
-                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-            if let Some(expected) = expected_version.filter(|e| *e != row.version) {
-                return Err(StoreError::VersionMismatch {
-                    key: key.to_owned(),
-                    expected,
-                    actual: row.version,
-                });
-            }
-            let mut grants = (*row.grants).clone();
-            let mut row = row.clone();
-            if let Some(name) = patch.name {
-                row.name = name;
-            }
-            if let Some(description) = patch.description {
-                row.description = description;
-            }
-            if let Some(p) = patch.permissions {
-                grants.permissions = p;
-            }
-            if let Some(s) = patch.scoped {
-                grants.scoped = s;
-            }
-            row.grants = Arc::new(grants);
-            row.version += 1;
-            let info = t.group_info(key, &row);
-            t.groups.insert(key.to_owned(), row);
-            Ok((info, Touched::group(key)))
-        })
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "update_group",
+            format!("group:{key}"),
+            |_| Touched::group(key),
+            |t| {
+                let row = t
+                    .groups
+                    .get(key)
+                    .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+                if let Some(expected) = expected_version.filter(|e| *e != row.version) {
+                    return Err(StoreError::VersionMismatch {
+                        key: key.to_owned(),
+                        expected,
+                        actual: row.version,
+                    });
+                }
+                let mut grants = (*row.grants).clone();
+                let mut row = row.clone();
+                if let Some(name) = patch.name {
+                    row.name = name;
+                }
+                if let Some(description) = patch.description {
+                    row.description = description;
+                }
+                if let Some(p) = patch.permissions {
+                    grants.permissions = p;
+                }
+                if let Some(s) = patch.scoped {
+                    grants.scoped = s;
+                }
+                row.grants = Arc::new(grants);
+                row.version += 1;
+                let info = t.group_info(key, &row);
+                t.groups.insert(key.to_owned(), row);
+                Ok(info)
+            },
+        )
     }
 
     async fn delete_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Revision> {
-        self.write_tenant(tenant_id, "delete_group", |t| {
-            let row = t
-                .groups
-                .get(key)
-                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-            if let Some(expected) = expected_version.filter(|e| *e != row.version) {
-                return Err(StoreError::VersionMismatch {
-                    key: key.to_owned(),
-                    expected,
-                    actual: row.version,
-                });
-            }
-            let members = t.members.get(key).map_or(0, |m| m.len() as u64);
-            if members > 0 {
-                return Err(StoreError::GroupNotEmpty {
-                    key: key.to_owned(),
-                    members,
-                });
-            }
-            t.groups.remove(key);
-            t.members.remove(key);
-            Ok(((), Touched::group(key)))
-        })
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "delete_group",
+            format!("group:{key}"),
+            |_| Touched::group(key),
+            |t| {
+                let row = t
+                    .groups
+                    .get(key)
+                    .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+                if let Some(expected) = expected_version.filter(|e| *e != row.version) {
+                    return Err(StoreError::VersionMismatch {
+                        key: key.to_owned(),
+                        expected,
+                        actual: row.version,
+                    });
+                }
+                let members = t.members.get(key).map_or(0, |m| m.len() as u64);
+                if members > 0 {
+                    return Err(StoreError::GroupNotEmpty {
+                        key: key.to_owned(),
+                        members,
+                    });
+                }
+                t.groups.remove(key);
+                t.members.remove(key);
+                Ok(())
+            },
+        )
         .map(|((), rev)| rev)
     }
 
@@ -473,98 +560,148 @@ impl Store for MemoryStore {
     async fn add_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
         let key = group.key();
-        self.write_tenant(tenant_id, "add_members", |t| {
-            t.check_group(group)?;
-            for u in user_ids {
-                t.edit_user(u, |g| {
-                    if let Err(at) = g.groups.binary_search_by(|x| x.as_str().cmp(key)) {
-                        g.groups.insert(at, key.to_owned());
-                    }
-                });
-                t.members
-                    .entry(key.to_owned())
-                    .or_default()
-                    .insert(u.clone());
-            }
-            Ok(((), Touched::users(user_ids.iter().cloned())))
-        })
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "add_members",
+            format!("group:{key}"),
+            |_| Touched::users(user_ids.iter().cloned()),
+            |t| {
+                t.check_group(group)?;
+                for u in user_ids {
+                    t.edit_user(u, |g| {
+                        if let Err(at) = g.groups.binary_search_by(|x| x.as_str().cmp(key)) {
+                            g.groups.insert(at, key.to_owned());
+                        }
+                    });
+                    t.members
+                        .entry(key.to_owned())
+                        .or_default()
+                        .insert(u.clone());
+                }
+                Ok(())
+            },
+        )
         .map(|((), rev)| rev)
     }
 
     async fn remove_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
         let key = group.key();
-        self.write_tenant(tenant_id, "remove_members", |t| {
-            t.check_group(group)?;
-            for u in user_ids {
-                if t.users.contains_key(u) {
-                    t.edit_user(u, |g| g.groups.retain(|x| x != key));
-                }
-                if let Some(m) = t.members.get_mut(key) {
-                    m.remove(u);
-                }
-            }
-            Ok(((), Touched::users(user_ids.iter().cloned())))
-        })
-        .map(|((), rev)| rev)
-    }
-
-    async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        self.write_tenant(tenant_id, "grant", |t| {
-            t.edit_user(user_id, |g| match grants {
-                Grants::Unscoped(set) => g.direct.union_with(set),
-                Grants::Scoped(list) => {
-                    for s in list {
-                        if !g.scoped.contains(s) {
-                            g.scoped.push(s.clone());
-                        }
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "remove_members",
+            format!("group:{key}"),
+            |_| Touched::users(user_ids.iter().cloned()),
+            |t| {
+                t.check_group(group)?;
+                for u in user_ids {
+                    if t.users.contains_key(u) {
+                        t.edit_user(u, |g| g.groups.retain(|x| x != key));
                     }
-                    g.scoped.sort();
+                    if let Some(m) = t.members.get_mut(key) {
+                        m.remove(u);
+                    }
                 }
-            });
-            Ok(((), Touched::users([user_id.to_owned()])))
-        })
+                Ok(())
+            },
+        )
         .map(|((), rev)| rev)
     }
 
-    async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
-        self.write_tenant(tenant_id, "revoke", |t| {
-            if t.users.contains_key(user_id) {
+    async fn grant(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision> {
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "grant",
+            format!("user:{user_id}"),
+            |_| Touched::users([user_id.to_owned()]),
+            |t| {
                 t.edit_user(user_id, |g| match grants {
-                    Grants::Unscoped(set) => g.direct.difference_with(set),
-                    Grants::Scoped(list) => g.scoped.retain(|s| !list.contains(s)),
+                    Grants::Unscoped(set) => g.direct.union_with(set),
+                    Grants::Scoped(list) => {
+                        for s in list {
+                            if !g.scoped.contains(s) {
+                                g.scoped.push(s.clone());
+                            }
+                        }
+                        g.scoped.sort();
+                    }
                 });
-            }
-            Ok(((), Touched::users([user_id.to_owned()])))
-        })
+                Ok(())
+            },
+        )
+        .map(|((), rev)| rev)
+    }
+
+    async fn revoke(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision> {
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "revoke",
+            format!("user:{user_id}"),
+            |_| Touched::users([user_id.to_owned()]),
+            |t| {
+                if t.users.contains_key(user_id) {
+                    t.edit_user(user_id, |g| match grants {
+                        Grants::Unscoped(set) => g.direct.difference_with(set),
+                        Grants::Scoped(list) => g.scoped.retain(|s| !list.contains(s)),
+                    });
+                }
+                Ok(())
+            },
+        )
         .map(|((), rev)| rev)
     }
 
     async fn set_restriction(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Revision> {
-        self.write_tenant(tenant_id, "set_restriction", |t| {
-            t.edit_user(user_id, |g| {
-                g.restrictions.retain(|r| r.resource_type != resource_type);
-                if let Some(ids) = ids {
-                    g.restrictions.push(Restriction { resource_type, ids });
-                    g.restrictions.sort_by_key(|r| r.resource_type);
-                }
-            });
-            Ok(((), Touched::users([user_id.to_owned()])))
-        })
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "set_restriction",
+            format!("user:{user_id}"),
+            |_| Touched::users([user_id.to_owned()]),
+            |t| {
+                t.edit_user(user_id, |g| {
+                    g.restrictions.retain(|r| r.resource_type != resource_type);
+                    if let Some(ids) = ids {
+                        g.restrictions.push(Restriction { resource_type, ids });
+                        g.restrictions.sort_by_key(|r| r.resource_type);
+                    }
+                });
+                Ok(())
+            },
+        )
         .map(|((), rev)| rev)
     }
 
@@ -627,6 +764,22 @@ impl Store for MemoryStore {
             .iter()
             .filter(|c| c.revision > after)
             .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(t.changes
+            .iter()
+            .rev()
+            .filter(|c| query.before_revision.is_none_or(|r| c.revision < r))
+            .filter(|c| query.actor.is_none() || c.actor == query.actor)
+            .filter(|c| query.target.as_ref().is_none_or(|x| &c.target == x))
+            .filter(|c| query.since.is_none_or(|s| c.committed_at >= s))
+            .filter(|c| query.until.is_none_or(|u| c.committed_at < u))
+            .take(query.limit)
             .cloned()
             .collect())
     }

@@ -174,14 +174,115 @@ impl Touched {
     }
 }
 
-/// One committed write, as the change log and `Watch` report it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who makes a write: the audit log records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteCtx {
+    /// The acting user; `None` for an operator.
+    pub actor: Option<String>,
+}
+
+impl WriteCtx {
+    pub fn operator() -> Self {
+        Self::default()
+    }
+}
+
+/// One committed write, as the change log, `Watch` and the audit log report it.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub tenant_id: String,
     pub revision: Revision,
     pub committed_at: SystemTime,
     pub operation: String,
     pub touched: Touched,
+    /// The acting user; `None` for an operator.
+    pub actor: Option<String>,
+    /// What the operation was aimed at: `group:<key>` or `user:<id>`.
+    pub target: String,
+    /// The state of everything the write touched, before and after:
+    /// `{"users": {id: {...} | null}, "groups": {key: {...} | null}}`.
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+/// Filters of the audit log, read newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+    /// Only events older than this revision (the page token).
+    pub before_revision: Option<Revision>,
+    pub limit: usize,
+}
+
+/// A user's or group's state as the audit log records it.
+pub fn user_json(catalog: &authz_core::Catalog, u: &UserInfo) -> serde_json::Value {
+    serde_json::json!({
+        "display_name": u.display_name,
+        "email": u.email,
+        "status": match u.status { UserStatus::Active => "active", UserStatus::Blocked => "blocked" },
+        "groups": u.groups,
+        "direct": catalog.keys(&u.direct).collect::<Vec<_>>(),
+        "scoped": u.scoped.iter().map(|s| scoped_text(catalog, s)).collect::<Vec<_>>(),
+        "restrictions": u.restrictions.iter().map(|r| (catalog.resource_type_key(r.resource_type).to_owned(), r.ids.iter().cloned().collect::<Vec<_>>())).collect::<std::collections::BTreeMap<_, _>>(),
+    })
+}
+
+pub fn group_json(catalog: &authz_core::Catalog, g: &GroupInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": g.def.name,
+        "description": g.def.description,
+        "permissions": catalog.keys(&g.def.permissions).collect::<Vec<_>>(),
+        "scoped": g.def.scoped.iter().map(|s| scoped_text(catalog, s)).collect::<Vec<_>>(),
+        "version": g.version,
+    })
+}
+
+fn scoped_text(catalog: &authz_core::Catalog, s: &ScopedGrant) -> String {
+    format!(
+        "{}@{}:{}",
+        catalog.key(s.permission),
+        catalog.resource_type_key(s.resource.resource_type),
+        s.resource.id
+    )
+}
+
+/// The audit snapshot of touched users and groups (`None`: does not exist).
+pub fn snapshot_json(
+    catalog: &authz_core::Catalog,
+    users: &[(String, Option<UserInfo>)],
+    groups: &[(String, Option<GroupInfo>)],
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if !users.is_empty() {
+        let m: serde_json::Map<String, serde_json::Value> = users
+            .iter()
+            .map(|(id, u)| {
+                (
+                    id.clone(),
+                    u.as_ref()
+                        .map_or(serde_json::Value::Null, |u| user_json(catalog, u)),
+                )
+            })
+            .collect();
+        out.insert("users".to_owned(), serde_json::Value::Object(m));
+    }
+    if !groups.is_empty() {
+        let m: serde_json::Map<String, serde_json::Value> = groups
+            .iter()
+            .map(|(k, g)| {
+                (
+                    k.clone(),
+                    g.as_ref()
+                        .map_or(serde_json::Value::Null, |g| group_json(catalog, g)),
+                )
+            })
+            .collect();
+        out.insert("groups".to_owned(), serde_json::Value::Object(m));
+    }
+    serde_json::Value::Object(out)
 }
 
 /// A signal that a tenant has committed up to a revision; receivers re-read the change log.
@@ -212,6 +313,7 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_user(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         display_name: &str,
         email: &str,
@@ -228,16 +330,23 @@ pub trait Store: Send + Sync + 'static {
     async fn set_user_status(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
     ) -> Result<(UserInfo, Revision)>;
 
-    async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)>;
+    async fn create_group(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        def: GroupDef,
+    ) -> Result<(GroupInfo, Revision)>;
     /// Creates a custom group and, when `members_of` is given, makes every member of that group
     /// (system or custom) a member of the new one, in one write.
     async fn duplicate_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<(GroupInfo, Revision)>;
@@ -247,6 +356,7 @@ pub trait Store: Send + Sync + 'static {
     async fn update_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
@@ -254,6 +364,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Revision>;
@@ -263,23 +374,38 @@ pub trait Store: Send + Sync + 'static {
     async fn add_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision>;
     async fn remove_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision>;
 
     /// Adds direct grants, creating the user when unknown.
-    async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision>;
-    async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision>;
+    async fn grant(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision>;
+    async fn revoke(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision>;
     /// Sets (`Some`) or clears (`None`) the user's restriction on one resource type.
     async fn set_restriction(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
@@ -301,6 +427,9 @@ pub trait Store: Send + Sync + 'static {
         after: Revision,
         limit: usize,
     ) -> Result<Vec<Change>>;
+
+    /// Audit events, newest first.
+    async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>>;
 
     /// Fires after commits this process learns of. Best effort: `Watch` also polls.
     fn commits(&self) -> CommitSignal;

@@ -8,8 +8,9 @@
 
 use super::notify::{CHANNEL, Notice};
 use super::{
-    Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Page,
-    PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo,
+    AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
+    GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo,
+    Touched, UserInfo, WriteCtx,
 };
 use async_trait::async_trait;
 use authz_core::model::{
@@ -27,12 +28,14 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-/// The schema migrations, in order. Each runs once, in its own transaction.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+/// The schema migrations, in order. Pending ones run once, together in one transaction.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (2, "audit", include_str!("../../migrations/0002_audit.sql")),
+];
 
 /// The schema version this build needs.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Serialises concurrent `migrate` runs (an arbitrary, fixed advisory-lock key).
 const MIGRATION_LOCK: i64 = 0x6175_7468_7a00;
@@ -321,6 +324,105 @@ impl PostgresStore {
             .await
     }
 
+    // ---- Writes: audit records and commit ----
+
+    /// Starts the audit record of a write: what it aims at and the state of what it touches,
+    /// read inside the transaction after the tenant's revision row is locked.
+    async fn record(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        operation: &'static str,
+        target: String,
+        touched: Touched,
+    ) -> Result<Record> {
+        let before = self.snapshot(tx, tenant_id, &touched).await?;
+        Ok(Record {
+            operation,
+            target,
+            touched,
+            before,
+        })
+    }
+
+    async fn snapshot(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        touched: &Touched,
+    ) -> Result<serde_json::Value> {
+        let mut users: Vec<(String, Option<UserInfo>)> = Vec::new();
+        if !touched.all_users && !touched.users.is_empty() {
+            let rows = tx
+                .query(
+                    &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)"),
+                    &[&tenant_id, &touched.users],
+                )
+                .await
+                .map_err(pg)?;
+            let found: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
+            users = touched
+                .users
+                .iter()
+                .map(|id| (id.clone(), found.iter().find(|u| &u.user_id == id).cloned()))
+                .collect();
+        }
+        let mut groups: Vec<(String, Option<GroupInfo>)> = Vec::new();
+        if !touched.groups.is_empty() {
+            let rows = tx
+                .query(
+                    &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
+                    &[&tenant_id, &touched.groups],
+                )
+                .await
+                .map_err(pg)?;
+            let found: Vec<GroupInfo> = rows.iter().map(|r| self.group_info(r)).collect();
+            groups = touched
+                .groups
+                .iter()
+                .map(|k| (k.clone(), found.iter().find(|g| &g.def.key == k).cloned()))
+                .collect();
+        }
+        Ok(super::snapshot_json(&self.catalog, &users, &groups))
+    }
+
+    /// Finishes a tenant's write: appends the change with its audit record, sends one NOTIFY
+    /// (delivered only if the transaction commits), commits.
+    async fn commit(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        revision: Revision,
+        ctx: &WriteCtx,
+        record: Record,
+    ) -> Result<()> {
+        let after = self.snapshot(&tx, tenant_id, &record.touched).await?;
+        let touched = &record.touched;
+        tx.execute(
+            "INSERT INTO changes (tenant_id, revision, operation, users, groups, all_users, actor, target, before, after)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &tenant_id,
+                &to_i64(revision),
+                &record.operation,
+                &touched.users,
+                &touched.groups,
+                &touched.all_users,
+                &ctx.actor,
+                &record.target,
+                &record.before,
+                &after,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        let payload = Notice::new(tenant_id, revision, touched).encode();
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
     // ---- Conversions from rows ----
 
     fn perms(&self, keys: &[String]) -> PermSet {
@@ -535,6 +637,14 @@ impl PostgresStore {
     }
 }
 
+/// A write's audit record, started before it changes anything.
+struct Record {
+    operation: &'static str,
+    target: String,
+    touched: Touched,
+    before: serde_json::Value,
+}
+
 /// Starts a tenant's write: bumps and locks its revision row.
 async fn begin(tx: &deadpool_postgres::Transaction<'_>, tenant_id: &str) -> Result<Revision> {
     let row = tx
@@ -546,35 +656,6 @@ async fn begin(tx: &deadpool_postgres::Transaction<'_>, tenant_id: &str) -> Resu
         .map_err(pg)?
         .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
     Ok(rev(row.get(0)))
-}
-
-/// Finishes a tenant's write: logs the change, sends one NOTIFY, commits.
-async fn commit(
-    tx: deadpool_postgres::Transaction<'_>,
-    tenant_id: &str,
-    revision: Revision,
-    operation: &str,
-    touched: &Touched,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO changes (tenant_id, revision, operation, users, groups, all_users)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            &tenant_id,
-            &to_i64(revision),
-            &operation,
-            &touched.users,
-            &touched.groups,
-            &touched.all_users,
-        ],
-    )
-    .await
-    .map_err(pg)?;
-    let payload = Notice::new(tenant_id, revision, touched).encode();
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-        .await
-        .map_err(pg)?;
-    tx.commit().await.map_err(pg)
 }
 
 async fn ensure_users(
@@ -629,6 +710,24 @@ fn scoped_arrays(
         i.push(g.resource.id.clone());
     }
     (p, t, i)
+}
+
+fn change(tenant_id: &str, r: &Row) -> Change {
+    Change {
+        tenant_id: tenant_id.to_owned(),
+        revision: rev(r.get(0)),
+        committed_at: r.get::<_, SystemTime>(1),
+        operation: r.get(2),
+        touched: Touched {
+            users: r.get(3),
+            groups: r.get(4),
+            all_users: r.get(5),
+        },
+        actor: r.get(6),
+        target: r.get(7),
+        before: r.get(8),
+        after: r.get(9),
+    }
 }
 
 fn after(page: &PageRequest) -> &str {
@@ -712,6 +811,7 @@ impl Store for PostgresStore {
     async fn upsert_user(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         display_name: &str,
         email: &str,
@@ -719,6 +819,15 @@ impl Store for PostgresStore {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "upsert_user",
+                format!("user:{user_id}"),
+                Touched::users([user_id.to_owned()]),
+            )
+            .await?;
         tx.execute(
             "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
@@ -736,14 +845,7 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.user_info(&row);
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "upsert_user",
-            &Touched::users([user_id.to_owned()]),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok((info, revision))
     }
 
@@ -800,12 +902,22 @@ impl Store for PostgresStore {
     async fn set_user_status(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
     ) -> Result<(UserInfo, Revision)> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "set_user_status",
+                format!("user:{user_id}"),
+                Touched::users([user_id.to_owned()]),
+            )
+            .await?;
         tx.execute(
             "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
@@ -823,21 +935,28 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.user_info(&row);
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "set_user_status",
-            &Touched::users([user_id.to_owned()]),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok((info, revision))
     }
 
-    async fn create_group(&self, tenant_id: &str, def: GroupDef) -> Result<(GroupInfo, Revision)> {
+    async fn create_group(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        def: GroupDef,
+    ) -> Result<(GroupInfo, Revision)> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "create_group",
+                format!("group:{}", def.key),
+                Touched::group(&def.key),
+            )
+            .await?;
         let inserted = tx
             .execute(
                 "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
@@ -863,14 +982,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "create_group",
-            &Touched::group(&def.key),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok((
             GroupInfo {
                 def,
@@ -884,12 +996,40 @@ impl Store for PostgresStore {
     async fn duplicate_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<(GroupInfo, Revision)> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let copied: Vec<String> = match members_of {
+            None => Vec::new(),
+            Some(src) => tx
+                .query(
+                    "SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_key = $2 ORDER BY user_id",
+                    &[&tenant_id, &src],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        };
+        let touched = Touched {
+            users: copied,
+            groups: vec![def.key.clone()],
+            all_users: false,
+        };
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "duplicate_group",
+                format!("group:{}", def.key),
+                touched,
+            )
+            .await?;
         let inserted = tx
             .execute(
                 "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
@@ -915,28 +1055,17 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        let members: Vec<String> = match members_of {
-            None => Vec::new(),
-            Some(src) => tx
-                .query(
-                    "INSERT INTO memberships (tenant_id, user_id, group_key)
-                     SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2
-                     ORDER BY user_id RETURNING user_id",
-                    &[&tenant_id, &src, &def.key],
-                )
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect(),
-        };
-        let touched = Touched {
-            users: members,
-            groups: vec![def.key.clone()],
-            all_users: false,
-        };
-        let member_count = touched.users.len() as u64;
-        commit(tx, tenant_id, revision, "duplicate_group", &touched).await?;
+        if let Some(src) = members_of {
+            tx.execute(
+                "INSERT INTO memberships (tenant_id, user_id, group_key)
+                 SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2",
+                &[&tenant_id, &src, &def.key],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let member_count = record.touched.users.len() as u64;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok((
             GroupInfo {
                 def,
@@ -982,6 +1111,7 @@ impl Store for PostgresStore {
     async fn update_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
@@ -989,6 +1119,15 @@ impl Store for PostgresStore {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "update_group",
+                format!("group:{key}"),
+                Touched::group(key),
+            )
+            .await?;
         let row = tx
             .query_opt(
                 "SELECT version FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
@@ -1044,26 +1183,29 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.group_info(&row);
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "update_group",
-            &Touched::group(key),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok((info, revision))
     }
 
     async fn delete_group(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Revision> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "delete_group",
+                format!("group:{key}"),
+                Touched::group(key),
+            )
+            .await?;
         let row = tx
             .query_opt(
                 "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
@@ -1094,14 +1236,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "delete_group",
-            &Touched::group(key),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(revision)
     }
 
@@ -1125,12 +1260,22 @@ impl Store for PostgresStore {
     async fn add_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "add_members",
+                format!("group:{}", group.key()),
+                Touched::users(user_ids.iter().cloned()),
+            )
+            .await?;
         check_group(&tx, tenant_id, group).await?;
         ensure_users(&tx, tenant_id, user_ids).await?;
         tx.execute(
@@ -1140,26 +1285,29 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "add_members",
-            &Touched::users(user_ids.iter().cloned()),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(revision)
     }
 
     async fn remove_members(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Revision> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "remove_members",
+                format!("group:{}", group.key()),
+                Touched::users(user_ids.iter().cloned()),
+            )
+            .await?;
         check_group(&tx, tenant_id, group).await?;
         tx.execute(
             "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
@@ -1167,21 +1315,29 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "remove_members",
-            &Touched::users(user_ids.iter().cloned()),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(revision)
     }
 
-    async fn grant(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+    async fn grant(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "grant",
+                format!("user:{user_id}"),
+                Touched::users([user_id.to_owned()]),
+            )
+            .await?;
         ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;
         match grants {
             Grants::Unscoped(set) => {
@@ -1204,21 +1360,29 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "grant",
-            &Touched::users([user_id.to_owned()]),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(revision)
     }
 
-    async fn revoke(&self, tenant_id: &str, user_id: &str, grants: &Grants) -> Result<Revision> {
+    async fn revoke(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<Revision> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "revoke",
+                format!("user:{user_id}"),
+                Touched::users([user_id.to_owned()]),
+            )
+            .await?;
         match grants {
             Grants::Unscoped(set) => {
                 tx.execute(
@@ -1241,20 +1405,14 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "revoke",
-            &Touched::users([user_id.to_owned()]),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(revision)
     }
 
     async fn set_restriction(
         &self,
         tenant_id: &str,
+        ctx: &WriteCtx,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
@@ -1262,6 +1420,15 @@ impl Store for PostgresStore {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "set_restriction",
+                format!("user:{user_id}"),
+                Touched::users([user_id.to_owned()]),
+            )
+            .await?;
         ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;
         let type_key = self.catalog.resource_type_key(resource_type);
         match ids {
@@ -1284,14 +1451,7 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        commit(
-            tx,
-            tenant_id,
-            revision,
-            "set_restriction",
-            &Touched::users([user_id.to_owned()]),
-        )
-        .await?;
+        self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(revision)
     }
 
@@ -1325,28 +1485,39 @@ impl Store for PostgresStore {
             .read(move |c| {
                 async move {
                     c.query(
-                        "SELECT revision, committed_at, operation, users, groups, all_users FROM changes
-                         WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
+                        "SELECT revision, committed_at, operation, users, groups, all_users, actor, target, before, after
+                         FROM changes WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
                         &[&tenant_id, &a, &l],
                     )
                     .await
                 }
             })
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Change {
-                tenant_id: tenant_id.to_owned(),
-                revision: rev(r.get(0)),
-                committed_at: r.get::<_, SystemTime>(1),
-                operation: r.get(2),
-                touched: Touched {
-                    users: r.get(3),
-                    groups: r.get(4),
-                    all_users: r.get(5),
-                },
+        Ok(rows.iter().map(|r| change(tenant_id, r)).collect())
+    }
+
+    async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>> {
+        self.get_tenant(tenant_id).await?;
+        let before = query.before_revision.map(to_i64);
+        let limit = to_i64(query.limit as u64);
+        let rows = self
+            .read(move |c| async move {
+                c.query(
+                    "SELECT revision, committed_at, operation, users, groups, all_users, actor, target, before, after
+                     FROM changes
+                     WHERE tenant_id = $1
+                       AND ($2::bigint IS NULL OR revision < $2)
+                       AND ($3::text IS NULL OR actor = $3)
+                       AND ($4::text IS NULL OR target = $4)
+                       AND ($5::timestamptz IS NULL OR committed_at >= $5)
+                       AND ($6::timestamptz IS NULL OR committed_at < $6)
+                     ORDER BY revision DESC LIMIT $7",
+                    &[&tenant_id, &before, &query.actor, &query.target, &query.since, &query.until, &limit],
+                )
+                .await
             })
-            .collect())
+            .await?;
+        Ok(rows.iter().map(|r| change(tenant_id, r)).collect())
     }
 
     fn commits(&self) -> CommitSignal {
@@ -1358,5 +1529,31 @@ impl Store for PostgresStore {
             ready: true,
             reason: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), MIGRATIONS.len(), "{files:?}");
+        for (i, ((version, name, sql), file)) in MIGRATIONS.iter().zip(&files).enumerate() {
+            assert_eq!(*version, i32::try_from(i + 1).unwrap());
+            assert_eq!(file, &format!("{version:04}_{name}.sql"));
+            assert_eq!(
+                *sql,
+                std::fs::read_to_string(format!("{dir}/{file}")).unwrap()
+            );
+        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
     }
 }
