@@ -2,6 +2,7 @@
 //! product's rules and calls the store. It speaks plain Rust types; the gRPC edge converts.
 
 use crate::error::{Error, Result};
+use crate::store::Committed;
 use crate::store::{
     Change, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision,
     Store, TenantInfo, UserInfo, WriteCtx,
@@ -355,6 +356,27 @@ impl Authz {
         Ok((decide::allowed_resources(&subject, p, t), revision))
     }
 
+    /// The roles the catalog derives from a user's effective permissions (none without roles
+    /// in the catalog, at no cost).
+    pub async fn roles(&self, tenant_id: &str, user_id: &str) -> Result<Vec<String>> {
+        if self.catalog.roles().is_empty() {
+            return Ok(Vec::new());
+        }
+        let (subject, _) = self
+            .store
+            .subject(tenant_id, user_id, Consistency::MinimizeLatency)
+            .await?;
+        Ok(self.roles_of(&subject))
+    }
+
+    pub fn roles_of(&self, subject: &Subject) -> Vec<String> {
+        self.catalog
+            .roles_of(&subject.effective())
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
     // ---- Callers ----
 
     /// Who makes an admin call: an operator (no actor named) or an actor, authorized for `op`
@@ -477,20 +499,28 @@ impl Authz {
     pub async fn upsert_user(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         user_id: &str,
         display_name: &str,
         email: &str,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         validate::id("user_id", user_id)?;
         validate::text("display_name", display_name)?;
         validate::text("email", email)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
-        let (user, rev) = self
-            .store
-            .upsert_user(tenant_id, &caller.ctx(), user_id, display_name, email)
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditUsers)
             .await?;
-        Ok((self.user_view(&caller, user), rev))
+        let done = self
+            .store
+            .upsert_user(
+                tenant_id,
+                &caller.ctx(call.mode),
+                user_id,
+                display_name,
+                email,
+            )
+            .await?;
+        Ok(done.map(|u| self.user_view(&caller, u)))
     }
 
     pub async fn get_user(&self, tenant_id: &str, actor: &str, user_id: &str) -> Result<UserInfo> {
@@ -537,19 +567,21 @@ impl Authz {
     pub async fn set_user_status(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         user_id: &str,
         status: Option<UserStatus>,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         validate::id("user_id", user_id)?;
         let status = status
             .ok_or_else(|| Error::Invalid("status is required: ACTIVE or BLOCKED".to_owned()))?;
-        let caller = self.caller(tenant_id, actor, AdminOp::BlockUsers).await?;
-        let (user, rev) = self
-            .store
-            .set_user_status(tenant_id, &caller.ctx(), user_id, status)
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::BlockUsers)
             .await?;
-        Ok((self.user_view(&caller, user), rev))
+        let done = self
+            .store
+            .set_user_status(tenant_id, &caller.ctx(call.mode), user_id, status)
+            .await?;
+        Ok(done.map(|u| self.user_view(&caller, u)))
     }
 
     // ---- Groups ----
@@ -629,13 +661,15 @@ impl Authz {
     pub async fn create_group(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         group: &GroupInput,
-    ) -> Result<(GroupView, Revision)> {
+    ) -> Result<Committed<GroupView>> {
         self.new_group_key("group.key", &group.key)?;
         Self::group_name("group.name", &group.name)?;
         validate::text("group.description", &group.description)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditGroups)
+            .await?;
         let def = GroupDef {
             key: group.key.clone(),
             name: group.name.clone(),
@@ -648,11 +682,11 @@ impl Authz {
             scoped: self.visible_scoped(&caller, "group.scoped_grants", &group.scoped_grants)?,
         };
         caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
-        let (info, revision) = self
+        Ok(self
             .store
-            .create_group(tenant_id, &caller.ctx(), def)
-            .await?;
-        Ok((Self::custom_view(info), revision))
+            .create_group(tenant_id, &caller.ctx(call.mode), def)
+            .await?
+            .map(Self::custom_view))
     }
 
     pub async fn get_group(&self, tenant_id: &str, actor: &str, key: &str) -> Result<GroupView> {
@@ -709,14 +743,14 @@ impl Authz {
     pub async fn update_group(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         key: &str,
         group: &GroupInput,
         mask: &[String],
         expected_version: Option<u64>,
-    ) -> Result<(GroupView, Revision)> {
+    ) -> Result<Committed<GroupView>> {
         validate::group_key("group_key", key)?;
-        if self.hidden_from(&Caller::actor_marker(actor), key) {
+        if self.hidden_from(&Caller::actor_marker(call.actor), key) {
             return Err(Self::no_group(key));
         }
         self.read_only(key)?;
@@ -725,7 +759,9 @@ impl Authz {
                 "update_mask is required: list the fields to change (name, description, permissions, scoped_grants) or \"*\"".to_owned(),
             ));
         }
-        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditGroups)
+            .await?;
         let mut patch = GroupPatch::default();
         for path in mask {
             let all = path == "*";
@@ -789,44 +825,48 @@ impl Authz {
             caller.check(|a| rules::may_give(&self.catalog, a, &added, &added_scoped))?;
             based_on = Some(current.version);
         }
-        let (info, revision) = self
+        Ok(self
             .store
-            .update_group(tenant_id, &caller.ctx(), key, patch, based_on)
-            .await?;
-        Ok((Self::custom_view(info), revision))
+            .update_group(tenant_id, &caller.ctx(call.mode), key, patch, based_on)
+            .await?
+            .map(Self::custom_view))
     }
 
     pub async fn delete_group(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         key: &str,
         expected_version: Option<u64>,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         validate::group_key("group_key", key)?;
-        if self.hidden_from(&Caller::actor_marker(actor), key) {
+        if self.hidden_from(&Caller::actor_marker(call.actor), key) {
             return Err(Self::no_group(key));
         }
         self.read_only(key)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditGroups)
+            .await?;
         Ok(self
             .store
-            .delete_group(tenant_id, &caller.ctx(), key, expected_version)
+            .delete_group(tenant_id, &caller.ctx(call.mode), key, expected_version)
             .await?)
     }
 
     pub async fn duplicate_group(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         d: &DuplicateInput,
-    ) -> Result<(GroupView, Revision)> {
+    ) -> Result<Committed<GroupView>> {
         validate::group_key("source_group_key", &d.source_group_key)?;
         self.new_group_key("new_key", &d.new_key)?;
         if !d.new_name.is_empty() {
             Self::group_name("new_name", &d.new_name)?;
         }
-        let caller = self.caller(tenant_id, actor, AdminOp::EditGroups).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditGroups)
+            .await?;
         if self.hidden_from(&caller, &d.source_group_key) {
             return Err(Self::no_group(&d.source_group_key));
         }
@@ -856,23 +896,25 @@ impl Authz {
         // Copying members assigns them the new group, so the actor must hold what it gives.
         caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
         let members_of = d.copy_members.then_some(d.source_group_key.as_str());
-        let (info, revision) = self
+        Ok(self
             .store
-            .duplicate_group(tenant_id, &caller.ctx(), def, members_of)
-            .await?;
-        Ok((Self::custom_view(info), revision))
+            .duplicate_group(tenant_id, &caller.ctx(call.mode), def, members_of)
+            .await?
+            .map(Self::custom_view))
     }
 
     pub async fn add_members(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         key: &str,
         user_ids: &[String],
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         validate::group_key("group_key", key)?;
         validate::ids("user_ids", user_ids)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditUsers)
+            .await?;
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
@@ -882,26 +924,38 @@ impl Authz {
         }
         Ok(self
             .store
-            .add_members(tenant_id, &caller.ctx(), self.group_ref(key), user_ids)
+            .add_members(
+                tenant_id,
+                &caller.ctx(call.mode),
+                self.group_ref(key),
+                user_ids,
+            )
             .await?)
     }
 
     pub async fn remove_members(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         key: &str,
         user_ids: &[String],
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         validate::group_key("group_key", key)?;
         validate::ids("user_ids", user_ids)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditUsers)
+            .await?;
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
         Ok(self
             .store
-            .remove_members(tenant_id, &caller.ctx(), self.group_ref(key), user_ids)
+            .remove_members(
+                tenant_id,
+                &caller.ctx(call.mode),
+                self.group_ref(key),
+                user_ids,
+            )
             .await?)
     }
 
@@ -938,13 +992,15 @@ impl Authz {
     pub async fn grant(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         user_id: &str,
         permissions: &[String],
         resource: Option<&ResourceInput>,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         validate::id("user_id", user_id)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditUsers)
+            .await?;
         let grants = self.grants(&caller, permissions, resource)?;
         caller.check(|a| match &grants {
             Grants::Unscoped(set) => rules::may_give(&self.catalog, a, set, &[]),
@@ -952,36 +1008,38 @@ impl Authz {
         })?;
         Ok(self
             .store
-            .grant(tenant_id, &caller.ctx(), user_id, &grants)
+            .grant(tenant_id, &caller.ctx(call.mode), user_id, &grants)
             .await?)
     }
 
     pub async fn revoke(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         user_id: &str,
         permissions: &[String],
         resource: Option<&ResourceInput>,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         validate::id("user_id", user_id)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::EditUsers).await?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditUsers)
+            .await?;
         let grants = self.grants(&caller, permissions, resource)?;
         Ok(self
             .store
-            .revoke(tenant_id, &caller.ctx(), user_id, &grants)
+            .revoke(tenant_id, &caller.ctx(call.mode), user_id, &grants)
             .await?)
     }
 
     pub async fn set_restrictions(
         &self,
         tenant_id: &str,
-        actor: &str,
+        call: &AdminCall<'_>,
         user_id: &str,
         resource_type: &str,
         resource_ids: &[String],
         clear: bool,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         validate::id("user_id", user_id)?;
         let t = self.resource_type("resource_type", resource_type)?;
         let ids = match (clear, resource_ids.is_empty()) {
@@ -1002,12 +1060,12 @@ impl Authz {
             }
         };
         let caller = self
-            .caller(tenant_id, actor, AdminOp::RestrictUsers)
+            .caller(tenant_id, call.actor, AdminOp::RestrictUsers)
             .await?;
         caller.check(|a| rules::may_restrict(&self.catalog, a, t, ids.as_ref()))?;
         Ok(self
             .store
-            .set_restriction(tenant_id, &caller.ctx(), user_id, t, ids)
+            .set_restriction(tenant_id, &caller.ctx(call.mode), user_id, t, ids)
             .await?)
     }
 
@@ -1104,13 +1162,14 @@ impl Caller {
         matches!(self, Caller::Actor { .. })
     }
 
-    /// What the audit log records about the caller.
-    fn ctx(&self) -> WriteCtx {
-        match self {
-            Caller::Operator => WriteCtx::operator(),
-            Caller::Actor { id, .. } => WriteCtx {
-                actor: Some(id.clone()),
+    /// What the store records about the caller, and whether to commit.
+    fn ctx(&self, mode: WriteMode) -> WriteCtx {
+        WriteCtx {
+            actor: match self {
+                Caller::Operator => None,
+                Caller::Actor { id, .. } => Some(id.clone()),
             },
+            dry_run: mode == WriteMode::DryRun,
         }
     }
 
@@ -1137,6 +1196,23 @@ impl Caller {
             .map_err(|r| Error::Denied(r.to_string())),
         }
     }
+}
+
+/// Whether a mutation commits or only previews.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    #[default]
+    Commit,
+    /// Validate and compute everything, including the preview; commit nothing.
+    DryRun,
+}
+
+/// Who makes an admin mutation, and how.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdminCall<'a> {
+    /// The acting user; empty for an operator.
+    pub actor: &'a str,
+    pub mode: WriteMode,
 }
 
 /// Filters of ListAuditEvents.

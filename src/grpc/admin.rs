@@ -73,20 +73,21 @@ impl AdminService for AdminApi {
         request: Request<pb::UpsertUserRequest>,
     ) -> Reply<pb::UpsertUserResponse> {
         let r = request.into_inner();
-        let (u, rev) = self
+        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let done = self
             .app
-            .upsert_user(
-                &r.tenant_id,
-                &r.actor_user_id,
-                &r.user_id,
-                &r.display_name,
-                &r.email,
-            )
+            .upsert_user(&r.tenant_id, &call, &r.user_id, &r.display_name, &r.email)
             .await
             .map_err(to_status)?;
         ok(pb::UpsertUserResponse {
-            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u)),
-            revision: convert::revision(rev),
+            user: Some(convert::user(
+                self.app.catalog(),
+                &r.tenant_id,
+                done.value,
+                Vec::new(),
+            )),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -97,8 +98,13 @@ impl AdminService for AdminApi {
             .get_user(&r.tenant_id, &r.actor_user_id, &r.user_id)
             .await
             .map_err(to_status)?;
+        let roles = self
+            .app
+            .roles(&r.tenant_id, &r.user_id)
+            .await
+            .map_err(to_status)?;
         ok(pb::GetUserResponse {
-            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u)),
+            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u, roles)),
         })
     }
 
@@ -119,11 +125,17 @@ impl AdminService for AdminApi {
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            let roles = self
+                .app
+                .roles(&r.tenant_id, &u.user_id)
+                .await
+                .map_err(to_status)?;
+            out.push(convert::user(catalog, &r.tenant_id, u, roles));
+        }
         ok(pb::ListUsersResponse {
-            users: users
-                .into_iter()
-                .map(|u| convert::user(catalog, &r.tenant_id, u))
-                .collect(),
+            users: out,
             next_page_token: next,
         })
     }
@@ -133,15 +145,22 @@ impl AdminService for AdminApi {
         request: Request<pb::SetUserStatusRequest>,
     ) -> Reply<pb::SetUserStatusResponse> {
         let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
         let status = convert::status_in(r.status).map_err(to_status)?;
-        let (u, rev) = self
+        let done = self
             .app
-            .set_user_status(&r.tenant_id, &r.actor_user_id, &r.user_id, status)
+            .set_user_status(&r.tenant_id, &call, &r.user_id, status)
             .await
             .map_err(to_status)?;
         ok(pb::SetUserStatusResponse {
-            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u)),
-            revision: convert::revision(rev),
+            user: Some(convert::user(
+                self.app.catalog(),
+                &r.tenant_id,
+                done.value,
+                Vec::new(),
+            )),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -150,15 +169,17 @@ impl AdminService for AdminApi {
         request: Request<pb::CreateGroupRequest>,
     ) -> Reply<pb::CreateGroupResponse> {
         let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = convert::group_in(r.group);
-        let (g, rev) = self
+        let done = self
             .app
-            .create_group(&r.tenant_id, &r.actor_user_id, &input)
+            .create_group(&r.tenant_id, &call, &input)
             .await
             .map_err(to_status)?;
         ok(pb::CreateGroupResponse {
-            group: Some(convert::group(self.app.catalog(), g)),
-            revision: convert::revision(rev),
+            group: Some(convert::group(self.app.catalog(), done.value)),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -202,13 +223,14 @@ impl AdminService for AdminApi {
         request: Request<pb::UpdateGroupRequest>,
     ) -> Reply<pb::UpdateGroupResponse> {
         let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let input = convert::group_in(r.group);
-        let (g, rev) = self
+        let done = self
             .app
             .update_group(
                 &r.tenant_id,
-                &r.actor_user_id,
+                &call,
                 &r.group_key,
                 &input,
                 &mask,
@@ -217,8 +239,9 @@ impl AdminService for AdminApi {
             .await
             .map_err(to_status)?;
         ok(pb::UpdateGroupResponse {
-            group: Some(convert::group(self.app.catalog(), g)),
-            revision: convert::revision(rev),
+            group: Some(convert::group(self.app.catalog(), done.value)),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -227,14 +250,16 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
         let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
         let expected = convert::expected_version(r.expected_version).map_err(to_status)?;
-        let rev = self
+        let done = self
             .app
-            .delete_group(&r.tenant_id, &r.actor_user_id, &r.group_key, expected)
+            .delete_group(&r.tenant_id, &call, &r.group_key, expected)
             .await
             .map_err(to_status)?;
         ok(pb::DeleteGroupResponse {
-            revision: convert::revision(rev),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -243,6 +268,7 @@ impl AdminService for AdminApi {
         request: Request<pb::DuplicateGroupRequest>,
     ) -> Reply<pb::DuplicateGroupResponse> {
         let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = crate::app::DuplicateInput {
             source_group_key: r.source_group_key,
             new_key: r.new_key,
@@ -251,14 +277,15 @@ impl AdminService for AdminApi {
             copy_scoped_grants: r.copy_scoped_grants,
             copy_members: r.copy_members,
         };
-        let (g, rev) = self
+        let done = self
             .app
-            .duplicate_group(&r.tenant_id, &r.actor_user_id, &input)
+            .duplicate_group(&r.tenant_id, &call, &input)
             .await
             .map_err(to_status)?;
         ok(pb::DuplicateGroupResponse {
-            group: Some(convert::group(self.app.catalog(), g)),
-            revision: convert::revision(rev),
+            group: Some(convert::group(self.app.catalog(), done.value)),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -267,13 +294,15 @@ impl AdminService for AdminApi {
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Reply<pb::AddGroupMembersResponse> {
         let r = request.into_inner();
-        let rev = self
+        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let done = self
             .app
-            .add_members(&r.tenant_id, &r.actor_user_id, &r.group_key, &r.user_ids)
+            .add_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
             .await
             .map_err(to_status)?;
         ok(pb::AddGroupMembersResponse {
-            revision: convert::revision(rev),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -282,13 +311,15 @@ impl AdminService for AdminApi {
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Reply<pb::RemoveGroupMembersResponse> {
         let r = request.into_inner();
-        let rev = self
+        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let done = self
             .app
-            .remove_members(&r.tenant_id, &r.actor_user_id, &r.group_key, &r.user_ids)
+            .remove_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
             .await
             .map_err(to_status)?;
         ok(pb::RemoveGroupMembersResponse {
-            revision: convert::revision(rev),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -297,12 +328,13 @@ impl AdminService for AdminApi {
         request: Request<pb::GrantPermissionsRequest>,
     ) -> Reply<pb::GrantPermissionsResponse> {
         let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
-        let rev = self
+        let done = self
             .app
             .grant(
                 &r.tenant_id,
-                &r.actor_user_id,
+                &call,
                 &r.user_id,
                 &r.permissions,
                 resource.as_ref(),
@@ -310,7 +342,8 @@ impl AdminService for AdminApi {
             .await
             .map_err(to_status)?;
         ok(pb::GrantPermissionsResponse {
-            revision: convert::revision(rev),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -319,12 +352,13 @@ impl AdminService for AdminApi {
         request: Request<pb::RevokePermissionsRequest>,
     ) -> Reply<pb::RevokePermissionsResponse> {
         let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
-        let rev = self
+        let done = self
             .app
             .revoke(
                 &r.tenant_id,
-                &r.actor_user_id,
+                &call,
                 &r.user_id,
                 &r.permissions,
                 resource.as_ref(),
@@ -332,7 +366,8 @@ impl AdminService for AdminApi {
             .await
             .map_err(to_status)?;
         ok(pb::RevokePermissionsResponse {
-            revision: convert::revision(rev),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 
@@ -341,11 +376,12 @@ impl AdminService for AdminApi {
         request: Request<pb::SetRestrictionsRequest>,
     ) -> Reply<pb::SetRestrictionsResponse> {
         let r = request.into_inner();
-        let rev = self
+        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let done = self
             .app
             .set_restrictions(
                 &r.tenant_id,
-                &r.actor_user_id,
+                &call,
                 &r.user_id,
                 &r.resource_type,
                 &r.resource_ids,
@@ -354,7 +390,8 @@ impl AdminService for AdminApi {
             .await
             .map_err(to_status)?;
         ok(pb::SetRestrictionsResponse {
-            revision: convert::revision(rev),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
         })
     }
 

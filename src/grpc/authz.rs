@@ -246,6 +246,7 @@ impl AuthzService for AuthzApi {
                 .unwrap_or_default(),
             group_keys: user.map(|u| u.groups.clone()).unwrap_or_default(),
             user_status: convert::user_state(state).to_owned(),
+            roles: self.app.roles_of(&subject),
             revision: convert::revision(revision),
         }))
     }

@@ -134,7 +134,7 @@ pub fn status_in(value: i32) -> Result<Option<UserStatus>> {
     }
 }
 
-pub fn user(catalog: &Catalog, tenant_id: &str, u: UserInfo) -> pb::User {
+pub fn user(catalog: &Catalog, tenant_id: &str, u: UserInfo, roles: Vec<String>) -> pb::User {
     pb::User {
         tenant_id: tenant_id.to_owned(),
         user_id: u.user_id,
@@ -149,6 +149,7 @@ pub fn user(catalog: &Catalog, tenant_id: &str, u: UserInfo) -> pb::User {
             .iter()
             .map(|r| restriction_out(catalog, r))
             .collect(),
+        roles,
     }
 }
 
@@ -256,5 +257,34 @@ pub fn audit_event(c: crate::store::Change) -> pb::AuditEvent {
         before: Some(json_struct(&c.before)),
         after: Some(json_struct(&c.after)),
         tenant_id: c.tenant_id,
+    }
+}
+
+/// Who makes a mutation, and whether it only previews.
+pub fn call(actor: &str, dry_run: bool) -> crate::app::AdminCall<'_> {
+    crate::app::AdminCall {
+        actor,
+        mode: if dry_run {
+            crate::app::WriteMode::DryRun
+        } else {
+            crate::app::WriteMode::Commit
+        },
+    }
+}
+
+pub fn preview(catalog: &Catalog, p: &crate::store::Preview) -> pb::Preview {
+    pb::Preview {
+        affected_users: p
+            .affected_users
+            .iter()
+            .map(|u| pb::AffectedUser {
+                user_id: u.user_id.clone(),
+                added: catalog.keys(&u.added).map(str::to_owned).collect(),
+                removed: catalog.keys(&u.removed).map(str::to_owned).collect(),
+                roles_added: u.roles_added.clone(),
+                roles_removed: u.roles_removed.clone(),
+            })
+            .collect(),
+        truncated: p.truncated,
     }
 }

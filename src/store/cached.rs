@@ -16,6 +16,7 @@
 //! applied. When that is older than `max_staleness` (listener lost, half-open connection) the
 //! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
 
+use super::Committed;
 use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
@@ -309,7 +310,10 @@ impl CachedStore {
 
     /// After this replica's own commit: invalidate what it touched at once, rather than wait
     /// for the notification.
-    fn committed(&self, tenant_id: &str, revision: Revision, touched: Touched) {
+    fn committed(&self, tenant_id: &str, ctx: &WriteCtx, revision: Revision, touched: Touched) {
+        if ctx.dry_run {
+            return;
+        }
         self.shared.invalidate(tenant_id, &touched);
         let _ = self.shared.commits.send((tenant_id.to_owned(), revision));
     }
@@ -429,12 +433,17 @@ impl Store for CachedStore {
         user_id: &str,
         display_name: &str,
         email: &str,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         let out = self
             .inner
             .upsert_user(tenant_id, ctx, user_id, display_name, email)
             .await?;
-        self.committed(tenant_id, out.1, Touched::users([user_id.to_owned()]));
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users([user_id.to_owned()]),
+        );
         Ok(out)
     }
 
@@ -457,12 +466,17 @@ impl Store for CachedStore {
         ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         let out = self
             .inner
             .set_user_status(tenant_id, ctx, user_id, status)
             .await?;
-        self.committed(tenant_id, out.1, Touched::users([user_id.to_owned()]));
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users([user_id.to_owned()]),
+        );
         Ok(out)
     }
 
@@ -471,10 +485,10 @@ impl Store for CachedStore {
         tenant_id: &str,
         ctx: &WriteCtx,
         def: GroupDef,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let key = def.key.clone();
         let out = self.inner.create_group(tenant_id, ctx, def).await?;
-        self.committed(tenant_id, out.1, Touched::group(&key));
+        self.committed(tenant_id, ctx, out.revision, Touched::group(&key));
         Ok(out)
     }
 
@@ -484,7 +498,7 @@ impl Store for CachedStore {
         ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let key = def.key.clone();
         let out = self
             .inner
@@ -499,7 +513,7 @@ impl Store for CachedStore {
             },
             None => Touched::group(&key),
         };
-        self.committed(tenant_id, out.1, touched);
+        self.committed(tenant_id, ctx, out.revision, touched);
         Ok(out)
     }
 
@@ -518,12 +532,12 @@ impl Store for CachedStore {
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let out = self
             .inner
             .update_group(tenant_id, ctx, key, patch, expected_version)
             .await?;
-        self.committed(tenant_id, out.1, Touched::group(key));
+        self.committed(tenant_id, ctx, out.revision, Touched::group(key));
         Ok(out)
     }
 
@@ -533,13 +547,13 @@ impl Store for CachedStore {
         ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
-    ) -> Result<Revision> {
-        let rev = self
+    ) -> Result<Committed<()>> {
+        let out = self
             .inner
             .delete_group(tenant_id, ctx, key, expected_version)
             .await?;
-        self.committed(tenant_id, rev, Touched::group(key));
-        Ok(rev)
+        self.committed(tenant_id, ctx, out.revision, Touched::group(key));
+        Ok(out)
     }
 
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
@@ -552,13 +566,18 @@ impl Store for CachedStore {
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision> {
-        let rev = self
+    ) -> Result<Committed<()>> {
+        let out = self
             .inner
             .add_members(tenant_id, ctx, group, user_ids)
             .await?;
-        self.committed(tenant_id, rev, Touched::users(user_ids.iter().cloned()));
-        Ok(rev)
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users(user_ids.iter().cloned()),
+        );
+        Ok(out)
     }
 
     async fn remove_members(
@@ -567,13 +586,18 @@ impl Store for CachedStore {
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision> {
-        let rev = self
+    ) -> Result<Committed<()>> {
+        let out = self
             .inner
             .remove_members(tenant_id, ctx, group, user_ids)
             .await?;
-        self.committed(tenant_id, rev, Touched::users(user_ids.iter().cloned()));
-        Ok(rev)
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users(user_ids.iter().cloned()),
+        );
+        Ok(out)
     }
 
     async fn grant(
@@ -582,10 +606,15 @@ impl Store for CachedStore {
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision> {
-        let rev = self.inner.grant(tenant_id, ctx, user_id, grants).await?;
-        self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
-        Ok(rev)
+    ) -> Result<Committed<()>> {
+        let out = self.inner.grant(tenant_id, ctx, user_id, grants).await?;
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users([user_id.to_owned()]),
+        );
+        Ok(out)
     }
 
     async fn revoke(
@@ -594,10 +623,15 @@ impl Store for CachedStore {
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision> {
-        let rev = self.inner.revoke(tenant_id, ctx, user_id, grants).await?;
-        self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
-        Ok(rev)
+    ) -> Result<Committed<()>> {
+        let out = self.inner.revoke(tenant_id, ctx, user_id, grants).await?;
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users([user_id.to_owned()]),
+        );
+        Ok(out)
     }
 
     async fn set_restriction(
@@ -607,13 +641,18 @@ impl Store for CachedStore {
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
-    ) -> Result<Revision> {
-        let rev = self
+    ) -> Result<Committed<()>> {
+        let out = self
             .inner
             .set_restriction(tenant_id, ctx, user_id, resource_type, ids)
             .await?;
-        self.committed(tenant_id, rev, Touched::users([user_id.to_owned()]));
-        Ok(rev)
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users([user_id.to_owned()]),
+        );
+        Ok(out)
     }
 
     async fn subject(

@@ -7,11 +7,12 @@ use super::{
     GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo, Touched,
     UserInfo, WriteCtx,
 };
+use super::{Committed, PREVIEW_LIMIT};
 use async_trait::async_trait;
-use authz_core::Catalog;
 use authz_core::model::{
     GroupGrants, ResourceTypeId, Restriction, Subject, UserGrants, UserStatus,
 };
+use authz_core::{Catalog, PermSet};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -25,6 +26,7 @@ pub struct MemoryStore {
     commits: tokio::sync::broadcast::Sender<(String, Revision)>,
 }
 
+#[derive(Clone)]
 struct Tenant {
     display_name: String,
     created_at: SystemTime,
@@ -82,7 +84,8 @@ impl MemoryStore {
     /// Runs `f` on the tenant under its write lock, like a transaction. `f` validates before it
     /// changes anything, so an error leaves the tenant as it was. On success the revision is
     /// bumped and the change logged with the before and after of what `touched` names (computed
-    /// on the state before `f`).
+    /// on the state before `f`), and the preview diffs every affected user. A dry run applies `f`
+    /// to a copy and keeps nothing.
     fn write_tenant<T>(
         &self,
         tenant_id: &str,
@@ -91,14 +94,32 @@ impl MemoryStore {
         target: String,
         touched: impl FnOnce(&Tenant) -> Touched,
         f: impl FnOnce(&mut Tenant) -> Result<T>,
-    ) -> Result<(T, Revision)> {
+    ) -> Result<Committed<T>> {
         let tenant = self.tenant(tenant_id)?;
-        let (out, revision) = {
+        let committed = {
             let mut t = write(&tenant);
             let touched = touched(&t);
+            let (affected, truncated) = t.affected(&touched);
+            let effective_before = t.effective(&self.catalog, &affected);
+            if ctx.dry_run {
+                let mut copy = t.clone();
+                let value = f(&mut copy)?;
+                let effective_after = copy.effective(&self.catalog, &affected);
+                return Ok(Committed {
+                    value,
+                    revision: t.revision,
+                    preview: super::preview(
+                        &self.catalog,
+                        &effective_before,
+                        &effective_after,
+                        truncated,
+                    ),
+                });
+            }
             let before = t.snapshot(&self.catalog, &touched);
-            let out = f(&mut t)?;
+            let value = f(&mut t)?;
             let after = t.snapshot(&self.catalog, &touched);
+            let effective_after = t.effective(&self.catalog, &affected);
             t.revision += 1;
             let revision = t.revision;
             if t.changes.len() == CHANGE_LOG_LEN {
@@ -115,15 +136,65 @@ impl MemoryStore {
                 before,
                 after,
             });
-            (out, revision)
+            Committed {
+                value,
+                revision,
+                preview: super::preview(
+                    &self.catalog,
+                    &effective_before,
+                    &effective_after,
+                    truncated,
+                ),
+            }
         };
         // Nobody listening is fine.
-        let _ = self.commits.send((tenant_id.to_owned(), revision));
-        Ok((out, revision))
+        let _ = self
+            .commits
+            .send((tenant_id.to_owned(), committed.revision));
+        Ok(committed)
     }
 }
 
 impl Tenant {
+    /// The users whose effective permissions a write touching `touched` can change: the
+    /// touched users and the members of touched groups, at most `PREVIEW_LIMIT`.
+    fn affected(&self, touched: &Touched) -> (Vec<String>, bool) {
+        let mut ids: BTreeSet<String> = touched.users.iter().cloned().collect();
+        for g in &touched.groups {
+            if let Some(m) = self.members.get(g) {
+                ids.extend(m.iter().cloned());
+            }
+        }
+        let truncated = ids.len() > PREVIEW_LIMIT;
+        (ids.into_iter().take(PREVIEW_LIMIT).collect(), truncated)
+    }
+
+    /// Each user's unscoped effective permissions (empty when blocked or unknown).
+    fn effective(&self, catalog: &Catalog, users: &[String]) -> BTreeMap<String, PermSet> {
+        users
+            .iter()
+            .map(|u| {
+                let mut set = PermSet::new();
+                if let Some(row) = self.users.get(u) {
+                    if row.grants.status == UserStatus::Active {
+                        set.union_with(&row.grants.direct);
+                        for g in &row.grants.groups {
+                            match catalog.group(g) {
+                                Some(sys) => set.union_with(&sys.grants.permissions),
+                                None => {
+                                    if let Some(custom) = self.groups.get(g) {
+                                        set.union_with(&custom.grants.permissions);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                (u.clone(), set)
+            })
+            .collect()
+    }
+
     fn snapshot(&self, catalog: &Catalog, touched: &Touched) -> serde_json::Value {
         let users: Vec<(String, Option<UserInfo>)> = if touched.all_users {
             Vec::new()
@@ -273,7 +344,7 @@ impl Store for MemoryStore {
         user_id: &str,
         display_name: &str,
         email: &str,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         self.write_tenant(
             tenant_id,
             ctx,
@@ -332,7 +403,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         self.write_tenant(
             tenant_id,
             ctx,
@@ -352,7 +423,7 @@ impl Store for MemoryStore {
         tenant_id: &str,
         ctx: &WriteCtx,
         def: GroupDef,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let key = def.key.clone();
         self.write_tenant(
             tenant_id,
@@ -387,7 +458,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let new_key = def.key.clone();
         let copied = |t: &Tenant| -> Vec<String> {
             members_of
@@ -469,7 +540,7 @@ impl Store for MemoryStore {
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         self.write_tenant(
             tenant_id,
             ctx,
@@ -517,7 +588,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         self.write_tenant(
             tenant_id,
             ctx,
@@ -548,7 +619,6 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
-        .map(|((), rev)| rev)
     }
 
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
@@ -563,7 +633,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let key = group.key();
         self.write_tenant(
             tenant_id,
@@ -587,7 +657,6 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
-        .map(|((), rev)| rev)
     }
 
     async fn remove_members(
@@ -596,7 +665,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let key = group.key();
         self.write_tenant(
             tenant_id,
@@ -617,7 +686,6 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
-        .map(|((), rev)| rev)
     }
 
     async fn grant(
@@ -626,7 +694,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         self.write_tenant(
             tenant_id,
             ctx,
@@ -648,7 +716,6 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
-        .map(|((), rev)| rev)
     }
 
     async fn revoke(
@@ -657,7 +724,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         self.write_tenant(
             tenant_id,
             ctx,
@@ -674,7 +741,6 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
-        .map(|((), rev)| rev)
     }
 
     async fn set_restriction(
@@ -684,7 +750,7 @@ impl Store for MemoryStore {
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         self.write_tenant(
             tenant_id,
             ctx,
@@ -702,7 +768,6 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
-        .map(|((), rev)| rev)
     }
 
     async fn subject(

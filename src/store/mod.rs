@@ -174,11 +174,96 @@ impl Touched {
     }
 }
 
-/// Who makes a write: the audit log records it.
+/// Who makes a write (the audit log records it) and whether to commit it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteCtx {
     /// The acting user; `None` for an operator.
     pub actor: Option<String>,
+    /// Validate and compute everything, commit nothing.
+    pub dry_run: bool,
+}
+
+/// Most users a preview lists; past it the preview says it is truncated.
+pub const PREVIEW_LIMIT: usize = 1000;
+
+/// How one user's effective permissions (and derived roles) change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserDiff {
+    pub user_id: String,
+    pub added: PermSet,
+    pub removed: PermSet,
+    pub roles_added: Vec<String>,
+    pub roles_removed: Vec<String>,
+}
+
+/// Every user whose effective permissions a write changes (or would change).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preview {
+    pub affected_users: Vec<UserDiff>,
+    /// More users were affected than [`PREVIEW_LIMIT`]; only the first are listed.
+    pub truncated: bool,
+}
+
+/// A write's result: its value, the revision (for a dry run, the revision it was computed at)
+/// and its preview.
+#[derive(Clone, Debug)]
+pub struct Committed<T> {
+    pub value: T,
+    pub revision: Revision,
+    pub preview: Preview,
+}
+
+impl<T> Committed<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Committed<U> {
+        Committed {
+            value: f(self.value),
+            revision: self.revision,
+            preview: self.preview,
+        }
+    }
+}
+
+/// The diff of effective permissions, per user, before and after a write.
+pub fn preview(
+    catalog: &authz_core::Catalog,
+    before: &std::collections::BTreeMap<String, PermSet>,
+    after: &std::collections::BTreeMap<String, PermSet>,
+    truncated: bool,
+) -> Preview {
+    let empty = PermSet::new();
+    let users: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let mut affected_users = Vec::new();
+    for u in users {
+        let b = before.get(u).unwrap_or(&empty);
+        let a = after.get(u).unwrap_or(&empty);
+        if a == b {
+            continue;
+        }
+        let mut added = a.clone();
+        added.difference_with(b);
+        let mut removed = b.clone();
+        removed.difference_with(a);
+        let (rb, ra) = (catalog.roles_of(b), catalog.roles_of(a));
+        affected_users.push(UserDiff {
+            user_id: u.clone(),
+            added,
+            removed,
+            roles_added: ra
+                .iter()
+                .filter(|r| !rb.contains(r))
+                .map(|r| r.to_string())
+                .collect(),
+            roles_removed: rb
+                .iter()
+                .filter(|r| !ra.contains(r))
+                .map(|r| r.to_string())
+                .collect(),
+        });
+    }
+    Preview {
+        affected_users,
+        truncated,
+    }
 }
 
 impl WriteCtx {
@@ -317,7 +402,7 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
         display_name: &str,
         email: &str,
-    ) -> Result<(UserInfo, Revision)>;
+    ) -> Result<Committed<UserInfo>>;
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo>;
     /// Users sorted by id; only members of `group` when given.
     async fn list_users(
@@ -333,14 +418,14 @@ pub trait Store: Send + Sync + 'static {
         ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
-    ) -> Result<(UserInfo, Revision)>;
+    ) -> Result<Committed<UserInfo>>;
 
     async fn create_group(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
         def: GroupDef,
-    ) -> Result<(GroupInfo, Revision)>;
+    ) -> Result<Committed<GroupInfo>>;
     /// Creates a custom group and, when `members_of` is given, makes every member of that group
     /// (system or custom) a member of the new one, in one write.
     async fn duplicate_group(
@@ -349,7 +434,7 @@ pub trait Store: Send + Sync + 'static {
         ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
-    ) -> Result<(GroupInfo, Revision)>;
+    ) -> Result<Committed<GroupInfo>>;
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo>;
     /// Custom groups sorted by key.
     async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>>;
@@ -360,14 +445,14 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
-    ) -> Result<(GroupInfo, Revision)>;
+    ) -> Result<Committed<GroupInfo>>;
     async fn delete_group(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
-    ) -> Result<Revision>;
+    ) -> Result<Committed<()>>;
     /// Members of any group, system or custom.
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64>;
     /// Adds members, creating users that do not exist yet.
@@ -377,14 +462,14 @@ pub trait Store: Send + Sync + 'static {
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision>;
+    ) -> Result<Committed<()>>;
     async fn remove_members(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision>;
+    ) -> Result<Committed<()>>;
 
     /// Adds direct grants, creating the user when unknown.
     async fn grant(
@@ -393,14 +478,14 @@ pub trait Store: Send + Sync + 'static {
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision>;
+    ) -> Result<Committed<()>>;
     async fn revoke(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision>;
+    ) -> Result<Committed<()>>;
     /// Sets (`Some`) or clears (`None`) the user's restriction on one resource type.
     async fn set_restriction(
         &self,
@@ -409,7 +494,7 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
-    ) -> Result<Revision>;
+    ) -> Result<Committed<()>>;
 
     /// Everything a check needs about one user, and the revision it reflects. An unknown user
     /// is a subject with no user (denied); an unknown tenant is an error.

@@ -12,6 +12,7 @@ use super::{
     GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo,
     Touched, UserInfo, WriteCtx,
 };
+use super::{Committed, PREVIEW_LIMIT, Preview};
 use async_trait::async_trait;
 use authz_core::model::{
     GroupGrants, ResourceRef, ResourceTypeId, Restriction, ScopedGrant, Subject, UserGrants,
@@ -21,7 +22,7 @@ use authz_core::{Catalog, PermSet};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -337,12 +338,89 @@ impl PostgresStore {
         touched: Touched,
     ) -> Result<Record> {
         let before = self.snapshot(tx, tenant_id, &touched).await?;
+        let limit = to_i64(PREVIEW_LIMIT as u64 + 1);
+        let mut ids: BTreeSet<String> = touched.users.iter().cloned().collect();
+        if !touched.groups.is_empty() {
+            let rows = tx
+                .query(
+                    "SELECT DISTINCT user_id FROM memberships WHERE tenant_id = $1 AND group_key = ANY($2)
+                     ORDER BY user_id LIMIT $3",
+                    &[&tenant_id, &touched.groups, &limit],
+                )
+                .await
+                .map_err(pg)?;
+            ids.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        }
+        let truncated = ids.len() > PREVIEW_LIMIT;
+        let affected: Vec<String> = ids.into_iter().take(PREVIEW_LIMIT).collect();
+        let effective_before = self.effective(tx, tenant_id, &affected).await?;
         Ok(Record {
             operation,
             target,
             touched,
             before,
+            affected,
+            truncated,
+            effective_before,
         })
+    }
+
+    /// Each user's unscoped effective permissions inside the transaction (empty when blocked or
+    /// unknown).
+    async fn effective(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        users: &[String],
+    ) -> Result<BTreeMap<String, PermSet>> {
+        let mut out: BTreeMap<String, PermSet> =
+            users.iter().map(|u| (u.clone(), PermSet::new())).collect();
+        if users.is_empty() {
+            return Ok(out);
+        }
+        let rows = tx
+            .query(
+                "SELECT u.user_id, u.status, u.direct,
+                        ARRAY(SELECT m.group_key FROM memberships m WHERE m.tenant_id = u.tenant_id AND m.user_id = u.user_id)
+                 FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)",
+                &[&tenant_id, &users],
+            )
+            .await
+            .map_err(pg)?;
+        let custom: BTreeSet<String> = rows
+            .iter()
+            .flat_map(|r| r.get::<_, Vec<String>>(3))
+            .filter(|g| self.catalog.group(g).is_none())
+            .collect();
+        let custom: Vec<String> = custom.into_iter().collect();
+        let group_perms: BTreeMap<String, PermSet> = tx
+            .query(
+                "SELECT group_key, permissions FROM groups WHERE tenant_id = $1 AND group_key = ANY($2)",
+                &[&tenant_id, &custom],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), self.perms(&r.get::<_, Vec<String>>(1))))
+            .collect();
+        for r in &rows {
+            if r.get::<_, String>(1) != "active" {
+                continue;
+            }
+            let mut set = self.perms(&r.get::<_, Vec<String>>(2));
+            for g in r.get::<_, Vec<String>>(3) {
+                match self.catalog.group(&g) {
+                    Some(sys) => set.union_with(&sys.grants.permissions),
+                    None => {
+                        if let Some(p) = group_perms.get(&g) {
+                            set.union_with(p);
+                        }
+                    }
+                }
+            }
+            out.insert(r.get(0), set);
+        }
+        Ok(out)
     }
 
     async fn snapshot(
@@ -386,8 +464,9 @@ impl PostgresStore {
         Ok(super::snapshot_json(&self.catalog, &users, &groups))
     }
 
-    /// Finishes a tenant's write: appends the change with its audit record, sends one NOTIFY
-    /// (delivered only if the transaction commits), commits.
+    /// Finishes a tenant's write: computes the preview, then either rolls back (a dry run:
+    /// returns the revision it was computed at) or appends the change with its audit record,
+    /// sends one NOTIFY (delivered only on commit) and commits.
     async fn commit(
         &self,
         tx: deadpool_postgres::Transaction<'_>,
@@ -395,7 +474,18 @@ impl PostgresStore {
         revision: Revision,
         ctx: &WriteCtx,
         record: Record,
-    ) -> Result<()> {
+    ) -> Result<(Revision, Preview)> {
+        let effective_after = self.effective(&tx, tenant_id, &record.affected).await?;
+        let preview = super::preview(
+            &self.catalog,
+            &record.effective_before,
+            &effective_after,
+            record.truncated,
+        );
+        if ctx.dry_run {
+            tx.rollback().await.map_err(pg)?;
+            return Ok((revision - 1, preview));
+        }
         let after = self.snapshot(&tx, tenant_id, &record.touched).await?;
         let touched = &record.touched;
         tx.execute(
@@ -420,7 +510,8 @@ impl PostgresStore {
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
             .await
             .map_err(pg)?;
-        tx.commit().await.map_err(pg)
+        tx.commit().await.map_err(pg)?;
+        Ok((revision, preview))
     }
 
     // ---- Conversions from rows ----
@@ -643,6 +734,10 @@ struct Record {
     target: String,
     touched: Touched,
     before: serde_json::Value,
+    /// The users whose effective permissions the write can change, and theirs before it.
+    affected: Vec<String>,
+    truncated: bool,
+    effective_before: BTreeMap<String, PermSet>,
 }
 
 /// Starts a tenant's write: bumps and locks its revision row.
@@ -815,7 +910,7 @@ impl Store for PostgresStore {
         user_id: &str,
         display_name: &str,
         email: &str,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -845,8 +940,12 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.user_info(&row);
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok((info, revision))
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: info,
+            revision,
+            preview,
+        })
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
@@ -905,7 +1004,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         user_id: &str,
         status: UserStatus,
-    ) -> Result<(UserInfo, Revision)> {
+    ) -> Result<Committed<UserInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -935,8 +1034,12 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.user_info(&row);
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok((info, revision))
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: info,
+            revision,
+            preview,
+        })
     }
 
     async fn create_group(
@@ -944,7 +1047,7 @@ impl Store for PostgresStore {
         tenant_id: &str,
         ctx: &WriteCtx,
         def: GroupDef,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -982,15 +1085,16 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok((
-            GroupInfo {
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: GroupInfo {
                 def,
                 version: 1,
                 member_count: 0,
             },
             revision,
-        ))
+            preview,
+        })
     }
 
     async fn duplicate_group(
@@ -999,7 +1103,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         def: GroupDef,
         members_of: Option<&str>,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1065,15 +1169,16 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         }
         let member_count = record.touched.users.len() as u64;
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok((
-            GroupInfo {
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: GroupInfo {
                 def,
                 version: 1,
                 member_count,
             },
             revision,
-        ))
+            preview,
+        })
     }
 
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
@@ -1115,7 +1220,7 @@ impl Store for PostgresStore {
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
-    ) -> Result<(GroupInfo, Revision)> {
+    ) -> Result<Committed<GroupInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1183,8 +1288,12 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.group_info(&row);
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok((info, revision))
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: info,
+            revision,
+            preview,
+        })
     }
 
     async fn delete_group(
@@ -1193,7 +1302,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         key: &str,
         expected_version: Option<u64>,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1236,8 +1345,12 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(revision)
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: (),
+            revision,
+            preview,
+        })
     }
 
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
@@ -1263,7 +1376,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1285,8 +1398,12 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(revision)
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: (),
+            revision,
+            preview,
+        })
     }
 
     async fn remove_members(
@@ -1295,7 +1412,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1315,8 +1432,12 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(revision)
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: (),
+            revision,
+            preview,
+        })
     }
 
     async fn grant(
@@ -1325,7 +1446,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1360,8 +1481,12 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(revision)
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: (),
+            revision,
+            preview,
+        })
     }
 
     async fn revoke(
@@ -1370,7 +1495,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         user_id: &str,
         grants: &Grants,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1405,8 +1530,12 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(revision)
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: (),
+            revision,
+            preview,
+        })
     }
 
     async fn set_restriction(
@@ -1416,7 +1545,7 @@ impl Store for PostgresStore {
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
-    ) -> Result<Revision> {
+    ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let revision = begin(&tx, tenant_id).await?;
@@ -1451,8 +1580,12 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(revision)
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: (),
+            revision,
+            preview,
+        })
     }
 
     async fn subject(

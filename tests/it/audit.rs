@@ -63,6 +63,7 @@ async fn every_committed_mutation_is_audited_with_before_and_after(backend: Back
                 ..Default::default()
             }),
             actor_user_id: "boss".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -44,6 +44,7 @@ fn add(actor: &str, group: &str, users: &[&str]) -> pb::AddGroupMembersRequest {
         group_key: group.into(),
         user_ids: users.iter().map(|u| u.to_string()).collect(),
         actor_user_id: actor.into(),
+        ..Default::default()
     }
 }
 
@@ -67,6 +68,7 @@ fn group(actor: &str, key: &str, perms: &[&str]) -> pb::CreateGroupRequest {
             ..Default::default()
         }),
         actor_user_id: actor.into(),
+        ..Default::default()
     }
 }
 
@@ -442,6 +444,7 @@ async fn an_owner_can_do_what_the_documents_allow(backend: Backend) {
                 user_id: "analyst".into(),
                 status: pb::UserStatus::Blocked.into(),
                 actor_user_id: "owner".into(),
+                ..Default::default()
             })
             .await,
         Code::PermissionDenied,
@@ -457,6 +460,7 @@ async fn an_owner_can_do_what_the_documents_allow(backend: Backend) {
             user_id: "analyst".into(),
             status: pb::UserStatus::Blocked.into(),
             actor_user_id: "owner".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -474,6 +478,7 @@ async fn restricted_actors_restrict_only_within_their_limit(backend: Backend) {
             resource_ids: ids.iter().map(|i| i.to_string()).collect(),
             clear,
             actor_user_id: actor.into(),
+            ..Default::default()
         };
     admin
         .set_restrictions(restrict("", "owner", &["a", "b"], false))
@@ -525,6 +530,7 @@ async fn stale_versions_are_aborted_and_change_nothing(backend: Backend) {
         }),
         expected_version: version,
         actor_user_id: actor.into(),
+        ..Default::default()
     };
     let g = admin
         .update_group(update(1, ""))

@@ -70,6 +70,14 @@ pub enum CatalogError {
     DuplicateFlag { key: String },
     #[error("context flag {key:?} is not a valid key (a-z, 0-9 and `_`)")]
     InvalidFlag { key: String },
+    #[error("duplicate role `{key}`")]
+    DuplicateRole { key: String },
+    #[error("role key {key:?} is not a valid key (a-z, 0-9 and `_`)")]
+    InvalidRole { key: String },
+    #[error("role `{role}`: {error}")]
+    RoleExpression { role: String, error: ExprError },
+    #[error("role `{role}` uses a context flag; roles depend on permissions only")]
+    RoleFlag { role: String },
     #[error("[admin] names unknown operation `{key}`; operations are: {known}")]
     UnknownAdminOperation { key: String, known: String },
     #[error("[admin] `{op}`: {error}")]
@@ -95,6 +103,9 @@ struct File {
     groups: Vec<FileGroup>,
     #[serde(default)]
     actions: Vec<FileAction>,
+    /// Roles derived from permissions, e.g. ToolJet's Admin / Builder / End-user.
+    #[serde(default)]
+    roles: Vec<FileRole>,
     /// Admin operation → requirement expression, e.g. `edit_groups = "edit_permission_groups"`.
     #[serde(default)]
     admin: BTreeMap<String, String>,
@@ -146,6 +157,16 @@ struct FileGroup {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileRole {
+    key: String,
+    #[serde(default)]
+    name: String,
+    /// Holds for a user whose unscoped permissions satisfy it (no context flags).
+    expression: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileAction {
     key: String,
     #[serde(default)]
@@ -182,6 +203,14 @@ pub struct Action {
     pub expr: Expr,
 }
 
+/// A named role a user has when their permissions satisfy its expression.
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub key: String,
+    pub name: String,
+    pub expr: Expr,
+}
+
 #[derive(Debug, Clone)]
 pub struct ResourceType {
     pub id: ResourceTypeId,
@@ -215,6 +244,7 @@ pub struct Catalog {
     resource_type_index: HashMap<String, ResourceTypeId>,
     flags: Vec<ContextFlag>,
     admin: HashMap<AdminOp, Expr>,
+    roles: Vec<Role>,
 }
 
 impl Catalog {
@@ -276,6 +306,20 @@ impl Catalog {
 
     pub fn context_flags(&self) -> &[ContextFlag] {
         &self.flags
+    }
+
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    /// The keys of the roles a set of (unscoped, effective) permissions gives.
+    pub fn roles_of(&self, perms: &PermSet) -> Vec<&str> {
+        let has = |p: PermId| perms.contains(p);
+        self.roles
+            .iter()
+            .filter(|r| r.expr.holds(&has, &|_: &str| false))
+            .map(|r| r.key.as_str())
+            .collect()
     }
 
     /// What an actor needs for an admin operation; `None` when only operators may do it.
@@ -491,6 +535,34 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         });
     }
 
+    let mut roles: Vec<Role> = Vec::new();
+    for r in file.roles {
+        if !is_valid_key(&r.key) {
+            return Err(CatalogError::InvalidRole { key: r.key });
+        }
+        if roles.iter().any(|x| x.key == r.key) {
+            return Err(CatalogError::DuplicateRole { key: r.key });
+        }
+        let expr = Expr::parse(&r.expression, |k| index.get(k).copied()).map_err(|error| {
+            CatalogError::RoleExpression {
+                role: r.key.clone(),
+                error,
+            }
+        })?;
+        if !expr.flags().is_empty() {
+            return Err(CatalogError::RoleFlag { role: r.key });
+        }
+        roles.push(Role {
+            name: if r.name.is_empty() {
+                r.key.clone()
+            } else {
+                r.name
+            },
+            key: r.key,
+            expr,
+        });
+    }
+
     let mut admin = HashMap::new();
     for (key, source) in file.admin {
         let Some(op) = AdminOp::from_key(&key) else {
@@ -525,6 +597,7 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         resource_type_index,
         flags,
         admin,
+        roles,
     })
 }
 
