@@ -11,5 +11,6 @@ mod check;
 mod delegation;
 mod helpers;
 mod pg;
+mod preview;
 mod replicas;
 mod surface;
