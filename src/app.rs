@@ -2,11 +2,11 @@
 //! product's rules and calls the store. It speaks plain Rust types; the gRPC edge converts.
 
 use crate::error::{Error, Result};
-use crate::store::Committed;
 use crate::store::{
     Change, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision,
     Store, TenantInfo, UserInfo, WriteCtx,
 };
+use crate::store::{Committed, ImportRow};
 use crate::validate;
 use authz_core::admin::{self as rules, Actor, AdminOp, Refusal};
 use authz_core::decide::{self, Decision, Query, Target};
@@ -577,6 +577,25 @@ impl Authz {
         let caller = self
             .caller(tenant_id, call.actor, AdminOp::BlockUsers)
             .await?;
+        // Unblocking gives back everything the user holds: an actor may only do that for a
+        // user whose permissions it holds itself.
+        if caller.is_actor() && status == UserStatus::Active {
+            let (mut target, _) = self
+                .store
+                .subject(tenant_id, user_id, Consistency::Full)
+                .await?;
+            if let Some(user) = target.user.take() {
+                let mut active = (*user).clone();
+                active.status = UserStatus::Active;
+                target.user = Some(Arc::new(active));
+                let scoped: Vec<ScopedGrant> = decide::scoped_grants(&target)
+                    .into_iter()
+                    .map(|(g, _)| g)
+                    .collect();
+                caller
+                    .check(|a| rules::may_give(&self.catalog, a, &target.effective(), &scoped))?;
+            }
+        }
         let done = self
             .store
             .set_user_status(tenant_id, &caller.ctx(call.mode), user_id, status)
@@ -1069,6 +1088,131 @@ impl Authz {
             .await?)
     }
 
+    // ---- Import ----
+
+    /// Validates every row under the admin rules, then applies them all in one write or none.
+    /// A refused import lists each row's problems.
+    pub async fn import_users(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        rows: &[ImportInput],
+    ) -> Result<Committed<usize>> {
+        if rows.is_empty() {
+            return Err(Error::Invalid(
+                "rows is empty; send at least one user".to_owned(),
+            ));
+        }
+        validate::list_len("rows", rows.len())?;
+        let caller = self
+            .caller(tenant_id, call.actor, AdminOp::EditUsers)
+            .await?;
+        let mut groups: HashMap<String, std::result::Result<Arc<GroupGrants>, String>> =
+            HashMap::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut problems: Vec<String> = Vec::new();
+        let mut only_denials = true;
+        let mut valid: Vec<ImportRow> = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let mut errors: Vec<String> = Vec::new();
+            let mut note = |e: Error, errors: &mut Vec<String>| {
+                if !matches!(e, Error::Denied(_)) {
+                    only_denials = false;
+                }
+                errors.push(e.to_string());
+            };
+            if let Err(e) = validate::id("user_id", &row.user_id) {
+                note(e, &mut errors);
+            } else if let Some(first) = seen.insert(&row.user_id, i + 1) {
+                note(
+                    Error::Invalid(format!("user `{}` is also in row {first}", row.user_id)),
+                    &mut errors,
+                );
+            }
+            for (field, text) in [("display_name", &row.display_name), ("email", &row.email)] {
+                if let Err(e) = validate::text(field, text) {
+                    note(e, &mut errors);
+                }
+            }
+            for key in &row.group_keys {
+                if let Err(e) = validate::group_key("group_keys", key) {
+                    note(e, &mut errors);
+                    continue;
+                }
+                if !groups.contains_key(key) {
+                    let found = if self.hidden_from(&caller, key) {
+                        Err(format!("group `{key}` does not exist in this tenant"))
+                    } else {
+                        self.group_grants(tenant_id, key)
+                            .await
+                            .map_err(|e| e.to_string())
+                    };
+                    groups.insert(key.clone(), found);
+                }
+                match groups.get(key) {
+                    Some(Ok(g)) => {
+                        if let Err(e) = caller.check(|a| rules::may_assign(&self.catalog, a, g)) {
+                            note(e, &mut errors);
+                        }
+                    }
+                    Some(Err(msg)) => note(Error::Invalid(msg.clone()), &mut errors),
+                    None => {}
+                }
+            }
+            let direct = match self.visible_permissions(&caller, "permissions", &row.permissions) {
+                Ok(set) => {
+                    if let Err(e) = caller.check(|a| rules::may_give(&self.catalog, a, &set, &[])) {
+                        note(e, &mut errors);
+                    }
+                    set
+                }
+                Err(e) => {
+                    note(e, &mut errors);
+                    PermSet::new()
+                }
+            };
+            if errors.is_empty() {
+                valid.push(ImportRow {
+                    user_id: row.user_id.clone(),
+                    display_name: row.display_name.clone(),
+                    email: row.email.clone(),
+                    groups: row.group_keys.clone(),
+                    direct,
+                });
+            } else {
+                problems.push(format!(
+                    "row {} (`{}`): {}",
+                    i + 1,
+                    row.user_id,
+                    errors.join("; ")
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            const SHOWN: usize = 20;
+            let more = problems.len().saturating_sub(SHOWN);
+            let mut msg = format!(
+                "import refused, nothing applied: {} of {} rows have problems: {}",
+                problems.len(),
+                rows.len(),
+                problems[..problems.len().min(SHOWN)].join(" | ")
+            );
+            if more > 0 {
+                msg.push_str(&format!(" | and {more} more"));
+            }
+            return Err(if only_denials {
+                Error::Denied(msg)
+            } else {
+                Error::Invalid(msg)
+            });
+        }
+        let done = self
+            .store
+            .import_users(tenant_id, &caller.ctx(call.mode), &valid)
+            .await?;
+        Ok(done.map(|()| valid.len()))
+    }
+
     // ---- Audit ----
 
     /// Audit events, newest first, with the next page token.
@@ -1196,6 +1340,16 @@ impl Caller {
             .map_err(|r| Error::Denied(r.to_string())),
         }
     }
+}
+
+/// One row of ImportUsers, as sent.
+#[derive(Clone, Debug, Default)]
+pub struct ImportInput {
+    pub user_id: String,
+    pub display_name: String,
+    pub email: String,
+    pub group_keys: Vec<String>,
+    pub permissions: Vec<String>,
 }
 
 /// Whether a mutation commits or only previews.

@@ -91,6 +91,35 @@ impl AdminService for AdminApi {
         })
     }
 
+    async fn import_users(
+        &self,
+        request: Request<pb::ImportUsersRequest>,
+    ) -> Reply<pb::ImportUsersResponse> {
+        let r = request.into_inner();
+        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let rows: Vec<crate::app::ImportInput> = r
+            .rows
+            .into_iter()
+            .map(|row| crate::app::ImportInput {
+                user_id: row.user_id,
+                display_name: row.display_name,
+                email: row.email,
+                group_keys: row.group_keys,
+                permissions: row.permissions,
+            })
+            .collect();
+        let done = self
+            .app
+            .import_users(&r.tenant_id, &call, &rows)
+            .await
+            .map_err(to_status)?;
+        ok(pb::ImportUsersResponse {
+            imported: i32::try_from(done.value).unwrap_or(i32::MAX),
+            revision: convert::revision(done.revision),
+            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+        })
+    }
+
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
         let r = request.into_inner();
         let u = self

@@ -17,6 +17,7 @@
 //! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
 
 use super::Committed;
+use super::ImportRow;
 use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
@@ -443,6 +444,22 @@ impl Store for CachedStore {
             ctx,
             out.revision,
             Touched::users([user_id.to_owned()]),
+        );
+        Ok(out)
+    }
+
+    async fn import_users(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        rows: &[ImportRow],
+    ) -> Result<Committed<()>> {
+        let out = self.inner.import_users(tenant_id, ctx, rows).await?;
+        self.committed(
+            tenant_id,
+            ctx,
+            out.revision,
+            Touched::users(rows.iter().map(|r| r.user_id.clone())),
         );
         Ok(out)
     }

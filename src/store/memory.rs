@@ -2,6 +2,7 @@
 //! the Postgres store. Each tenant sits behind its own lock, so a write to one tenant never
 //! blocks checks in another, and a tenant's writes are serialised like a transaction.
 
+use super::ImportRow;
 use super::{
     AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
     GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo, Touched,
@@ -357,6 +358,51 @@ impl Store for MemoryStore {
                 row.email = email.to_owned();
                 let row = row.clone();
                 Ok(t.user_info(user_id, &row))
+            },
+        )
+    }
+
+    async fn import_users(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        rows: &[ImportRow],
+    ) -> Result<Committed<()>> {
+        let catalog = self.catalog.clone();
+        self.write_tenant(
+            tenant_id,
+            ctx,
+            "import_users",
+            format!("users:{}", rows.len()),
+            |_| Touched::users(rows.iter().map(|r| r.user_id.clone())),
+            |t| {
+                for r in rows {
+                    for g in &r.groups {
+                        if catalog.group(g).is_none() && !t.groups.contains_key(g) {
+                            return Err(StoreError::GroupNotFound(g.clone()));
+                        }
+                    }
+                }
+                for r in rows {
+                    let row = t.users.entry(r.user_id.clone()).or_default();
+                    row.display_name = r.display_name.clone();
+                    row.email = r.email.clone();
+                    t.edit_user(&r.user_id, |g| {
+                        g.direct.union_with(&r.direct);
+                        for key in &r.groups {
+                            if let Err(at) = g.groups.binary_search(key) {
+                                g.groups.insert(at, key.clone());
+                            }
+                        }
+                    });
+                    for key in &r.groups {
+                        t.members
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(r.user_id.clone());
+                    }
+                }
+                Ok(())
             },
         )
     }

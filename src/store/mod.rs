@@ -174,6 +174,17 @@ impl Touched {
     }
 }
 
+/// One validated row of a user import.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportRow {
+    pub user_id: String,
+    pub display_name: String,
+    pub email: String,
+    /// Group keys, each a system group or an existing custom group.
+    pub groups: Vec<String>,
+    pub direct: PermSet,
+}
+
 /// Who makes a write (the audit log records it) and whether to commit it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteCtx {
@@ -411,6 +422,13 @@ pub trait Store: Send + Sync + 'static {
         group: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<UserInfo>>;
+    /// Creates or updates each user, adds the memberships and direct grants, all in one write.
+    async fn import_users(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        rows: &[ImportRow],
+    ) -> Result<Committed<()>>;
     /// Sets a user's status, creating the user when unknown.
     async fn set_user_status(
         &self,

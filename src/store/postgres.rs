@@ -6,6 +6,7 @@
 //! its change to `changes` and sends one coalesced NOTIFY (delivered only on commit). Reads that
 //! feed caches read the tenant's revision in the same statement — the same snapshot — as the data.
 
+use super::ImportRow;
 use super::notify::{CHANNEL, Notice};
 use super::{
     AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
@@ -943,6 +944,69 @@ impl Store for PostgresStore {
         let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(Committed {
             value: info,
+            revision,
+            preview,
+        })
+    }
+
+    async fn import_users(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        rows: &[ImportRow],
+    ) -> Result<Committed<()>> {
+        let mut client = self.write_client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = begin(&tx, tenant_id).await?;
+        let touched = Touched::users(rows.iter().map(|r| r.user_id.clone()));
+        let record = self
+            .record(
+                &tx,
+                tenant_id,
+                "import_users",
+                format!("users:{}", rows.len()),
+                touched,
+            )
+            .await?;
+        let custom: BTreeSet<&String> = rows
+            .iter()
+            .flat_map(|r| &r.groups)
+            .filter(|g| self.catalog.group(g).is_none())
+            .collect();
+        let custom: Vec<&String> = custom.into_iter().collect();
+        let found: BTreeSet<String> = tx
+            .query(
+                "SELECT group_key FROM groups WHERE tenant_id = $1 AND group_key = ANY($2) FOR SHARE",
+                &[&tenant_id, &custom],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(missing) = custom.iter().find(|g| !found.contains(g.as_str())) {
+            return Err(StoreError::GroupNotFound((*missing).clone()));
+        }
+        for r in rows {
+            tx.execute(
+                "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4,
+                     direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
+                &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "INSERT INTO memberships (tenant_id, user_id, group_key)
+                 SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
+                &[&tenant_id, &r.user_id, &r.groups],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
+        Ok(Committed {
+            value: (),
             revision,
             preview,
         })

@@ -465,6 +465,42 @@ async fn an_owner_can_do_what_the_documents_allow(backend: Backend) {
         .await
         .unwrap();
     assert!(!app.allowed("t", "analyst", "view_reports").await);
+    // Unblocking gives back what the user holds: only for a user within the actor's permissions.
+    let unblock = |actor: &str, user: &str| pb::SetUserStatusRequest {
+        tenant_id: "t".into(),
+        user_id: user.into(),
+        status: pb::UserStatus::Active.into(),
+        actor_user_id: actor.into(),
+        ..Default::default()
+    };
+    admin
+        .grant_permissions(grant("", "ga", &["view_users"]))
+        .await
+        .unwrap();
+    admin
+        .set_user_status(pb::SetUserStatusRequest {
+            tenant_id: "t".into(),
+            user_id: "owner".into(),
+            status: pb::UserStatus::Blocked.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_status(
+        admin.set_user_status(unblock("ga", "owner")).await,
+        Code::PermissionDenied,
+        &["delete_customers"],
+    );
+    assert!(
+        !app.allowed("t", "owner", "view_reports").await,
+        "still blocked"
+    );
+    admin.set_user_status(unblock("", "owner")).await.unwrap();
+    admin
+        .set_user_status(unblock("owner", "analyst"))
+        .await
+        .unwrap();
+    assert!(app.allowed("t", "analyst", "view_reports").await);
 }
 
 async fn restricted_actors_restrict_only_within_their_limit(backend: Backend) {
@@ -590,6 +626,179 @@ async fn stale_versions_are_aborted_and_change_nothing(backend: Backend) {
         .unwrap();
 }
 
+fn row(user: &str, groups: &[&str], perms: &[&str]) -> pb::ImportRow {
+    pb::ImportRow {
+        user_id: user.into(),
+        display_name: format!("User {user}"),
+        email: format!("{user}@example.com"),
+        group_keys: groups.iter().map(|g| g.to_string()).collect(),
+        permissions: perms.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn import(actor: &str, rows: Vec<pb::ImportRow>, dry_run: bool) -> pb::ImportUsersRequest {
+    pb::ImportUsersRequest {
+        tenant_id: "t".into(),
+        rows,
+        actor_user_id: actor.into(),
+        dry_run,
+    }
+}
+
+async fn import_applies_all_rows_or_none(backend: Backend) {
+    let app = setup(backend).await;
+    let mut admin = app.admin.clone();
+    let rows = || {
+        vec![
+            row("i1", &["analysts", "group_admins"], &[]),
+            row("i2", &["marketers"], &["delete_customers"]),
+            row("i3", &[], &["view_reports"]),
+        ]
+    };
+    // A dry run previews and applies nothing.
+    let dry = admin
+        .import_users(import("", rows(), true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dry.imported, 3);
+    assert_eq!(dry.preview.unwrap().affected_users.len(), 3);
+    assert!(!app.allowed("t", "i1", "view_reports").await);
+    // Committed: every row at once.
+    let done = admin
+        .import_users(import("", rows(), false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.imported, 3);
+    assert!(app.allowed("t", "i1", "edit_users").await);
+    assert!(app.allowed("t", "i2", "delete_customers").await);
+    let i1 = admin
+        .get_user(pb::GetUserRequest {
+            tenant_id: "t".into(),
+            user_id: "i1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        (i1.email.as_str(), i1.group_keys.as_slice()),
+        (
+            "i1@example.com",
+            &["analysts".to_string(), "group_admins".to_string()][..]
+        )
+    );
+
+    // One bad row refuses the whole import, naming every problem by row.
+    let bad = vec![
+        row("ok1", &["analysts"], &[]),
+        row("", &[], &[]),
+        row("x2", &["ghosts"], &["nope"]),
+        row("ok1", &[], &[]),
+        row("x3", &["Not A Key"], &[]),
+    ];
+    assert_status(
+        admin.import_users(import("", bad, false)).await,
+        Code::InvalidArgument,
+        &[
+            "nothing applied",
+            "4 of 5 rows",
+            "row 2 (``): user_id is required",
+            "row 3 (`x2`): group `ghosts` does not exist",
+            "unknown permission `nope`",
+            "row 4 (`ok1`): user `ok1` is also in row 1",
+            "row 5",
+            "try `not_a_key`",
+        ],
+    );
+    assert_status(
+        admin
+            .get_user(pb::GetUserRequest {
+                tenant_id: "t".into(),
+                user_id: "ok1".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        &["ok1"],
+    );
+    assert_status(
+        admin.import_users(import("", vec![], false)).await,
+        Code::InvalidArgument,
+        &["rows is empty"],
+    );
+}
+
+async fn import_cannot_escalate(backend: Backend) {
+    let app = setup(backend).await;
+    let mut admin = app.admin.clone();
+    // Grant through import: the same rules as everywhere.
+    assert_status(
+        admin
+            .import_users(import(
+                "ga",
+                vec![
+                    row("ok", &["group_admins"], &[]),
+                    row("me2", &["owners"], &[]),
+                ],
+                false,
+            ))
+            .await,
+        Code::PermissionDenied,
+        &["row 2 (`me2`)", "group `owners`", "delete_customers"],
+    );
+    assert_status(
+        admin
+            .import_users(import(
+                "ga",
+                vec![row("ga", &[], &["delete_customers"])],
+                false,
+            ))
+            .await,
+        Code::PermissionDenied,
+        &["missing delete_customers"],
+    );
+    assert_status(
+        admin
+            .import_users(import(
+                "ga",
+                vec![row("x", &["maestra_staff"], &["view_system_tasks"])],
+                false,
+            ))
+            .await,
+        Code::InvalidArgument,
+        &[
+            "group `maestra_staff` does not exist",
+            "unknown permission `view_system_tasks`",
+        ],
+    );
+    assert_status(
+        admin
+            .import_users(import("analyst", vec![row("x", &[], &[])], false))
+            .await,
+        Code::PermissionDenied,
+        &["missing edit_users"],
+    );
+    assert!(
+        !app.allowed("t", "ok", "view_reports").await,
+        "nothing of the refused imports was applied"
+    );
+    assert!(!app.allowed("t", "ga", "delete_customers").await);
+    // Within the actor's own permissions it works.
+    admin
+        .import_users(import(
+            "ga",
+            vec![row("ok", &["group_admins"], &["view_reports"])],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert!(app.allowed("t", "ok", "edit_permission_groups").await);
+}
+
 contract!(
     an_actor_cannot_give_what_it_does_not_hold,
     system_groups_internal_groups_and_internal_permissions,
@@ -597,4 +806,6 @@ contract!(
     an_owner_can_do_what_the_documents_allow,
     restricted_actors_restrict_only_within_their_limit,
     stale_versions_are_aborted_and_change_nothing,
+    import_applies_all_rows_or_none,
+    import_cannot_escalate,
 );
