@@ -252,6 +252,39 @@ impl Tenant {
         }
     }
 
+    /// Adds a new custom group; `GroupExists` when the key is taken.
+    fn insert_group(&mut self, def: GroupDef) -> Result<GroupInfo> {
+        if self.groups.contains_key(&def.key) {
+            return Err(StoreError::GroupExists(def.key));
+        }
+        let row = GroupRow {
+            name: def.name,
+            description: def.description,
+            version: 1,
+            grants: Arc::new(GroupGrants {
+                key: def.key.clone(),
+                permissions: def.permissions,
+                scoped: def.scoped,
+            }),
+        };
+        let info = self.group_info(&def.key, &row);
+        self.groups.insert(def.key, row);
+        Ok(info)
+    }
+
+    /// Makes a user (created when unknown) a member of a group.
+    fn join(&mut self, user_id: &str, key: &str) {
+        self.edit_user(user_id, |g| {
+            if let Err(at) = g.groups.binary_search_by(|x| x.as_str().cmp(key)) {
+                g.groups.insert(at, key.to_owned());
+            }
+        });
+        self.members
+            .entry(key.to_owned())
+            .or_default()
+            .insert(user_id.to_owned());
+    }
+
     /// Changes a user's grants, creating the user when unknown.
     fn edit_user(&mut self, user_id: &str, f: impl FnOnce(&mut UserGrants)) {
         let row = self.users.entry(user_id.to_owned()).or_default();
@@ -387,19 +420,9 @@ impl Store for MemoryStore {
                     let row = t.users.entry(r.user_id.clone()).or_default();
                     row.display_name = r.display_name.clone();
                     row.email = r.email.clone();
-                    t.edit_user(&r.user_id, |g| {
-                        g.direct.union_with(&r.direct);
-                        for key in &r.groups {
-                            if let Err(at) = g.groups.binary_search(key) {
-                                g.groups.insert(at, key.clone());
-                            }
-                        }
-                    });
+                    t.edit_user(&r.user_id, |g| g.direct.union_with(&r.direct));
                     for key in &r.groups {
-                        t.members
-                            .entry(key.clone())
-                            .or_default()
-                            .insert(r.user_id.clone());
+                        t.join(&r.user_id, key);
                     }
                 }
                 Ok(())
@@ -477,24 +500,7 @@ impl Store for MemoryStore {
             "create_group",
             format!("group:{key}"),
             |_| Touched::group(&key),
-            |t| {
-                if t.groups.contains_key(&def.key) {
-                    return Err(StoreError::GroupExists(def.key.clone()));
-                }
-                let row = GroupRow {
-                    name: def.name,
-                    description: def.description,
-                    version: 1,
-                    grants: Arc::new(GroupGrants {
-                        key: def.key.clone(),
-                        permissions: def.permissions,
-                        scoped: def.scoped,
-                    }),
-                };
-                let info = t.group_info(&def.key, &row);
-                t.groups.insert(def.key, row);
-                Ok(info)
-            },
+            |t| t.insert_group(def),
         )
     }
 
@@ -523,38 +529,12 @@ impl Store for MemoryStore {
                 all_users: false,
             },
             |t| {
-                if t.groups.contains_key(&def.key) {
-                    return Err(StoreError::GroupExists(def.key.clone()));
-                }
                 let members = copied(t);
-                let key = def.key.clone();
-                t.groups.insert(
-                    key.clone(),
-                    GroupRow {
-                        name: def.name,
-                        description: def.description,
-                        version: 1,
-                        grants: Arc::new(GroupGrants {
-                            key: key.clone(),
-                            permissions: def.permissions,
-                            scoped: def.scoped,
-                        }),
-                    },
-                );
+                let mut info = t.insert_group(def)?;
                 for u in &members {
-                    t.edit_user(u, |g| {
-                        if let Err(at) = g.groups.binary_search(&key) {
-                            g.groups.insert(at, key.clone());
-                        }
-                    });
-                    t.members.entry(key.clone()).or_default().insert(u.clone());
+                    t.join(u, &new_key);
                 }
-                let row = t
-                    .groups
-                    .get(&key)
-                    .cloned()
-                    .ok_or_else(|| StoreError::GroupNotFound(key.clone()))?;
-                let info = t.group_info(&key, &row);
+                info.member_count = members.len() as u64;
                 Ok(info)
             },
         )
@@ -690,15 +670,7 @@ impl Store for MemoryStore {
             |t| {
                 t.check_group(group)?;
                 for u in user_ids {
-                    t.edit_user(u, |g| {
-                        if let Err(at) = g.groups.binary_search_by(|x| x.as_str().cmp(key)) {
-                            g.groups.insert(at, key.to_owned());
-                        }
-                    });
-                    t.members
-                        .entry(key.to_owned())
-                        .or_default()
-                        .insert(u.clone());
+                    t.join(u, key);
                 }
                 Ok(())
             },

@@ -515,6 +515,52 @@ impl PostgresStore {
         Ok((revision, preview))
     }
 
+    /// Inserts a new custom group with its scoped grants; `GroupExists` when the key is taken.
+    async fn insert_group(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        def: &GroupDef,
+    ) -> Result<()> {
+        let inserted = tx
+            .execute(
+                "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, group_key) DO NOTHING",
+                &[
+                    &tenant_id,
+                    &def.key,
+                    &def.name,
+                    &def.description,
+                    &self.keys(&def.permissions),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted == 0 {
+            return Err(StoreError::GroupExists(def.key.clone()));
+        }
+        self.insert_group_scoped(tx, tenant_id, &def.key, &def.scoped)
+            .await
+    }
+
+    async fn insert_group_scoped(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        key: &str,
+        scoped: &[ScopedGrant],
+    ) -> Result<()> {
+        let (p, t, i) = scoped_arrays(&self.catalog, scoped);
+        tx.execute(
+            "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+            &[&tenant_id, &key, &p, &t, &i],
+        )
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
     // ---- Conversions from rows ----
 
     fn perms(&self, keys: &[String]) -> PermSet {
@@ -1124,31 +1170,7 @@ impl Store for PostgresStore {
                 Touched::group(&def.key),
             )
             .await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, group_key) DO NOTHING",
-                &[
-                    &tenant_id,
-                    &def.key,
-                    &def.name,
-                    &def.description,
-                    &self.keys(&def.permissions),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        if inserted == 0 {
-            return Err(StoreError::GroupExists(def.key));
-        }
-        let (p, t, i) = scoped_arrays(&self.catalog, &def.scoped);
-        tx.execute(
-            "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-            &[&tenant_id, &def.key, &p, &t, &i],
-        )
-        .await
-        .map_err(pg)?;
+        self.insert_group(&tx, tenant_id, &def).await?;
         let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
         Ok(Committed {
             value: GroupInfo {
@@ -1198,31 +1220,7 @@ impl Store for PostgresStore {
                 touched,
             )
             .await?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, group_key) DO NOTHING",
-                &[
-                    &tenant_id,
-                    &def.key,
-                    &def.name,
-                    &def.description,
-                    &self.keys(&def.permissions),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        if inserted == 0 {
-            return Err(StoreError::GroupExists(def.key));
-        }
-        let (p, t, i) = scoped_arrays(&self.catalog, &def.scoped);
-        tx.execute(
-            "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-            &[&tenant_id, &def.key, &p, &t, &i],
-        )
-        .await
-        .map_err(pg)?;
+        self.insert_group(&tx, tenant_id, &def).await?;
         if let Some(src) = members_of {
             tx.execute(
                 "INSERT INTO memberships (tenant_id, user_id, group_key)
@@ -1335,14 +1333,8 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-            let (p, t, i) = scoped_arrays(&self.catalog, scoped);
-            tx.execute(
-                "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
-                 SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-                &[&tenant_id, &key, &p, &t, &i],
-            )
-            .await
-            .map_err(pg)?;
+            self.insert_group_scoped(&tx, tenant_id, key, scoped)
+                .await?;
         }
         let row = tx
             .query_one(
