@@ -13,7 +13,7 @@ use super::{
     GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo,
     Touched, UserInfo, WriteCtx,
 };
-use super::{Committed, PREVIEW_LIMIT, Preview};
+use super::{Committed, PREVIEW_LIMIT};
 use async_trait::async_trait;
 use authz_core::model::{
     GroupGrants, ResourceRef, ResourceTypeId, Restriction, ScopedGrant, Subject, UserGrants,
@@ -475,7 +475,7 @@ impl PostgresStore {
         revision: Revision,
         ctx: &WriteCtx,
         record: Record,
-    ) -> Result<(Revision, Preview)> {
+    ) -> Result<Committed<()>> {
         let effective_after = self.effective(&tx, tenant_id, &record.affected).await?;
         let preview = super::preview(
             &self.catalog,
@@ -485,7 +485,11 @@ impl PostgresStore {
         );
         if ctx.dry_run {
             tx.rollback().await.map_err(pg)?;
-            return Ok((revision - 1, preview));
+            return Ok(Committed {
+                value: (),
+                revision: revision - 1,
+                preview,
+            });
         }
         let after = self.snapshot(&tx, tenant_id, &record.touched).await?;
         let touched = &record.touched;
@@ -512,7 +516,11 @@ impl PostgresStore {
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        Ok((revision, preview))
+        Ok(Committed {
+            value: (),
+            revision,
+            preview,
+        })
     }
 
     /// Inserts a new custom group with its scoped grants; `GroupExists` when the key is taken.
@@ -987,12 +995,10 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.user_info(&row);
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: info,
-            revision,
-            preview,
-        })
+        Ok(self
+            .commit(tx, tenant_id, revision, ctx, record)
+            .await?
+            .map(|()| info))
     }
 
     async fn import_users(
@@ -1050,12 +1056,7 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         }
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: (),
-            revision,
-            preview,
-        })
+        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
@@ -1144,12 +1145,10 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.user_info(&row);
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: info,
-            revision,
-            preview,
-        })
+        Ok(self
+            .commit(tx, tenant_id, revision, ctx, record)
+            .await?
+            .map(|()| info))
     }
 
     async fn create_group(
@@ -1171,16 +1170,14 @@ impl Store for PostgresStore {
             )
             .await?;
         self.insert_group(&tx, tenant_id, &def).await?;
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: GroupInfo {
+        Ok(self
+            .commit(tx, tenant_id, revision, ctx, record)
+            .await?
+            .map(|()| GroupInfo {
                 def,
                 version: 1,
                 member_count: 0,
-            },
-            revision,
-            preview,
-        })
+            }))
     }
 
     async fn duplicate_group(
@@ -1231,16 +1228,14 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         }
         let member_count = record.touched.users.len() as u64;
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: GroupInfo {
+        Ok(self
+            .commit(tx, tenant_id, revision, ctx, record)
+            .await?
+            .map(|()| GroupInfo {
                 def,
                 version: 1,
                 member_count,
-            },
-            revision,
-            preview,
-        })
+            }))
     }
 
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
@@ -1344,12 +1339,10 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let info = self.group_info(&row);
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: info,
-            revision,
-            preview,
-        })
+        Ok(self
+            .commit(tx, tenant_id, revision, ctx, record)
+            .await?
+            .map(|()| info))
     }
 
     async fn delete_group(
@@ -1401,12 +1394,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: (),
-            revision,
-            preview,
-        })
+        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
@@ -1454,12 +1442,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: (),
-            revision,
-            preview,
-        })
+        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn remove_members(
@@ -1488,12 +1471,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: (),
-            revision,
-            preview,
-        })
+        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn grant(
@@ -1537,12 +1515,7 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: (),
-            revision,
-            preview,
-        })
+        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn revoke(
@@ -1586,12 +1559,7 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: (),
-            revision,
-            preview,
-        })
+        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn set_restriction(
@@ -1636,12 +1604,7 @@ impl Store for PostgresStore {
                 .map_err(pg)?;
             }
         }
-        let (revision, preview) = self.commit(tx, tenant_id, revision, ctx, record).await?;
-        Ok(Committed {
-            value: (),
-            revision,
-            preview,
-        })
+        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn subject(
