@@ -77,6 +77,27 @@ pub struct ServeArgs {
     /// Allow a non-loopback listen address without caller authentication.
     #[arg(long, env = "AUTHZ_INSECURE")]
     pub insecure: bool,
+    /// API keys as comma-separated `role:key` (roles: check, admin, operator). Never logged.
+    #[arg(long, env = "AUTHZ_API_KEYS", hide_env_values = true, hide = true)]
+    pub api_keys: Option<String>,
+    /// A file of `role:key` lines (`#` comments); re-read on SIGHUP and when it changes.
+    #[arg(long, env = "AUTHZ_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Requests served at once; more are refused at once with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AUTHZ_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// Deadline of each request (DEADLINE_EXCEEDED past it).
+    #[arg(long, env = "AUTHZ_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest request or response message, in bytes.
+    #[arg(long, env = "AUTHZ_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Most items in one BatchCheck.
+    #[arg(long, env = "AUTHZ_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// After SIGTERM, how long in-flight requests may take before the process exits anyway.
+    #[arg(long, env = "AUTHZ_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
     /// Postgres URL (e.g. postgres://authz@db:5432/authz). Without it the embedded in-memory
     /// store is used: nothing survives a restart.
     #[arg(long, env = "AUTHZ_DATABASE_URL", hide_env_values = true)]

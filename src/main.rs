@@ -2,6 +2,8 @@
 
 use authz::app::Authz;
 use authz::config::{CatalogCommand, Cli, Command, LogFormat, MigrateArgs, ServeArgs};
+use authz::gate::Keys;
+use authz::server::ServerOptions;
 use authz::store::Store;
 use authz::store::cached::{CacheOptions, CachedStore};
 use authz::store::listener::ListenerOptions;
@@ -84,9 +86,14 @@ fn init_logging(format: LogFormat) {
 fn serve(args: ServeArgs) -> Result<(), String> {
     init_logging(args.log_format);
     let catalog = Arc::new(load_catalog(args.catalog.as_deref())?);
-    if !args.listen.ip().is_loopback() && !args.insecure {
+    let keys = Keys::load(
+        args.api_keys.as_deref().unwrap_or(""),
+        args.api_keys_file.clone(),
+    )?;
+    let authenticated = !keys.is_empty() || args.api_keys_file.is_some();
+    if !authenticated && !args.listen.ip().is_loopback() && !args.insecure {
         return Err(format!(
-            "refusing to serve on {} without caller authentication: listen on a loopback address, or pass --insecure (AUTHZ_INSECURE=true) to accept unauthenticated callers",
+            "refusing to serve on {} without caller authentication: configure API keys (AUTHZ_API_KEYS or --api-keys-file), listen on a loopback address, or pass --insecure (AUTHZ_INSECURE=true)",
             args.listen
         ));
     }
@@ -102,15 +109,84 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             fingerprint = %catalog.fingerprint,
             store = kind,
             max_staleness = ?args.max_staleness,
-            "authzd serving; callers are not authenticated"
+            authenticated,
+            "authzd serving"
         );
-        let app = Arc::new(Authz::new(catalog, store));
-        authz::server::run(listener, app, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())?;
+        if !authenticated {
+            tracing::warn!("no API keys configured: callers are not authenticated and act as operators");
+        }
+        let keys = Arc::new(keys);
+        tokio::spawn(reload_keys(keys.clone()));
+        let app = Arc::new(Authz::new(catalog, store).with_max_batch(args.max_batch));
+        let options = ServerOptions {
+            keys: Some(keys),
+            max_concurrent: args.max_concurrent_requests,
+            request_timeout: args.request_timeout,
+            max_message_bytes: args.max_message_bytes,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut draining = stop_rx.clone();
+        let server = authz::server::run(listener, app, options, async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        });
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let grace = args.shutdown_grace;
+        tokio::select! {
+            result = server => result.map_err(|e| e.to_string())?,
+            () = async {
+                let _ = draining.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(?grace, "shutdown grace period over; exiting with requests still in flight"),
+        }
         tracing::info!("authzd stopped");
         Ok(())
     })
+}
+
+/// Re-reads the API keys on SIGHUP and when the key file changes; a bad file keeps the old keys.
+async fn reload_keys(keys: Arc<Keys>) {
+    let modified = |keys: &Keys| {
+        keys.file()
+            .and_then(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+    };
+    let mut last = modified(&keys);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let reason = tokio::select! {
+            () = hangup => "SIGHUP",
+            _ = tick.tick() => {
+                let now = modified(&keys);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                "key file changed"
+            }
+        };
+        match keys.reload() {
+            Ok(n) => tracing::info!(keys = n, reason, "API keys reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, reason, "API keys not reloaded; the previous keys stay in force")
+            }
+        }
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -9,6 +9,7 @@ use crate::grpc::pb::admin_service_server::AdminServiceServer;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
@@ -20,11 +21,36 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// How the server admits requests.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Bearer keys; `None` (or none configured) lets every caller in as an operator.
+    pub keys: Option<Arc<crate::gate::Keys>>,
+    /// Requests running at once; more are shed with RESOURCE_EXHAUSTED.
+    pub max_concurrent: usize,
+    /// Deadline of each request.
+    pub request_timeout: Duration,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            keys: None,
+            max_concurrent: 1024,
+            request_timeout: Duration::from_secs(10),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
 /// Serves both services, health and reflection on `listener` until `shutdown` completes, then
 /// lets in-flight requests finish.
 pub async fn run(
     listener: TcpListener,
     app: Arc<Authz>,
+    options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -42,12 +68,24 @@ pub async fn run(
 
     // Checks are small request/response pairs: don't let Nagle hold them back.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
+    let gate = crate::gate::GateLayer::new(keys, options.max_concurrent, options.request_timeout);
+    let max = options.max_message_bytes;
     tonic::transport::Server::builder()
+        .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuthzServiceServer::new(AuthzApi::new(app.clone())))
-        .add_service(AdminServiceServer::new(AdminApi::new(app)))
+        .add_service(
+            AuthzServiceServer::new(AuthzApi::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            AdminServiceServer::new(AdminApi::new(app))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

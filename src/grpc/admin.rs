@@ -4,6 +4,7 @@ use super::convert;
 use super::pb::{self, admin_service_server::AdminService};
 use super::status::to_status;
 use crate::app::Authz;
+use crate::gate::{self, Role};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -19,6 +20,16 @@ impl AdminApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// An `admin` key acts on behalf of a staff user, whose permissions the rules then apply.
+fn require_actor(role: Role, actor: &str) -> Result<(), Status> {
+    if role == Role::Admin && actor.is_empty() {
+        return Err(Status::permission_denied(
+            "an `admin` key acts on behalf of a staff user: set actor_user_id (only operator keys may omit it)",
+        ));
+    }
+    Ok(())
+}
+
 fn ok<T>(t: T) -> Reply<T> {
     Ok(Response::new(t))
 }
@@ -29,6 +40,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Reply<pb::CreateTenantResponse> {
+        if gate::role(&request) != Role::Operator {
+            return Err(Status::permission_denied(
+                "only an `operator` key may create tenants",
+            ));
+        }
         let r = request.into_inner();
         let t = self
             .app
@@ -72,7 +88,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpsertUserRequest>,
     ) -> Reply<pb::UpsertUserResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -95,7 +113,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ImportUsersRequest>,
     ) -> Reply<pb::ImportUsersResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let rows: Vec<crate::app::ImportInput> = r
             .rows
@@ -173,7 +193,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetUserStatusRequest>,
     ) -> Reply<pb::SetUserStatusResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let status = convert::status_in(r.status).map_err(to_status)?;
         let done = self
@@ -197,7 +219,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Reply<pb::CreateGroupResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = convert::group_in(r.group);
         let done = self
@@ -251,7 +275,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> Reply<pb::UpdateGroupResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let input = convert::group_in(r.group);
@@ -278,7 +304,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let expected = convert::expected_version(r.expected_version).map_err(to_status)?;
         let done = self
@@ -296,7 +324,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DuplicateGroupRequest>,
     ) -> Reply<pb::DuplicateGroupResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = crate::app::DuplicateInput {
             source_group_key: r.source_group_key,
@@ -322,7 +352,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Reply<pb::AddGroupMembersResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -339,7 +371,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Reply<pb::RemoveGroupMembersResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -356,7 +390,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GrantPermissionsRequest>,
     ) -> Reply<pb::GrantPermissionsResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
         let done = self
@@ -380,7 +416,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RevokePermissionsRequest>,
     ) -> Reply<pb::RevokePermissionsResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
         let done = self
@@ -404,7 +442,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetRestrictionsRequest>,
     ) -> Reply<pb::SetRestrictionsResponse> {
+        let role = gate::role(&request);
         let r = request.into_inner();
+        require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app

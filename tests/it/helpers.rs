@@ -167,6 +167,27 @@ pub async fn spawn_replica_with(
     catalog: &str,
     after_load: Option<AfterLoad>,
 ) -> TestApp {
+    spawn_replica_full(
+        url,
+        catalog,
+        after_load,
+        authz::server::ServerOptions::default(),
+    )
+    .await
+}
+
+/// A Postgres-backed server on a fresh, migrated database with these admission options.
+pub async fn spawn_pg_gated(options: authz::server::ServerOptions) -> TestApp {
+    let (url, _) = crate::pg::fresh_database().await;
+    spawn_replica_full(&url, MAESTRA, None, options).await
+}
+
+async fn spawn_replica_full(
+    url: &str,
+    catalog: &str,
+    after_load: Option<AfterLoad>,
+    server_options: authz::server::ServerOptions,
+) -> TestApp {
     let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
     let pg = Arc::new(PostgresStore::new(catalog.clone(), &PgOptions::new(url)).unwrap());
     pg.migrate().await.unwrap();
@@ -190,7 +211,14 @@ pub async fn spawn_replica_with(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    start(catalog, cached.clone(), Some(url.to_owned()), Some(cached)).await
+    start_with(
+        catalog,
+        cached.clone(),
+        Some(url.to_owned()),
+        Some(cached),
+        server_options,
+    )
+    .await
 }
 
 async fn start(
@@ -199,11 +227,35 @@ async fn start(
     db_url: Option<String>,
     cached: Option<Arc<CachedStore>>,
 ) -> TestApp {
+    start_with(
+        catalog,
+        store,
+        db_url,
+        cached,
+        authz::server::ServerOptions::default(),
+    )
+    .await
+}
+
+/// The memory store behind a server with these admission options.
+pub async fn spawn_gated(options: authz::server::ServerOptions) -> TestApp {
+    let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());
+    let store = Arc::new(MemoryStore::new(catalog.clone()));
+    start_with(catalog, store, None, None, options).await
+}
+
+async fn start_with(
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    db_url: Option<String>,
+    cached: Option<Arc<CachedStore>>,
+    options: authz::server::ServerOptions,
+) -> TestApp {
     let app = Arc::new(Authz::new(catalog.clone(), store).with_max_batch(1000));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(authz::server::run(listener, app, async {
+    let server = tokio::spawn(authz::server::run(listener, app, options, async {
         let _ = rx.await;
     }));
     let channel = Channel::from_shared(format!("http://{addr}"))

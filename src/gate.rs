@@ -1,0 +1,338 @@
+//! The request gate: tower middleware in front of every service.
+//!
+//! - **Authentication**: callers present `authorization: Bearer <key>`; each key maps to a role.
+//!   `check` may call AuthzService, `admin` AdminService (its mutations must name an actor,
+//!   enforced by the handlers), `operator` everything. A missing or unknown key is
+//!   UNAUTHENTICATED, a role that may not call the service PERMISSION_DENIED. Keys are compared
+//!   in constant time and never logged. With no keys configured every caller is an operator
+//!   (the binary then refuses non-loopback addresses unless told `--insecure`).
+//! - **Admission**: at most `max_concurrent` requests run at once; more are shed at once with
+//!   RESOURCE_EXHAUSTED rather than queued into collapse. Each request has a deadline
+//!   (DEADLINE_EXCEEDED past it).
+//!
+//! Health and reflection stay open: probes and `grpcurl list` need no key.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use tonic::Status;
+use tonic::body::Body;
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Check,
+    Admin,
+    Operator,
+}
+
+impl Role {
+    fn parse(s: &str) -> Option<Role> {
+        match s {
+            "check" => Some(Role::Check),
+            "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Check => "check",
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+        }
+    }
+
+    fn allows(self, service: &str) -> bool {
+        match self {
+            Role::Operator => true,
+            Role::Check => service == "authz.v1.AuthzService",
+            Role::Admin => service == "authz.v1.AdminService",
+        }
+    }
+}
+
+/// Shortest key accepted: shorter ones are guessable.
+pub const MIN_KEY_LEN: usize = 16;
+
+/// The configured keys: from `AUTHZ_API_KEYS` (`role:key,role:key`) and an optional file (one
+/// `role:key` a line, `#` comments), re-read by [`Keys::reload`].
+pub struct Keys {
+    inline: String,
+    file: Option<PathBuf>,
+    entries: RwLock<Arc<Vec<(Role, Vec<u8>)>>>,
+}
+
+/// Never shows a key: only how many there are and where they come from.
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.read().map(|e| e.len()).unwrap_or(0);
+        f.debug_struct("Keys")
+            .field("count", &n)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse(text: &str, separator: char, origin: &str) -> Result<Vec<(Role, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    for (i, entry) in text.split(separator).enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() || entry.starts_with('#') {
+            continue;
+        }
+        let Some((role, key)) = entry.split_once(':') else {
+            return Err(format!("{origin} entry {} is not `role:key`", i + 1));
+        };
+        let role = Role::parse(role.trim()).ok_or_else(|| {
+            format!(
+                "{origin} entry {}: unknown role {:?}; use check, admin or operator",
+                i + 1,
+                role.trim()
+            )
+        })?;
+        let key = key.trim();
+        if key.len() < MIN_KEY_LEN {
+            return Err(format!(
+                "{origin} entry {}: the {} key is {} characters; use at least {MIN_KEY_LEN}",
+                i + 1,
+                role.name(),
+                key.len()
+            ));
+        }
+        out.push((role, key.as_bytes().to_vec()));
+    }
+    Ok(out)
+}
+
+impl Keys {
+    pub fn load(inline: &str, file: Option<PathBuf>) -> Result<Keys, String> {
+        let keys = Keys {
+            inline: inline.to_owned(),
+            file,
+            entries: RwLock::new(Arc::new(Vec::new())),
+        };
+        keys.reload()?;
+        Ok(keys)
+    }
+
+    /// Re-reads the keys; on an error the previous keys stay in force.
+    pub fn reload(&self) -> Result<usize, String> {
+        let mut entries = parse(&self.inline, ',', "AUTHZ_API_KEYS")?;
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            entries.extend(parse(&text, '\n', &path.display().to_string())?);
+        }
+        let n = entries.len();
+        if let Ok(mut current) = self.entries.write() {
+            *current = Arc::new(entries);
+        }
+        Ok(n)
+    }
+
+    pub fn file(&self) -> Option<&PathBuf> {
+        self.file.as_ref()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.read().map(|e| e.is_empty()).unwrap_or(true)
+    }
+
+    /// The role of a presented key. Every configured key is compared, in constant time.
+    fn role_of(&self, presented: &[u8]) -> Option<Role> {
+        let entries = self.entries.read().ok()?.clone();
+        let mut found = None;
+        for (role, key) in entries.iter() {
+            if bool::from(key.as_slice().ct_eq(presented)) && found.is_none() {
+                found = Some(*role);
+            }
+        }
+        found
+    }
+}
+
+/// Admission and authentication settings.
+#[derive(Clone)]
+pub struct GateLayer {
+    keys: Option<Arc<Keys>>,
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
+    timeout: Duration,
+}
+
+impl GateLayer {
+    pub fn new(keys: Option<Arc<Keys>>, max_concurrent: usize, timeout: Duration) -> Self {
+        let max_concurrent = max_concurrent.max(1);
+        Self {
+            keys,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            timeout,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gate<S> {
+    inner: S,
+    layer: GateLayer,
+}
+
+fn refuse(status: Status) -> http::Response<Body> {
+    status.into_http()
+}
+
+impl<S> tower::Service<http::Request<Body>> for Gate<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        // Take the service that was polled ready; leave a clone for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let service = req
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
+            return Box::pin(inner.call(req));
+        }
+        let role = match &layer.keys {
+            None => Role::Operator,
+            Some(keys) => {
+                let presented = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim);
+                let Some(presented) = presented else {
+                    return Box::pin(async {
+                        Ok(refuse(Status::unauthenticated(
+                            "missing credentials: send the header `authorization: Bearer <key>`",
+                        )))
+                    });
+                };
+                match keys.role_of(presented.as_bytes()) {
+                    Some(role) => role,
+                    None => {
+                        return Box::pin(async {
+                            Ok(refuse(Status::unauthenticated("unknown API key")))
+                        });
+                    }
+                }
+            }
+        };
+        if !role.allows(&service) {
+            let msg = format!("a `{}` key may not call {service}", role.name());
+            return Box::pin(async move { Ok(refuse(Status::permission_denied(msg))) });
+        }
+        req.extensions_mut().insert(role);
+        let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
+            let msg = format!(
+                "the server is at its limit of {} concurrent requests; retry with backoff",
+                layer.max_concurrent
+            );
+            return Box::pin(async move { Ok(refuse(Status::resource_exhausted(msg))) });
+        };
+        let timeout = layer.timeout;
+        Box::pin(async move {
+            let out = match tokio::time::timeout(timeout, inner.call(req)).await {
+                Ok(result) => result,
+                Err(_) => Ok(refuse(Status::deadline_exceeded(format!(
+                    "the request did not finish within the server's {timeout:?} limit"
+                )))),
+            };
+            drop(permit);
+            out
+        })
+    }
+}
+
+/// The caller's role, as the gate recorded it (operator when no gate ran).
+pub fn role<T>(request: &tonic::Request<T>) -> Role {
+    request
+        .extensions()
+        .get::<Role>()
+        .copied()
+        .unwrap_or(Role::Operator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_and_validate() {
+        let k = Keys::load("check:aaaaaaaaaaaaaaaa, admin:bbbbbbbbbbbbbbbb", None).unwrap();
+        assert_eq!(k.role_of(b"aaaaaaaaaaaaaaaa"), Some(Role::Check));
+        assert_eq!(k.role_of(b"bbbbbbbbbbbbbbbb"), Some(Role::Admin));
+        assert_eq!(k.role_of(b"bbbbbbbbbbbbbbb"), None);
+        assert_eq!(k.role_of(b""), None);
+        assert!(
+            Keys::load("root:aaaaaaaaaaaaaaaa", None)
+                .unwrap_err()
+                .contains("unknown role \"root\"")
+        );
+        assert!(
+            Keys::load("check:short", None)
+                .unwrap_err()
+                .contains("at least 16")
+        );
+        assert!(
+            Keys::load("checkaaaaaaaaaaaaaaaaaa", None)
+                .unwrap_err()
+                .contains("not `role:key`")
+        );
+        assert!(Keys::load("", None).unwrap().is_empty());
+        let shown = format!("{k:?}");
+        assert!(
+            shown.contains("count: 2") && !shown.contains("aaaa"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn roles_reach_their_services() {
+        assert!(Role::Check.allows("authz.v1.AuthzService"));
+        assert!(!Role::Check.allows("authz.v1.AdminService"));
+        assert!(Role::Admin.allows("authz.v1.AdminService"));
+        assert!(!Role::Admin.allows("authz.v1.AuthzService"));
+        assert!(Role::Operator.allows("authz.v1.AdminService"));
+    }
+}
