@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve AuthzService and AdminService over gRPC (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the embedded schema migrations to the database, then exit.
     Migrate(MigrateArgs),
     /// Catalog tools.

@@ -58,6 +58,9 @@ impl Role {
     }
 }
 
+/// Each configured key with its role.
+type KeyList = Vec<(Role, Vec<u8>)>;
+
 /// Shortest key accepted: shorter ones are guessable.
 pub const MIN_KEY_LEN: usize = 16;
 
@@ -66,7 +69,7 @@ pub const MIN_KEY_LEN: usize = 16;
 pub struct Keys {
     inline: String,
     file: Option<PathBuf>,
-    entries: RwLock<Arc<Vec<(Role, Vec<u8>)>>>,
+    entries: RwLock<Arc<KeyList>>,
 }
 
 /// Never shows a key: only how many there are and where they come from.
@@ -80,7 +83,7 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-fn parse(text: &str, separator: char, origin: &str) -> Result<Vec<(Role, Vec<u8>)>, String> {
+fn parse(text: &str, separator: char, origin: &str) -> Result<KeyList, String> {
     let mut out = Vec::new();
     for (i, entry) in text.split(separator).enumerate() {
         let entry = entry.trim();

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Catalog(CatalogCommand::Check { file })) => catalog_check(&file),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Migrate(args)) => migrate(&args),
         None => serve(cli.serve),
     };
