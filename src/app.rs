@@ -114,6 +114,10 @@ impl Authz {
         self.store.readiness()
     }
 
+    pub fn store_stats(&self) -> Option<crate::store::StoreStats> {
+        self.store.stats()
+    }
+
     // ---- Change stream ----
 
     /// Subscribe before reading the change log, so no commit falls between the two.

@@ -127,6 +127,9 @@ pub struct ServeArgs {
     /// How often the change listener checks its connection with a heartbeat NOTIFY.
     #[arg(long, env = "AUTHZ_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "AUTHZ_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "AUTHZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

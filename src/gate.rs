@@ -12,6 +12,7 @@
 //!
 //! Health and reflection stay open: probes and `grpcurl list` need no key.
 
+use crate::metrics::Metrics;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -168,18 +169,61 @@ pub struct GateLayer {
     permits: Arc<Semaphore>,
     max_concurrent: usize,
     timeout: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl GateLayer {
-    pub fn new(keys: Option<Arc<Keys>>, max_concurrent: usize, timeout: Duration) -> Self {
+    pub fn new(
+        keys: Option<Arc<Keys>>,
+        max_concurrent: usize,
+        timeout: Duration,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
         let max_concurrent = max_concurrent.max(1);
         Self {
             keys,
             permits: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
             timeout,
+            metrics,
         }
     }
+}
+
+/// The canonical name of a gRPC status code, as metrics label it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The status of a response as far as its headers tell: errors are trailers-only responses
+/// with `grpc-status` in the headers; a response without it has started successfully.
+fn response_code(response: &http::Response<Body>) -> &'static str {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+    code_name(code)
 }
 
 impl<S> tower::Layer<S> for GateLayer {
@@ -219,14 +263,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         // Take the service that was polled ready; leave a clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        let service = req
-            .uri()
-            .path()
+        let method = req.uri().path().to_owned();
+        let service = method
             .trim_start_matches('/')
             .split('/')
             .next()
@@ -235,56 +278,80 @@ where
         if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
             return Box::pin(inner.call(req));
         }
-        let role = match &layer.keys {
-            None => Role::Operator,
-            Some(keys) => {
-                let presented = req
-                    .headers()
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::trim);
-                let Some(presented) = presented else {
-                    return Box::pin(async {
-                        Ok(refuse(Status::unauthenticated(
-                            "missing credentials: send the header `authorization: Bearer <key>`",
-                        )))
-                    });
-                };
-                match keys.role_of(presented.as_bytes()) {
-                    Some(role) => role,
-                    None => {
-                        return Box::pin(async {
-                            Ok(refuse(Status::unauthenticated("unknown API key")))
-                        });
-                    }
-                }
-            }
-        };
-        if !role.allows(&service) {
-            let msg = format!("a `{}` key may not call {service}", role.name());
-            return Box::pin(async move { Ok(refuse(Status::permission_denied(msg))) });
-        }
-        req.extensions_mut().insert(role);
-        let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
-            let msg = format!(
-                "the server is at its limit of {} concurrent requests; retry with backoff",
-                layer.max_concurrent
-            );
-            return Box::pin(async move { Ok(refuse(Status::resource_exhausted(msg))) });
-        };
-        let timeout = layer.timeout;
+        let metrics = layer.metrics.clone();
+        let start = std::time::Instant::now();
+        let admitted = admit(inner, layer, &service, req);
         Box::pin(async move {
-            let out = match tokio::time::timeout(timeout, inner.call(req)).await {
-                Ok(result) => result,
-                Err(_) => Ok(refuse(Status::deadline_exceeded(format!(
-                    "the request did not finish within the server's {timeout:?} limit"
-                )))),
-            };
-            drop(permit);
+            let out = admitted.await;
+            if let (Some(m), Ok(response)) = (&metrics, &out) {
+                m.request(&method, response_code(response), start.elapsed());
+            }
             out
         })
     }
+}
+
+/// Authenticates, authorizes and admits one request, then runs it under its deadline.
+fn admit<S>(
+    mut inner: S,
+    layer: GateLayer,
+    service: &str,
+    mut req: http::Request<Body>,
+) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, S::Error>> + Send>>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let role = match &layer.keys {
+        None => Role::Operator,
+        Some(keys) => {
+            let presented = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let Some(presented) = presented else {
+                return Box::pin(async {
+                    Ok(refuse(Status::unauthenticated(
+                        "missing credentials: send the header `authorization: Bearer <key>`",
+                    )))
+                });
+            };
+            match keys.role_of(presented.as_bytes()) {
+                Some(role) => role,
+                None => {
+                    return Box::pin(async {
+                        Ok(refuse(Status::unauthenticated("unknown API key")))
+                    });
+                }
+            }
+        }
+    };
+    if !role.allows(service) {
+        let msg = format!("a `{}` key may not call {service}", role.name());
+        return Box::pin(async move { Ok(refuse(Status::permission_denied(msg))) });
+    }
+    req.extensions_mut().insert(role);
+    let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
+        let msg = format!(
+            "the server is at its limit of {} concurrent requests; retry with backoff",
+            layer.max_concurrent
+        );
+        return Box::pin(async move { Ok(refuse(Status::resource_exhausted(msg))) });
+    };
+    let timeout = layer.timeout;
+    let call = inner.call(req);
+    Box::pin(async move {
+        let out = match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Ok(refuse(Status::deadline_exceeded(format!(
+                "the request did not finish within the server's {timeout:?} limit"
+            )))),
+        };
+        drop(permit);
+        out
+    })
 }
 
 /// The caller's role, as the gate recorded it (operator when no gate ran).

@@ -7,6 +7,7 @@
 //! - [`grpc`]: the wire edge: generated protobuf types, `AuthzService` and `AdminService`,
 //!   conversions, and the one error → status mapping.
 //! - [`server`]: serves the services, health and reflection on a bound listener.
+//! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
 //! - [`gate`]: tower middleware: bearer-key authentication, roles, admission limits, deadlines.
 //! - [`config`]: the command line and `AUTHZ_*` environment.
 //! - [`validate`], [`error`]: input checks and the application's error type.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod gate;
 pub mod grpc;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod validate;

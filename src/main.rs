@@ -5,7 +5,7 @@ use authz::config::{CatalogCommand, Cli, Command, LogFormat, MigrateArgs, ServeA
 use authz::gate::Keys;
 use authz::server::ServerOptions;
 use authz::store::Store;
-use authz::store::cached::{CacheOptions, CachedStore};
+use authz::store::cached::{CacheOptions, CachedStore, LagObserver};
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
@@ -101,7 +101,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        let (store, kind) = open_store(&args, catalog.clone()).await?;
+        let metrics = authz::metrics::Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+        let (store, kind) = open_store(&args, catalog.clone(), metrics.clone()).await?;
         tracing::info!(
             listen = %args.listen,
             catalog = %catalog.name,
@@ -118,11 +119,24 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let keys = Arc::new(keys);
         tokio::spawn(reload_keys(keys.clone()));
         let app = Arc::new(Authz::new(catalog, store).with_max_batch(args.max_batch));
+        if let Some(addr) = args.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            tracing::info!(%addr, "metrics at /metrics");
+            let (m, a) = (metrics.clone(), app.clone());
+            tokio::spawn(async move {
+                if let Err(e) = authz::metrics::serve(listener, m, a).await {
+                    tracing::error!(error = %e, "metrics endpoint stopped");
+                }
+            });
+        }
         let options = ServerOptions {
             keys: Some(keys),
             max_concurrent: args.max_concurrent_requests,
             request_timeout: args.request_timeout,
             max_message_bytes: args.max_message_bytes,
+            metrics: Some(metrics),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut draining = stop_rx.clone();
@@ -220,6 +234,7 @@ fn migrate(args: &MigrateArgs) -> Result<(), String> {
 async fn open_store(
     args: &ServeArgs,
     catalog: Arc<Catalog>,
+    metrics: Arc<authz::metrics::Metrics>,
 ) -> Result<(Arc<dyn Store>, &'static str), String> {
     let Some(url) = &args.database_url else {
         return Ok((Arc::new(MemoryStore::new(catalog)), "memory"));
@@ -251,6 +266,9 @@ async fn open_store(
             ..ListenerOptions::default()
         },
         after_load: None,
+        lag_observer: Some(LagObserver(Arc::new(move |lag| {
+            metrics.invalidation_lag(lag)
+        }))),
     };
     Ok((
         Arc::new(CachedStore::start(Arc::new(pg), catalog, cache)),

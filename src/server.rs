@@ -32,6 +32,8 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// Largest request or response message, in bytes.
     pub max_message_bytes: usize,
+    /// Where RPC and decision metrics go.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +43,7 @@ impl Default for ServerOptions {
             max_concurrent: 1024,
             request_timeout: Duration::from_secs(10),
             max_message_bytes: 4 * 1024 * 1024,
+            metrics: None,
         }
     }
 }
@@ -69,7 +72,12 @@ pub async fn run(
     // Checks are small request/response pairs: don't let Nagle hold them back.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
-    let gate = crate::gate::GateLayer::new(keys, options.max_concurrent, options.request_timeout);
+    let gate = crate::gate::GateLayer::new(
+        keys,
+        options.max_concurrent,
+        options.request_timeout,
+        options.metrics.clone(),
+    );
     let max = options.max_message_bytes;
     tonic::transport::Server::builder()
         .layer(gate)
@@ -77,7 +85,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            AuthzServiceServer::new(AuthzApi::new(app.clone()))
+            AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )

@@ -10,11 +10,18 @@ use tonic::{Request, Response, Status};
 
 pub struct AuthzApi {
     app: Arc<Authz>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AuthzApi {
-    pub fn new(app: Arc<Authz>) -> Self {
-        Self { app }
+    pub fn new(app: Arc<Authz>, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
+        Self { app, metrics }
+    }
+
+    fn decided(&self, allowed: bool) {
+        if let Some(m) = &self.metrics {
+            m.decision(allowed);
+        }
     }
 }
 
@@ -143,6 +150,7 @@ impl AuthzService for AuthzApi {
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
+        self.decided(checked.decision.allowed);
         Ok(Response::new(pb::CheckResponse {
             allowed: checked.decision.allowed,
             missing_permissions: convert::missing(catalog, &checked),
@@ -181,11 +189,14 @@ impl AuthzService for AuthzApi {
         let results = results
             .into_iter()
             .map(|res| match res {
-                Ok(checked) => pb::BatchCheckResult {
-                    allowed: checked.decision.allowed,
-                    missing_permissions: convert::missing(catalog, &checked),
-                    error: None,
-                },
+                Ok(checked) => {
+                    self.decided(checked.decision.allowed);
+                    pb::BatchCheckResult {
+                        allowed: checked.decision.allowed,
+                        missing_permissions: convert::missing(catalog, &checked),
+                        error: None,
+                    }
+                }
                 Err(e) => pb::BatchCheckResult {
                     allowed: false,
                     missing_permissions: Vec::new(),

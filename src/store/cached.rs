@@ -58,6 +58,18 @@ pub struct CacheOptions {
     pub max_staleness: Duration,
     pub listener: ListenerOptions,
     pub after_load: Option<AfterLoad>,
+    /// Called with each notification's lag, commit → invalidation.
+    pub lag_observer: Option<LagObserver>,
+}
+
+/// Receives invalidation lags (commit → this replica's eviction).
+#[derive(Clone)]
+pub struct LagObserver(pub Arc<dyn Fn(Duration) + Send + Sync>);
+
+impl std::fmt::Debug for LagObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LagObserver")
+    }
 }
 
 impl Default for CacheOptions {
@@ -68,6 +80,7 @@ impl Default for CacheOptions {
             max_staleness: Duration::from_secs(5),
             listener: ListenerOptions::default(),
             after_load: None,
+            lag_observer: None,
         }
     }
 }
@@ -152,6 +165,7 @@ struct Shared {
     group_gens: Generations,
     stats: CacheStats,
     commits: tokio::sync::broadcast::Sender<(String, Revision)>,
+    lag_observer: Option<LagObserver>,
 }
 
 impl Shared {
@@ -180,6 +194,7 @@ impl Shared {
 
 impl ListenerSink for Shared {
     fn notice(&self, notice: Notice) {
+        let committed_ms = notice.ts;
         let touched = Touched {
             users: notice.u,
             groups: notice.g,
@@ -192,6 +207,10 @@ impl ListenerSink for Shared {
             self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
         let _ = self.commits.send((notice.t, notice.r));
+        if let (Some(observe), true) = (&self.lag_observer, committed_ms > 0) {
+            let lag = super::notify::now_ms().saturating_sub(committed_ms);
+            (observe.0)(Duration::from_millis(lag));
+        }
     }
 
     fn flush(&self) {
@@ -265,6 +284,7 @@ impl CachedStore {
             group_gens: Generations::new(1 << 12),
             stats: CacheStats::default(),
             commits: tokio::sync::broadcast::channel(1024).0,
+            lag_observer: options.lag_observer.clone(),
         });
         let listener = Arc::new(ListenerState::default());
         let listener_task = tokio::spawn(super::listener::run(
@@ -719,6 +739,28 @@ impl Store for CachedStore {
 
     fn commits(&self) -> CommitSignal {
         self.shared.commits.subscribe()
+    }
+
+    fn stats(&self) -> Option<super::StoreStats> {
+        let s = &self.shared.stats;
+        let (entries, weight) = self.size();
+        let pool = self.inner.pool_status();
+        Some(super::StoreStats {
+            cache_hits: s.hits.load(Ordering::Relaxed),
+            cache_misses: s.misses.load(Ordering::Relaxed),
+            cache_loads: s.loads.load(Ordering::Relaxed),
+            cache_invalidations: s.invalidations.load(Ordering::Relaxed),
+            cache_bypasses: s.bypasses.load(Ordering::Relaxed),
+            cache_entries: entries,
+            cache_weight_bytes: weight,
+            listener_connected: self.listener.connected(),
+            listener_reconnects: self.listener.reconnects(),
+            listener_flushes: self.listener.flushes(),
+            listener_notifications: self.listener.notifications(),
+            pool_size: pool.size as u64,
+            pool_available: pool.available as u64,
+            pool_waiting: pool.waiting as u64,
+        })
     }
 
     fn readiness(&self) -> Readiness {

@@ -537,6 +537,11 @@ pub trait Store: Send + Sync + 'static {
     /// Fires after commits this process learns of. Best effort: `Watch` also polls.
     fn commits(&self) -> CommitSignal;
 
+    /// Operational numbers for metrics; `None` for a store without cache or pool.
+    fn stats(&self) -> Option<StoreStats> {
+        None
+    }
+
     /// Whether the store can serve: the database answers and, for a cached store, the change
     /// listener is subscribed. The memory store is always ready.
     fn readiness(&self) -> Readiness {
@@ -545,6 +550,25 @@ pub trait Store: Send + Sync + 'static {
             reason: String::new(),
         }
     }
+}
+
+/// A store's operational numbers, for metrics. Counters only ever grow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_loads: u64,
+    pub cache_invalidations: u64,
+    pub cache_bypasses: u64,
+    pub cache_entries: u64,
+    pub cache_weight_bytes: u64,
+    pub listener_connected: bool,
+    pub listener_reconnects: u64,
+    pub listener_flushes: u64,
+    pub listener_notifications: u64,
+    pub pool_size: u64,
+    pub pool_available: u64,
+    pub pool_waiting: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,6 +29,17 @@ pub struct Notice {
     /// Every group of the tenant may have changed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub ag: bool,
+    /// When the write committed, in milliseconds since the Unix epoch (for invalidation lag).
+    #[serde(default)]
+    pub ts: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn is_false(b: &bool) -> bool {
@@ -48,6 +59,7 @@ impl Notice {
             g: touched.groups.clone(),
             au: touched.all_users,
             ag: false,
+            ts: now_ms(),
         }
     }
 

@@ -32,6 +32,8 @@ pub enum Backend {
 pub const MAX_STALENESS: Duration = Duration::from_secs(2);
 
 pub struct TestApp {
+    /// The application behind the server (for the metrics endpoint in tests).
+    pub app: Arc<Authz>,
     /// For Postgres apps: the database URL (replicas share it) and the cached store.
     pub db_url: Option<String>,
     pub cached: Option<Arc<CachedStore>>,
@@ -176,7 +178,8 @@ pub async fn spawn_replica_with(
     .await
 }
 
-/// A Postgres-backed server on a fresh, migrated database with these admission options.
+/// A Postgres-backed server on a fresh, migrated database with these admission options (and,
+/// when they carry metrics, invalidation lags recorded there).
 pub async fn spawn_pg_gated(options: authz::server::ServerOptions) -> TestApp {
     let (url, _) = crate::pg::fresh_database().await;
     spawn_replica_full(&url, MAESTRA, None, options).await
@@ -199,6 +202,9 @@ async fn spawn_replica_full(
             max_backoff: Duration::from_millis(500),
         },
         after_load,
+        lag_observer: server_options.metrics.clone().map(|m| {
+            authz::store::cached::LagObserver(Arc::new(move |lag| m.invalidation_lag(lag)))
+        }),
         ..CacheOptions::default()
     };
     let cached = Arc::new(CachedStore::start(pg, catalog.clone(), options));
@@ -255,7 +261,7 @@ async fn start_with(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(authz::server::run(listener, app, options, async {
+    let server = tokio::spawn(authz::server::run(listener, app.clone(), options, async {
         let _ = rx.await;
     }));
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -264,6 +270,7 @@ async fn start_with(
         .await
         .unwrap();
     TestApp {
+        app: app.clone(),
         db_url,
         cached,
         authz: AuthzServiceClient::new(channel.clone()),

@@ -11,6 +11,7 @@ mod check;
 mod delegation;
 mod gate;
 mod helpers;
+mod metrics;
 mod pg;
 mod preview;
 mod replicas;

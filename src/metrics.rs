@@ -1,0 +1,242 @@
+//! Prometheus metrics, one registry per server (no process globals), served on
+//! `--metrics-listen` at `/metrics`.
+//!
+//! Families (all prefixed `authz_`):
+//! - `requests_total{method,code}`, `request_duration_seconds{method,code}`: every RPC, by
+//!   gRPC status code (recorded by the request gate);
+//! - `check_decisions_total{decision}`: allow / deny of Check and BatchCheck items;
+//! - `cache_hits_total`, `cache_misses_total`, `cache_loads_total`, `cache_invalidations_total`,
+//!   `cache_bypasses_total`, `cache_entries`, `cache_weight_bytes`;
+//! - `invalidation_lag_seconds`: commit → this replica's eviction, per notification;
+//! - `listener_connected`, `listener_reconnects_total`, `listener_flushes_total`,
+//!   `listener_notifications_total`;
+//! - `db_pool_connections`, `db_pool_available`, `db_pool_waiting`.
+
+use crate::app::Authz;
+use crate::store::StoreStats;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    decisions: IntCounterVec,
+    invalidation_lag: Histogram,
+    store: StoreFamilies,
+    /// Serialises scrapes: store counters are copied in, then gathered.
+    scrape: Mutex<()>,
+}
+
+struct StoreFamilies {
+    counters: Vec<(IntCounter, fn(&StoreStats) -> u64)>,
+    gauges: Vec<(IntGauge, fn(&StoreStats) -> u64)>,
+}
+
+/// Latency buckets from 25µs to 2.5s: checks live at the low end, writes higher.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Arc<Metrics>, prometheus::Error> {
+        let registry = Registry::new_custom(Some("authz".to_owned()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "RPCs served, by method and gRPC status code.",
+            ),
+            &["method", "code"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "RPC latency until response headers, by method and code.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "code"],
+        )?;
+        let decisions = IntCounterVec::new(
+            Opts::new("check_decisions_total", "Check and BatchCheck decisions."),
+            &["decision"],
+        )?;
+        let invalidation_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "invalidation_lag_seconds",
+                "Commit of a write to this replica's invalidation of what it touched.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(invalidation_lag.clone()))?;
+        let counter = |name: &str,
+                       help: &str,
+                       read: fn(&StoreStats) -> u64|
+         -> Result<(IntCounter, fn(&StoreStats) -> u64), prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok((c, read))
+        };
+        let gauge = |name: &str,
+                     help: &str,
+                     read: fn(&StoreStats) -> u64|
+         -> Result<(IntGauge, fn(&StoreStats) -> u64), prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok((g, read))
+        };
+        let store = StoreFamilies {
+            counters: vec![
+                counter(
+                    "cache_hits_total",
+                    "Cache lookups answered from the cache.",
+                    |s| s.cache_hits,
+                )?,
+                counter(
+                    "cache_misses_total",
+                    "Cache lookups that had to load.",
+                    |s| s.cache_misses,
+                )?,
+                counter(
+                    "cache_loads_total",
+                    "Entries loaded from the database.",
+                    |s| s.cache_loads,
+                )?,
+                counter(
+                    "cache_invalidations_total",
+                    "Entries invalidated (or flushes).",
+                    |s| s.cache_invalidations,
+                )?,
+                counter(
+                    "cache_bypasses_total",
+                    "Checks that bypassed the cache (fully consistent, or too stale).",
+                    |s| s.cache_bypasses,
+                )?,
+                counter(
+                    "listener_reconnects_total",
+                    "Times the change listener reconnected.",
+                    |s| s.listener_reconnects,
+                )?,
+                counter(
+                    "listener_flushes_total",
+                    "Whole-cache flushes (each subscription, unreadable notifications).",
+                    |s| s.listener_flushes,
+                )?,
+                counter(
+                    "listener_notifications_total",
+                    "Change notifications received.",
+                    |s| s.listener_notifications,
+                )?,
+            ],
+            gauges: vec![
+                gauge("cache_entries", "Entries in the cache.", |s| {
+                    s.cache_entries
+                })?,
+                gauge(
+                    "cache_weight_bytes",
+                    "Estimated bytes held by the cache.",
+                    |s| s.cache_weight_bytes,
+                )?,
+                gauge(
+                    "listener_connected",
+                    "1 while the change listener is subscribed.",
+                    |s| u64::from(s.listener_connected),
+                )?,
+                gauge(
+                    "db_pool_connections",
+                    "Open pooled database connections.",
+                    |s| s.pool_size,
+                )?,
+                gauge(
+                    "db_pool_available",
+                    "Idle pooled database connections.",
+                    |s| s.pool_available,
+                )?,
+                gauge(
+                    "db_pool_waiting",
+                    "Requests waiting for a database connection.",
+                    |s| s.pool_waiting,
+                )?,
+            ],
+        };
+        Ok(Arc::new(Metrics {
+            registry,
+            requests,
+            latency,
+            decisions,
+            invalidation_lag,
+            store,
+            scrape: Mutex::new(()),
+        }))
+    }
+
+    pub fn request(&self, method: &str, code: &str, took: Duration) {
+        self.requests.with_label_values(&[method, code]).inc();
+        self.latency
+            .with_label_values(&[method, code])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn decision(&self, allowed: bool) {
+        self.decisions
+            .with_label_values(&[if allowed { "allow" } else { "deny" }])
+            .inc();
+    }
+
+    pub fn invalidation_lag(&self, lag: Duration) {
+        self.invalidation_lag.observe(lag.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition, with the store's numbers as of now.
+    pub fn render(&self, store: Option<StoreStats>) -> String {
+        let _one_at_a_time = self.scrape.lock();
+        if let Some(stats) = store {
+            for (c, read) in &self.store.counters {
+                // Store counters only grow; copy the current value in.
+                let v = read(&stats);
+                let current = c.get();
+                if v >= current {
+                    c.inc_by(v - current);
+                } else {
+                    c.reset();
+                    c.inc_by(v);
+                }
+            }
+            for (g, read) in &self.store.gauges {
+                g.set(i64::try_from(read(&stats)).unwrap_or(i64::MAX));
+            }
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    app: Arc<Authz>,
+) -> std::io::Result<()> {
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            let app = app.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(app.store_stats()),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, router).await
+}

@@ -1,0 +1,105 @@
+//! `/metrics` after real traffic: every family operators rely on is there.
+
+use crate::helpers::*;
+use authz::metrics::Metrics;
+use authz::server::ServerOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    out
+}
+
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_traffic() {
+    let metrics = Metrics::new().unwrap();
+    let app = spawn_pg_gated(ServerOptions {
+        metrics: Some(metrics.clone()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let authz_app = app.app.clone();
+    tokio::spawn(authz::metrics::serve(listener, metrics, authz_app));
+
+    app.tenant("t").await;
+    app.add("t", "analysts", &["u"]).await;
+    for _ in 0..3 {
+        assert!(app.allowed("t", "u", "view_reports").await);
+    }
+    assert!(!app.allowed("t", "u", "delete_customers").await);
+    assert!(app.check(perm_check("t", "u", "nope")).await.is_err());
+    app.grant("t", "u", &["delete_customers"], None).await;
+    // The grant's notification reaches this replica's listener.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = scrape(addr).await;
+        if value(&text, "authz_invalidation_lag_seconds_count") >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no invalidation lag recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let text = scrape(addr).await;
+    assert!(
+        value(
+            &text,
+            r#"authz_requests_total{code="OK",method="/authz.v1.AuthzService/Check"}"#
+        ) >= 4.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"authz_requests_total{code="INVALID_ARGUMENT",method="/authz.v1.AuthzService/Check"}"#
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            &text,
+            r#"authz_request_duration_seconds_count{code="OK",method="/authz.v1.AdminService/GrantPermissions"}"#
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(&text, r#"authz_check_decisions_total{decision="allow"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(&text, r#"authz_check_decisions_total{decision="deny"}"#),
+        1.0
+    );
+    assert!(value(&text, "authz_cache_hits_total") >= 2.0);
+    assert!(value(&text, "authz_cache_loads_total") >= 1.0);
+    assert!(value(&text, "authz_cache_invalidations_total") >= 1.0);
+    assert!(value(&text, "authz_cache_entries") >= 0.0);
+    assert!(value(&text, "authz_cache_weight_bytes") >= 0.0);
+    assert_eq!(value(&text, "authz_listener_connected"), 1.0);
+    assert!(value(&text, "authz_listener_flushes_total") >= 1.0);
+    assert!(value(&text, "authz_listener_notifications_total") >= 1.0);
+    assert!(value(&text, "authz_listener_reconnects_total") >= 0.0);
+    assert!(value(&text, "authz_db_pool_connections") >= 1.0);
+    assert!(value(&text, "authz_db_pool_available") >= 0.0);
+    assert!(value(&text, "authz_db_pool_waiting") >= 0.0);
+}
