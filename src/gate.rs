@@ -243,6 +243,9 @@ pub struct Gate<S> {
     layer: GateLayer,
 }
 
+/// The gate's response future.
+pub type Reply<E> = Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send>>;
+
 fn refuse(status: Status) -> http::Response<Body> {
     status.into_http()
 }
@@ -257,7 +260,7 @@ where
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = Reply<S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -297,7 +300,7 @@ fn admit<S>(
     layer: GateLayer,
     service: &str,
     mut req: http::Request<Body>,
-) -> Pin<Box<dyn Future<Output = Result<http::Response<Body>, S::Error>> + Send>>
+) -> Reply<S::Error>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
     S::Future: Send + 'static,

@@ -32,9 +32,12 @@ pub struct Metrics {
     scrape: Mutex<()>,
 }
 
+/// Reads one number out of the store's stats.
+type Read = fn(&StoreStats) -> u64;
+
 struct StoreFamilies {
-    counters: Vec<(IntCounter, fn(&StoreStats) -> u64)>,
-    gauges: Vec<(IntGauge, fn(&StoreStats) -> u64)>,
+    counters: Vec<(IntCounter, Read)>,
+    gauges: Vec<(IntGauge, Read)>,
 }
 
 /// Latency buckets from 25µs to 2.5s: checks live at the low end, writes higher.
@@ -76,22 +79,18 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(invalidation_lag.clone()))?;
-        let counter = |name: &str,
-                       help: &str,
-                       read: fn(&StoreStats) -> u64|
-         -> Result<(IntCounter, fn(&StoreStats) -> u64), prometheus::Error> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok((c, read))
-        };
-        let gauge = |name: &str,
-                     help: &str,
-                     read: fn(&StoreStats) -> u64|
-         -> Result<(IntGauge, fn(&StoreStats) -> u64), prometheus::Error> {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok((g, read))
-        };
+        let counter =
+            |name: &str, help: &str, read: Read| -> Result<(IntCounter, Read), prometheus::Error> {
+                let c = IntCounter::new(name, help)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok((c, read))
+            };
+        let gauge =
+            |name: &str, help: &str, read: Read| -> Result<(IntGauge, Read), prometheus::Error> {
+                let g = IntGauge::new(name, help)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok((g, read))
+            };
         let store = StoreFamilies {
             counters: vec![
                 counter(
