@@ -57,6 +57,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    // Liveness: the process answers, whatever the database does. Kubernetes liveness probes
+    // ask for this service; readiness probes ask for authz.v1.AuthzService.
+    health
+        .set_service_status("liveness", tonic_health::ServingStatus::Serving)
+        .await;
     let readiness = tokio::spawn(report_readiness(app.clone(), health));
     let _stop_reporting = AbortOnDrop(readiness);
 

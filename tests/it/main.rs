@@ -9,6 +9,7 @@ mod audit;
 mod binary;
 mod check;
 mod delegation;
+mod deploy;
 mod gate;
 mod helpers;
 mod metrics;

@@ -10,7 +10,12 @@ use tonic_health::pb::health_client::HealthClient;
 async fn health_per_service() {
     let app = spawn_app().await;
     let mut health = HealthClient::new(app.channel.clone());
-    for service in ["", "authz.v1.AuthzService", "authz.v1.AdminService"] {
+    for service in [
+        "",
+        "liveness",
+        "authz.v1.AuthzService",
+        "authz.v1.AdminService",
+    ] {
         let r = health
             .check(HealthCheckRequest {
                 service: service.into(),
