@@ -6,6 +6,98 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Reads the config file named by `--config FILE` / `--config=FILE` / `AUTHZ_CONFIG` and turns
+/// each setting into a `--flag=value` argument placed before the real ones, skipping settings
+/// whose flag or `AUTHZ_*` variable is given: flags > environment > file > defaults.
+pub fn args_with_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
+    let path = args
+        .windows(2)
+        .find(|w| w[0] == "--config")
+        .map(|w| w[1].clone())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--config=").map(str::to_owned))
+        })
+        .or_else(|| std::env::var("AUTHZ_CONFIG").ok());
+    let Some(path) = path else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read config file {path}: {e}"))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("config file {path}: {e}"))?;
+    let mut injected = Vec::new();
+    for (key, value) in table {
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!(
+                "config file {path}: {key:?} is not a setting name (write them like `max_staleness`)"
+            ));
+        }
+        let flag = format!("--{}", key.replace('_', "-"));
+        let env = format!("AUTHZ_{}", key.to_ascii_uppercase());
+        let given = args
+            .iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        if given || std::env::var_os(&env).is_some() {
+            continue;
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(true) => {
+                injected.push(flag);
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            other => {
+                return Err(format!(
+                    "config file {path}: `{key}` must be a string, number or boolean, not {other}"
+                ));
+            }
+        };
+        injected.push(format!("{flag}={value}"));
+    }
+    // Settings go after the subcommand (if any) and before the real flags.
+    let mut out = Vec::with_capacity(args.len() + injected.len());
+    let mut rest = args.into_iter();
+    out.extend(rest.next());
+    let mut rest: Vec<String> = rest.collect();
+    if rest.first().is_some_and(|a| a == "serve") {
+        out.push(rest.remove(0));
+    }
+    out.extend(injected);
+    out.extend(rest);
+    Ok(out)
+}
+
+/// The effective serve configuration for the start-up log, secrets redacted.
+pub fn redacted(args: &ServeArgs) -> String {
+    let mut shown = args.clone();
+    if shown.api_keys.is_some() {
+        shown.api_keys = Some("<redacted>".to_owned());
+    }
+    shown.database_url = shown.database_url.as_deref().map(redact_url);
+    format!("{shown:?}")
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+            None => url.to_owned(),
+        },
+        None if rest.contains("password=") => "<redacted>".to_owned(),
+        None => url.to_owned(),
+    }
+}
+
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -67,7 +159,12 @@ pub enum CatalogCommand {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(args_override_self = true)]
 pub struct ServeArgs {
+    /// A TOML file of settings named like the flags (`listen = "0.0.0.0:50051"`,
+    /// `max_staleness = "5s"`). Flags and AUTHZ_* variables take precedence over it.
+    #[arg(long, env = "AUTHZ_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to serve gRPC on.
     #[arg(long, env = "AUTHZ_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -144,6 +241,66 @@ pub enum LogFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://authz:s3cret@db:5432/authz"),
+            "postgres://authz:<redacted>@db:5432/authz"
+        );
+        assert_eq!(
+            redact_url("postgres://authz@db/authz"),
+            "postgres://authz@db/authz"
+        );
+        assert_eq!(redact_url("host=db password=x"), "<redacted>");
+        let cli = Cli::parse_from([
+            "authzd",
+            "--database-url",
+            "postgres://u:pw@h/d",
+            "--api-keys",
+            "check:0123456789abcdef",
+        ]);
+        let shown = redacted(&cli.serve);
+        assert!(
+            !shown.contains("pw@") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn config_file_settings_yield_to_flags() {
+        let dir = std::env::temp_dir().join(format!("authzd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("authzd.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:7000\"\nmax_batch = 50\ninsecure = true\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let f = file.display().to_string();
+        let args = args_with_config_file(
+            ["authzd", "serve", "--config", &f, "--max-batch", "70"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(&args).unwrap();
+        let Some(Command::Serve(serve)) = cli.command else {
+            panic!("{args:?}")
+        };
+        assert_eq!(serve.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(serve.max_batch, 70, "the flag wins over the file");
+        assert!(serve.insecure);
+        assert_eq!(serve.log_format, LogFormat::Json);
+        std::fs::write(&file, "bad-key = 1\n").unwrap();
+        assert!(
+            args_with_config_file(vec!["authzd".into(), "--config".into(), f.clone()])
+                .unwrap_err()
+                .contains("not a setting name")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn durations() {

@@ -16,7 +16,14 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match authz::config::args_with_config_file(std::env::args().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("authzd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Some(Command::Catalog(CatalogCommand::Check { file })) => catalog_check(&file),
         Some(Command::Serve(args)) => serve(*args),
@@ -113,6 +120,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             authenticated,
             "authzd serving"
         );
+        tracing::info!(config = %authz::config::redacted(&args), "effective configuration");
         if !authenticated {
             tracing::warn!("no API keys configured: callers are not authenticated and act as operators");
         }
