@@ -180,6 +180,15 @@ pub struct ServeArgs {
     /// A file of `role:key` lines (`#` comments); re-read on SIGHUP and when it changes.
     #[arg(long, env = "AUTHZ_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "AUTHZ_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, env = "AUTHZ_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "AUTHZ_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Requests served at once; more are refused at once with RESOURCE_EXHAUSTED.
     #[arg(long, env = "AUTHZ_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,

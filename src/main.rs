@@ -97,7 +97,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         args.api_keys.as_deref().unwrap_or(""),
         args.api_keys_file.clone(),
     )?;
-    let authenticated = !keys.is_empty() || args.api_keys_file.is_some();
+    let tls = load_tls(&args)?;
+    // Verified client certificates authenticate callers too (as operators).
+    let mutual_tls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let authenticated = !keys.is_empty() || args.api_keys_file.is_some() || mutual_tls;
     if !authenticated && !args.listen.ip().is_loopback() && !args.insecure {
         return Err(format!(
             "refusing to serve on {} without caller authentication: configure API keys (AUTHZ_API_KEYS or --api-keys-file), listen on a loopback address, or pass --insecure (AUTHZ_INSECURE=true)",
@@ -145,6 +148,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             request_timeout: args.request_timeout,
             max_message_bytes: args.max_message_bytes,
             metrics: Some(metrics),
+            tls,
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut draining = stop_rx.clone();
@@ -167,6 +171,24 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!("authzd stopped");
         Ok(())
     })
+}
+
+fn load_tls(args: &ServeArgs) -> Result<Option<authz::server::TlsPem>, String> {
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).map_err(|e| format!("cannot read the TLS {what} {}: {e}", p.display()))
+    };
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    Ok(Some(authz::server::TlsPem {
+        cert: read(cert, "certificate")?,
+        key: read(key, "key")?,
+        client_ca: args
+            .tls_client_ca
+            .as_deref()
+            .map(|p| read(p, "client CA"))
+            .transpose()?,
+    }))
 }
 
 /// Re-reads the API keys on SIGHUP and when the key file changes; a bad file keeps the old keys.

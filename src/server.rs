@@ -34,6 +34,17 @@ pub struct ServerOptions {
     pub max_message_bytes: usize,
     /// Where RPC and decision metrics go.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Serve TLS (and require client certificates, with a client CA).
+    pub tls: Option<TlsPem>,
+}
+
+/// PEM-encoded TLS material.
+#[derive(Clone)]
+pub struct TlsPem {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<Vec<u8>>,
 }
 
 impl Default for ServerOptions {
@@ -44,6 +55,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(10),
             max_message_bytes: 4 * 1024 * 1024,
             metrics: None,
+            tls: None,
         }
     }
 }
@@ -84,7 +96,16 @@ pub async fn run(
         options.metrics.clone(),
     );
     let max = options.max_message_bytes;
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+        if let Some(ca) = &tls.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
+    }
+    builder
         .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -17,3 +17,4 @@ mod pg;
 mod preview;
 mod replicas;
 mod surface;
+mod tls;
