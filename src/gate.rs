@@ -283,7 +283,11 @@ where
         }
         let metrics = layer.metrics.clone();
         let start = std::time::Instant::now();
-        let admitted = admit(inner, layer, &service, req);
+        let span = crate::telemetry::rpc_span(&method, req.headers());
+        let admitted = {
+            let _inside = span.enter();
+            tracing::Instrument::instrument(admit(inner, layer, &service, req), span.clone())
+        };
         Box::pin(async move {
             let out = admitted.await;
             if let (Some(m), Ok(response)) = (&metrics, &out) {

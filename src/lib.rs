@@ -7,6 +7,7 @@
 //! - [`grpc`]: the wire edge: generated protobuf types, `AuthzService` and `AdminService`,
 //!   conversions, and the one error → status mapping.
 //! - [`server`]: serves the services, health and reflection on a bound listener.
+//! - [`telemetry`]: logs, OTLP traces, the span per RPC with the caller's W3C trace context.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
 //! - [`gate`]: tower middleware: bearer-key authentication, roles, admission limits, deadlines.
 //! - [`config`]: the command line and `AUTHZ_*` environment.
@@ -22,6 +23,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod validate;
 
 /// The default catalog (Maestra's model), compiled into the binary.

@@ -13,7 +13,6 @@ use authz_core::Catalog;
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = match authz::config::args_with_config_file(std::env::args().collect()) {
@@ -81,17 +80,16 @@ fn catalog_check(file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Logs, and OTLP traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+fn init_logging(format: LogFormat) -> Result<authz::telemetry::Telemetry, String> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    authz::telemetry::init(format, "info", endpoint.as_deref())
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    init_logging(args.log_format);
+    let telemetry = init_logging(args.log_format)?;
     let catalog = Arc::new(load_catalog(args.catalog.as_deref())?);
     let keys = Keys::load(
         args.api_keys.as_deref().unwrap_or(""),
@@ -169,6 +167,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             } => tracing::warn!(?grace, "shutdown grace period over; exiting with requests still in flight"),
         }
         tracing::info!("authzd stopped");
+        telemetry.shutdown();
         Ok(())
     })
 }
@@ -241,7 +240,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn migrate(args: &MigrateArgs) -> Result<(), String> {
-    init_logging(LogFormat::Text);
+    let _telemetry = init_logging(LogFormat::Text)?;
     let catalog = Arc::new(load_catalog(None)?);
     runtime()?.block_on(async {
         let store = PostgresStore::new(catalog, &PgOptions::new(&args.database_url))

@@ -46,6 +46,7 @@ impl AdminService for AdminApi {
             ));
         }
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let t = self
             .app
             .create_tenant(&r.tenant_id, &r.display_name)
@@ -62,6 +63,7 @@ impl AdminService for AdminApi {
         request: Request<pb::GetTenantRequest>,
     ) -> Reply<pb::GetTenantResponse> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let t = self.app.get_tenant(&r.tenant_id).await.map_err(to_status)?;
         ok(pb::GetTenantResponse {
             tenant: Some(convert::tenant(t)),
@@ -90,6 +92,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::UpsertUserResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
@@ -115,6 +118,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::ImportUsersResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let rows: Vec<crate::app::ImportInput> = r
@@ -142,6 +146,7 @@ impl AdminService for AdminApi {
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let u = self
             .app
             .get_user(&r.tenant_id, &r.actor_user_id, &r.user_id)
@@ -162,6 +167,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let (users, next) = self
             .app
             .list_users(
@@ -195,6 +201,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::SetUserStatusResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let status = convert::status_in(r.status).map_err(to_status)?;
@@ -221,6 +228,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::CreateGroupResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = convert::group_in(r.group);
@@ -241,6 +249,7 @@ impl AdminService for AdminApi {
         request: Request<pb::GetGroupRequest>,
     ) -> Reply<pb::GetGroupResponse> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let g = self
             .app
             .get_group(&r.tenant_id, &r.actor_user_id, &r.group_key)
@@ -256,6 +265,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let (groups, next) = self
             .app
             .list_groups(&r.tenant_id, &r.actor_user_id, r.page_size, &r.page_token)
@@ -277,6 +287,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::UpdateGroupResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
@@ -306,6 +317,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::DeleteGroupResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let expected = convert::expected_version(r.expected_version).map_err(to_status)?;
@@ -326,6 +338,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::DuplicateGroupResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = crate::app::DuplicateInput {
@@ -354,6 +367,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::AddGroupMembersResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
@@ -373,6 +387,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::RemoveGroupMembersResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
@@ -392,6 +407,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::GrantPermissionsResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
@@ -418,6 +434,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::RevokePermissionsResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
@@ -444,6 +461,7 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::SetRestrictionsResponse> {
         let role = gate::role(&request);
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
@@ -469,6 +487,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let filter = crate::app::AuditFilter {
             actor: Some(r.actor_user_id).filter(|a| !a.is_empty()),
             target: Some(r.target).filter(|t| !t.is_empty()),

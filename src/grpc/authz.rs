@@ -119,6 +119,7 @@ impl AuthzService for AuthzApi {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let after = self
             .app
             .watch_start(&r.tenant_id, &r.after_revision)
@@ -136,6 +137,7 @@ impl AuthzService for AuthzApi {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let input = CheckInput {
             user_id: r.user_id,
@@ -168,6 +170,7 @@ impl AuthzService for AuthzApi {
         request: Request<pb::BatchCheckRequest>,
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let items: Vec<CheckInput> = r
             .items
@@ -218,6 +221,7 @@ impl AuthzService for AuthzApi {
         request: Request<pb::GetEffectivePermissionsRequest>,
     ) -> Result<Response<pb::GetEffectivePermissionsResponse>, Status> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let (subject, revision) = self
             .app
@@ -267,6 +271,7 @@ impl AuthzService for AuthzApi {
         request: Request<pb::ListAllowedResourcesRequest>,
     ) -> Result<Response<pb::ListAllowedResourcesResponse>, Status> {
         let r = request.into_inner();
+        crate::telemetry::tenant(&r.tenant_id);
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let (allowed, revision) = self
             .app

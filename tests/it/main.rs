@@ -18,3 +18,4 @@ mod preview;
 mod replicas;
 mod surface;
 mod tls;
+mod tracing;
