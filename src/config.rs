@@ -175,7 +175,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTHZ_INSECURE")]
     pub insecure: bool,
     /// API keys as comma-separated `role:key` (roles: check, admin, operator). Never logged.
-    #[arg(long, env = "AUTHZ_API_KEYS", hide_env_values = true, hide = true)]
+    #[arg(long, env = "AUTHZ_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
     /// A file of `role:key` lines (`#` comments); re-read on SIGHUP and when it changes.
     #[arg(long, env = "AUTHZ_API_KEYS_FILE")]
