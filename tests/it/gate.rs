@@ -243,7 +243,20 @@ async fn overload_is_shed_and_stalls_hit_their_deadline() {
             (r, start.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the write is really in flight: its backend waits on the row lock.
+    let db = app.db_url.as_ref().unwrap().rsplit('/').next().unwrap().to_owned();
+    let waiting = Instant::now();
+    loop {
+        let rows = crate::pg::admin_execute(&format!(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = '{db}' AND wait_event_type = 'Lock'"
+        ))
+        .await;
+        if !rows.is_empty() {
+            break;
+        }
+        assert!(waiting.elapsed() < Duration::from_secs(10), "the write never reached the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // ...so another request is shed at once, not queued.
     let start = Instant::now();
     assert_status(
