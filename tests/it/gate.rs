@@ -244,7 +244,14 @@ async fn overload_is_shed_and_stalls_hit_their_deadline() {
         })
     };
     // Wait until the write is really in flight: its backend waits on the row lock.
-    let db = app.db_url.as_ref().unwrap().rsplit('/').next().unwrap().to_owned();
+    let db = app
+        .db_url
+        .as_ref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let waiting = Instant::now();
     loop {
         let rows = crate::pg::admin_execute(&format!(
@@ -254,7 +261,10 @@ async fn overload_is_shed_and_stalls_hit_their_deadline() {
         if !rows.is_empty() {
             break;
         }
-        assert!(waiting.elapsed() < Duration::from_secs(10), "the write never reached the lock");
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "the write never reached the lock"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // ...so another request is shed at once, not queued.
