@@ -339,15 +339,23 @@ impl CachedStore {
         let _ = self.shared.commits.send((tenant_id.to_owned(), revision));
     }
 
-    async fn user(
+    /// The cached entry for `k`, or a fresh one from `load`. The race guard lives here, once:
+    /// the key's generation is captured before `load` reads the database, so if an
+    /// invalidation lands while it runs, the entry is born stale and the next lookup misses.
+    async fn lookup<T, Fut>(
         &self,
-        tenant_id: &str,
-        user_id: &str,
+        cache: &moka::sync::Cache<String, Arc<Entry<T>>>,
+        gens: &Generations,
+        k: String,
         min: Revision,
-    ) -> Result<Arc<Entry<UserGrants>>> {
-        let k = key(tenant_id, user_id);
-        let generation = self.shared.user_gens.current(&k);
-        if let Some(e) = self.shared.users.get(&k) {
+        load: impl FnOnce() -> Fut,
+    ) -> Result<Arc<Entry<T>>>
+    where
+        T: Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(Option<T>, Revision)>>,
+    {
+        let generation = gens.current(&k);
+        if let Some(e) = cache.get(&k) {
             if e.generation == generation && e.revision >= min {
                 self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(e);
@@ -355,9 +363,7 @@ impl CachedStore {
         }
         self.shared.stats.misses.fetch_add(1, Ordering::Relaxed);
         self.shared.stats.loads.fetch_add(1, Ordering::Relaxed);
-        // `generation` was captured before this read: if an invalidation lands while it runs,
-        // the entry is born stale and the next lookup misses.
-        let (value, revision) = self.inner.load_user(tenant_id, user_id).await?;
+        let (value, revision) = load().await?;
         if let Some(hook) = &self.after_load {
             (hook.0)().await;
         }
@@ -366,8 +372,21 @@ impl CachedStore {
             revision,
             generation,
         });
-        self.shared.users.insert(k, entry.clone());
+        cache.insert(k, entry.clone());
         Ok(entry)
+    }
+
+    async fn user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        min: Revision,
+    ) -> Result<Arc<Entry<UserGrants>>> {
+        let (cache, gens) = (&self.shared.users, &self.shared.user_gens);
+        self.lookup(cache, gens, key(tenant_id, user_id), min, || {
+            self.inner.load_user(tenant_id, user_id)
+        })
+        .await
     }
 
     async fn group(
@@ -376,27 +395,15 @@ impl CachedStore {
         group: &str,
         min: Revision,
     ) -> Result<Arc<Entry<GroupGrants>>> {
-        let k = key(tenant_id, group);
-        let generation = self.shared.group_gens.current(&k);
-        if let Some(e) = self.shared.groups.get(&k) {
-            if e.generation == generation && e.revision >= min {
-                self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(e);
-            }
-        }
-        self.shared.stats.misses.fetch_add(1, Ordering::Relaxed);
-        self.shared.stats.loads.fetch_add(1, Ordering::Relaxed);
-        let (mut loaded, revision) = self
-            .inner
-            .load_groups(tenant_id, &[group.to_owned()])
-            .await?;
-        let entry = Arc::new(Entry {
-            value: loaded.pop().map(Arc::new),
-            revision,
-            generation,
-        });
-        self.shared.groups.insert(k, entry.clone());
-        Ok(entry)
+        let (cache, gens) = (&self.shared.groups, &self.shared.group_gens);
+        self.lookup(cache, gens, key(tenant_id, group), min, || async {
+            let (mut loaded, revision) = self
+                .inner
+                .load_groups(tenant_id, &[group.to_owned()])
+                .await?;
+            Ok((loaded.pop(), revision))
+        })
+        .await
     }
 
     async fn cached_subject(
