@@ -160,18 +160,19 @@ impl Authz {
             return Ok(p);
         }
         let hint = authz_core::key::key_from_name(key);
-        let hint = match self.catalog.resolve(&hint) {
-            Some(p) if hint != key => format!("; did you mean `{}`?", self.catalog.key(p)),
-            _ => "; AdminService.ListPermissions lists the catalog's keys".to_owned(),
-        };
-        Err(Error::Invalid(format!(
-            "{field}: unknown permission `{key}`{hint}"
-        )))
+        match self.catalog.resolve(&hint) {
+            Some(p) if hint != key => Err(Error::Invalid(format!(
+                "{field}: unknown permission `{key}`; did you mean `{}`?",
+                self.catalog.key(p)
+            ))),
+            _ => Err(Self::unknown_permission(field, key)),
+        }
     }
 
-    fn permissions(&self, field: &str, keys: &[String]) -> Result<PermSet> {
-        validate::list_len(field, keys.len())?;
-        keys.iter().map(|k| self.permission(field, k)).collect()
+    fn unknown_permission(field: &str, key: &str) -> Error {
+        Error::Invalid(format!(
+            "{field}: unknown permission `{key}`; AdminService.ListPermissions lists the catalog's keys"
+        ))
     }
 
     fn resource_type(&self, field: &str, key: &str) -> Result<ResourceTypeId> {
@@ -403,38 +404,26 @@ impl Authz {
         Ok(caller)
     }
 
-    /// Permission keys as the caller may name them: internal ones do not exist for actors.
+    /// A permission key as the caller may name it: internal ones do not exist for actors.
+    fn visible_permission(&self, caller: &Caller, field: &str, key: &str) -> Result<PermId> {
+        match self.catalog.resolve(key) {
+            Some(p) if caller.is_actor() && self.catalog.permission(p).internal => {
+                Err(Self::unknown_permission(field, key))
+            }
+            _ => self.permission(field, key),
+        }
+    }
+
     fn visible_permissions(
         &self,
         caller: &Caller,
         field: &str,
         keys: &[String],
     ) -> Result<PermSet> {
-        let set = self.permissions(field, keys)?;
-        if caller.is_actor() {
-            if let Some(p) = set.iter().find(|p| self.catalog.permission(*p).internal) {
-                let key = keys
-                    .iter()
-                    .find(|k| self.catalog.resolve(k) == Some(p))
-                    .cloned()
-                    .unwrap_or_default();
-                return Err(Error::Invalid(format!(
-                    "{field}: unknown permission `{key}`; AdminService.ListPermissions lists the catalog's keys"
-                )));
-            }
-        }
-        Ok(set)
-    }
-
-    fn visible_scoped(
-        &self,
-        caller: &Caller,
-        field: &str,
-        grants: &[(String, ResourceInput)],
-    ) -> Result<Vec<ScopedGrant>> {
-        let keys: Vec<String> = grants.iter().map(|(p, _)| p.clone()).collect();
-        self.visible_permissions(caller, field, &keys)?;
-        self.scoped_grants(field, grants)
+        validate::list_len(field, keys.len())?;
+        keys.iter()
+            .map(|k| self.visible_permission(caller, field, k))
+            .collect()
     }
 
     /// Internal system groups do not exist for actors.
@@ -637,6 +626,7 @@ impl Authz {
 
     fn scoped_grants(
         &self,
+        caller: &Caller,
         field: &str,
         grants: &[(String, ResourceInput)],
     ) -> Result<Vec<ScopedGrant>> {
@@ -645,7 +635,11 @@ impl Authz {
             .iter()
             .map(|(p, r)| {
                 Ok(ScopedGrant {
-                    permission: self.permission(&format!("{field}.permission"), p)?,
+                    permission: self.visible_permission(
+                        caller,
+                        &format!("{field}.permission"),
+                        p,
+                    )?,
                     resource: self.resource(&format!("{field}.resource"), r)?,
                 })
             })
@@ -702,7 +696,7 @@ impl Authz {
                 "group.permissions",
                 &group.permissions,
             )?,
-            scoped: self.visible_scoped(&caller, "group.scoped_grants", &group.scoped_grants)?,
+            scoped: self.scoped_grants(&caller, "group.scoped_grants", &group.scoped_grants)?,
         };
         caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
         Ok(self
@@ -817,7 +811,7 @@ impl Authz {
                 )?);
             }
             if all || path == "scoped_grants" {
-                patch.scoped = Some(self.visible_scoped(
+                patch.scoped = Some(self.scoped_grants(
                     &caller,
                     "group.scoped_grants",
                     &group.scoped_grants,
