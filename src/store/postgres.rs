@@ -321,11 +321,6 @@ impl PostgresStore {
         }
     }
 
-    pub async fn ping(&self) -> Result<()> {
-        self.read(|c| async move { c.simple_query("SELECT 1").await.map(|_| ()) })
-            .await
-    }
-
     // ---- Writes: audit records and commit ----
 
     /// Starts the audit record of a write: what it aims at and the state of what it touches,

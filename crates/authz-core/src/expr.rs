@@ -110,23 +110,6 @@ impl Expr {
         })
     }
 
-    /// An expression that requires exactly one permission.
-    pub fn single(source: &str, p: PermId) -> Expr {
-        let root = Spanned {
-            node: Node::Perm(p),
-            start: 0,
-            end: source.len(),
-        };
-        let perms: PermSet = [p].into_iter().collect();
-        Expr {
-            source: source.to_owned(),
-            root,
-            all_of: Some(perms.clone()),
-            perms,
-            flags: Vec::new(),
-        }
-    }
-
     pub fn source(&self) -> &str {
         &self.source
     }
