@@ -158,16 +158,14 @@ fn evaluate(
     flag: &impl Fn(&str) -> bool,
     explain: bool,
 ) -> (bool, Vec<PermId>, Vec<String>) {
-    if expr.holds(has, flag) {
-        return (true, Vec::new(), Vec::new());
-    }
+    // `evaluate` decides with `holds` first and allocates nothing when the expression holds.
     let out = expr.evaluate(has, flag);
     let failed = if explain {
         out.failed_parts
     } else {
         Vec::new()
     };
-    (false, out.missing, failed)
+    (out.allowed, out.missing, failed)
 }
 
 fn target_permissions(target: Target<'_>) -> Vec<PermId> {
