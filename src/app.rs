@@ -241,6 +241,16 @@ impl Authz {
                 input.context.len()
             )));
         }
+        // A misspelt flag would silently read as false and could drop a requirement: refuse it.
+        if let Some(unknown) = input
+            .context
+            .keys()
+            .find(|k| !self.catalog.context_flags().iter().any(|f| &f.key == *k))
+        {
+            return Err(Error::Invalid(format!(
+                "context flag {unknown:?} is not declared in the catalog; GetCatalog lists the context_flags"
+            )));
+        }
         let target = self.target(input.target.as_ref())?;
         let resource = input
             .resource

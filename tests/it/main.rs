@@ -12,6 +12,7 @@ mod delegation;
 mod deploy;
 mod gate;
 mod helpers;
+mod hostile;
 mod metrics;
 mod pg;
 mod preview;
