@@ -583,27 +583,33 @@ impl Authz {
         // Unblocking gives back everything the user holds: an actor may only do that for a
         // user whose permissions it holds itself.
         if caller.is_actor() && status == UserStatus::Active {
-            let (mut target, _) = self
+            let (target, _) = self
                 .store
                 .subject(tenant_id, user_id, Consistency::Full)
                 .await?;
-            if let Some(user) = target.user.take() {
-                let mut active = (*user).clone();
-                active.status = UserStatus::Active;
-                target.user = Some(Arc::new(active));
-                let scoped: Vec<ScopedGrant> = decide::scoped_grants(&target)
-                    .into_iter()
-                    .map(|(g, _)| g)
-                    .collect();
-                caller
-                    .check(|a| rules::may_give(&self.catalog, a, &target.effective(), &scoped))?;
-            }
+            self.may_give_all_of(&caller, target)?;
         }
         let done = self
             .store
             .set_user_status(tenant_id, &caller.ctx(call.mode), user_id, status)
             .await?;
         Ok(done.map(|u| self.user_view(&caller, u)))
+    }
+
+    /// Refuses an actor that does not hold everything `target` would hold while active: its
+    /// unscoped permissions and its scoped grants.
+    fn may_give_all_of(&self, caller: &Caller, mut target: Subject) -> Result<()> {
+        let Some(user) = target.user.take() else {
+            return Ok(());
+        };
+        let mut active = (*user).clone();
+        active.status = UserStatus::Active;
+        target.user = Some(Arc::new(active));
+        let scoped: Vec<ScopedGrant> = decide::scoped_grants(&target)
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        caller.check(|a| rules::may_give(&self.catalog, a, &target.effective(), &scoped))
     }
 
     // ---- Groups ----
@@ -1090,6 +1096,21 @@ impl Authz {
             .caller(tenant_id, call.actor, AdminOp::RestrictUsers)
             .await?;
         caller.check(|a| rules::may_restrict(&self.catalog, a, t, ids.as_ref()))?;
+        // Lifting or widening a limit gives the user back access on more resources: an actor
+        // may only do that for a user whose permissions it holds itself.
+        if caller.is_actor() {
+            let (target, _) = self
+                .store
+                .subject(tenant_id, user_id, Consistency::Full)
+                .await?;
+            let widens = target.restriction(t).is_some_and(|current| match &ids {
+                None => true,
+                Some(new) => !new.is_subset(&current.ids),
+            });
+            if widens {
+                self.may_give_all_of(&caller, target)?;
+            }
+        }
         Ok(self
             .store
             .set_restriction(tenant_id, &caller.ctx(call.mode), user_id, t, ids)

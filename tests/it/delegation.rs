@@ -547,6 +547,70 @@ async fn restricted_actors_restrict_only_within_their_limit(backend: Backend) {
     );
 }
 
+/// Lifting or widening a limit gives a user back access on more resources, so it is giving:
+/// an actor without a limit of its own still needs everything the user holds. (Found by the
+/// delegation property in `model.rs`.)
+async fn lifting_a_limit_needs_what_the_user_holds(backend: Backend) {
+    let app = setup(backend).await;
+    let mut admin = app.admin.clone();
+    let restrict =
+        |actor: &str, user: &str, ids: &[&str], clear: bool| pb::SetRestrictionsRequest {
+            tenant_id: "t".into(),
+            user_id: user.into(),
+            resource_type: "folder".into(),
+            resource_ids: ids.iter().map(|i| i.to_string()).collect(),
+            clear,
+            actor_user_id: actor.into(),
+            ..Default::default()
+        };
+    app.grant(
+        "t",
+        "limiter",
+        &["edit_users", "limit_staff_campaign_access", "view_reports"],
+        None,
+    )
+    .await;
+    for user in ["owner", "reader"] {
+        admin
+            .set_restrictions(restrict("", user, &["a", "b"], false))
+            .await
+            .unwrap();
+    }
+    app.grant("t", "reader", &["view_reports"], None).await;
+    let on = |user: &str, folder: &str| pb::CheckRequest {
+        resource: Some(pb::Resource {
+            r#type: "folder".into(),
+            id: folder.into(),
+        }),
+        ..perm_check("t", user, "view_reports")
+    };
+
+    // Narrowing takes access away: always allowed.
+    admin
+        .set_restrictions(restrict("limiter", "owner", &["a"], false))
+        .await
+        .unwrap();
+    let rev = app.app.get_tenant("t").await.unwrap().revision;
+    for (ids, clear) in [(&["a", "c"][..], false), (&[][..], true)] {
+        assert_status(
+            admin
+                .set_restrictions(restrict("limiter", "owner", ids, clear))
+                .await,
+            Code::PermissionDenied,
+            &["delete_customers"],
+        );
+    }
+    assert_eq!(app.app.get_tenant("t").await.unwrap().revision, rev);
+    assert!(!app.check(on("owner", "c")).await.unwrap().allowed);
+
+    // For a user holding only what the actor holds, lifting is fine.
+    admin
+        .set_restrictions(restrict("limiter", "reader", &[], true))
+        .await
+        .unwrap();
+    assert!(app.check(on("reader", "c")).await.unwrap().allowed);
+}
+
 async fn stale_versions_are_aborted_and_change_nothing(backend: Backend) {
     let app = setup(backend).await;
     let mut admin = app.admin.clone();
@@ -805,6 +869,7 @@ contract!(
     blocked_unknown_and_foreign_actors,
     an_owner_can_do_what_the_documents_allow,
     restricted_actors_restrict_only_within_their_limit,
+    lifting_a_limit_needs_what_the_user_holds,
     stale_versions_are_aborted_and_change_nothing,
     import_applies_all_rows_or_none,
     import_cannot_escalate,

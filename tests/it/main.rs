@@ -14,9 +14,16 @@ mod gate;
 mod helpers;
 mod hostile;
 mod metrics;
+mod model;
 mod pg;
 mod preview;
 mod replicas;
 mod surface;
 mod tls;
 mod tracing;
+
+/// Whether the slow scenarios run (more cases, longer runs, injected faults): `.ci/run` sets
+/// `AUTHZ_SLOW_TESTS=1`.
+pub fn slow() -> bool {
+    std::env::var_os("AUTHZ_SLOW_TESTS").is_some_and(|v| !v.is_empty() && v != "0")
+}
