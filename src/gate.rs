@@ -7,8 +7,8 @@
 //!   in constant time and never logged. With no keys configured every caller is an operator
 //!   (the binary then refuses non-loopback addresses unless told `--insecure`).
 //! - **Admission**: at most `max_concurrent` requests run at once; more are shed at once with
-//!   RESOURCE_EXHAUSTED rather than queued into collapse. Each request has a deadline
-//!   (DEADLINE_EXCEEDED past it).
+//!   RESOURCE_EXHAUSTED rather than queued into collapse. Each request has a deadline, the
+//!   server's limit or the caller's `grpc-timeout` if sooner (DEADLINE_EXCEEDED past it).
 //!
 //! Health and reflection stay open: probes and `grpcurl list` need no key.
 
@@ -347,17 +347,46 @@ where
         );
         return Box::pin(async move { Ok(refuse(Status::resource_exhausted(msg))) });
     };
-    let timeout = layer.timeout;
+    // The caller's own deadline (`grpc-timeout`) when it is the sooner one. tonic's outer timer
+    // would answer CANCELLED at that instant; this one fires a hair earlier with the code the
+    // gRPC spec gives an expired deadline.
+    let server = layer.timeout;
+    let client = grpc_timeout(req.headers())
+        .filter(|c| *c < server)
+        .map(|c| c.saturating_sub((c / 20).min(Duration::from_millis(5))));
     let call = inner.call(req);
     Box::pin(async move {
-        let out = match tokio::time::timeout(timeout, call).await {
+        let out = match tokio::time::timeout(client.unwrap_or(server), call).await {
             Ok(result) => result,
-            Err(_) => Ok(refuse(Status::deadline_exceeded(format!(
-                "the request did not finish within the server's {timeout:?} limit"
-            )))),
+            Err(_) => Ok(refuse(Status::deadline_exceeded(match client {
+                Some(_) => {
+                    "the caller's deadline (grpc-timeout) passed before the request finished"
+                        .to_owned()
+                }
+                None => format!("the request did not finish within the server's {server:?} limit"),
+            }))),
         };
         drop(permit);
         out
+    })
+}
+
+/// The `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
     })
 }
 
@@ -373,6 +402,23 @@ pub fn role<T>(request: &tonic::Request<T>) -> Role {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeout_headers() {
+        let parse = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-timeout", http::HeaderValue::from_str(v).unwrap());
+            grpc_timeout(&h)
+        };
+        assert_eq!(parse("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "123456789m", "12x", "-1S", "1.5S"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&http::HeaderMap::new()), None);
+    }
 
     #[test]
     fn keys_parse_and_validate() {

@@ -3,7 +3,7 @@
 
 pub mod admin;
 pub mod authz;
-mod convert;
+pub mod convert;
 mod status;
 
 /// Generated from `proto/authz/v1/*.proto` by `build.rs`.

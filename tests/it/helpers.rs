@@ -170,10 +170,11 @@ pub async fn spawn_replica_with(
     after_load: Option<AfterLoad>,
 ) -> TestApp {
     spawn_replica_full(
-        url,
+        PgOptions::new(url),
         catalog,
         after_load,
         authz::server::ServerOptions::default(),
+        None,
     )
     .await
 }
@@ -182,19 +183,25 @@ pub async fn spawn_replica_with(
 /// when they carry metrics, invalidation lags recorded there).
 pub async fn spawn_pg_gated(options: authz::server::ServerOptions) -> TestApp {
     let (url, _) = crate::pg::fresh_database().await;
-    spawn_replica_full(&url, MAESTRA, None, options).await
+    spawn_replica_full(PgOptions::new(url), MAESTRA, None, options, None).await
 }
 
-async fn spawn_replica_full(
-    url: &str,
+/// A replica with these store and admission options (pool size, statement timeout, deadlines),
+/// and a cache of `cache_bytes` when given.
+pub async fn spawn_replica_full(
+    pg: PgOptions,
     catalog: &str,
     after_load: Option<AfterLoad>,
     server_options: authz::server::ServerOptions,
+    cache_bytes: Option<u64>,
 ) -> TestApp {
     let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
-    let pg = Arc::new(PostgresStore::new(catalog.clone(), &PgOptions::new(url)).unwrap());
+    let url = pg.url.clone();
+    let pg = Arc::new(PostgresStore::new(catalog.clone(), &pg).unwrap());
     pg.migrate().await.unwrap();
+    let defaults = CacheOptions::default();
     let options = CacheOptions {
+        max_bytes: cache_bytes.unwrap_or(defaults.max_bytes),
         max_staleness: MAX_STALENESS,
         listener: ListenerOptions {
             heartbeat: Duration::from_millis(100),
@@ -205,7 +212,7 @@ async fn spawn_replica_full(
         lag_observer: server_options.metrics.clone().map(|m| {
             authz::store::cached::LagObserver(Arc::new(move |lag| m.invalidation_lag(lag)))
         }),
-        ..CacheOptions::default()
+        ..defaults
     };
     let cached = Arc::new(CachedStore::start(pg, catalog.clone(), options));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -220,7 +227,7 @@ async fn spawn_replica_full(
     start_with(
         catalog,
         cached.clone(),
-        Some(url.to_owned()),
+        Some(url),
         Some(cached),
         server_options,
     )

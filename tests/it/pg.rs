@@ -121,12 +121,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_cluster() -> Result<String, String> {
+/// A fresh cluster directory owned by the database user, with `initdb` run in `dir/data`.
+fn init_cluster(tag: &str) -> Result<(PathBuf, PathBuf, PathBuf, bool), String> {
     let bin = server_bin_dir().ok_or(
         "no AUTHZ_TEST_DATABASE_URL and no PostgreSQL server binaries (initdb, postgres) found",
     )?;
     let root = is_root();
-    let dir = std::env::temp_dir().join(format!("authz-test-pg-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("authz-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     if root {
@@ -163,6 +164,11 @@ fn start_cluster() -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    Ok((bin, dir, data, root))
+}
+
+fn start_cluster() -> Result<String, String> {
+    let (bin, dir, data, root) = init_cluster("pg")?;
     let port = free_port();
     // A watchdog shell stops the server and removes the cluster when this test process exits.
     let script = format!(
@@ -221,4 +227,103 @@ fn database_urls() {
         with_database("postgres://u@h:1/db?sslmode=disable", "x"),
         "postgres://u@h:1/x?sslmode=disable"
     );
+}
+
+/// A cluster of a test's own, which the test may stop, start and signal (fault injection). Its
+/// directory is removed on drop, or by a watchdog if the test process dies.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    root: bool,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// Starts a new cluster from the local server binaries.
+    pub fn new(tag: &str) -> Cluster {
+        let (bin, dir, data, root) =
+            init_cluster(tag).unwrap_or_else(|e| panic!("{e}\n{HOW_TO_GET_POSTGRES}"));
+        let cluster = Cluster {
+            bin,
+            dir,
+            data,
+            root,
+            port: free_port(),
+        };
+        let script = format!(
+            "while [ -d /proc/{parent} ]; do sleep 0.5; done; '{ctl}' -D '{data}' stop -m immediate; rm -rf '{dir}'",
+            parent = std::process::id(),
+            ctl = cluster.bin.join("pg_ctl").display(),
+            data = cluster.data.display(),
+            dir = cluster.dir.display(),
+        );
+        // The watchdog outlives this test on purpose: it cleans up after the process exits.
+        #[allow(clippy::zombie_processes)]
+        as_db_user(Path::new("/bin/sh"), root)
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        cluster.start();
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let out = as_db_user(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(&self.data)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) {
+        let options = format!(
+            "-p {} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log");
+        self.ctl(&[
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            &options,
+            "-l",
+            &log.to_string_lossy(),
+            "start",
+        ]);
+    }
+
+    /// Stops the server: `fast` disconnects clients and shuts down cleanly, `immediate` is a crash.
+    pub fn stop(&self, mode: &str) {
+        self.ctl(&["-w", "-m", mode, "stop"]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_db_user(&self.bin.join("pg_ctl"), self.root)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

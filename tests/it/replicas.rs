@@ -325,8 +325,16 @@ impl Rng {
     }
 }
 
+/// Repeated (three rounds with different seeds) when `AUTHZ_SLOW_TESTS` is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_ends_with_every_replica_equal_to_the_database() {
+    let rounds = if crate::slow() { 3 } else { 1 };
+    for round in 0..rounds {
+        stress_round(round).await;
+    }
+}
+
+async fn stress_round(round: u64) {
     let (a, b) = pair().await;
     a.tenant("t").await;
     let mut admin = a.admin.clone();
@@ -356,7 +364,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
         let admin = a.admin.clone();
         let users = users.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9e37_79b9 + w);
+            let mut rng = Rng(0x9e37_79b9 + w + 1000 * round);
             let mut admin = admin;
             let mut n = 0;
             while Instant::now() < deadline {
@@ -428,7 +436,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
         let client = app.authz.clone();
         let users = users.clone();
         checkers.push(tokio::spawn(async move {
-            let mut rng = Rng(0x1234_5678 + i as u64);
+            let mut rng = Rng(0x1234_5678 + i as u64 + 1000 * round);
             let mut client = client;
             let mut n = 0;
             while Instant::now() < deadline {
@@ -451,7 +459,7 @@ async fn stress_ends_with_every_replica_equal_to_the_database() {
     for c in checkers {
         checks += c.await.unwrap();
     }
-    eprintln!("stress: {writes} writes, {checks} checks");
+    eprintln!("FIGURES stress round {round}: {writes} writes, {checks} checks");
     assert!(
         writes > 20 && checks > 100,
         "the stress did some work: {writes} writes, {checks} checks"
