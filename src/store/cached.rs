@@ -101,6 +101,9 @@ struct Generations {
     hasher: std::collections::hash_map::RandomState,
     slots: Box<[AtomicU64]>,
     global: AtomicU64,
+    /// Counts invalidations, bumped *before* their slot: a bulk read that sees it unchanged
+    /// across the read and its generation capture raced no invalidation.
+    epoch: AtomicU64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -117,7 +120,12 @@ impl Generations {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             global: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     fn slot(&self, key: &str) -> &AtomicU64 {
@@ -133,10 +141,12 @@ impl Generations {
     }
 
     fn bump(&self, key: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.slot(key).fetch_add(1, Ordering::AcqRel);
     }
 
     fn bump_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.global.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -337,6 +347,99 @@ impl CachedStore {
         }
         self.shared.invalidate(tenant_id, &touched);
         let _ = self.shared.commits.send((tenant_id.to_owned(), revision));
+    }
+
+    /// Fills the cache from bulk reads of every tenant's custom groups and then users, up to
+    /// `max_users` users, so a new replica does not answer its first checks from the database
+    /// one by one. A page is stored only if no invalidation began between its read and the
+    /// capture of its keys' generations (otherwise it is read again), so an invalidation that
+    /// lands meanwhile still wins. Returns the users stored.
+    pub async fn warm(&self, max_users: usize) -> Result<usize> {
+        const PAGE: usize = 10_000;
+        const ATTEMPTS: usize = 5;
+        let sh = &self.shared;
+        let mut after = (String::new(), String::new());
+        loop {
+            let mut last = None;
+            for _ in 0..ATTEMPTS {
+                let epoch = sh.group_gens.epoch();
+                let page = self.inner.load_groups_page(&after, PAGE as i64).await?;
+                let keyed: Vec<_> = page
+                    .into_iter()
+                    .map(|(t, g, r)| (key(&t, &g.key), t, g, r))
+                    .collect();
+                let gens: Vec<Gen> = keyed.iter().map(|e| sh.group_gens.current(&e.0)).collect();
+                last = keyed
+                    .last()
+                    .map(|(_, t, g, _)| (t.clone(), g.key.clone(), keyed.len()));
+                if sh.group_gens.epoch() != epoch {
+                    continue;
+                }
+                for ((k, _, g, revision), generation) in keyed.into_iter().zip(gens) {
+                    let value = Some(Arc::new(g));
+                    sh.groups.insert(
+                        k,
+                        Arc::new(Entry {
+                            value,
+                            revision,
+                            generation,
+                        }),
+                    );
+                }
+                break;
+            }
+            match last {
+                Some((t, g, n)) if n == PAGE => after = (t, g),
+                _ => break,
+            }
+        }
+        let mut after = (String::new(), String::new());
+        let mut stored = 0;
+        let mut read = 0;
+        while read < max_users {
+            let limit = PAGE.min(max_users - read);
+            let mut last = None;
+            for _ in 0..ATTEMPTS {
+                let epoch = sh.user_gens.epoch();
+                let page = self.inner.load_users_page(&after, limit as i64).await?;
+                let keyed: Vec<_> = page
+                    .into_iter()
+                    .map(|(t, u, g, r)| (key(&t, &u), t, u, g, r))
+                    .collect();
+                let gens: Vec<Gen> = keyed.iter().map(|e| sh.user_gens.current(&e.0)).collect();
+                last = keyed
+                    .last()
+                    .map(|(_, t, u, _, _)| (t.clone(), u.clone(), keyed.len()));
+                if sh.user_gens.epoch() != epoch {
+                    continue;
+                }
+                stored += keyed.len();
+                for ((k, _, _, g, revision), generation) in keyed.into_iter().zip(gens) {
+                    let value = Some(Arc::new(g));
+                    sh.users.insert(
+                        k,
+                        Arc::new(Entry {
+                            value,
+                            revision,
+                            generation,
+                        }),
+                    );
+                }
+                break;
+            }
+            match last {
+                Some((t, u, n)) => {
+                    read += n;
+                    after = (t, u);
+                    if n < limit {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        sh.stats.loads.fetch_add(stored as u64, Ordering::Relaxed);
+        Ok(stored)
     }
 
     /// The cached entry for `k`, or a fresh one from `load`. The race guard lives here, once:

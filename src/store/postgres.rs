@@ -739,6 +739,82 @@ impl PostgresStore {
         Ok((groups, revision))
     }
 
+    /// One page of every tenant's users, ordered by (tenant, user) and strictly after `after`,
+    /// each with its tenant's revision: the bulk read behind cache warm-up.
+    pub async fn load_users_page(
+        &self,
+        after: &(String, String),
+        limit: i64,
+    ) -> Result<Vec<(String, String, UserGrants, Revision)>> {
+        let sql = &format!(
+            "SELECT t.revision, u.tenant_id, {USER_COLUMNS}
+             FROM users u JOIN tenants t ON t.tenant_id = u.tenant_id
+             WHERE (u.tenant_id, u.user_id) > ($1, $2)
+             ORDER BY u.tenant_id, u.user_id LIMIT $3"
+        );
+        let (t, u) = (&after.0, &after.1);
+        let rows = self
+            .read(move |c| async move {
+                let stmt = c.prepare_cached(sql).await?;
+                c.query(&stmt, &[t, u, &limit]).await
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let info = self.user_info(r);
+                (
+                    r.get(1),
+                    info.user_id,
+                    UserGrants {
+                        status: info.status,
+                        groups: info.groups,
+                        direct: info.direct,
+                        scoped: info.scoped,
+                        restrictions: info.restrictions,
+                    },
+                    rev(r.get(0)),
+                )
+            })
+            .collect())
+    }
+
+    /// One page of every tenant's custom groups, like [`Self::load_users_page`].
+    pub async fn load_groups_page(
+        &self,
+        after: &(String, String),
+        limit: i64,
+    ) -> Result<Vec<(String, GroupGrants, Revision)>> {
+        let sql = &format!(
+            "SELECT t.revision, g.tenant_id, {GROUP_COLUMNS}
+             FROM groups g JOIN tenants t ON t.tenant_id = g.tenant_id
+             WHERE (g.tenant_id, g.group_key) > ($1, $2)
+             ORDER BY g.tenant_id, g.group_key LIMIT $3"
+        );
+        let (t, k) = (&after.0, &after.1);
+        let rows = self
+            .read(move |c| async move {
+                let stmt = c.prepare_cached(sql).await?;
+                c.query(&stmt, &[t, k, &limit]).await
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let info = self.group_info(r);
+                (
+                    r.get(1),
+                    GroupGrants {
+                        key: info.def.key,
+                        permissions: info.def.permissions,
+                        scoped: info.def.scoped,
+                    },
+                    rev(r.get(0)),
+                )
+            })
+            .collect())
+    }
+
     /// Builds a subject from the user and group loads, reading custom groups fresh.
     pub async fn load_subject(
         &self,

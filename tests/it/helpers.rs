@@ -82,6 +82,21 @@ impl TestApp {
             .revision
     }
 
+    pub async fn remove_from(&self, tenant: &str, group: &str, user: &str) -> String {
+        self.admin
+            .clone()
+            .remove_group_members(pb::RemoveGroupMembersRequest {
+                tenant_id: tenant.into(),
+                group_key: group.into(),
+                user_ids: vec![user.into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .revision
+    }
+
     pub async fn grant(
         &self,
         tenant: &str,

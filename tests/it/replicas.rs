@@ -604,3 +604,48 @@ async fn killed_pool_connections_are_replaced_transparently() {
         );
     }
 }
+
+/// A new replica warms its cache from bulk reads: its first checks are hits, and a revoke
+/// after the warm-up is still seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warmed_replica_answers_from_cache_and_still_sees_revokes() {
+    use std::sync::atomic::Ordering;
+    let a = spawn(Backend::Postgres, MAESTRA).await;
+    for t in ["t1", "t2"] {
+        a.tenant(t).await;
+        a.add(t, "analysts", &["u0", "u1", "u2"]).await;
+    }
+    a.admin
+        .clone()
+        .create_group(pb::CreateGroupRequest {
+            tenant_id: "t2".into(),
+            group: Some(pb::Group {
+                key: "g".into(),
+                name: "G".into(),
+                permissions: vec!["delete_customers".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    a.add("t2", "g", &["u1"]).await;
+    let b = spawn_replica(a.db_url.as_ref().unwrap(), MAESTRA).await;
+    let cache = b.cached.as_ref().unwrap();
+    assert_eq!(cache.warm(5).await.unwrap(), 5, "stops at the limit");
+    assert_eq!(cache.warm(1000).await.unwrap(), 6);
+    let loads = cache.stats().loads.load(Ordering::Relaxed);
+    assert!(b.allowed("t1", "u0", "view_reports").await);
+    assert!(b.allowed("t2", "u1", "delete_customers").await);
+    assert!(!b.allowed("t2", "u2", "delete_customers").await);
+    assert_eq!(
+        cache.stats().loads.load(Ordering::Relaxed),
+        loads,
+        "warmed users and groups are not loaded again"
+    );
+    a.remove_from("t2", "g", "u1").await;
+    within(MAX_STALENESS, "B sees the revoke after warming", || async {
+        !b.allowed("t2", "u1", "delete_customers").await
+    })
+    .await;
+}
