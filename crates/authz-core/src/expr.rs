@@ -141,14 +141,21 @@ impl Expr {
                 failed_parts: Vec::new(),
             };
         }
+        // Report only a set that really fixes it: a failing negation or flag elsewhere, or a
+        // negation that the added permissions would break, leaves nothing to report.
         let need = missing(&self.root, has, flag);
+        let fixes = need.fixable && self.holds(&|p| has(p) || need.perms.contains(p), flag);
         let failing: Vec<&Spanned> = match &self.root.node {
             Node::And(children) => children.iter().filter(|c| !holds(c, has, flag)).collect(),
             _ => vec![&self.root],
         };
         Outcome {
             allowed: false,
-            missing: need.perms.iter().collect(),
+            missing: if fixes {
+                need.perms.iter().collect()
+            } else {
+                Vec::new()
+            },
             failed_parts: failing
                 .into_iter()
                 .map(|s| self.source[s.start..s.end].trim().to_owned())
@@ -567,6 +574,19 @@ mod tests {
         );
     }
 
+    /// Found by fuzzing (`view_reports & !(view_flows | !ctx.multibrand)`): a failing negation
+    /// beside a missing permission used to report the permission, which fixes nothing.
+    #[test]
+    fn missing_is_only_reported_when_it_fixes_the_check() {
+        check("a & !(b | !ctx.m)", &["b"], &[], false, &[]);
+        check("a & !(b | !ctx.m)", &["a"], &["m"], true, &[]);
+        check("a & !(b | !ctx.m)", &[], &[], false, &[]);
+        check("a & !b", &[], &[], false, &["a"]);
+        // Adding the missing permission would break the negation beside it.
+        check("b & !b", &[], &[], false, &[]);
+        check("(b | c) & !b", &[], &[], false, &[]);
+    }
+
     #[test]
     fn evaluation_table() {
         check("a", &["a"], &[], true, &[]);
@@ -598,7 +618,9 @@ mod tests {
             &["view_brands"],
         );
         check("ctx.x & a", &["a"], &[], false, &[]);
-        check("ctx.x & a", &[], &[], false, &["a"]);
+        // No grant makes it pass while the flag is false: nothing is reported missing.
+        check("ctx.x & a", &[], &[], false, &[]);
+        check("ctx.x & a", &[], &["x"], false, &["a"]);
         check("ctx.x", &[], &["x"], true, &[]);
     }
 
