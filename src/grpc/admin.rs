@@ -530,6 +530,10 @@ impl AdminService for AdminApi {
         request: Request<pb::ListPermissionsRequest>,
     ) -> Reply<pb::ListPermissionsResponse> {
         let r = request.into_inner();
+        if !r.actor_user_id.is_empty() {
+            crate::validate::id("actor_user_id", &r.actor_user_id).map_err(to_status)?;
+        }
+        crate::validate::text("section", &r.section).map_err(to_status)?;
         let permissions = self
             .app
             .catalog()
@@ -554,6 +558,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListActionsRequest>,
     ) -> Reply<pb::ListActionsResponse> {
         let r = request.into_inner();
+        crate::validate::text("prefix", &r.prefix).map_err(to_status)?;
         let actions = self
             .app
             .catalog()

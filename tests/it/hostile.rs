@@ -398,6 +398,19 @@ fn cases(app: &TestApp) -> Vec<Case> {
         // Actors are ids too; an empty actor means an operator call, so it is not bad here.
         if !bad.is_empty() {
             cases.push(case(
+                format!("ListPermissions {what} actor"),
+                Code::InvalidArgument,
+                &["actor_user_id", part],
+                admin!(
+                    app,
+                    list_permissions,
+                    pb::ListPermissionsRequest {
+                        actor_user_id: bad.clone(),
+                        ..Default::default()
+                    }
+                ),
+            ));
+            cases.push(case(
                 format!("AddGroupMembers {what} actor"),
                 Code::InvalidArgument,
                 &["actor_user_id", part],
@@ -934,6 +947,18 @@ fn cases(app: &TestApp) -> Vec<Case> {
 
     // Lists, pages and batches.
     cases.extend([
+        case(
+            "ListActions control character in prefix",
+            Code::InvalidArgument,
+            &["prefix"],
+            admin!(
+                app,
+                list_actions,
+                pb::ListActionsRequest {
+                    prefix: "customers\u{0}".into()
+                }
+            ),
+        ),
         case(
             "BatchCheck empty",
             Code::InvalidArgument,
