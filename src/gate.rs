@@ -354,9 +354,12 @@ where
     let client = grpc_timeout(req.headers())
         .filter(|c| *c < server)
         .map(|c| c.saturating_sub((c / 20).min(Duration::from_millis(5))));
+    // The deadline starts now, not at the future's first poll: tonic's timer started when the
+    // request arrived, and ours must stay the earlier one.
+    let deadline = tokio::time::Instant::now() + client.unwrap_or(server);
     let call = inner.call(req);
     Box::pin(async move {
-        let out = match tokio::time::timeout(client.unwrap_or(server), call).await {
+        let out = match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => Ok(refuse(Status::deadline_exceeded(match client {
                 Some(_) => {
