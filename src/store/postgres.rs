@@ -34,10 +34,15 @@ use tokio_postgres::{NoTls, Row};
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (2, "audit", include_str!("../../migrations/0002_audit.sql")),
+    (
+        3,
+        "member_count",
+        include_str!("../../migrations/0003_member_count.sql"),
+    ),
 ];
 
 /// The schema version this build needs.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Serialises concurrent `migrate` runs (an arbitrary, fixed advisory-lock key).
 const MIGRATION_LOCK: i64 = 0x6175_7468_7a00;
@@ -147,7 +152,7 @@ const USER_COLUMNS: &str = "
 
 const GROUP_COLUMNS: &str = "
     g.group_key, g.name, g.description, g.permissions, g.version,
-    (SELECT count(*) FROM memberships m WHERE m.tenant_id = g.tenant_id AND m.group_key = g.group_key) AS members,
+    g.member_count AS members,
     ARRAY(SELECT s.permission FROM group_scoped_grants s WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key
           ORDER BY s.permission, s.resource_type, s.resource_id) AS sp,
     ARRAY(SELECT s.resource_type FROM group_scoped_grants s WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key

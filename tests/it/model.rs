@@ -613,6 +613,34 @@ fn the_service_behaves_like_the_model(backend: Backend) {
                     i,
                     op
                 );
+                let counts: BTreeMap<String, i64> = app
+                    .admin
+                    .clone()
+                    .list_groups(pb::ListGroupsRequest {
+                        tenant_id: tenant.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .groups
+                    .into_iter()
+                    .filter(|g| !g.system)
+                    .map(|g| (g.key, g.member_count))
+                    .collect();
+                let want: BTreeMap<String, i64> = model
+                    .custom
+                    .keys()
+                    .map(|g| {
+                        let n = model
+                            .users
+                            .values()
+                            .filter(|m| m.groups.contains(g))
+                            .count();
+                        (g.clone(), n as i64)
+                    })
+                    .collect();
+                prop_assert_eq!(counts, want, "member counts after step {} {:?}", i, op);
                 steps.fetch_add(1, Ordering::Relaxed);
             }
             Ok::<(), TestCaseError>(())
