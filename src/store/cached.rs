@@ -349,21 +349,33 @@ impl CachedStore {
         let _ = self.shared.commits.send((tenant_id.to_owned(), revision));
     }
 
+    /// Pages of the bulk reads behind [`Self::warm`], and how often a page that raced an
+    /// invalidation is read again before it is skipped (left to load on demand).
+    const WARM_PAGE: usize = 10_000;
+    const WARM_ATTEMPTS: usize = 5;
+
     /// Fills the cache from bulk reads of every tenant's custom groups and then users, up to
     /// `max_users` users, so a new replica does not answer its first checks from the database
     /// one by one. A page is stored only if no invalidation began between its read and the
     /// capture of its keys' generations (otherwise it is read again), so an invalidation that
     /// lands meanwhile still wins. Returns the users stored.
     pub async fn warm(&self, max_users: usize) -> Result<usize> {
-        const PAGE: usize = 10_000;
-        const ATTEMPTS: usize = 5;
+        self.warm_groups().await?;
+        self.warm_users(max_users).await
+    }
+
+    /// The custom-group half of [`Self::warm`].
+    pub async fn warm_groups(&self) -> Result<()> {
         let sh = &self.shared;
         let mut after = (String::new(), String::new());
         loop {
             let mut last = None;
-            for _ in 0..ATTEMPTS {
+            for _ in 0..Self::WARM_ATTEMPTS {
                 let epoch = sh.group_gens.epoch();
-                let page = self.inner.load_groups_page(&after, PAGE as i64).await?;
+                let page = self
+                    .inner
+                    .load_groups_page(&after, Self::WARM_PAGE as i64)
+                    .await?;
                 let keyed: Vec<_> = page
                     .into_iter()
                     .map(|(t, g, r)| (key(&t, &g.key), t, g, r))
@@ -389,17 +401,23 @@ impl CachedStore {
                 break;
             }
             match last {
-                Some((t, g, n)) if n == PAGE => after = (t, g),
+                Some((t, g, n)) if n == Self::WARM_PAGE => after = (t, g),
                 _ => break,
             }
         }
+        Ok(())
+    }
+
+    /// The user half of [`Self::warm`]: up to `max_users` users; returns the users stored.
+    pub async fn warm_users(&self, max_users: usize) -> Result<usize> {
+        let sh = &self.shared;
         let mut after = (String::new(), String::new());
         let mut stored = 0;
         let mut read = 0;
         while read < max_users {
-            let limit = PAGE.min(max_users - read);
+            let limit = Self::WARM_PAGE.min(max_users - read);
             let mut last = None;
-            for _ in 0..ATTEMPTS {
+            for _ in 0..Self::WARM_ATTEMPTS {
                 let epoch = sh.user_gens.epoch();
                 let page = self.inner.load_users_page(&after, limit as i64).await?;
                 let keyed: Vec<_> = page

@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit;
+mod bench;
 mod binary;
 mod check;
 mod delegation;

@@ -116,7 +116,8 @@ pub fn decide<F: Fn(&str) -> bool>(
         Target::Permission(p) => {
             let ok = has(p);
             let missing = if ok { Vec::new() } else { vec![p] };
-            let failed = if ok {
+            // Only an explanation shows the failing parts: no string is built otherwise.
+            let failed = if ok || !query.explain {
                 Vec::new()
             } else {
                 vec![catalog.key(p).to_owned()]

@@ -1,0 +1,42 @@
+//! Keeps the benchmark harness working: `scripts/bench.sh --smoke` on a small data set in a
+//! fresh database (every step of the full suite, seconds each, no targets checked). Slow:
+//! runs with `AUTHZ_SLOW_TESTS` set.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_harness_runs_end_to_end() {
+    if !crate::slow() {
+        eprintln!("skipped: set AUTHZ_SLOW_TESTS=1 to run the benchmark smoke run");
+        return;
+    }
+    let (url, _) = crate::pg::fresh_database().await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = tokio::process::Command::new("bash")
+        .arg(format!("{root}/scripts/bench.sh"))
+        .arg("--smoke")
+        .env("AUTHZ_BENCH_DATABASE_URL", &url)
+        .current_dir(root)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench.sh --smoke failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report = std::fs::read_to_string(format!("{root}/target/benchmarks-smoke.md")).unwrap();
+    for section in [
+        "## In-process decision",
+        "### Postgres paths",
+        "### Full in-process path",
+        "### gRPC on loopback",
+        "| cerbos |",
+        "| authz-check |",
+        "| echo |",
+    ] {
+        assert!(
+            report.contains(section),
+            "{section} missing from:\n{report}"
+        );
+    }
+}
