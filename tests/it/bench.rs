@@ -14,6 +14,8 @@ async fn the_benchmark_harness_runs_end_to_end() {
         .arg(format!("{root}/scripts/bench.sh"))
         .arg("--smoke")
         .env("AUTHZ_BENCH_DATABASE_URL", &url)
+        // `cargo test` holds the lock on its own target directory while tests run.
+        .env("CARGO_TARGET_DIR", format!("{root}/target/bench-smoke"))
         .current_dir(root)
         .output()
         .await
