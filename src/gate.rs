@@ -348,12 +348,13 @@ where
         return Box::pin(async move { Ok(refuse(Status::resource_exhausted(msg))) });
     };
     // The caller's own deadline (`grpc-timeout`) when it is the sooner one. tonic's outer timer
-    // would answer CANCELLED at that instant; this one fires a hair earlier with the code the
-    // gRPC spec gives an expired deadline.
+    // would answer CANCELLED at that instant, and the caller's own timer fires then too; this
+    // one fires a tenth earlier (at most 50 ms) so the caller gets DEADLINE_EXCEEDED, the code
+    // the gRPC spec gives an expired deadline, even from a busy server.
     let server = layer.timeout;
     let client = grpc_timeout(req.headers())
         .filter(|c| *c < server)
-        .map(|c| c.saturating_sub((c / 20).min(Duration::from_millis(5))));
+        .map(|c| c.saturating_sub((c / 10).min(Duration::from_millis(50))));
     // The deadline starts now, not at the future's first poll: tonic's timer started when the
     // request arrived, and ours must stay the earlier one.
     let deadline = tokio::time::Instant::now() + client.unwrap_or(server);

@@ -6,7 +6,6 @@
 
 mod admin;
 mod audit;
-mod bench;
 mod binary;
 mod check;
 mod delegation;
