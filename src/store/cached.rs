@@ -30,7 +30,6 @@ use async_trait::async_trait;
 use authz_core::Catalog;
 use authz_core::model::{GroupGrants, ResourceTypeId, Subject, UserGrants, UserStatus};
 use std::collections::BTreeSet;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -97,8 +96,11 @@ pub struct CacheStats {
 }
 
 /// Generation counters: per key slot, plus one global.
+/// The hasher of the caches and the generation slots: keys are short and hashed on every check.
+type FastHash = ahash::RandomState;
+
 struct Generations {
-    hasher: std::collections::hash_map::RandomState,
+    hasher: FastHash,
     slots: Box<[AtomicU64]>,
     global: AtomicU64,
     /// Counts invalidations, bumped *before* their slot: a bulk read that sees it unchanged
@@ -115,7 +117,7 @@ struct Gen {
 impl Generations {
     fn new(slots: usize) -> Self {
         Self {
-            hasher: std::collections::hash_map::RandomState::new(),
+            hasher: FastHash::new(),
             slots: (0..slots.next_power_of_two())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -128,21 +130,26 @@ impl Generations {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn slot(&self, key: &str) -> &AtomicU64 {
-        let h = self.hasher.hash_one(key) as usize;
-        &self.slots[h & (self.slots.len() - 1)]
+    /// The slot `key` hashes to; a user entry keeps its groups' slots, so checking a group's
+    /// generation costs two loads and no hashing.
+    fn index(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) & (self.slots.len() - 1)
+    }
+
+    fn at(&self, index: usize) -> Gen {
+        Gen {
+            global: self.global.load(Ordering::Acquire),
+            slot: self.slots[index].load(Ordering::Acquire),
+        }
     }
 
     fn current(&self, key: &str) -> Gen {
-        Gen {
-            global: self.global.load(Ordering::Acquire),
-            slot: self.slot(key).load(Ordering::Acquire),
-        }
+        self.at(self.index(key))
     }
 
     fn bump(&self, key: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.slot(key).fetch_add(1, Ordering::AcqRel);
+        self.slots[self.index(key)].fetch_add(1, Ordering::AcqRel);
     }
 
     fn bump_all(&self) {
@@ -158,6 +165,50 @@ struct Entry<T> {
     generation: Gen,
 }
 
+/// A user's cache entry: its grants, and its groups resolved once per load.
+struct UserEntry {
+    /// `None`: the user does not exist.
+    value: Option<Arc<UserGrants>>,
+    revision: Revision,
+    generation: Gen,
+    /// One per group of `value`, in the same order.
+    links: Box<[Link]>,
+}
+
+/// How a user entry reaches one of its groups.
+enum Link {
+    /// A catalog group: fixed for the store's life.
+    System(Arc<GroupGrants>),
+    /// A custom group: its generation slot, and the last group cache entry this user used. The
+    /// memo is used only while its generation is current and its revision high enough, exactly
+    /// the test a group cache entry passes, so it is never staler than the group cache; it
+    /// saves the group lookup on every check. A memo lives no longer than its user entry, so
+    /// the TTL safety net holds at twice the TTL.
+    Custom {
+        slot: u32,
+        memo: arc_swap::ArcSwapOption<Entry<GroupGrants>>,
+    },
+}
+
+/// Runs `f` on the cache key of (`tenant_id`, `id`) built in a reused per-thread buffer: a
+/// cache hit allocates nothing.
+fn with_key<R>(tenant_id: &str, id: &str, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut b) => {
+            b.clear();
+            b.push_str(tenant_id);
+            b.push('\0');
+            b.push_str(id);
+            f(&b)
+        }
+        // Not reentered today; if it ever is, fall back to an allocation.
+        Err(_) => f(&key(tenant_id, id)),
+    })
+}
+
 fn key(tenant_id: &str, id: &str) -> String {
     // Ids never hold control characters (validated), so NUL separates unambiguously.
     let mut k = String::with_capacity(tenant_id.len() + id.len() + 1);
@@ -169,8 +220,8 @@ fn key(tenant_id: &str, id: &str) -> String {
 
 /// Shared between the store and the listener task.
 struct Shared {
-    users: moka::sync::Cache<String, Arc<Entry<UserGrants>>>,
-    groups: moka::sync::Cache<String, Arc<Entry<GroupGrants>>>,
+    users: moka::sync::Cache<String, Arc<UserEntry>, FastHash>,
+    groups: moka::sync::Cache<String, Arc<Entry<GroupGrants>>, FastHash>,
     user_gens: Generations,
     group_gens: Generations,
     stats: CacheStats,
@@ -248,7 +299,7 @@ impl Drop for CachedStore {
     }
 }
 
-fn user_weight(k: &str, e: &Entry<UserGrants>) -> u32 {
+fn user_weight(k: &str, e: &UserEntry) -> u32 {
     let v = e.value.as_deref().map_or(0, |u| {
         u.groups.iter().map(|g| g.len() + 24).sum::<usize>()
             + u.scoped
@@ -261,7 +312,8 @@ fn user_weight(k: &str, e: &Entry<UserGrants>) -> u32 {
                 .sum::<usize>()
             + 128
     });
-    u32::try_from(k.len() + v + 64).unwrap_or(u32::MAX)
+    let links = e.links.len() * (std::mem::size_of::<Link>() + 8);
+    u32::try_from(k.len() + v + links + 64).unwrap_or(u32::MAX)
 }
 
 fn group_weight(k: &str, e: &Entry<GroupGrants>) -> u32 {
@@ -282,14 +334,14 @@ impl CachedStore {
         let shared = Arc::new(Shared {
             users: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4 * 3)
-                .weigher(|k: &String, v: &Arc<Entry<UserGrants>>| user_weight(k, v))
+                .weigher(|k: &String, v: &Arc<UserEntry>| user_weight(k, v))
                 .time_to_live(options.ttl)
-                .build(),
+                .build_with_hasher(FastHash::new()),
             groups: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4)
                 .weigher(|k: &String, v: &Arc<Entry<GroupGrants>>| group_weight(k, v))
                 .time_to_live(options.ttl)
-                .build(),
+                .build_with_hasher(FastHash::new()),
             user_gens: Generations::new(1 << 16),
             group_gens: Generations::new(1 << 12),
             stats: CacheStats::default(),
@@ -432,16 +484,9 @@ impl CachedStore {
                     continue;
                 }
                 stored += keyed.len();
-                for ((k, _, _, g, revision), generation) in keyed.into_iter().zip(gens) {
-                    let value = Some(Arc::new(g));
-                    sh.users.insert(
-                        k,
-                        Arc::new(Entry {
-                            value,
-                            revision,
-                            generation,
-                        }),
-                    );
+                for ((k, t, _, g, revision), generation) in keyed.into_iter().zip(gens) {
+                    let entry = self.user_entry(&t, Some(g), revision, generation);
+                    sh.users.insert(k, Arc::new(entry));
                 }
                 break;
             }
@@ -465,7 +510,7 @@ impl CachedStore {
     /// invalidation lands while it runs, the entry is born stale and the next lookup misses.
     async fn lookup<T, Fut>(
         &self,
-        cache: &moka::sync::Cache<String, Arc<Entry<T>>>,
+        cache: &moka::sync::Cache<String, Arc<Entry<T>>, FastHash>,
         gens: &Generations,
         k: String,
         min: Revision,
@@ -497,17 +542,86 @@ impl CachedStore {
         Ok(entry)
     }
 
-    async fn user(
+    /// A user entry for `grants` of `tenant_id`, with its groups linked.
+    fn user_entry(
         &self,
         tenant_id: &str,
-        user_id: &str,
-        min: Revision,
-    ) -> Result<Arc<Entry<UserGrants>>> {
-        let (cache, gens) = (&self.shared.users, &self.shared.user_gens);
-        self.lookup(cache, gens, key(tenant_id, user_id), min, || {
-            self.inner.load_user(tenant_id, user_id)
-        })
-        .await
+        grants: Option<UserGrants>,
+        revision: Revision,
+        generation: Gen,
+    ) -> UserEntry {
+        let links = grants.as_ref().map_or_else(Box::default, |u| {
+            u.groups
+                .iter()
+                .map(|k| match self.catalog.group(k) {
+                    Some(g) => Link::System(g.grants.clone()),
+                    None => Link::Custom {
+                        slot: with_key(tenant_id, k, |k| self.shared.group_gens.index(k)) as u32,
+                        memo: arc_swap::ArcSwapOption::empty(),
+                    },
+                })
+                .collect()
+        });
+        UserEntry {
+            value: grants.map(Arc::new),
+            revision,
+            generation,
+            links,
+        }
+    }
+
+    /// The user's cache entry: a hit, or a load of the user together with its custom groups
+    /// (one round trip), whose entries then fill the group cache and the user's memos.
+    async fn user(&self, tenant_id: &str, user_id: &str, min: Revision) -> Result<Arc<UserEntry>> {
+        let sh = &self.shared;
+        let (generation, hit) = with_key(tenant_id, user_id, |k| {
+            (sh.user_gens.current(k), sh.users.get(k))
+        });
+        if let Some(e) = hit {
+            if e.generation == generation && e.revision >= min {
+                sh.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(e);
+            }
+        }
+        sh.stats.misses.fetch_add(1, Ordering::Relaxed);
+        sh.stats.loads.fetch_add(1, Ordering::Relaxed);
+        let group_epoch = sh.group_gens.epoch();
+        let load = self.inner.load_user_and_groups(tenant_id, user_id).await?;
+        if let Some(hook) = &self.after_load {
+            (hook.0)().await;
+        }
+        let entry = Arc::new(self.user_entry(tenant_id, load.user, load.revision, generation));
+        // The groups read alongside are cached only if no group invalidation began since before
+        // the read (the same guard as the warm-up's); otherwise they load on their own.
+        let keyed: Vec<(String, Gen, GroupGrants)> = load
+            .groups
+            .into_iter()
+            .map(|g| {
+                let k = key(tenant_id, &g.key);
+                let generation = sh.group_gens.current(&k);
+                (k, generation, g)
+            })
+            .collect();
+        if sh.group_gens.epoch() == group_epoch {
+            if let Some(user) = &entry.value {
+                for (k, generation, g) in keyed {
+                    let at = user.groups.iter().position(|u| *u == g.key);
+                    let group = Arc::new(Entry {
+                        value: Some(Arc::new(g)),
+                        revision: load.groups_revision,
+                        generation,
+                    });
+                    if let Some(Link::Custom { memo, .. }) = at.map(|i| &entry.links[i]) {
+                        memo.store(Some(group.clone()));
+                    }
+                    sh.groups.insert(k, group);
+                }
+            }
+        }
+        with_key(tenant_id, user_id, |k| {
+            sh.users.insert(k.to_owned(), entry.clone())
+        });
+        Ok(entry)
     }
 
     async fn group(
@@ -538,17 +652,34 @@ impl CachedStore {
         let Some(grants) = user.value.clone() else {
             return Ok((Subject::default(), revision));
         };
+        let gens = &self.shared.group_gens;
         let mut groups = Vec::with_capacity(grants.groups.len());
-        for k in &grants.groups {
-            match self.catalog.group(k) {
-                Some(g) => groups.push(g.grants.clone()),
-                None => {
-                    let g = self.group(tenant_id, k, min).await?;
-                    revision = revision.min(g.revision);
-                    if let Some(v) = &g.value {
-                        groups.push(v.clone());
-                    }
+        for (k, link) in grants.groups.iter().zip(user.links.iter()) {
+            let (slot, memo) = match link {
+                Link::System(g) => {
+                    groups.push(g.clone());
+                    continue;
                 }
+                Link::Custom { slot, memo } => (*slot as usize, memo),
+            };
+            let current = gens.at(slot);
+            let remembered = memo.load();
+            if let Some(e) = remembered
+                .as_ref()
+                .filter(|e| e.generation == current && e.revision >= min)
+            {
+                revision = revision.min(e.revision);
+                if let Some(v) = &e.value {
+                    groups.push(v.clone());
+                }
+                continue;
+            }
+            drop(remembered);
+            let e = self.group(tenant_id, k, min).await?;
+            memo.store(Some(e.clone()));
+            revision = revision.min(e.revision);
+            if let Some(v) = &e.value {
+                groups.push(v.clone());
             }
         }
         Ok((

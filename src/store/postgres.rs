@@ -160,6 +160,33 @@ const GROUP_COLUMNS: &str = "
     ARRAY(SELECT s.resource_id FROM group_scoped_grants s WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key
           ORDER BY s.permission, s.resource_type, s.resource_id) AS si";
 
+/// One user's row (absent when the tenant has no such user) and the tenant's revision.
+static USER_LOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT t.revision, u.tenant_id IS NOT NULL AS found, {USER_COLUMNS}
+         FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
+         WHERE t.tenant_id = $1"
+    )
+});
+
+/// The custom groups one user is a member of, each with the tenant's revision.
+static USER_GROUPS_LOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT t.revision, {GROUP_COLUMNS}
+         FROM tenants t JOIN groups g ON g.tenant_id = t.tenant_id
+         WHERE t.tenant_id = $1 AND g.group_key IN
+             (SELECT m.group_key FROM memberships m WHERE m.tenant_id = $1 AND m.user_id = $2)"
+    )
+});
+
+/// What [`PostgresStore::load_user_and_groups`] read.
+pub struct UserLoad {
+    pub user: Option<UserGrants>,
+    pub revision: Revision,
+    pub groups: Vec<GroupGrants>,
+    pub groups_revision: Revision,
+}
+
 impl PostgresStore {
     /// Builds the pool; connections are made on first use.
     pub fn new(catalog: Arc<Catalog>, options: &PgOptions) -> Result<Self> {
@@ -678,18 +705,52 @@ impl PostgresStore {
         tenant_id: &str,
         user_id: &str,
     ) -> Result<(Option<UserGrants>, Revision)> {
-        let sql = &format!(
-            "SELECT t.revision, u.tenant_id IS NOT NULL AS found, {USER_COLUMNS}
-             FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
-             WHERE t.tenant_id = $1"
-        );
         let row = self
             .read(move |c| async move {
-                let stmt = c.prepare_cached(sql).await?;
+                let stmt = c.prepare_cached(&USER_LOAD).await?;
                 c.query_opt(&stmt, &[&tenant_id, &user_id]).await
             })
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+            .await?;
+        self.loaded_user(tenant_id, row)
+    }
+
+    /// A user's grants and the grants of the custom groups it is a member of, in one round
+    /// trip: the two statements are pipelined on one connection (the group statement finds
+    /// the groups through the memberships itself). They are two snapshots, each with the
+    /// tenant's revision; a group in the user's list but not in the group rows (a membership
+    /// added in between) is simply not returned, and the caller loads it on its own.
+    pub async fn load_user_and_groups(&self, tenant_id: &str, user_id: &str) -> Result<UserLoad> {
+        let (row, group_rows) = self
+            .read(move |c| async move {
+                let (user_stmt, group_stmt) = tokio::try_join!(
+                    c.prepare_cached(&USER_LOAD),
+                    c.prepare_cached(&USER_GROUPS_LOAD)
+                )?;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                    [&tenant_id, &user_id];
+                tokio::try_join!(
+                    c.query_opt(&user_stmt, &params),
+                    c.query(&group_stmt, &params)
+                )
+            })
+            .await?;
+        let (user, revision) = self.loaded_user(tenant_id, row)?;
+        let groups_revision = group_rows.first().map_or(revision, |r| rev(r.get(0)));
+        let groups = group_rows.iter().map(|r| self.group_grants(r)).collect();
+        Ok(UserLoad {
+            user,
+            revision,
+            groups,
+            groups_revision,
+        })
+    }
+
+    fn loaded_user(
+        &self,
+        tenant_id: &str,
+        row: Option<Row>,
+    ) -> Result<(Option<UserGrants>, Revision)> {
+        let row = row.ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
         let revision = rev(row.get(0));
         if !row.get::<_, bool>(1) {
             return Ok((None, revision));
@@ -705,6 +766,15 @@ impl PostgresStore {
             }),
             revision,
         ))
+    }
+
+    fn group_grants(&self, row: &Row) -> GroupGrants {
+        let info = self.group_info(row);
+        GroupGrants {
+            key: info.def.key,
+            permissions: info.def.permissions,
+            scoped: info.def.scoped,
+        }
     }
 
     /// The grants of the named custom groups that exist, and the tenant's revision, in one
@@ -732,14 +802,7 @@ impl PostgresStore {
         let groups = rows
             .iter()
             .filter(|r| r.get::<_, bool>(1))
-            .map(|r| {
-                let info = self.group_info(r);
-                GroupGrants {
-                    key: info.def.key,
-                    permissions: info.def.permissions,
-                    scoped: info.def.scoped,
-                }
-            })
+            .map(|r| self.group_grants(r))
             .collect();
         Ok((groups, revision))
     }
@@ -820,27 +883,33 @@ impl PostgresStore {
             .collect())
     }
 
-    /// Builds a subject from the user and group loads, reading custom groups fresh.
+    /// Builds a subject from the database alone: the user and its custom groups in one round
+    /// trip, and, in the rare case a membership landed between the two statements, that group
+    /// read on its own.
     pub async fn load_subject(
         &self,
         tenant_id: &str,
         user_id: &str,
     ) -> Result<(Subject, Revision)> {
-        let (user, user_rev) = self.load_user(tenant_id, user_id).await?;
-        let Some(user) = user else {
-            return Ok((Subject::default(), user_rev));
+        let load = self.load_user_and_groups(tenant_id, user_id).await?;
+        let Some(user) = load.user else {
+            return Ok((Subject::default(), load.revision));
         };
-        let custom: Vec<String> = user
+        let mut revision = load.revision.min(load.groups_revision);
+        let missed: Vec<String> = user
             .groups
             .iter()
-            .filter(|k| self.catalog.group(k).is_none())
+            .filter(|k| {
+                self.catalog.group(k).is_none() && !load.groups.iter().any(|g| &g.key == *k)
+            })
             .cloned()
             .collect();
-        let (loaded, group_rev) = if custom.is_empty() {
-            (Vec::new(), user_rev)
-        } else {
-            self.load_groups(tenant_id, &custom).await?
-        };
+        let mut loaded = load.groups;
+        if !missed.is_empty() {
+            let (more, more_rev) = self.load_groups(tenant_id, &missed).await?;
+            revision = revision.min(more_rev);
+            loaded.extend(more);
+        }
         let groups = user
             .groups
             .iter()
@@ -854,7 +923,7 @@ impl PostgresStore {
                 user: Some(Arc::new(user)),
                 groups,
             },
-            user_rev.min(group_rev),
+            revision,
         ))
     }
 }

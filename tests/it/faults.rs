@@ -458,6 +458,19 @@ async fn a_stalled_database_and_an_exhausted_pool_time_out_cleanly() {
     .await;
     app.tenant("t").await;
     app.add("t", "analysts", &["warm"]).await;
+    // Let that write's own notification arrive before warming the entry: arriving later, it
+    // would invalidate the warm entry and send the cached check below to the locked tables
+    // (found under CI load). A heartbeat sent after the write and back means it has arrived.
+    let listener = app.cached.as_ref().unwrap().listener().clone();
+    let written = Instant::now();
+    // (Staleness is counted in whole milliseconds: 2 ms of margin.)
+    while listener
+        .staleness()
+        .is_none_or(|s| s + Duration::from_millis(2) >= written.elapsed())
+    {
+        assert!(written.elapsed() < Duration::from_secs(10), "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(app.allowed("t", "warm", "view_reports").await);
 
     // Lock every table of the schema in a transaction held open on a separate connection.

@@ -93,6 +93,9 @@ async fn rpc_spans_join_the_callers_trace() {
         attribute(&span, "rpc.method").as_deref(),
         Some("/authz.v1.AuthzService/Check")
     );
+    // The subscriber is global: stop exporting, or the other tests' spans would keep going to
+    // this collector after it is gone.
+    telemetry.shutdown();
 }
 
 fn hex(bytes: &[u8]) -> String {

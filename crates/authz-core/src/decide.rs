@@ -9,6 +9,7 @@ use crate::catalog::{Action, Catalog};
 use crate::expr::Expr;
 use crate::model::{ResourceRef, ScopedGrant, Subject, UserStatus};
 use crate::permset::PermId;
+use smallvec::{SmallVec, smallvec};
 use std::collections::BTreeSet;
 
 /// What is being asked.
@@ -28,11 +29,14 @@ pub struct Query<'a, F: Fn(&str) -> bool> {
     pub explain: bool,
 }
 
+/// A denied check's missing permissions; held inline up to four, so a deny allocates nothing.
+pub type Missing = SmallVec<[PermId; 4]>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
     /// Permissions that would make a denied check pass (empty when no permission can).
-    pub missing: Vec<PermId>,
+    pub missing: Missing,
     pub explanation: Option<Explanation>,
 }
 
@@ -115,7 +119,7 @@ pub fn decide<F: Fn(&str) -> bool>(
     let (requirement_holds, missing, failed_parts) = match query.target {
         Target::Permission(p) => {
             let ok = has(p);
-            let missing = if ok { Vec::new() } else { vec![p] };
+            let missing = if ok { Missing::new() } else { smallvec![p] };
             // Only an explanation shows the failing parts: no string is built otherwise.
             let failed = if ok || !query.explain {
                 Vec::new()
@@ -133,7 +137,7 @@ pub fn decide<F: Fn(&str) -> bool>(
     let missing = if active && !requirement_holds {
         missing
     } else {
-        Vec::new()
+        Missing::new()
     };
     let explanation = query.explain.then(|| {
         explain(
@@ -158,7 +162,7 @@ fn evaluate(
     has: &impl Fn(PermId) -> bool,
     flag: &impl Fn(&str) -> bool,
     explain: bool,
-) -> (bool, Vec<PermId>, Vec<String>) {
+) -> (bool, Missing, Vec<String>) {
     // `evaluate` decides with `holds` first and allocates nothing when the expression holds.
     let out = expr.evaluate(has, flag);
     let failed = if explain {
@@ -166,7 +170,7 @@ fn evaluate(
     } else {
         Vec::new()
     };
-    (out.allowed, out.missing, failed)
+    (out.allowed, Missing::from_vec(out.missing), failed)
 }
 
 fn target_permissions(target: Target<'_>) -> Vec<PermId> {

@@ -759,7 +759,7 @@ fn tooljet_scoped_grants() {
     assert!(on(&r42).allowed);
     let denied = on(&r7);
     assert!(!denied.allowed);
-    assert_eq!(denied.missing, vec![c.resolve("edit_app").unwrap()]);
+    assert_eq!(denied.missing.as_slice(), [c.resolve("edit_app").unwrap()]);
     let allowed = authz_core::decide::allowed_resources(&s, c.resolve("edit_app").unwrap(), app);
     assert_eq!(
         allowed,
