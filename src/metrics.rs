@@ -18,6 +18,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,11 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    decisions: IntCounterVec,
+    /// Each known method's series for code OK, resolved once: the common case records with
+    /// no label hashing or lock.
+    ok: HashMap<String, (IntCounter, Histogram)>,
+    allowed: IntCounter,
+    denied: IntCounter,
     invalidation_lag: Histogram,
     store: StoreFamilies,
     /// Serialises scrapes: store counters are copied in, then gathered.
@@ -165,18 +170,46 @@ impl Metrics {
                 )?,
             ],
         };
+        let ok = known_methods()
+            .into_iter()
+            .map(|m| {
+                let handles = (
+                    requests.with_label_values(&[m.as_str(), "OK"]),
+                    latency.with_label_values(&[m.as_str(), "OK"]),
+                );
+                (m, handles)
+            })
+            .collect();
+        let allowed = decisions.with_label_values(&["allow"]);
+        let denied = decisions.with_label_values(&["deny"]);
         Ok(Arc::new(Metrics {
             registry,
             requests,
             latency,
-            decisions,
+            ok,
+            allowed,
+            denied,
             invalidation_lag,
             store,
             scrape: Mutex::new(()),
         }))
     }
 
+    /// Records one RPC. A path that names no method of ours is labelled `unknown`, so
+    /// arbitrary paths cannot grow the series without bound.
     pub fn request(&self, method: &str, code: &str, took: Duration) {
+        if code == "OK" {
+            if let Some((count, latency)) = self.ok.get(method) {
+                count.inc();
+                latency.observe(took.as_secs_f64());
+                return;
+            }
+        }
+        let method = if self.ok.contains_key(method) {
+            method
+        } else {
+            "unknown"
+        };
         self.requests.with_label_values(&[method, code]).inc();
         self.latency
             .with_label_values(&[method, code])
@@ -184,9 +217,17 @@ impl Metrics {
     }
 
     pub fn decision(&self, allowed: bool) {
-        self.decisions
-            .with_label_values(&[if allowed { "allow" } else { "deny" }])
-            .inc();
+        self.decisions(u64::from(allowed), u64::from(!allowed));
+    }
+
+    /// Records a batch's decisions at once.
+    pub fn decisions(&self, allowed: u64, denied: u64) {
+        if allowed > 0 {
+            self.allowed.inc_by(allowed);
+        }
+        if denied > 0 {
+            self.denied.inc_by(denied);
+        }
     }
 
     pub fn invalidation_lag(&self, lag: Duration) {
@@ -216,6 +257,28 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// `/package.Service/Method` for every method the server's own services declare.
+fn known_methods() -> Vec<String> {
+    use prost::Message;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(crate::grpc::FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                out.push(format!(
+                    "/{}.{}/{}",
+                    file.package(),
+                    service.name(),
+                    method.name()
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.

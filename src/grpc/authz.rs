@@ -189,17 +189,22 @@ impl AuthzService for AuthzApi {
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
+        let allowed = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|c| c.decision.allowed))
+            .count() as u64;
+        let decided = results.iter().filter(|r| r.is_ok()).count() as u64;
+        if let Some(m) = &self.metrics {
+            m.decisions(allowed, decided - allowed);
+        }
         let results = results
             .into_iter()
             .map(|res| match res {
-                Ok(checked) => {
-                    self.decided(checked.decision.allowed);
-                    pb::BatchCheckResult {
-                        allowed: checked.decision.allowed,
-                        missing_permissions: convert::missing(catalog, &checked),
-                        error: None,
-                    }
-                }
+                Ok(checked) => pb::BatchCheckResult {
+                    allowed: checked.decision.allowed,
+                    missing_permissions: convert::missing(catalog, &checked),
+                    error: None,
+                },
                 Err(e) => pb::BatchCheckResult {
                     allowed: false,
                     missing_permissions: Vec::new(),

@@ -370,9 +370,14 @@ impl PostgresStore {
         let mut ids: BTreeSet<String> = touched.users.iter().cloned().collect();
         if !touched.groups.is_empty() {
             let rows = tx
+                // Per group, the first members in index order (no per-member work however
+                // large the group), then the first of their union.
                 .query(
-                    "SELECT DISTINCT user_id FROM memberships WHERE tenant_id = $1 AND group_key = ANY($2)
-                     ORDER BY user_id LIMIT $3",
+                    "SELECT DISTINCT first.user_id FROM unnest($2::text[]) AS touched(group_key),
+                         LATERAL (SELECT m.user_id FROM memberships m
+                                  WHERE m.tenant_id = $1 AND m.group_key = touched.group_key
+                                  ORDER BY m.user_id LIMIT $3) AS first
+                     ORDER BY 1 LIMIT $3",
                     &[&tenant_id, &touched.groups, &limit],
                 )
                 .await

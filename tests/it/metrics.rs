@@ -48,6 +48,33 @@ async fn metrics_after_traffic() {
     }
     assert!(!app.allowed("t", "u", "delete_customers").await);
     assert!(app.check(perm_check("t", "u", "nope")).await.is_err());
+    // A batch's decisions are counted one by one: 2 allowed, 1 denied.
+    let batch = authz::grpc::pb::BatchCheckRequest {
+        tenant_id: "t".into(),
+        items: ["view_reports", "view_reports", "delete_customers"]
+            .iter()
+            .map(|p| authz::grpc::pb::BatchCheckItem {
+                user_id: "u".into(),
+                target: Some(authz::grpc::pb::batch_check_item::Target::Permission(
+                    (*p).into(),
+                )),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    app.authz.clone().batch_check(batch).await.unwrap();
+    // A path that names no method is labelled `unknown`, not by its path.
+    let mut raw = tonic::client::Grpc::new(app.channel.clone());
+    raw.ready().await.unwrap();
+    let unknown = raw
+        .unary::<_, authz::grpc::pb::CheckResponse, _>(
+            tonic::Request::new(perm_check("t", "u", "view_reports")),
+            http::uri::PathAndQuery::from_static("/authz.v1.AuthzService/NoSuchMethod"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    assert_eq!(unknown.unwrap_err().code(), tonic::Code::Unimplemented);
     app.grant("t", "u", &["delete_customers"], None).await;
     // The grant's notification reaches this replica's listener.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -84,11 +111,22 @@ async fn metrics_after_traffic() {
     );
     assert_eq!(
         value(&text, r#"authz_check_decisions_total{decision="allow"}"#),
-        3.0
+        5.0
     );
     assert_eq!(
         value(&text, r#"authz_check_decisions_total{decision="deny"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"authz_requests_total{code="UNIMPLEMENTED",method="unknown"}"#
+        ),
         1.0
+    );
+    assert!(
+        !text.contains("NoSuchMethod"),
+        "a bogus path became a label"
     );
     assert!(value(&text, "authz_cache_hits_total") >= 2.0);
     assert!(value(&text, "authz_cache_loads_total") >= 1.0);
