@@ -71,6 +71,12 @@ enum Cmd {
         #[arg(long)]
         report: PathBuf,
     },
+    /// Resident bytes per entry of a bare moka cache configured like the user cache (run as
+    /// its own process by `inproc`, so no freed memory flatters it).
+    MokaFloor {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: usize,
+    },
     /// h2load against authzd, the echo server and Cerbos, side by side.
     Grpc {
         #[arg(long)]
@@ -111,6 +117,7 @@ fn main() {
             checks,
             report,
         } => rt.block_on(inproc(&url, &sizes, checks, &report)),
+        Cmd::MokaFloor { entries } => println!("{:.0}", moka_floor(entries)),
         Cmd::Grpc {
             authzd,
             url,
@@ -719,9 +726,13 @@ async fn inproc(url: &str, sizes: &[usize], checks: usize, report: &Path) {
         drop(app);
         drop(cached);
     }
-    // Last, so its freed memory cannot flatter the measurements above.
+    // In a process of its own: this one's freed memory would flatter it.
     let floor_n = sizes.iter().copied().max().unwrap_or(1000);
-    let floor = moka_floor(floor_n);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["moka-floor", "--entries", &floor_n.to_string()])
+        .output()
+        .unwrap();
+    let floor: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     eprintln!("moka floor: {floor:.0} B per entry at {floor_n} entries");
     let text = format!(
         "### Full in-process path and memory per cached user\n\n\
@@ -731,7 +742,7 @@ async fn inproc(url: &str, sizes: &[usize], checks: usize, report: &Path) {
          | cached users | warmed | median per check | best run | resident bytes per cached user | cache's own estimate |\n\
          |---:|---:|---:|---:|---:|---:|\n{rows}\n\
          Targets: ≤ 1 µs per check at 100k cached users; ≤ 256 bytes of resident memory per cached user.\n\n\
-         For scale, measured in the same process afterwards: a moka cache configured like the user \
+         For scale, measured in a process of its own: a moka cache configured like the user \
          cache (weigher, TTL, same hasher) holding {floor_n} keys shaped like ours, each with an \
          8-byte value, takes **{floor:.0} bytes per entry** resident, before any grant is stored.\n\n"
     );
