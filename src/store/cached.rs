@@ -95,10 +95,10 @@ pub struct CacheStats {
     pub bypasses: AtomicU64,
 }
 
-/// Generation counters: per key slot, plus one global.
 /// The hasher of the caches and the generation slots: keys are short and hashed on every check.
 type FastHash = ahash::RandomState;
 
+/// Generation counters: per key slot, plus one global.
 struct Generations {
     hasher: FastHash,
     slots: Box<[AtomicU64]>,
