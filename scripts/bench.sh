@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark suite and writes docs/benchmarks.md:
-#   scripts/bench.sh            full run (seeds ~1M users; about 20 minutes on 2 cores)
+#   scripts/bench.sh            full run (seeds ~1M users; about 11 minutes on 2 cores with the builds done)
 #   scripts/bench.sh --smoke    a small, quick run that keeps the harness working (no targets)
 # Installs what is missing: h2load (Debian package nghttp2-client) and Cerbos (npm package
 # @cerbos/cerbos-linux-x64, under target/peers). Uses AUTHZ_BENCH_DATABASE_URL, or a database
