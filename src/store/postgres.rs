@@ -703,22 +703,6 @@ impl PostgresStore {
 
     // ---- Cache loads: data and revision from one statement, hence one snapshot ----
 
-    /// A user's grants (`None` when the tenant has no such user) and the tenant's revision
-    /// in the same snapshot.
-    pub async fn load_user(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-    ) -> Result<(Option<UserGrants>, Revision)> {
-        let row = self
-            .read(move |c| async move {
-                let stmt = c.prepare_cached(&USER_LOAD).await?;
-                c.query_opt(&stmt, &[&tenant_id, &user_id]).await
-            })
-            .await?;
-        self.loaded_user(tenant_id, row)
-    }
-
     /// A user's grants and the grants of the custom groups it is a member of, in one round
     /// trip: the two statements are pipelined on one connection (the group statement finds
     /// the groups through the memberships itself). They are two snapshots, each with the
@@ -750,6 +734,8 @@ impl PostgresStore {
         })
     }
 
+    /// The user (`None` when the tenant has no such user) and the tenant's revision from the
+    /// user statement's row; no row means no such tenant.
     fn loaded_user(
         &self,
         tenant_id: &str,
