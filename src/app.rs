@@ -8,7 +8,7 @@ use crate::store::{
 };
 use crate::store::{Committed, ImportRow};
 use crate::validate;
-use authz_core::admin::{self as rules, Actor, AdminOp, Refusal};
+use authz_core::admin::{self as rules, Actor, AdminOp, Effect, ImportGrant, Refusal, Rule};
 use authz_core::decide::{self, Decision, Query, Target};
 use authz_core::expr::Expr;
 use authz_core::model::{
@@ -414,6 +414,16 @@ impl Authz {
         Ok(caller)
     }
 
+    /// Who makes an admin write: an operator (no actor named) or an actor, whose rights the
+    /// store decides inside the write itself (`WriteCtx::rule`), never before it.
+    fn writer(tenant_id: &str, actor_user_id: &str) -> Result<Caller> {
+        validate::id("tenant_id", tenant_id)?;
+        if !actor_user_id.is_empty() {
+            validate::id("actor_user_id", actor_user_id)?;
+        }
+        Ok(Caller::actor_marker(actor_user_id))
+    }
+
     /// A permission key as the caller may name it: internal ones do not exist for actors.
     fn visible_permission(&self, caller: &Caller, field: &str, key: &str) -> Result<PermId> {
         match self.catalog.resolve(key) {
@@ -480,8 +490,22 @@ impl Authz {
         Ok(self.store.create_tenant(tenant_id, display_name).await?)
     }
 
-    pub async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+    /// A tenant, read by an operator or by one of its active users.
+    pub async fn get_tenant(&self, tenant_id: &str, actor: &str) -> Result<TenantInfo> {
         validate::id("tenant_id", tenant_id)?;
+        if !actor.is_empty() {
+            validate::id("actor_user_id", actor)?;
+            let (subject, _) = self
+                .store
+                .subject(tenant_id, actor, Consistency::Full)
+                .await?;
+            if subject.user.is_none() {
+                return Err(Error::Refused(Refusal::UnknownActor(actor.to_owned())));
+            }
+            if !subject.is_active() {
+                return Err(Error::Refused(Refusal::BlockedActor(actor.to_owned())));
+            }
+        }
         Ok(self.store.get_tenant(tenant_id).await?)
     }
 
@@ -510,14 +534,13 @@ impl Authz {
         validate::id("user_id", user_id)?;
         validate::text("display_name", display_name)?;
         validate::text("email", email)?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditUsers)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        let rule = Rule::new(AdminOp::EditUsers, Effect::Nothing);
         let done = self
             .store
             .upsert_user(
                 tenant_id,
-                &caller.ctx(call.mode),
+                &caller.ctx(call.mode, rule),
                 user_id,
                 display_name,
                 email,
@@ -577,39 +600,23 @@ impl Authz {
         validate::id("user_id", user_id)?;
         let status = status
             .ok_or_else(|| Error::Invalid("status is required: ACTIVE or BLOCKED".to_owned()))?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::BlockUsers)
-            .await?;
-        // Unblocking gives back everything the user holds: an actor may only do that for a
-        // user whose permissions it holds itself.
-        if caller.is_actor() && status == UserStatus::Active {
-            let (target, _) = self
-                .store
-                .subject(tenant_id, user_id, Consistency::Full)
-                .await?;
-            self.may_give_all_of(&caller, target)?;
-        }
+        let caller = Self::writer(tenant_id, call.actor)?;
+        // Blocking takes everything away and unblocking gives it back: either way an actor
+        // must hold everything the user holds.
+        let effect = match status {
+            UserStatus::Blocked => Effect::TakeFrom {
+                users: vec![user_id.to_owned()],
+            },
+            UserStatus::Active => Effect::Unblock {
+                user: user_id.to_owned(),
+            },
+        };
+        let rule = Rule::new(AdminOp::BlockUsers, effect);
         let done = self
             .store
-            .set_user_status(tenant_id, &caller.ctx(call.mode), user_id, status)
+            .set_user_status(tenant_id, &caller.ctx(call.mode, rule), user_id, status)
             .await?;
         Ok(done.map(|u| self.user_view(&caller, u)))
-    }
-
-    /// Refuses an actor that does not hold everything `target` would hold while active: its
-    /// unscoped permissions and its scoped grants.
-    fn may_give_all_of(&self, caller: &Caller, mut target: Subject) -> Result<()> {
-        let Some(user) = target.user.take() else {
-            return Ok(());
-        };
-        let mut active = (*user).clone();
-        active.status = UserStatus::Active;
-        target.user = Some(Arc::new(active));
-        let scoped: Vec<ScopedGrant> = decide::scoped_grants(&target)
-            .into_iter()
-            .map(|(g, _)| g)
-            .collect();
-        caller.check(|a| rules::may_give(&self.catalog, a, &target.effective(), &scoped))
     }
 
     // ---- Groups ----
@@ -700,9 +707,7 @@ impl Authz {
         self.new_group_key("group.key", &group.key)?;
         Self::group_name("group.name", &group.name)?;
         validate::text("group.description", &group.description)?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditGroups)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         let def = GroupDef {
             key: group.key.clone(),
             name: group.name.clone(),
@@ -714,10 +719,17 @@ impl Authz {
             )?,
             scoped: self.scoped_grants(&caller, "group.scoped_grants", &group.scoped_grants)?,
         };
-        caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
+        let rule = Rule::new(
+            AdminOp::EditGroups,
+            Effect::NewGroup {
+                permissions: def.permissions.clone(),
+                scoped: def.scoped.clone(),
+                members_of: None,
+            },
+        );
         Ok(self
             .store
-            .create_group(tenant_id, &caller.ctx(call.mode), def)
+            .create_group(tenant_id, &caller.ctx(call.mode, rule), def)
             .await?
             .map(Self::custom_view))
     }
@@ -792,9 +804,7 @@ impl Authz {
                 "update_mask is required: list the fields to change (name, description, permissions, scoped_grants) or \"*\"".to_owned(),
             ));
         }
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditGroups)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         let mut patch = GroupPatch::default();
         for path in mask {
             let all = path == "*";
@@ -834,33 +844,25 @@ impl Authz {
                 )?);
             }
         }
-        // An actor may only put into the group what it holds: check what the change adds,
-        // against the version it read, so a concurrent edit in between is refused, not missed.
-        let mut based_on = expected_version;
-        if caller.is_actor() {
-            let current = self.store.get_group(tenant_id, key).await?;
-            if let Some(expected) = expected_version.filter(|e| *e != current.version) {
-                return Err(Error::Store(crate::store::StoreError::VersionMismatch {
-                    key: key.to_owned(),
-                    expected,
-                    actual: current.version,
-                }));
-            }
-            let mut added = patch.permissions.clone().unwrap_or_default();
-            added.difference_with(&current.def.permissions);
-            let added_scoped: Vec<ScopedGrant> = patch
-                .scoped
-                .iter()
-                .flatten()
-                .filter(|g| !current.def.scoped.contains(g))
-                .cloned()
-                .collect();
-            caller.check(|a| rules::may_give(&self.catalog, a, &added, &added_scoped))?;
-            based_on = Some(current.version);
-        }
+        // An actor may only put into the group what it holds: the store checks what the change
+        // adds against the group as it is inside the write.
+        let rule = Rule::new(
+            AdminOp::EditGroups,
+            Effect::EditGroup {
+                group: key.to_owned(),
+                permissions: patch.permissions.clone(),
+                scoped: patch.scoped.clone(),
+            },
+        );
         Ok(self
             .store
-            .update_group(tenant_id, &caller.ctx(call.mode), key, patch, based_on)
+            .update_group(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                key,
+                patch,
+                expected_version,
+            )
             .await?
             .map(Self::custom_view))
     }
@@ -877,12 +879,16 @@ impl Authz {
             return Err(Self::no_group(key));
         }
         self.read_only(key)?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditGroups)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        let rule = Rule::new(AdminOp::EditGroups, Effect::Nothing);
         Ok(self
             .store
-            .delete_group(tenant_id, &caller.ctx(call.mode), key, expected_version)
+            .delete_group(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                key,
+                expected_version,
+            )
             .await?)
     }
 
@@ -897,14 +903,9 @@ impl Authz {
         if !d.new_name.is_empty() {
             Self::group_name("new_name", &d.new_name)?;
         }
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditGroups)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         if self.hidden_from(&caller, &d.source_group_key) {
             return Err(Self::no_group(&d.source_group_key));
-        }
-        if d.copy_members {
-            caller.check(|a| rules::authorize(&self.catalog, a, AdminOp::EditUsers))?;
         }
         let source = self.get_group(tenant_id, "", &d.source_group_key).await?;
         let def = GroupDef {
@@ -926,12 +927,23 @@ impl Authz {
                 Vec::new()
             },
         };
-        // Copying members assigns them the new group, so the actor must hold what it gives.
-        caller.check(|a| rules::may_give(&self.catalog, a, &def.permissions, &def.scoped))?;
+        // Copying members assigns them the new group, so the actor must hold what it gives,
+        // within its reach of each member, and may edit users.
         let members_of = d.copy_members.then_some(d.source_group_key.as_str());
+        let mut rule = Rule::new(
+            AdminOp::EditGroups,
+            Effect::NewGroup {
+                permissions: def.permissions.clone(),
+                scoped: def.scoped.clone(),
+                members_of: members_of.map(str::to_owned),
+            },
+        );
+        if d.copy_members {
+            rule.ops.push(AdminOp::EditUsers);
+        }
         Ok(self
             .store
-            .duplicate_group(tenant_id, &caller.ctx(call.mode), def, members_of)
+            .duplicate_group(tenant_id, &caller.ctx(call.mode, rule), def, members_of)
             .await?
             .map(Self::custom_view))
     }
@@ -945,21 +957,22 @@ impl Authz {
     ) -> Result<Committed<()>> {
         validate::group_key("group_key", key)?;
         validate::ids("user_ids", user_ids)?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditUsers)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
-        if caller.is_actor() {
-            let grants = self.group_grants(tenant_id, key).await?;
-            caller.check(|a| rules::may_assign(&self.catalog, a, &grants))?;
-        }
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::Assign {
+                group: key.to_owned(),
+                users: user_ids.to_vec(),
+            },
+        );
         Ok(self
             .store
             .add_members(
                 tenant_id,
-                &caller.ctx(call.mode),
+                &caller.ctx(call.mode, rule),
                 self.group_ref(key),
                 user_ids,
             )
@@ -975,17 +988,21 @@ impl Authz {
     ) -> Result<Committed<()>> {
         validate::group_key("group_key", key)?;
         validate::ids("user_ids", user_ids)?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditUsers)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::TakeFrom {
+                users: user_ids.to_vec(),
+            },
+        );
         Ok(self
             .store
             .remove_members(
                 tenant_id,
-                &caller.ctx(call.mode),
+                &caller.ctx(call.mode, rule),
                 self.group_ref(key),
                 user_ids,
             )
@@ -1031,17 +1048,23 @@ impl Authz {
         resource: Option<&ResourceInput>,
     ) -> Result<Committed<()>> {
         validate::id("user_id", user_id)?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditUsers)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         let grants = self.grants(&caller, permissions, resource)?;
-        caller.check(|a| match &grants {
-            Grants::Unscoped(set) => rules::may_give(&self.catalog, a, set, &[]),
-            Grants::Scoped(list) => rules::may_give(&self.catalog, a, &PermSet::new(), list),
-        })?;
+        let (permissions, scoped) = match &grants {
+            Grants::Unscoped(set) => (set.clone(), Vec::new()),
+            Grants::Scoped(list) => (PermSet::new(), list.clone()),
+        };
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::Give {
+                user: user_id.to_owned(),
+                permissions,
+                scoped,
+            },
+        );
         Ok(self
             .store
-            .grant(tenant_id, &caller.ctx(call.mode), user_id, &grants)
+            .grant(tenant_id, &caller.ctx(call.mode, rule), user_id, &grants)
             .await?)
     }
 
@@ -1054,13 +1077,17 @@ impl Authz {
         resource: Option<&ResourceInput>,
     ) -> Result<Committed<()>> {
         validate::id("user_id", user_id)?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditUsers)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         let grants = self.grants(&caller, permissions, resource)?;
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::TakeFrom {
+                users: vec![user_id.to_owned()],
+            },
+        );
         Ok(self
             .store
-            .revoke(tenant_id, &caller.ctx(call.mode), user_id, &grants)
+            .revoke(tenant_id, &caller.ctx(call.mode, rule), user_id, &grants)
             .await?)
     }
 
@@ -1092,35 +1119,27 @@ impl Authz {
                 Some(resource_ids.iter().cloned().collect::<BTreeSet<_>>())
             }
         };
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::RestrictUsers)
-            .await?;
-        caller.check(|a| rules::may_restrict(&self.catalog, a, t, ids.as_ref()))?;
-        // Lifting or widening a limit gives the user back access on more resources: an actor
-        // may only do that for a user whose permissions it holds itself.
-        if caller.is_actor() {
-            let (target, _) = self
-                .store
-                .subject(tenant_id, user_id, Consistency::Full)
-                .await?;
-            let widens = target.restriction(t).is_some_and(|current| match &ids {
-                None => true,
-                Some(new) => !new.is_subset(&current.ids),
-            });
-            if widens {
-                self.may_give_all_of(&caller, target)?;
-            }
-        }
+        let caller = Self::writer(tenant_id, call.actor)?;
+        // Limiting takes access away and lifting gives it back: an actor must hold everything
+        // the user holds, and an actor limited on the type limits only within its own list.
+        let rule = Rule::new(
+            AdminOp::RestrictUsers,
+            Effect::Restrict {
+                user: user_id.to_owned(),
+                resource_type: t,
+                ids: ids.clone(),
+            },
+        );
         Ok(self
             .store
-            .set_restriction(tenant_id, &caller.ctx(call.mode), user_id, t, ids)
+            .set_restriction(tenant_id, &caller.ctx(call.mode, rule), user_id, t, ids)
             .await?)
     }
 
     // ---- Import ----
 
-    /// Validates every row under the admin rules, then applies them all in one write or none.
-    /// A refused import lists each row's problems.
+    /// Validates every row, then applies them all in one write or none; the store decides the
+    /// admin rules per row inside that write. A refused import lists each row's problems.
     pub async fn import_users(
         &self,
         tenant_id: &str,
@@ -1133,23 +1152,15 @@ impl Authz {
             ));
         }
         validate::list_len("rows", rows.len())?;
-        let caller = self
-            .caller(tenant_id, call.actor, AdminOp::EditUsers)
-            .await?;
+        let caller = Self::writer(tenant_id, call.actor)?;
         let mut groups: HashMap<String, std::result::Result<Arc<GroupGrants>, String>> =
             HashMap::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut problems: Vec<String> = Vec::new();
-        let mut only_denials = true;
         let mut valid: Vec<ImportRow> = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let mut errors: Vec<String> = Vec::new();
-            let mut note = |e: Error, errors: &mut Vec<String>| {
-                if !matches!(e, Error::Denied(_)) {
-                    only_denials = false;
-                }
-                errors.push(e.to_string());
-            };
+            let note = |e: Error, errors: &mut Vec<String>| errors.push(e.to_string());
             if let Err(e) = validate::id("user_id", &row.user_id) {
                 note(e, &mut errors);
             } else if let Some(first) = seen.insert(&row.user_id, i + 1) {
@@ -1178,23 +1189,12 @@ impl Authz {
                     };
                     groups.insert(key.clone(), found);
                 }
-                match groups.get(key) {
-                    Some(Ok(g)) => {
-                        if let Err(e) = caller.check(|a| rules::may_assign(&self.catalog, a, g)) {
-                            note(e, &mut errors);
-                        }
-                    }
-                    Some(Err(msg)) => note(Error::Invalid(msg.clone()), &mut errors),
-                    None => {}
+                if let Some(Err(msg)) = groups.get(key) {
+                    note(Error::Invalid(msg.clone()), &mut errors);
                 }
             }
             let direct = match self.visible_permissions(&caller, "permissions", &row.permissions) {
-                Ok(set) => {
-                    if let Err(e) = caller.check(|a| rules::may_give(&self.catalog, a, &set, &[])) {
-                        note(e, &mut errors);
-                    }
-                    set
-                }
+                Ok(set) => set,
                 Err(e) => {
                     note(e, &mut errors);
                     PermSet::new()
@@ -1229,15 +1229,25 @@ impl Authz {
             if more > 0 {
                 msg.push_str(&format!(" | and {more} more"));
             }
-            return Err(if only_denials {
-                Error::Denied(msg)
-            } else {
-                Error::Invalid(msg)
-            });
+            return Err(Error::Invalid(msg));
         }
+        // Delegation and reach are decided per row by the store, inside the write.
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::Import {
+                rows: valid
+                    .iter()
+                    .map(|r| ImportGrant {
+                        user_id: r.user_id.clone(),
+                        groups: r.groups.clone(),
+                        direct: r.direct.clone(),
+                    })
+                    .collect(),
+            },
+        );
         let done = self
             .store
-            .import_users(tenant_id, &caller.ctx(call.mode), &valid)
+            .import_users(tenant_id, &caller.ctx(call.mode, rule), &valid)
             .await?;
         Ok(done.map(|()| valid.len()))
     }
@@ -1317,11 +1327,6 @@ impl Authz {
             _ => {}
         }
     }
-
-    /// Whether ListPermissions shows internal permissions: not to actors.
-    pub fn show_internal(actor: &str) -> bool {
-        actor.is_empty()
-    }
 }
 
 /// Who makes an admin call.
@@ -1335,13 +1340,15 @@ impl Caller {
         matches!(self, Caller::Actor { .. })
     }
 
-    /// What the store records about the caller, and whether to commit.
-    fn ctx(&self, mode: WriteMode) -> WriteCtx {
+    /// What the store records about the caller, the rule it decides for an actor inside the
+    /// write, and whether to commit.
+    fn ctx(&self, mode: WriteMode, rule: Rule) -> WriteCtx {
         WriteCtx {
             actor: match self {
                 Caller::Operator => None,
                 Caller::Actor { id, .. } => Some(id.clone()),
             },
+            rule,
             dry_run: mode == WriteMode::DryRun,
         }
     }
@@ -1366,7 +1373,7 @@ impl Caller {
                 user_id: id,
                 subject,
             })
-            .map_err(|r| Error::Denied(r.to_string())),
+            .map_err(Error::Refused),
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Error {
     Precondition(String),
     #[error("{0}")]
     Denied(String),
+    /// An admin rule refused the actor.
+    #[error("{0}")]
+    Refused(authz_core::admin::Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

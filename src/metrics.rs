@@ -32,6 +32,7 @@ pub struct Metrics {
     allowed: IntCounter,
     denied: IntCounter,
     invalidation_lag: Histogram,
+    refusals: IntCounterVec,
     store: StoreFamilies,
     /// Serialises scrapes: store counters are copied in, then gathered.
     scrape: Mutex<()>,
@@ -84,6 +85,14 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(invalidation_lag.clone()))?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "admin_refusals_total",
+                "Admin calls refused by an admin rule, by method and rule (an escalation attempt shows here).",
+            ),
+            &["method", "rule"],
+        )?;
+        registry.register(Box::new(refusals.clone()))?;
         let counter =
             |name: &str, help: &str, read: Read| -> Result<(IntCounter, Read), prometheus::Error> {
                 let c = IntCounter::new(name, help)?;
@@ -190,6 +199,7 @@ impl Metrics {
             allowed,
             denied,
             invalidation_lag,
+            refusals,
             store,
             scrape: Mutex::new(()),
         }))
@@ -228,6 +238,12 @@ impl Metrics {
         if denied > 0 {
             self.denied.inc_by(denied);
         }
+    }
+
+    /// Counts one refused admin call. `method` is one of AdminService's (a fixed set) and
+    /// `rule` one of the rules' labels.
+    pub fn refusal(&self, method: &str, rule: &str) {
+        self.refusals.with_label_values(&[method, rule]).inc();
     }
 
     pub fn invalidation_lag(&self, lag: Duration) {

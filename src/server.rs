@@ -111,12 +111,12 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics))
+            AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
         .add_service(
-            AdminServiceServer::new(AdminApi::new(app))
+            AdminServiceServer::new(AdminApi::new(app, options.metrics.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )

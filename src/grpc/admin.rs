@@ -4,17 +4,62 @@ use super::convert;
 use super::pb::{self, admin_service_server::AdminService};
 use super::status::to_status;
 use crate::app::Authz;
+use crate::error::Error;
 use crate::gate::{self, Role};
+use crate::store::StoreError;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct AdminApi {
     app: Arc<Authz>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AdminApi {
-    pub fn new(app: Arc<Authz>) -> Self {
-        Self { app }
+    pub fn new(app: Arc<Authz>, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
+        Self { app, metrics }
+    }
+
+    /// The status of a failed call. A call an admin rule refused is logged (who, what, which
+    /// rule and what was missing; never a key) and counted, so escalation attempts show on a
+    /// dashboard.
+    fn fail(&self, method: &'static str, actor: &str, e: Error) -> Status {
+        let rule = match &e {
+            Error::Refused(r) | Error::Store(StoreError::Denied(r)) => Some(r.rule()),
+            Error::Denied(_) => Some("denied"),
+            _ => None,
+        };
+        if let Some(rule) = rule {
+            tracing::warn!(
+                method,
+                actor = if actor.is_empty() { "(operator)" } else { actor },
+                rule,
+                reason = %e,
+                "admin call refused"
+            );
+            if let Some(m) = &self.metrics {
+                m.refusal(method, rule);
+            }
+        }
+        to_status(e)
+    }
+
+    fn refuse(&self, method: &'static str, actor: &str, status: Status) -> Status {
+        tracing::warn!(
+            method,
+            actor = if actor.is_empty() {
+                "(operator)"
+            } else {
+                actor
+            },
+            rule = "key",
+            reason = status.message(),
+            "admin call refused"
+        );
+        if let Some(m) = &self.metrics {
+            m.refusal(method, "key");
+        }
+        status
     }
 }
 
@@ -40,6 +85,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Reply<pb::CreateTenantResponse> {
+        const METHOD: &str = "CreateTenant";
         if gate::role(&request) != Role::Operator {
             return Err(Status::permission_denied(
                 "only an `operator` key may create tenants",
@@ -51,7 +97,7 @@ impl AdminService for AdminApi {
             .app
             .create_tenant(&r.tenant_id, &r.display_name)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, "", e))?;
         ok(pb::CreateTenantResponse {
             revision: convert::revision(t.revision),
             tenant: Some(convert::tenant(t)),
@@ -62,9 +108,17 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Reply<pb::GetTenantResponse> {
+        const METHOD: &str = "GetTenant";
+        let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        let t = self.app.get_tenant(&r.tenant_id).await.map_err(to_status)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let t = self
+            .app
+            .get_tenant(&r.tenant_id, &r.actor_user_id)
+            .await
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::GetTenantResponse {
             tenant: Some(convert::tenant(t)),
         })
@@ -74,12 +128,21 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListTenantsRequest>,
     ) -> Reply<pb::ListTenantsResponse> {
+        const METHOD: &str = "ListTenants";
+        // Tenants are every customer's: listing them is an operator-wide read.
+        if gate::role(&request) != Role::Operator {
+            return Err(self.refuse(
+                METHOD,
+                "",
+                Status::permission_denied("only an `operator` key may list tenants"),
+            ));
+        }
         let r = request.into_inner();
         let (tenants, next) = self
             .app
             .list_tenants(r.page_size, &r.page_token)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, "", e))?;
         ok(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(convert::tenant).collect(),
             next_page_token: next,
@@ -90,16 +153,18 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpsertUserRequest>,
     ) -> Reply<pb::UpsertUserResponse> {
+        const METHOD: &str = "UpsertUser";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
             .upsert_user(&r.tenant_id, &call, &r.user_id, &r.display_name, &r.email)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::UpsertUserResponse {
             user: Some(convert::user(
                 self.app.catalog(),
@@ -108,7 +173,11 @@ impl AdminService for AdminApi {
                 Vec::new(),
             )),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -116,10 +185,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ImportUsersRequest>,
     ) -> Reply<pb::ImportUsersResponse> {
+        const METHOD: &str = "ImportUsers";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let rows: Vec<crate::app::ImportInput> = r
             .rows
@@ -136,27 +207,35 @@ impl AdminService for AdminApi {
             .app
             .import_users(&r.tenant_id, &call, &rows)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::ImportUsersResponse {
             imported: i32::try_from(done.value).unwrap_or(i32::MAX),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
+        const METHOD: &str = "GetUser";
+        let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let u = self
             .app
             .get_user(&r.tenant_id, &r.actor_user_id, &r.user_id)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let roles = self
             .app
             .roles(&r.tenant_id, &r.user_id)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::GetUserResponse {
             user: Some(convert::user(self.app.catalog(), &r.tenant_id, u, roles)),
         })
@@ -166,8 +245,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
+        const METHOD: &str = "ListUsers";
+        let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let (users, next) = self
             .app
             .list_users(
@@ -178,7 +261,7 @@ impl AdminService for AdminApi {
                 &r.page_token,
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let catalog = self.app.catalog();
         let mut out = Vec::with_capacity(users.len());
         for u in users {
@@ -186,7 +269,7 @@ impl AdminService for AdminApi {
                 .app
                 .roles(&r.tenant_id, &u.user_id)
                 .await
-                .map_err(to_status)?;
+                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
             out.push(convert::user(catalog, &r.tenant_id, u, roles));
         }
         ok(pb::ListUsersResponse {
@@ -199,17 +282,20 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetUserStatusRequest>,
     ) -> Reply<pb::SetUserStatusResponse> {
+        const METHOD: &str = "SetUserStatus";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
-        let status = convert::status_in(r.status).map_err(to_status)?;
+        let status =
+            convert::status_in(r.status).map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let done = self
             .app
             .set_user_status(&r.tenant_id, &call, &r.user_id, status)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::SetUserStatusResponse {
             user: Some(convert::user(
                 self.app.catalog(),
@@ -218,7 +304,11 @@ impl AdminService for AdminApi {
                 Vec::new(),
             )),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -226,21 +316,27 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Reply<pb::CreateGroupResponse> {
+        const METHOD: &str = "CreateGroup";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = convert::group_in(r.group);
         let done = self
             .app
             .create_group(&r.tenant_id, &call, &input)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::CreateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -248,13 +344,17 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Reply<pb::GetGroupResponse> {
+        const METHOD: &str = "GetGroup";
+        let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let g = self
             .app
             .get_group(&r.tenant_id, &r.actor_user_id, &r.group_key)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::GetGroupResponse {
             group: Some(convert::group(self.app.catalog(), g)),
         })
@@ -264,13 +364,17 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
+        const METHOD: &str = "ListGroups";
+        let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let (groups, next) = self
             .app
             .list_groups(&r.tenant_id, &r.actor_user_id, r.page_size, &r.page_token)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let catalog = self.app.catalog();
         ok(pb::ListGroupsResponse {
             groups: groups
@@ -285,10 +389,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> Reply<pb::UpdateGroupResponse> {
+        const METHOD: &str = "UpdateGroup";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let input = convert::group_in(r.group);
@@ -300,14 +406,19 @@ impl AdminService for AdminApi {
                 &r.group_key,
                 &input,
                 &mask,
-                convert::expected_version(r.expected_version).map_err(to_status)?,
+                convert::expected_version(r.expected_version)
+                    .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?,
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::UpdateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -315,20 +426,27 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
+        const METHOD: &str = "DeleteGroup";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
-        let expected = convert::expected_version(r.expected_version).map_err(to_status)?;
+        let expected = convert::expected_version(r.expected_version)
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let done = self
             .app
             .delete_group(&r.tenant_id, &call, &r.group_key, expected)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::DeleteGroupResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -336,10 +454,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DuplicateGroupRequest>,
     ) -> Reply<pb::DuplicateGroupResponse> {
+        const METHOD: &str = "DuplicateGroup";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = crate::app::DuplicateInput {
             source_group_key: r.source_group_key,
@@ -353,11 +473,15 @@ impl AdminService for AdminApi {
             .app
             .duplicate_group(&r.tenant_id, &call, &input)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::DuplicateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -365,19 +489,25 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Reply<pb::AddGroupMembersResponse> {
+        const METHOD: &str = "AddGroupMembers";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
             .add_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::AddGroupMembersResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -385,19 +515,25 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Reply<pb::RemoveGroupMembersResponse> {
+        const METHOD: &str = "RemoveGroupMembers";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
             .remove_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::RemoveGroupMembersResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -405,10 +541,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GrantPermissionsRequest>,
     ) -> Reply<pb::GrantPermissionsResponse> {
+        const METHOD: &str = "GrantPermissions";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
         let done = self
@@ -421,10 +559,14 @@ impl AdminService for AdminApi {
                 resource.as_ref(),
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::GrantPermissionsResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -432,10 +574,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RevokePermissionsRequest>,
     ) -> Reply<pb::RevokePermissionsResponse> {
+        const METHOD: &str = "RevokePermissions";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
         let done = self
@@ -448,10 +592,14 @@ impl AdminService for AdminApi {
                 resource.as_ref(),
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::RevokePermissionsResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -459,10 +607,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetRestrictionsRequest>,
     ) -> Reply<pb::SetRestrictionsResponse> {
+        const METHOD: &str = "SetRestrictions";
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)?;
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -475,10 +625,14 @@ impl AdminService for AdminApi {
                 r.clear,
             )
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::SetRestrictionsResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(self.app.catalog(), &done.preview)),
+            preview: Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                !r.actor_user_id.is_empty(),
+            )),
         })
     }
 
@@ -486,21 +640,27 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
+        const METHOD: &str = "ListAuditEvents";
+        let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        require_actor(role, &r.actor_user_id)
+            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
         let filter = crate::app::AuditFilter {
-            actor: Some(r.actor_user_id).filter(|a| !a.is_empty()),
-            target: Some(r.target).filter(|t| !t.is_empty()),
-            since: convert::time_in("since", r.since).map_err(to_status)?,
-            until: convert::time_in("until", r.until).map_err(to_status)?,
+            actor: Some(r.filter_actor_user_id).filter(|a| !a.is_empty()),
+            target: Some(r.filter_target).filter(|t| !t.is_empty()),
+            since: convert::time_in("since", r.since)
+                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?,
+            until: convert::time_in("until", r.until)
+                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?,
             page_size: r.page_size,
             page_token: r.page_token,
         };
         let (events, next) = self
             .app
-            .list_audit(&r.tenant_id, &r.reader_user_id, filter)
+            .list_audit(&r.tenant_id, &r.actor_user_id, filter)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         ok(pb::ListAuditEventsResponse {
             events: events.into_iter().map(convert::audit_event).collect(),
             next_page_token: next,
@@ -509,17 +669,30 @@ impl AdminService for AdminApi {
 
     async fn get_catalog(
         &self,
-        _request: Request<pb::GetCatalogRequest>,
+        request: Request<pb::GetCatalogRequest>,
     ) -> Reply<pb::GetCatalogResponse> {
+        // Internal (staff-only) groups and permissions exist only for operator keys.
+        let operator = gate::role(&request) == Role::Operator;
         let c = self.app.catalog();
         ok(pb::GetCatalogResponse {
             name: c.name.clone(),
             version: c.version.clone(),
             fingerprint: c.fingerprint.clone(),
             description: c.description.clone(),
-            permission_count: i32::try_from(c.permissions().len()).unwrap_or(i32::MAX),
+            permission_count: i32::try_from(
+                c.permissions()
+                    .iter()
+                    .filter(|p| operator || !p.internal)
+                    .count(),
+            )
+            .unwrap_or(i32::MAX),
             action_count: i32::try_from(c.actions().len()).unwrap_or(i32::MAX),
-            system_group_keys: c.groups().iter().map(|g| g.key.clone()).collect(),
+            system_group_keys: c
+                .groups()
+                .iter()
+                .filter(|g| operator || !g.internal)
+                .map(|g| g.key.clone())
+                .collect(),
             resource_types: c.resource_types().iter().map(|t| t.key.clone()).collect(),
             context_flags: c.context_flags().iter().map(|f| f.key.clone()).collect(),
         })
@@ -529,18 +702,22 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListPermissionsRequest>,
     ) -> Reply<pb::ListPermissionsResponse> {
+        const METHOD: &str = "ListPermissions";
+        let operator = gate::role(&request) == Role::Operator;
         let r = request.into_inner();
         if !r.actor_user_id.is_empty() {
-            crate::validate::id("actor_user_id", &r.actor_user_id).map_err(to_status)?;
+            crate::validate::id("actor_user_id", &r.actor_user_id)
+                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         }
-        crate::validate::text("section", &r.section).map_err(to_status)?;
+        crate::validate::text("section", &r.section)
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let permissions = self
             .app
             .catalog()
             .permissions()
             .iter()
             .filter(|p| r.section.is_empty() || p.section == r.section)
-            .filter(|p| !p.internal || Authz::show_internal(&r.actor_user_id))
+            .filter(|p| !p.internal || (operator && r.actor_user_id.is_empty()))
             .map(|p| pb::Permission {
                 key: p.key.clone(),
                 name: p.name.clone(),

@@ -272,17 +272,57 @@ pub fn call(actor: &str, dry_run: bool) -> crate::app::AdminCall<'_> {
     }
 }
 
-pub fn preview(catalog: &Catalog, p: &crate::store::Preview) -> pb::Preview {
+/// A preview as its caller may see it: to an actor (`hide_internal`), internal permissions
+/// are left out, and so is a user whose only change is internal.
+pub fn preview(catalog: &Catalog, p: &crate::store::Preview, hide_internal: bool) -> pb::Preview {
+    let visible = |id: &authz_core::PermId| !(hide_internal && catalog.permission(*id).internal);
+    let keys = |set: &authz_core::PermSet| -> Vec<String> {
+        set.iter()
+            .filter(visible)
+            .map(|id| catalog.key(id).to_owned())
+            .collect()
+    };
+    let scoped = |list: &[ScopedGrant]| -> Vec<pb::ScopedGrant> {
+        list.iter()
+            .filter(|g| visible(&g.permission))
+            .map(|g| scoped_out(catalog, g))
+            .collect()
+    };
+    let ids = |set: &Option<std::collections::BTreeSet<String>>| -> Vec<String> {
+        set.iter().flatten().cloned().collect()
+    };
     pb::Preview {
         affected_users: p
             .affected_users
             .iter()
             .map(|u| pb::AffectedUser {
                 user_id: u.user_id.clone(),
-                added: catalog.keys(&u.added).map(str::to_owned).collect(),
-                removed: catalog.keys(&u.removed).map(str::to_owned).collect(),
+                added: keys(&u.added),
+                removed: keys(&u.removed),
                 roles_added: u.roles_added.clone(),
                 roles_removed: u.roles_removed.clone(),
+                scoped_added: scoped(&u.scoped_added),
+                scoped_removed: scoped(&u.scoped_removed),
+                limits: u
+                    .limits
+                    .iter()
+                    .map(|l| pb::LimitChange {
+                        resource_type: catalog.resource_type_key(l.resource_type).to_owned(),
+                        limited_before: l.before.is_some(),
+                        before_ids: ids(&l.before),
+                        limited_after: l.after.is_some(),
+                        after_ids: ids(&l.after),
+                    })
+                    .collect(),
+            })
+            .filter(|u| {
+                !(u.added.is_empty()
+                    && u.removed.is_empty()
+                    && u.roles_added.is_empty()
+                    && u.roles_removed.is_empty()
+                    && u.scoped_added.is_empty()
+                    && u.scoped_removed.is_empty()
+                    && u.limits.is_empty())
             })
             .collect(),
         truncated: p.truncated,

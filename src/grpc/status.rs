@@ -11,7 +11,7 @@ pub fn code(e: &Error) -> Code {
         Error::NotFound(_) => Code::NotFound,
         Error::AlreadyExists(_) => Code::AlreadyExists,
         Error::Precondition(_) => Code::FailedPrecondition,
-        Error::Denied(_) => Code::PermissionDenied,
+        Error::Denied(_) | Error::Refused(_) => Code::PermissionDenied,
         Error::Store(s) => match s {
             StoreError::TenantNotFound(_)
             | StoreError::UserNotFound(_)
@@ -21,6 +21,7 @@ pub fn code(e: &Error) -> Code {
                 Code::FailedPrecondition
             }
             StoreError::VersionMismatch { .. } => Code::Aborted,
+            StoreError::Denied(_) => Code::PermissionDenied,
             StoreError::FutureRevision { .. } => Code::InvalidArgument,
             StoreError::Unavailable(_) | StoreError::Stale(_) => Code::Unavailable,
             StoreError::Internal(_) => Code::Internal,

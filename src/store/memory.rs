@@ -3,17 +3,18 @@
 //! blocks checks in another, and a tenant's writes are serialised like a transaction.
 
 use super::ImportRow;
+use super::{Access, Committed, PREVIEW_LIMIT};
 use super::{
     AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
     GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo, Touched,
     UserInfo, WriteCtx,
 };
-use super::{Committed, PREVIEW_LIMIT};
 use async_trait::async_trait;
+use authz_core::Catalog;
+use authz_core::admin::{Facts, Rule};
 use authz_core::model::{
     GroupGrants, ResourceTypeId, Restriction, Subject, UserGrants, UserStatus,
 };
-use authz_core::{Catalog, PermSet};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -99,6 +100,10 @@ impl MemoryStore {
         let tenant = self.tenant(tenant_id)?;
         let committed = {
             let mut t = write(&tenant);
+            // The admin rule decides on the state this write changes, under the same lock.
+            if let Some(actor) = &ctx.actor {
+                ctx.authorize(&self.catalog, &t.facts(&self.catalog, actor, &ctx.rule))?;
+            }
             let touched = touched(&t);
             let (affected, truncated) = t.affected(&touched);
             let effective_before = t.effective(&self.catalog, &affected);
@@ -157,6 +162,48 @@ impl MemoryStore {
 }
 
 impl Tenant {
+    /// A user's subject: its grants and its groups' (`None`: no such user).
+    fn subject(&self, catalog: &Catalog, user_id: &str) -> Option<Subject> {
+        let row = self.users.get(user_id)?;
+        let groups = row
+            .grants
+            .groups
+            .iter()
+            .filter_map(|k| match catalog.group(k) {
+                Some(g) => Some(g.grants.clone()),
+                None => self.groups.get(k).map(|g| g.grants.clone()),
+            })
+            .collect();
+        Some(Subject {
+            user: Some(row.grants.clone()),
+            groups,
+        })
+    }
+
+    /// What an admin rule decides on, as the tenant is now.
+    fn facts(&self, catalog: &Catalog, actor: &str, rule: &Rule) -> Facts {
+        let actor = self.subject(catalog, actor).unwrap_or_default();
+        let needs = rule.needs(&actor);
+        let mut ids = needs.users;
+        for g in &needs.members_of {
+            if let Some(m) = self.members.get(g) {
+                ids.extend(m.iter().cloned());
+            }
+        }
+        Facts {
+            actor,
+            users: ids
+                .into_iter()
+                .filter_map(|id| self.subject(catalog, &id).map(|s| (id, s)))
+                .collect(),
+            groups: needs
+                .groups
+                .iter()
+                .filter_map(|k| self.groups.get(k).map(|g| (k.clone(), g.grants.clone())))
+                .collect(),
+        }
+    }
+
     /// The users whose effective permissions a write touching `touched` can change: the
     /// touched users and the members of touched groups, at most `PREVIEW_LIMIT`.
     fn affected(&self, touched: &Touched) -> (Vec<String>, bool) {
@@ -170,28 +217,16 @@ impl Tenant {
         (ids.into_iter().take(PREVIEW_LIMIT).collect(), truncated)
     }
 
-    /// Each user's unscoped effective permissions (empty when blocked or unknown).
-    fn effective(&self, catalog: &Catalog, users: &[String]) -> BTreeMap<String, PermSet> {
+    /// Each user's access (empty when blocked or unknown).
+    fn effective(&self, catalog: &Catalog, users: &[String]) -> BTreeMap<String, Access> {
         users
             .iter()
             .map(|u| {
-                let mut set = PermSet::new();
-                if let Some(row) = self.users.get(u) {
-                    if row.grants.status == UserStatus::Active {
-                        set.union_with(&row.grants.direct);
-                        for g in &row.grants.groups {
-                            match catalog.group(g) {
-                                Some(sys) => set.union_with(&sys.grants.permissions),
-                                None => {
-                                    if let Some(custom) = self.groups.get(g) {
-                                        set.union_with(&custom.grants.permissions);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                (u.clone(), set)
+                let access = self
+                    .subject(catalog, u)
+                    .map(|s| Access::of(&s))
+                    .unwrap_or_default();
+                (u.clone(), access)
             })
             .collect()
     }
@@ -806,23 +841,8 @@ impl Store for MemoryStore {
                 });
             }
         }
-        let Some(row) = t.users.get(user_id) else {
-            return Ok((Subject::default(), t.revision));
-        };
-        let groups = row
-            .grants
-            .groups
-            .iter()
-            .filter_map(|k| match self.catalog.group(k) {
-                Some(g) => Some(g.grants.clone()),
-                None => t.groups.get(k).map(|g| g.grants.clone()),
-            })
-            .collect();
         Ok((
-            Subject {
-                user: Some(row.grants.clone()),
-                groups,
-            },
+            t.subject(&self.catalog, user_id).unwrap_or_default(),
             t.revision,
         ))
     }

@@ -141,6 +141,9 @@ pub enum StoreError {
         "the cache may have missed revocations for longer than the staleness bound and the database is unreachable: {0}"
     )]
     Stale(String),
+    /// The write's admin rule refused it, decided on state read inside the write.
+    #[error("{0}")]
+    Denied(authz_core::admin::Refusal),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -185,11 +188,16 @@ pub struct ImportRow {
     pub direct: PermSet,
 }
 
-/// Who makes a write (the audit log records it) and whether to commit it.
+/// Who makes a write (the audit log records it), under which admin rule, and whether to
+/// commit it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteCtx {
     /// The acting user; `None` for an operator.
     pub actor: Option<String>,
+    /// What the write needs of an actor. A store decides it on state read inside the write,
+    /// after the tenant's lock and before it changes anything ([`WriteCtx::authorize`]); an
+    /// operator's write skips it.
+    pub rule: authz_core::admin::Rule,
     /// Validate and compute everything, commit nothing.
     pub dry_run: bool,
 }
@@ -197,17 +205,59 @@ pub struct WriteCtx {
 /// Most users a preview lists; past it the preview says it is truncated.
 pub const PREVIEW_LIMIT: usize = 1000;
 
-/// How one user's effective permissions (and derived roles) change.
+/// What a user may do, as a preview compares it: unscoped permissions, scoped grants and
+/// limits (all empty for a blocked or unknown user, who may do nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    pub permissions: PermSet,
+    pub scoped: BTreeSet<ScopedGrant>,
+    pub restrictions: std::collections::BTreeMap<ResourceTypeId, BTreeSet<String>>,
+}
+
+impl Access {
+    pub fn of(subject: &Subject) -> Access {
+        if !subject.is_active() {
+            return Access::default();
+        }
+        Access {
+            permissions: subject.effective(),
+            scoped: authz_core::decide::scoped_grants(subject)
+                .into_iter()
+                .map(|(g, _)| g)
+                .collect(),
+            restrictions: subject
+                .user
+                .iter()
+                .flat_map(|u| u.restrictions.iter())
+                .map(|r| (r.resource_type, r.ids.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// How one user's limit on a resource type changes (`None`: not limited).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitChange {
+    pub resource_type: ResourceTypeId,
+    pub before: Option<BTreeSet<String>>,
+    pub after: Option<BTreeSet<String>>,
+}
+
+/// How one user's access (effective permissions, scoped grants, limits and derived roles)
+/// changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserDiff {
     pub user_id: String,
     pub added: PermSet,
     pub removed: PermSet,
+    pub scoped_added: Vec<ScopedGrant>,
+    pub scoped_removed: Vec<ScopedGrant>,
+    pub limits: Vec<LimitChange>,
     pub roles_added: Vec<String>,
     pub roles_removed: Vec<String>,
 }
 
-/// Every user whose effective permissions a write changes (or would change).
+/// Every user whose access a write changes (or would change).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Preview {
     pub affected_users: Vec<UserDiff>,
@@ -234,15 +284,15 @@ impl<T> Committed<T> {
     }
 }
 
-/// The diff of effective permissions, per user, before and after a write.
+/// The diff of access, per user, before and after a write.
 pub fn preview(
     catalog: &authz_core::Catalog,
-    before: &std::collections::BTreeMap<String, PermSet>,
-    after: &std::collections::BTreeMap<String, PermSet>,
+    before: &std::collections::BTreeMap<String, Access>,
+    after: &std::collections::BTreeMap<String, Access>,
     truncated: bool,
 ) -> Preview {
-    let empty = PermSet::new();
-    let users: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let empty = Access::default();
+    let users: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     let mut affected_users = Vec::new();
     for u in users {
         let b = before.get(u).unwrap_or(&empty);
@@ -250,15 +300,32 @@ pub fn preview(
         if a == b {
             continue;
         }
-        let mut added = a.clone();
-        added.difference_with(b);
-        let mut removed = b.clone();
-        removed.difference_with(a);
-        let (rb, ra) = (catalog.roles_of(b), catalog.roles_of(a));
+        let mut added = a.permissions.clone();
+        added.difference_with(&b.permissions);
+        let mut removed = b.permissions.clone();
+        removed.difference_with(&a.permissions);
+        let types: BTreeSet<&ResourceTypeId> =
+            b.restrictions.keys().chain(a.restrictions.keys()).collect();
+        let limits = types
+            .into_iter()
+            .filter(|t| b.restrictions.get(t) != a.restrictions.get(t))
+            .map(|t| LimitChange {
+                resource_type: *t,
+                before: b.restrictions.get(t).cloned(),
+                after: a.restrictions.get(t).cloned(),
+            })
+            .collect();
+        let (rb, ra) = (
+            catalog.roles_of(&b.permissions),
+            catalog.roles_of(&a.permissions),
+        );
         affected_users.push(UserDiff {
             user_id: u.clone(),
             added,
             removed,
+            scoped_added: a.scoped.difference(&b.scoped).cloned().collect(),
+            scoped_removed: b.scoped.difference(&a.scoped).cloned().collect(),
+            limits,
             roles_added: ra
                 .iter()
                 .filter(|r| !rb.contains(r))
@@ -280,6 +347,22 @@ pub fn preview(
 impl WriteCtx {
     pub fn operator() -> Self {
         Self::default()
+    }
+
+    /// Decides the write's rule for its actor on `facts`, read inside the write (operators
+    /// pass). Called by every store after the tenant's lock and before any change.
+    pub fn authorize(
+        &self,
+        catalog: &authz_core::Catalog,
+        facts: &authz_core::admin::Facts,
+    ) -> Result<()> {
+        match &self.actor {
+            None => Ok(()),
+            Some(actor) => self
+                .rule
+                .check(catalog, actor, facts)
+                .map_err(StoreError::Denied),
+        }
     }
 }
 

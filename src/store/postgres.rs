@@ -8,13 +8,14 @@
 
 use super::ImportRow;
 use super::notify::{CHANNEL, Notice};
+use super::{Access, Committed, PREVIEW_LIMIT};
 use super::{
     AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
     GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo,
     Touched, UserInfo, WriteCtx,
 };
-use super::{Committed, PREVIEW_LIMIT};
 use async_trait::async_trait;
+use authz_core::admin::{Facts, Rule};
 use authz_core::model::{
     GroupGrants, ResourceRef, ResourceTypeId, Restriction, ScopedGrant, Subject, UserGrants,
     UserStatus,
@@ -353,7 +354,132 @@ impl PostgresStore {
         }
     }
 
-    // ---- Writes: audit records and commit ----
+    // ---- Writes: the tenant's lock, the admin rule, audit records and commit ----
+
+    /// Starts a tenant's write: bumps and locks its revision row, then decides the write's
+    /// admin rule on state read after the lock, in this transaction. Every write of the tenant
+    /// takes the same lock first, so what the rule read cannot change before this write
+    /// commits: the decision and the write are one step in revision order.
+    async fn begin(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+    ) -> Result<Revision> {
+        let revision = lock_tenant(tx, tenant_id).await?;
+        if let Some(actor) = &ctx.actor {
+            let facts = self.facts(tx, tenant_id, actor, &ctx.rule).await?;
+            ctx.authorize(&self.catalog, &facts)?;
+        }
+        Ok(revision)
+    }
+
+    /// What an admin rule decides on, read in the write's transaction: the actor, then what
+    /// the rule needs given the actor.
+    async fn facts(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        actor: &str,
+        rule: &Rule,
+    ) -> Result<Facts> {
+        let (mut users, _) = self
+            .subjects_in(tx, tenant_id, &[actor.to_owned()], &[], &[])
+            .await?;
+        let actor = users.remove(actor).unwrap_or_default();
+        let needs = rule.needs(&actor);
+        let ids: Vec<String> = needs.users.into_iter().collect();
+        let members_of: Vec<String> = needs.members_of.into_iter().collect();
+        let groups: Vec<String> = needs.groups.into_iter().collect();
+        let (users, groups) = self
+            .subjects_in(tx, tenant_id, &ids, &members_of, &groups)
+            .await?;
+        Ok(Facts {
+            actor,
+            users,
+            groups,
+        })
+    }
+
+    /// The subjects of the named users and of every member of `members_of`, and the grants of
+    /// their custom groups and of the `groups` named, in the transaction's view.
+    async fn subjects_in(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        ids: &[String],
+        members_of: &[String],
+        groups: &[String],
+    ) -> Result<(
+        std::collections::HashMap<String, Subject>,
+        std::collections::HashMap<String, Arc<GroupGrants>>,
+    )> {
+        let rows = if ids.is_empty() && members_of.is_empty() {
+            Vec::new()
+        } else {
+            tx.query(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND (u.user_id = ANY($2)
+                     OR u.user_id IN (SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($3)))"
+                ),
+                &[&tenant_id, &ids, &members_of],
+            )
+            .await
+            .map_err(pg)?
+        };
+        let users: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
+        let mut keys: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+        keys.extend(
+            users
+                .iter()
+                .flat_map(|u| u.groups.iter().map(String::as_str)),
+        );
+        let custom: Vec<&str> = keys
+            .into_iter()
+            .filter(|k| self.catalog.group(k).is_none())
+            .collect();
+        let loaded: std::collections::HashMap<String, Arc<GroupGrants>> = if custom.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            tx.query(
+                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
+                &[&tenant_id, &custom],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| {
+                let g = self.group_grants(r);
+                (g.key.clone(), Arc::new(g))
+            })
+            .collect()
+        };
+        let subjects = users
+            .into_iter()
+            .map(|u| {
+                let groups = u
+                    .groups
+                    .iter()
+                    .filter_map(|k| match self.catalog.group(k) {
+                        Some(g) => Some(g.grants.clone()),
+                        None => loaded.get(k).cloned(),
+                    })
+                    .collect();
+                let subject = Subject {
+                    user: Some(Arc::new(UserGrants {
+                        status: u.status,
+                        groups: u.groups,
+                        direct: u.direct,
+                        scoped: u.scoped,
+                        restrictions: u.restrictions,
+                    })),
+                    groups,
+                };
+                (u.user_id, subject)
+            })
+            .collect();
+        Ok((subjects, loaded))
+    }
 
     /// Starts the audit record of a write: what it aims at and the state of what it touches,
     /// read inside the transaction after the tenant's revision row is locked.
@@ -398,60 +524,23 @@ impl PostgresStore {
         })
     }
 
-    /// Each user's unscoped effective permissions inside the transaction (empty when blocked or
-    /// unknown).
+    /// Each user's access inside the transaction (empty when blocked or unknown).
     async fn effective(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         tenant_id: &str,
         users: &[String],
-    ) -> Result<BTreeMap<String, PermSet>> {
-        let mut out: BTreeMap<String, PermSet> =
-            users.iter().map(|u| (u.clone(), PermSet::new())).collect();
+    ) -> Result<BTreeMap<String, Access>> {
+        let mut out: BTreeMap<String, Access> = users
+            .iter()
+            .map(|u| (u.clone(), Access::default()))
+            .collect();
         if users.is_empty() {
             return Ok(out);
         }
-        let rows = tx
-            .query(
-                "SELECT u.user_id, u.status, u.direct,
-                        ARRAY(SELECT m.group_key FROM memberships m WHERE m.tenant_id = u.tenant_id AND m.user_id = u.user_id)
-                 FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)",
-                &[&tenant_id, &users],
-            )
-            .await
-            .map_err(pg)?;
-        let custom: BTreeSet<String> = rows
-            .iter()
-            .flat_map(|r| r.get::<_, Vec<String>>(3))
-            .filter(|g| self.catalog.group(g).is_none())
-            .collect();
-        let custom: Vec<String> = custom.into_iter().collect();
-        let group_perms: BTreeMap<String, PermSet> = tx
-            .query(
-                "SELECT group_key, permissions FROM groups WHERE tenant_id = $1 AND group_key = ANY($2)",
-                &[&tenant_id, &custom],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), self.perms(&r.get::<_, Vec<String>>(1))))
-            .collect();
-        for r in &rows {
-            if r.get::<_, String>(1) != "active" {
-                continue;
-            }
-            let mut set = self.perms(&r.get::<_, Vec<String>>(2));
-            for g in r.get::<_, Vec<String>>(3) {
-                match self.catalog.group(&g) {
-                    Some(sys) => set.union_with(&sys.grants.permissions),
-                    None => {
-                        if let Some(p) = group_perms.get(&g) {
-                            set.union_with(p);
-                        }
-                    }
-                }
-            }
-            out.insert(r.get(0), set);
+        let (subjects, _) = self.subjects_in(tx, tenant_id, users, &[], &[]).await?;
+        for (id, subject) in subjects {
+            out.insert(id, Access::of(&subject));
         }
         Ok(out)
     }
@@ -928,11 +1017,11 @@ struct Record {
     /// The users whose effective permissions the write can change, and theirs before it.
     affected: Vec<String>,
     truncated: bool,
-    effective_before: BTreeMap<String, PermSet>,
+    effective_before: BTreeMap<String, Access>,
 }
 
-/// Starts a tenant's write: bumps and locks its revision row.
-async fn begin(tx: &deadpool_postgres::Transaction<'_>, tenant_id: &str) -> Result<Revision> {
+/// Bumps and locks a tenant's revision row.
+async fn lock_tenant(tx: &deadpool_postgres::Transaction<'_>, tenant_id: &str) -> Result<Revision> {
     let row = tx
         .query_opt(
             "UPDATE tenants SET revision = revision + 1 WHERE tenant_id = $1 RETURNING revision",
@@ -1104,7 +1193,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<UserInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1145,7 +1234,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let touched = Touched::users(rows.iter().map(|r| r.user_id.clone()));
         let record = self
             .record(
@@ -1254,7 +1343,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<UserInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1295,7 +1384,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<GroupInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1325,7 +1414,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<GroupInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let copied: Vec<String> = match members_of {
             None => Vec::new(),
             Some(src) => tx
@@ -1416,7 +1505,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<GroupInfo>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1490,7 +1579,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1559,7 +1648,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1590,7 +1679,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1619,7 +1708,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1663,7 +1752,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,
@@ -1708,7 +1797,7 @@ impl Store for PostgresStore {
     ) -> Result<Committed<()>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let revision = begin(&tx, tenant_id).await?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let record = self
             .record(
                 &tx,

@@ -32,6 +32,7 @@ async fn tenants(backend: Backend) {
     let t = admin
         .get_tenant(pb::GetTenantRequest {
             tenant_id: "a".into(),
+            actor_user_id: String::new(),
         })
         .await
         .unwrap()
@@ -44,6 +45,7 @@ async fn tenants(backend: Backend) {
         admin
             .get_tenant(pb::GetTenantRequest {
                 tenant_id: "zz".into(),
+                actor_user_id: String::new(),
             })
             .await,
         Code::NotFound,

@@ -181,7 +181,7 @@ async fn every_committed_mutation_is_audited_with_before_and_after(backend: Back
         &app,
         pb::ListAuditEventsRequest {
             tenant_id: "t".into(),
-            actor_user_id: "boss".into(),
+            filter_actor_user_id: "boss".into(),
             ..Default::default()
         },
     )
@@ -191,7 +191,7 @@ async fn every_committed_mutation_is_audited_with_before_and_after(backend: Back
         &app,
         pb::ListAuditEventsRequest {
             tenant_id: "t".into(),
-            target: "group:g".into(),
+            filter_target: "group:g".into(),
             ..Default::default()
         },
     )
@@ -264,7 +264,7 @@ async fn reading_the_audit_log_needs_its_permission_and_hides_staff_data(backend
         admin
             .list_audit_events(pb::ListAuditEventsRequest {
                 tenant_id: "t".into(),
-                reader_user_id: "ann".into(),
+                actor_user_id: "ann".into(),
                 ..Default::default()
             })
             .await,
@@ -276,7 +276,7 @@ async fn reading_the_audit_log_needs_its_permission_and_hides_staff_data(backend
         &app,
         pb::ListAuditEventsRequest {
             tenant_id: "t".into(),
-            reader_user_id: "mia".into(),
+            actor_user_id: "mia".into(),
             ..Default::default()
         },
     )

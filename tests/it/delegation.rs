@@ -520,6 +520,23 @@ async fn restricted_actors_restrict_only_within_their_limit(backend: Backend) {
         .set_restrictions(restrict("", "owner", &["a", "b"], false))
         .await
         .unwrap();
+    // Limiting takes access away, so it needs what the user holds within the actor's reach:
+    // an analyst with access to every folder is out of reach of an owner limited to a and b.
+    assert_status(
+        admin
+            .set_restrictions(restrict("owner", "analyst", &["a"], false))
+            .await,
+        Code::PermissionDenied,
+        &[
+            "take access away",
+            "`analyst`",
+            "not limited to folder within it",
+        ],
+    );
+    admin
+        .set_restrictions(restrict("", "analyst", &["a", "b"], false))
+        .await
+        .unwrap();
     admin
         .set_restrictions(restrict("owner", "analyst", &["a"], false))
         .await
@@ -585,13 +602,14 @@ async fn lifting_a_limit_needs_what_the_user_holds(backend: Backend) {
         ..perm_check("t", user, "view_reports")
     };
 
-    // Narrowing takes access away: always allowed.
-    admin
-        .set_restrictions(restrict("limiter", "owner", &["a"], false))
-        .await
-        .unwrap();
-    let rev = app.app.get_tenant("t").await.unwrap().revision;
-    for (ids, clear) in [(&["a", "c"][..], false), (&[][..], true)] {
+    // Narrowing takes access away, widening and lifting give it back: each needs everything
+    // the owner holds.
+    let rev = app.app.get_tenant("t", "").await.unwrap().revision;
+    for (ids, clear) in [
+        (&["a"][..], false),
+        (&["a", "c"][..], false),
+        (&[][..], true),
+    ] {
         assert_status(
             admin
                 .set_restrictions(restrict("limiter", "owner", ids, clear))
@@ -600,7 +618,7 @@ async fn lifting_a_limit_needs_what_the_user_holds(backend: Backend) {
             &["delete_customers"],
         );
     }
-    assert_eq!(app.app.get_tenant("t").await.unwrap().revision, rev);
+    assert_eq!(app.app.get_tenant("t", "").await.unwrap().revision, rev);
     assert!(!app.check(on("owner", "c")).await.unwrap().allowed);
 
     // For a user holding only what the actor holds, lifting is fine.

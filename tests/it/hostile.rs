@@ -63,6 +63,7 @@ async fn state(app: &TestApp) -> String {
         let tenant = admin
             .get_tenant(pb::GetTenantRequest {
                 tenant_id: t.into(),
+                actor_user_id: String::new(),
             })
             .await
             .unwrap()
@@ -146,7 +147,8 @@ fn cases(app: &TestApp) -> Vec<Case> {
                     app,
                     get_tenant,
                     pb::GetTenantRequest {
-                        tenant_id: t.clone()
+                        tenant_id: t.clone(),
+                        ..Default::default()
                     }
                 ),
             ),
@@ -485,7 +487,8 @@ fn cases(app: &TestApp) -> Vec<Case> {
                 app,
                 get_tenant,
                 pb::GetTenantRequest {
-                    tenant_id: "nope".into()
+                    tenant_id: "nope".into(),
+                    ..Default::default()
                 }
             ),
         ),

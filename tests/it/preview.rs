@@ -25,6 +25,7 @@ async fn revision(app: &TestApp) -> String {
         .clone()
         .get_tenant(pb::GetTenantRequest {
             tenant_id: "ws".into(),
+            actor_user_id: String::new(),
         })
         .await
         .unwrap()

@@ -98,6 +98,7 @@ async fn graceful_shutdown_finishes() {
     let r = admin
         .get_tenant(pb::GetTenantRequest {
             tenant_id: "t".into(),
+            actor_user_id: String::new(),
         })
         .await;
     assert!(r.is_ok());

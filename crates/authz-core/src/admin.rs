@@ -4,15 +4,26 @@
 //! **actor**, a user of the tenant. For an actor:
 //! - the catalog's `[admin]` table says which permissions each operation needs;
 //! - to add someone to a group the actor must be a member of it or hold every permission of it;
-//! - to grant a permission, or put it into a custom group, the actor must hold it;
+//! - to grant a permission, or put it into a custom group, the actor must hold it, and only as
+//!   far as the actor itself may use it: an actor limited to some resources of a type gives
+//!   unscoped access only to users limited at least as narrowly on that type, and scoped
+//!   access only on resources within its limit (the **reach** rule);
+//! - taking access away is symmetric with giving it: to revoke from, remove from a group,
+//!   block, limit or unblock a user, the actor must be able to give that user everything it
+//!   holds;
 //! - internal (staff-only) permissions and groups do not exist as far as actors can tell;
 //! - an actor limited to some resources of a type can only limit others within them.
+//!
+//! A write's rules are one [`Rule`]: the operations it needs and its [`Effect`]. Stores check
+//! it with [`Rule::check`] on [`Facts`] read inside the write's own transaction, after the
+//! tenant's lock, so the decision and the write are one step in revision order.
 
 use crate::catalog::Catalog;
 use crate::model::{GroupGrants, ResourceTypeId, ScopedGrant, Subject};
 use crate::permset::{PermId, PermSet};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// The operations the catalog's `[admin]` table gives requirements for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +110,39 @@ pub enum Refusal {
         resource_type: String,
         outside: Vec<String>,
     },
+    /// Giving access beyond the actor's own limit on a resource type.
+    Reach {
+        resource_type: String,
+        own: Vec<String>,
+        beyond: Vec<String>,
+    },
+    /// Taking access away from (or giving it back to) a user holding more than the actor.
+    TakeAway {
+        user: String,
+        missing: Vec<String>,
+    },
+    /// Rows of an import that break a rule, each with its refusals: (row number, user, why).
+    Import {
+        rows: Vec<(usize, String, Vec<Refusal>)>,
+    },
+}
+
+impl Refusal {
+    /// The admin rule that refused, as metrics and logs label it.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::UnknownActor(_) => "unknown_actor",
+            Refusal::BlockedActor(_) => "blocked_actor",
+            Refusal::OperatorOnly(_) => "operator_only",
+            Refusal::Operation { .. } => "operation",
+            Refusal::Group { .. } => "group",
+            Refusal::Grant { .. } => "grant",
+            Refusal::Restriction { .. } => "restriction",
+            Refusal::Reach { .. } => "reach",
+            Refusal::TakeAway { .. } => "take_away",
+            Refusal::Import { .. } => "import",
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -143,6 +187,35 @@ impl fmt::Display for Refusal {
                     outside.join(", ")
                 }
             ),
+            Refusal::Reach {
+                resource_type,
+                own,
+                beyond,
+            } => write!(
+                f,
+                "the actor is itself limited to {resource_type} {} and may give access only within that limit: {}",
+                own.join(", "),
+                beyond.join("; ")
+            ),
+            Refusal::TakeAway { user, missing } => write!(
+                f,
+                "the actor may take access away from (or give it back to) `{user}` only when it holds everything `{user}` holds: missing {}",
+                missing.join(", ")
+            ),
+            Refusal::Import { rows } => {
+                write!(f, "import refused, nothing applied: ")?;
+                for (i, (row, user, why)) in rows.iter().take(20).enumerate() {
+                    if i > 0 {
+                        write!(f, " | ")?;
+                    }
+                    let why: Vec<String> = why.iter().map(Refusal::to_string).collect();
+                    write!(f, "row {row} (`{user}`): {}", why.join("; "))?;
+                }
+                if rows.len() > 20 {
+                    write!(f, " | and {} more", rows.len() - 20)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -153,11 +226,32 @@ pub struct Actor<'a> {
     pub subject: &'a Subject,
 }
 
+/// Permission keys as an actor may read them: internal permissions are never named, only
+/// counted as access an operator must change.
 fn keys(catalog: &Catalog, ids: impl IntoIterator<Item = PermId>) -> Vec<String> {
-    ids.into_iter().map(|p| catalog.key(p).to_owned()).collect()
+    let mut hidden = false;
+    let mut out: Vec<String> = ids
+        .into_iter()
+        .filter(|p| {
+            let internal = catalog.permission(*p).internal;
+            hidden |= internal;
+            !internal
+        })
+        .map(|p| catalog.key(p).to_owned())
+        .collect();
+    if hidden {
+        out.push(STAFF_ONLY.to_owned());
+    }
+    out
 }
 
+/// How a refusal mentions internal permissions and groups to an actor.
+const STAFF_ONLY: &str = "access that only an operator can change";
+
 fn grant_text(catalog: &Catalog, g: &ScopedGrant) -> String {
+    if catalog.permission(g.permission).internal {
+        return STAFF_ONLY.to_owned();
+    }
     format!(
         "{}@{}:{}",
         catalog.key(g.permission),
@@ -267,4 +361,393 @@ pub fn may_restrict(
         resource_type: catalog.resource_type_key(resource_type).to_owned(),
         outside,
     })
+}
+
+/// Where an actor's limits stop what it gives: access a recipient would get beyond the
+/// actor's own reach, as readable items (empty: within reach). `recipient` is `None` for a
+/// grant that reaches no user yet (a new group without members): only scoped grants count.
+fn beyond_reach(
+    catalog: &Catalog,
+    actor: &Subject,
+    recipient: Option<(&str, &Subject)>,
+    perms: &PermSet,
+    scoped: &[ScopedGrant],
+) -> Result<(), Refusal> {
+    let Some(user) = actor.user.as_ref() else {
+        return Ok(());
+    };
+    for own in &user.restrictions {
+        let type_key = catalog.resource_type_key(own.resource_type);
+        let mut beyond: Vec<String> = scoped
+            .iter()
+            .filter(|g| g.resource.resource_type == own.resource_type)
+            .filter(|g| !own.ids.contains(&g.resource.id))
+            .map(|g| grant_text(catalog, g))
+            .collect();
+        if let Some((id, r)) = recipient {
+            let narrow = r
+                .restriction(own.resource_type)
+                .is_some_and(|theirs| theirs.ids.is_subset(&own.ids));
+            if !perms.is_empty() && !narrow {
+                beyond.push(format!(
+                    "{} to `{id}`, who is not limited to {type_key} within it",
+                    keys(catalog, perms.iter()).join(", ")
+                ));
+            }
+        }
+        if !beyond.is_empty() {
+            beyond.dedup();
+            return Err(Refusal::Reach {
+                resource_type: type_key.to_owned(),
+                own: own.ids.iter().cloned().collect(),
+                beyond,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// To give `perms` and `scoped` to a recipient: hold each, and give only within reach.
+pub fn may_give_to(
+    catalog: &Catalog,
+    actor: &Actor<'_>,
+    recipient: Option<(&str, &Subject)>,
+    perms: &PermSet,
+    scoped: &[ScopedGrant],
+) -> Result<(), Refusal> {
+    may_give(catalog, actor, perms, scoped)?;
+    beyond_reach(catalog, actor.subject, recipient, perms, scoped)
+}
+
+/// To take access away from a user, or give it back (unblocking, lifting a limit): the actor
+/// must be able to give the user everything it holds while active.
+pub fn may_take_from(
+    catalog: &Catalog,
+    actor: &Actor<'_>,
+    user_id: &str,
+    target: &Subject,
+) -> Result<(), Refusal> {
+    let Some(user) = &target.user else {
+        return Ok(());
+    };
+    let mut active = (**user).clone();
+    active.status = crate::model::UserStatus::Active;
+    let target = Subject {
+        user: Some(Arc::new(active)),
+        groups: target.groups.clone(),
+    };
+    let perms = target.effective();
+    let scoped: Vec<ScopedGrant> = crate::decide::scoped_grants(&target)
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    let refuse = |missing: Vec<String>| Refusal::TakeAway {
+        user: user_id.to_owned(),
+        missing,
+    };
+    match may_give_to(catalog, actor, Some((user_id, &target)), &perms, &scoped) {
+        Ok(()) => Ok(()),
+        Err(Refusal::Grant { mut missing }) => {
+            missing.dedup();
+            Err(refuse(missing))
+        }
+        Err(Refusal::Reach { beyond, .. }) => Err(refuse(beyond)),
+        Err(other) => Err(other),
+    }
+}
+
+/// One row of an import, as the rules see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportGrant {
+    pub user_id: String,
+    pub groups: Vec<String>,
+    pub direct: PermSet,
+}
+
+/// What an admin write gives or takes away: what its rules depend on beyond the operation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing beyond the operation's requirement (a profile, an empty group's deletion).
+    #[default]
+    Nothing,
+    /// Direct grants to one user.
+    Give {
+        user: String,
+        permissions: PermSet,
+        scoped: Vec<ScopedGrant>,
+    },
+    /// Memberships of users in one group.
+    Assign { group: String, users: Vec<String> },
+    /// Revoking, removing from a group, blocking: access taken from each user.
+    TakeFrom { users: Vec<String> },
+    /// Unblocking: everything the user holds is given back.
+    Unblock { user: String },
+    /// Limiting a user to listed resources of one type (`Some`), or lifting the limit.
+    Restrict {
+        user: String,
+        resource_type: ResourceTypeId,
+        ids: Option<BTreeSet<String>>,
+    },
+    /// A new custom group with these grants; with `members_of`, that group's members join it.
+    NewGroup {
+        permissions: PermSet,
+        scoped: Vec<ScopedGrant>,
+        members_of: Option<String>,
+    },
+    /// A custom group's permissions and/or scoped grants replaced.
+    EditGroup {
+        group: String,
+        permissions: Option<PermSet>,
+        scoped: Option<Vec<ScopedGrant>>,
+    },
+    /// Users created or updated with memberships and direct grants.
+    Import { rows: Vec<ImportGrant> },
+}
+
+/// An admin write as the rules see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// The operations the catalog's `[admin]` table must allow the actor.
+    pub ops: Vec<AdminOp>,
+    pub effect: Effect,
+}
+
+/// What a rule reads besides the actor: users' subjects (by id, and every member of the named
+/// groups) and custom groups' grants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub users: BTreeSet<String>,
+    pub members_of: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+}
+
+/// The state a rule decides on, read inside the write. A user or custom group missing here
+/// does not exist (the write itself reports a missing group).
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub actor: Subject,
+    pub users: HashMap<String, Subject>,
+    pub groups: HashMap<String, Arc<GroupGrants>>,
+}
+
+impl Facts {
+    fn user(&self, id: &str) -> Subject {
+        self.users.get(id).cloned().unwrap_or_default()
+    }
+
+    /// A group's grants: the catalog's for a system group, the stored ones for a custom group.
+    fn group(&self, catalog: &Catalog, key: &str) -> Option<Arc<GroupGrants>> {
+        match catalog.group(key) {
+            Some(g) => Some(g.grants.clone()),
+            None => self.groups.get(key).cloned(),
+        }
+    }
+
+    /// The loaded users that are members of `group`, sorted by id.
+    fn members<'f>(&'f self, group: &str) -> Vec<(&'f str, &'f Subject)> {
+        let mut out: Vec<(&str, &Subject)> = self
+            .users
+            .iter()
+            .filter(|(_, s)| {
+                s.user
+                    .as_ref()
+                    .is_some_and(|u| u.groups.iter().any(|g| g == group))
+            })
+            .map(|(id, s)| (id.as_str(), s))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+}
+
+impl Rule {
+    pub fn new(op: AdminOp, effect: Effect) -> Self {
+        Self {
+            ops: vec![op],
+            effect,
+        }
+    }
+
+    /// What [`Rule::check`] needs read, given the actor as read inside the write.
+    pub fn needs(&self, actor: &Subject) -> Needs {
+        let mut needs = Needs::default();
+        let restricted = actor
+            .user
+            .as_ref()
+            .is_some_and(|u| !u.restrictions.is_empty());
+        match &self.effect {
+            Effect::Nothing => {}
+            Effect::Give { user, .. }
+            | Effect::Unblock { user }
+            | Effect::Restrict { user, .. } => {
+                needs.users.insert(user.clone());
+            }
+            Effect::Assign { group, users } => {
+                needs.users.extend(users.iter().cloned());
+                needs.groups.insert(group.clone());
+            }
+            Effect::TakeFrom { users } => needs.users.extend(users.iter().cloned()),
+            Effect::NewGroup { members_of, .. } => {
+                if let Some(g) = members_of.as_ref().filter(|_| restricted) {
+                    needs.members_of.insert(g.clone());
+                }
+            }
+            Effect::EditGroup { group, .. } => {
+                needs.groups.insert(group.clone());
+                if restricted {
+                    needs.members_of.insert(group.clone());
+                }
+            }
+            Effect::Import { rows } => {
+                for r in rows {
+                    needs.users.insert(r.user_id.clone());
+                    needs.groups.extend(r.groups.iter().cloned());
+                }
+            }
+        }
+        needs
+    }
+
+    /// Decides the write for `actor_id` on `facts`: the actor exists and is active, holds what
+    /// each operation requires, and the effect keeps every rule.
+    pub fn check(&self, catalog: &Catalog, actor_id: &str, facts: &Facts) -> Result<(), Refusal> {
+        let actor = Actor {
+            user_id: actor_id,
+            subject: &facts.actor,
+        };
+        if self.ops.is_empty() {
+            // Every write names its operation; a rule without one refuses rather than allows.
+            return Err(Refusal::OperatorOnly(AdminOp::EditUsers));
+        }
+        for op in &self.ops {
+            authorize(catalog, &actor, *op)?;
+        }
+        match &self.effect {
+            Effect::Nothing => Ok(()),
+            Effect::Give {
+                user,
+                permissions,
+                scoped,
+            } => may_give_to(
+                catalog,
+                &actor,
+                Some((user, &facts.user(user))),
+                permissions,
+                scoped,
+            ),
+            Effect::Assign { group, users } => {
+                let Some(grants) = facts.group(catalog, group) else {
+                    return Ok(());
+                };
+                may_assign(catalog, &actor, &grants)?;
+                for u in users {
+                    beyond_reach(
+                        catalog,
+                        &facts.actor,
+                        Some((u, &facts.user(u))),
+                        &grants.permissions,
+                        &grants.scoped,
+                    )?;
+                }
+                Ok(())
+            }
+            Effect::TakeFrom { users } => users
+                .iter()
+                .try_for_each(|u| may_take_from(catalog, &actor, u, &facts.user(u))),
+            Effect::Unblock { user } => may_take_from(catalog, &actor, user, &facts.user(user)),
+            Effect::Restrict {
+                user,
+                resource_type,
+                ids,
+            } => {
+                may_restrict(catalog, &actor, *resource_type, ids.as_ref())?;
+                may_take_from(catalog, &actor, user, &facts.user(user))
+            }
+            Effect::NewGroup {
+                permissions,
+                scoped,
+                members_of,
+            } => {
+                may_give_to(catalog, &actor, None, permissions, scoped)?;
+                if let Some(source) = members_of {
+                    for (id, member) in facts.members(source) {
+                        beyond_reach(
+                            catalog,
+                            &facts.actor,
+                            Some((id, member)),
+                            permissions,
+                            scoped,
+                        )?;
+                    }
+                }
+                Ok(())
+            }
+            Effect::EditGroup {
+                group,
+                permissions,
+                scoped,
+            } => {
+                let current = facts.group(catalog, group).unwrap_or_default();
+                let mut added = permissions.clone().unwrap_or_default();
+                added.difference_with(&current.permissions);
+                let added_scoped: Vec<ScopedGrant> = scoped
+                    .iter()
+                    .flatten()
+                    .filter(|g| !current.scoped.contains(g))
+                    .cloned()
+                    .collect();
+                may_give_to(catalog, &actor, None, &added, &added_scoped)?;
+                for (id, member) in facts.members(group) {
+                    beyond_reach(
+                        catalog,
+                        &facts.actor,
+                        Some((id, member)),
+                        &added,
+                        &added_scoped,
+                    )?;
+                }
+                Ok(())
+            }
+            Effect::Import { rows } => {
+                let mut refused = Vec::new();
+                for (i, row) in rows.iter().enumerate() {
+                    let recipient = facts.user(&row.user_id);
+                    let mut why = Vec::new();
+                    for key in &row.groups {
+                        let Some(grants) = facts.group(catalog, key) else {
+                            continue;
+                        };
+                        if let Err(r) = may_assign(catalog, &actor, &grants).and_then(|()| {
+                            beyond_reach(
+                                catalog,
+                                &facts.actor,
+                                Some((&row.user_id, &recipient)),
+                                &grants.permissions,
+                                &grants.scoped,
+                            )
+                        }) {
+                            why.push(r);
+                        }
+                    }
+                    if let Err(r) = may_give_to(
+                        catalog,
+                        &actor,
+                        Some((&row.user_id, &recipient)),
+                        &row.direct,
+                        &[],
+                    ) {
+                        why.push(r);
+                    }
+                    if !why.is_empty() {
+                        refused.push((i + 1, row.user_id.clone(), why));
+                    }
+                }
+                if refused.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Refusal::Import { rows: refused })
+                }
+            }
+        }
+    }
 }
