@@ -16,6 +16,7 @@ use authz_core::model::{
     GroupGrants, ResourceTypeId, Restriction, Subject, UserGrants, UserStatus,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
@@ -26,6 +27,29 @@ pub struct MemoryStore {
     catalog: Arc<Catalog>,
     tenants: RwLock<BTreeMap<String, Arc<RwLock<Tenant>>>>,
     commits: tokio::sync::broadcast::Sender<(String, Revision)>,
+    door: WriteDoor,
+}
+
+/// Where writes can be held before they take their tenant's lock, and released in the order
+/// they arrived: what another writer holding the lock looks like, made deterministic. Closed
+/// only by [`MemoryStore::hold_writes`]; an open door costs one atomic load per write.
+#[derive(Default)]
+struct WriteDoor {
+    closed: AtomicBool,
+    queue: Arc<tokio::sync::Mutex<()>>,
+    waiting: AtomicUsize,
+}
+
+/// Writes wait while this lives; dropping it lets them through one at a time, oldest first.
+pub struct HeldWrites<'a> {
+    door: &'a WriteDoor,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for HeldWrites<'_> {
+    fn drop(&mut self) {
+        self.door.closed.store(false, Ordering::SeqCst);
+    }
 }
 
 #[derive(Clone)]
@@ -73,7 +97,35 @@ impl MemoryStore {
             catalog,
             tenants: RwLock::new(BTreeMap::new()),
             commits: tokio::sync::broadcast::channel(1024).0,
+            door: WriteDoor::default(),
         }
+    }
+
+    /// Holds every write at the door (before its tenant's lock, so before it reads anything)
+    /// until the returned guard is dropped; then they run one at a time in arrival order.
+    pub async fn hold_writes(&self) -> HeldWrites<'_> {
+        let turn = self.door.queue.clone().lock_owned().await;
+        self.door.closed.store(true, Ordering::SeqCst);
+        HeldWrites {
+            door: &self.door,
+            _turn: turn,
+        }
+    }
+
+    /// Writes waiting at a closed door.
+    pub fn writes_waiting(&self) -> usize {
+        self.door.waiting.load(Ordering::SeqCst)
+    }
+
+    /// A write's way in: straight through an open door, in line behind a closed one.
+    async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if !self.door.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.door.waiting.fetch_add(1, Ordering::SeqCst);
+        let turn = self.door.queue.clone().lock_owned().await;
+        self.door.waiting.fetch_sub(1, Ordering::SeqCst);
+        Some(turn)
     }
 
     fn tenant(&self, tenant_id: &str) -> Result<Arc<RwLock<Tenant>>> {
@@ -88,7 +140,7 @@ impl MemoryStore {
     /// bumped and the change logged with the before and after of what `touched` names (computed
     /// on the state before `f`), and the preview diffs every affected user. A dry run applies `f`
     /// to a copy and keeps nothing.
-    fn write_tenant<T>(
+    async fn write_tenant<T>(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
@@ -97,6 +149,7 @@ impl MemoryStore {
         touched: impl FnOnce(&Tenant) -> Touched,
         f: impl FnOnce(&mut Tenant) -> Result<T>,
     ) -> Result<Committed<T>> {
+        let _turn = self.enter().await;
         let tenant = self.tenant(tenant_id)?;
         let committed = {
             let mut t = write(&tenant);
@@ -428,6 +481,7 @@ impl Store for MemoryStore {
                 Ok(t.user_info(user_id, &row))
             },
         )
+        .await
     }
 
     async fn import_users(
@@ -463,6 +517,7 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
+        .await
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
@@ -520,6 +575,7 @@ impl Store for MemoryStore {
                 Ok(t.user_info(user_id, &row))
             },
         )
+        .await
     }
 
     async fn create_group(
@@ -537,6 +593,7 @@ impl Store for MemoryStore {
             |_| Touched::group(&key),
             |t| t.insert_group(def),
         )
+        .await
     }
 
     async fn duplicate_group(
@@ -573,6 +630,7 @@ impl Store for MemoryStore {
                 Ok(info)
             },
         )
+        .await
     }
 
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
@@ -641,6 +699,7 @@ impl Store for MemoryStore {
                 Ok(info)
             },
         )
+        .await
     }
 
     async fn delete_group(
@@ -680,6 +739,7 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
+        .await
     }
 
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
@@ -710,6 +770,7 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
+        .await
     }
 
     async fn remove_members(
@@ -739,6 +800,7 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
+        .await
     }
 
     async fn grant(
@@ -769,6 +831,7 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
+        .await
     }
 
     async fn revoke(
@@ -794,6 +857,7 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
+        .await
     }
 
     async fn set_restriction(
@@ -821,6 +885,7 @@ impl Store for MemoryStore {
                 Ok(())
             },
         )
+        .await
     }
 
     async fn subject(

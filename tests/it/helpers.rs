@@ -37,6 +37,8 @@ pub struct TestApp {
     /// For Postgres apps: the database URL (replicas share it) and the cached store.
     pub db_url: Option<String>,
     pub cached: Option<Arc<CachedStore>>,
+    /// For memory-store apps: the store (to hold writes at a known point).
+    pub memory: Option<Arc<MemoryStore>>,
     pub authz: AuthzServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
     pub channel: Channel,
@@ -157,7 +159,9 @@ pub async fn spawn(backend: Backend, catalog: &str) -> TestApp {
         Backend::Memory => {
             let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
             let store = Arc::new(MemoryStore::new(catalog.clone()));
-            start(catalog, store, None, None).await
+            let mut app = start(catalog, store.clone(), None, None).await;
+            app.memory = Some(store);
+            app
         }
         Backend::Postgres => {
             let (url, _) = crate::pg::fresh_database().await;
@@ -295,6 +299,7 @@ async fn start_with(
         app: app.clone(),
         db_url,
         cached,
+        memory: None,
         authz: AuthzServiceClient::new(channel.clone()),
         admin: AdminServiceClient::new(channel.clone()),
         channel,

@@ -14,6 +14,7 @@ mod faults;
 mod gate;
 mod helpers;
 mod hostile;
+mod interleave;
 mod metrics;
 mod model;
 mod pg;
@@ -23,6 +24,7 @@ mod soak;
 mod surface;
 mod tls;
 mod tracing;
+mod trust;
 
 /// Whether the slow scenarios run (more cases, longer runs, injected faults): `.ci/run` sets
 /// `AUTHZ_SLOW_TESTS=1`.
