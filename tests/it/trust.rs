@@ -461,7 +461,6 @@ async fn previews_show_resource_access_and_hide_staff_permissions(backend: Backe
         status: pb::UserStatus::Blocked.into(),
         actor_user_id: actor.into(),
         dry_run: true,
-        ..Default::default()
     };
     let internal = ["view_system_tasks", "view_all_system_tasks"];
     let by_actor = admin
