@@ -13,6 +13,7 @@ mod deploy;
 mod faults;
 mod gate;
 mod helpers;
+mod history;
 mod hostile;
 mod interleave;
 mod metrics;
