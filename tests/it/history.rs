@@ -307,7 +307,7 @@ async fn concurrent_history_replays_without_a_refused_write(backend: Backend) {
                 .map_or(app.admin.clone(), |r| r.admin.clone()),
         ];
         workers.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1) * 0x1000_0001);
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((i as u64 + 1) * 0x1000_0001));
             let (mut ok, mut refused) = (0u32, 0u32);
             for round in 0..rounds {
                 let client = clients[(round + i) % 2].clone();
