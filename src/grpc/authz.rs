@@ -156,6 +156,7 @@ impl AuthzService for AuthzApi {
         Ok(Response::new(pb::CheckResponse {
             allowed: checked.decision.allowed,
             missing_permissions: convert::missing(catalog, &checked),
+            denied_by_restriction: convert::restriction_denial(catalog, &checked),
             revision: convert::revision(revision),
             explanation: checked
                 .decision
@@ -203,11 +204,13 @@ impl AuthzService for AuthzApi {
                 Ok(checked) => pb::BatchCheckResult {
                     allowed: checked.decision.allowed,
                     missing_permissions: convert::missing(catalog, &checked),
+                    denied_by_restriction: convert::restriction_denial(catalog, &checked),
                     error: None,
                 },
                 Err(e) => pb::BatchCheckResult {
                     allowed: false,
                     missing_permissions: Vec::new(),
+                    denied_by_restriction: None,
                     error: Some(pb::ItemError {
                         code: code(&e) as i32,
                         message: e.to_string(),

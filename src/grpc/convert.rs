@@ -66,6 +66,18 @@ pub fn missing(catalog: &Catalog, checked: &Checked) -> Vec<String> {
         .collect()
 }
 
+pub fn restriction_denial(catalog: &Catalog, checked: &Checked) -> Option<pb::RestrictionDenial> {
+    checked
+        .decision
+        .denied_by_restriction
+        .as_ref()
+        .map(|d| pb::RestrictionDenial {
+            resource_type: catalog.resource_type_key(d.resource_type).to_owned(),
+            allowed_ids: d.allowed_ids.clone(),
+            allowed_count: i32::try_from(d.allowed_count).unwrap_or(i32::MAX),
+        })
+}
+
 pub fn user_state(s: UserState) -> &'static str {
     match s {
         UserState::Active => "active",

@@ -660,10 +660,11 @@ impl PostgresStore {
             user_id: row.get("user_id"),
             display_name: row.get("display_name"),
             email: row.get("email"),
-            status: if status == "blocked" {
-                UserStatus::Blocked
-            } else {
+            // Only a status known to be active lets a user in: anything else denies.
+            status: if status == "active" {
                 UserStatus::Active
+            } else {
+                UserStatus::Blocked
             },
             groups: row.get("groups"),
             direct: self.perms(&row.get::<_, Vec<String>>("direct")),
