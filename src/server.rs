@@ -116,7 +116,7 @@ pub async fn run(
                 .max_encoding_message_size(max),
         )
         .add_service(
-            AdminServiceServer::new(AdminApi::new(app))
+            AdminServiceServer::new(AdminApi::new(app).with_max_message_bytes(max))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
