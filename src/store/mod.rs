@@ -525,6 +525,7 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<UserInfo>>;
     /// Creates or updates each user, adds the memberships and direct grants, all in one write.
+    /// An empty display name or email in a row leaves the stored one unchanged.
     async fn import_users(
         &self,
         tenant_id: &str,

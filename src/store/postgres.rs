@@ -1179,7 +1179,9 @@ impl Store for PostgresStore {
         for r in rows {
             tx.execute(
                 "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4,
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+                     display_name = coalesce(nullif($3, ''), users.display_name),
+                     email = coalesce(nullif($4, ''), users.email),
                      direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
                 &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
             )
