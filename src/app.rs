@@ -152,12 +152,12 @@ impl Authz {
         if after_revision.is_empty() {
             return Ok(latest);
         }
-        match after_revision.parse::<Revision>() {
-            Ok(r) if r <= latest => Ok(r),
-            Ok(r) => Err(Error::Invalid(format!(
+        match validate::revision_token(after_revision) {
+            Some(r) if r <= latest => Ok(r),
+            Some(r) => Err(Error::Invalid(format!(
                 "after_revision {r} is newer than the tenant's latest revision {latest}"
             ))),
-            Err(_) => Err(Error::Invalid(format!(
+            None => Err(Error::Invalid(format!(
                 "after_revision {after_revision:?} is not a revision token; pass a `revision` string from a response, or leave it empty to start now"
             ))),
         }
@@ -1283,7 +1283,7 @@ impl Authz {
         let size = validate::page_size(filter.page_size)?;
         let before_revision = match validate::page_token(&filter.page_token)? {
             None => None,
-            Some(t) => Some(t.parse::<Revision>().map_err(|_| {
+            Some(t) => Some(validate::revision_token(&t).ok_or_else(|| {
                 Error::Invalid("page_token is not one this server issued; pass next_page_token from the previous response".to_owned())
             })?),
         };

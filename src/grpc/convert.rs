@@ -18,8 +18,8 @@ pub fn consistency(c: Option<pb::Consistency>) -> Result<Consistency> {
         None | Some(Requirement::MinimizeLatency(_)) => Consistency::MinimizeLatency,
         Some(Requirement::FullyConsistent(true)) => Consistency::Full,
         Some(Requirement::FullyConsistent(false)) => Consistency::MinimizeLatency,
-        Some(Requirement::AtLeastAsFresh(token)) => match token.parse::<Revision>() {
-            Ok(r) if r > 0 => Consistency::AtLeast(r),
+        Some(Requirement::AtLeastAsFresh(token)) => match crate::validate::revision_token(&token) {
+            Some(r) if r > 0 => Consistency::AtLeast(r),
             _ => {
                 return Err(Error::Invalid(format!(
                     "consistency.at_least_as_fresh {token:?} is not a revision token; pass the `revision` string a write or check returned"
