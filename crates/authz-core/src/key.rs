@@ -29,8 +29,12 @@ pub fn is_valid_key(key: &str) -> bool {
 
 /// The candidate closest to `word` when it is close enough to be a likely misspelling (a few
 /// edits, transpositions counted as one), for "did you mean" hints. Ties go to the first.
+/// Words under three characters get no hint: every short key is a few edits from every other.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 4).clamp(1, 3);
+    let limit = match word.chars().count() {
+        0..=2 => return None,
+        n => (n / 4).clamp(1, 3),
+    };
     candidates
         .into_iter()
         .filter(|c| *c != word)
@@ -81,7 +85,12 @@ mod tests {
             None,
             "an exact match is no hint"
         );
-        assert_eq!(closest("x", ["y", "xy"]), Some("y"));
+        assert_eq!(closest("b", ["a", "bc"]), None, "too short to guess");
+        assert_eq!(
+            closest("abd", ["abc", "abe"]),
+            Some("abc"),
+            "the first of a tie"
+        );
         assert_eq!(edit_distance("ab", "ba"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
