@@ -86,6 +86,16 @@ enum Resolved<'c> {
     Expression(Expr),
 }
 
+impl Resolved<'_> {
+    fn as_target(&self) -> Target<'_> {
+        match self {
+            Resolved::Permission(p) => Target::Permission(*p),
+            Resolved::Action(a) => Target::Action(a),
+            Resolved::Expression(e) => Target::Expression(e),
+        }
+    }
+}
+
 pub struct Authz {
     catalog: Arc<Catalog>,
     store: Arc<dyn Store>,
@@ -142,12 +152,12 @@ impl Authz {
         if after_revision.is_empty() {
             return Ok(latest);
         }
-        match after_revision.parse::<Revision>() {
-            Ok(r) if r <= latest => Ok(r),
-            Ok(r) => Err(Error::Invalid(format!(
+        match validate::revision_token(after_revision) {
+            Some(r) if r <= latest => Ok(r),
+            Some(r) => Err(Error::Invalid(format!(
                 "after_revision {r} is newer than the tenant's latest revision {latest}"
             ))),
-            Err(_) => Err(Error::Invalid(format!(
+            None => Err(Error::Invalid(format!(
                 "after_revision {after_revision:?} is not a revision token; pass a `revision` string from a response, or leave it empty to start now"
             ))),
         }
@@ -245,13 +255,24 @@ impl Authz {
         if let Some(unknown) = input
             .context
             .keys()
-            .find(|k| !self.catalog.context_flags().iter().any(|f| &f.key == *k))
+            .find(|k| self.catalog.flag(k).is_none())
         {
+            let declared = self.catalog.context_flags().iter().map(|f| f.key.as_str());
+            let hint = match authz_core::key::closest(unknown, declared) {
+                Some(close) => format!("did you mean `{close}`? "),
+                None => String::new(),
+            };
             return Err(Error::Invalid(format!(
-                "context flag {unknown:?} is not declared in the catalog; GetCatalog lists the context_flags"
+                "context flag {unknown:?} is not declared in the catalog; {hint}GetCatalog lists the context_flags"
             )));
         }
         let target = self.target(input.target.as_ref())?;
+        // Every flag the requirement tests needs a value (sent, or the catalog's default):
+        // refused here, before any store work, whoever the user is.
+        decide::FlagValues::resolve(&self.catalog, target.as_target(), |k| {
+            input.context.get(k).copied()
+        })
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         let resource = input
             .resource
             .as_ref()
@@ -260,23 +281,24 @@ impl Authz {
         Ok(Prepared { target, resource })
     }
 
-    fn decide(&self, subject: &Subject, input: &CheckInput, prepared: Prepared<'_>) -> Checked {
-        let target = match &prepared.target {
-            Resolved::Permission(p) => Target::Permission(*p),
-            Resolved::Action(a) => Target::Action(a),
-            Resolved::Expression(e) => Target::Expression(e),
-        };
+    fn decide(
+        &self,
+        subject: &Subject,
+        input: &CheckInput,
+        prepared: Prepared<'_>,
+    ) -> Result<Checked> {
         let query = Query {
-            target,
+            target: prepared.target.as_target(),
             resource: prepared.resource.as_ref(),
-            flag: |f: &str| input.context.get(f).copied().unwrap_or(false),
+            context: |f: &str| input.context.get(f).copied(),
             explain: input.explain,
         };
-        let decision = decide::decide(&self.catalog, subject, &query);
-        Checked {
+        let decision = decide::decide(&self.catalog, subject, &query)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(Checked {
             decision,
             resource: prepared.resource,
-        }
+        })
     }
 
     pub async fn check(
@@ -291,7 +313,7 @@ impl Authz {
             .store
             .subject(tenant_id, &input.user_id, consistency)
             .await?;
-        Ok((self.decide(&subject, input, prepared), revision))
+        Ok((self.decide(&subject, input, prepared)?, revision))
     }
 
     /// Decides every item; an invalid item gets its own error and the rest still answer.
@@ -335,7 +357,7 @@ impl Authz {
                 ),
             };
             oldest = Some(oldest.map_or(*revision, |o| o.min(*revision)));
-            out.push(Ok(self.decide(subject, item, prepared)));
+            out.push(self.decide(subject, item, prepared));
         }
         let revision = match oldest {
             Some(r) => r,
@@ -1271,7 +1293,7 @@ impl Authz {
         let size = validate::page_size(filter.page_size)?;
         let before_revision = match validate::page_token(&filter.page_token)? {
             None => None,
-            Some(t) => Some(t.parse::<Revision>().map_err(|_| {
+            Some(t) => Some(validate::revision_token(&t).ok_or_else(|| {
                 Error::Invalid("page_token is not one this server issued; pass next_page_token from the previous response".to_owned())
             })?),
         };

@@ -116,9 +116,11 @@ pub async fn run(
                 .max_encoding_message_size(max),
         )
         .add_service(
-            AdminServiceServer::new(AdminApi::new(app, options.metrics.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
+            AdminServiceServer::new(
+                AdminApi::new(app, options.metrics.clone()).with_max_message_bytes(max),
+            )
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -122,6 +122,15 @@ pub fn page_size(value: i32) -> Result<usize> {
     }
 }
 
+/// A revision token exactly as the server writes one: decimal digits only, without sign,
+/// spaces or leading zeros. Anything else (`"+5"`, `" 5"`, `"05"`) is not a token.
+pub fn revision_token(token: &str) -> Option<crate::store::Revision> {
+    let canonical = !token.is_empty()
+        && token.bytes().all(|b| b.is_ascii_digit())
+        && (token == "0" || !token.starts_with('0'));
+    if canonical { token.parse().ok() } else { None }
+}
+
 const TOKEN_PREFIX: &str = "after:";
 
 /// Page tokens carry the last key returned.
@@ -184,6 +193,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("try `email_specialist`"), "{e}");
+    }
+
+    #[test]
+    fn revision_tokens_are_parsed_strictly() {
+        assert_eq!(revision_token("0"), Some(0));
+        assert_eq!(revision_token("42"), Some(42));
+        assert_eq!(revision_token("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "+5",
+            "-5",
+            " 5",
+            "5 ",
+            "05",
+            "5\n",
+            "0x5",
+            "5.0",
+            "1e3",
+            "٣",
+            "18446744073709551616",
+        ] {
+            assert_eq!(revision_token(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -40,10 +40,10 @@ fn decisions(c: &mut Criterion) {
         let q = Query {
             target: Target::Permission(p),
             resource: None,
-            flag: |_: &str| false,
+            context: |_: &str| None,
             explain: false,
         };
-        decide(&data.catalog, &subjects[u], &q).allowed
+        decide(&data.catalog, &subjects[u], &q).is_ok_and(|d| d.allowed)
     };
 
     // Cedar: one policy per group and per user with direct grants; users are members of groups.

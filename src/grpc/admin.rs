@@ -13,13 +13,24 @@ use tonic::{Request, Response, Status};
 pub struct AdminApi {
     app: Arc<Authz>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The largest response message the server sends: listings that could outgrow it fill a
+    /// page only up to it.
+    max_message_bytes: usize,
 }
 
 impl AdminApi {
     pub fn new(app: Arc<Authz>, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
-        Self { app, metrics }
+        Self {
+            app,
+            metrics,
+            max_message_bytes: crate::server::ServerOptions::default().max_message_bytes,
+        }
     }
 
+    pub fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max;
+        self
+    }
     /// The status of a failed call. A call an admin rule refused is logged (who, what, which
     /// rule and what was missing; never a key) and counted, so escalation attempts show on a
     /// dashboard.
@@ -62,8 +73,102 @@ impl AdminApi {
         status
     }
 }
+/// Audit events as one response holds them: in order, while their encoded size fits in
+/// `budget` bytes; the page then ends early and the token continues after the last event
+/// returned. An event too large for any response on its own is returned without its snapshots,
+/// with a note saying so, rather than failing the listing.
+fn fit_audit_page(
+    events: Vec<crate::store::Change>,
+    next: String,
+    budget: usize,
+) -> pb::ListAuditEventsResponse {
+    use prost::Message;
+    let mut out: Vec<pb::AuditEvent> = Vec::with_capacity(events.len());
+    let mut used = 0usize;
+    let mut cut = false;
+    for change in events {
+        let mut event = convert::audit_event(change);
+        // The event, its field tag and its length prefix.
+        let mut size = event.encoded_len() + 11;
+        if used + size > budget {
+            if !out.is_empty() {
+                cut = true;
+                break;
+            }
+            let note = serde_json::json!({
+                "omitted": format!(
+                    "this event's snapshots are {size} bytes, more than a response of {budget} bytes holds; raise --max-message-bytes to read them"
+                )
+            });
+            event.before = Some(convert::json_struct(&note));
+            event.after = Some(convert::json_struct(&note));
+            size = event.encoded_len() + 11;
+        }
+        used += size;
+        out.push(event);
+    }
+    let next_page_token = if cut {
+        crate::validate::next_page_token(out.last().map(|e| e.revision.as_str()), true)
+    } else {
+        next
+    };
+    pb::ListAuditEventsResponse {
+        events: out,
+        next_page_token,
+    }
+}
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// A mutation's response, which carries the write's preview.
+trait WithPreview: prost::Message {
+    fn preview_mut(&mut self) -> Option<&mut pb::Preview>;
+}
+
+macro_rules! with_preview {
+    ($($t:ident),* $(,)?) => {
+        $(impl WithPreview for pb::$t {
+            fn preview_mut(&mut self) -> Option<&mut pb::Preview> {
+                self.preview.as_mut()
+            }
+        })*
+    };
+}
+
+with_preview!(
+    UpsertUserResponse,
+    ImportUsersResponse,
+    SetUserStatusResponse,
+    CreateGroupResponse,
+    UpdateGroupResponse,
+    DeleteGroupResponse,
+    DuplicateGroupResponse,
+    AddGroupMembersResponse,
+    RemoveGroupMembersResponse,
+    GrantPermissionsResponse,
+    RevokePermissionsResponse,
+    SetRestrictionsResponse
+);
+
+impl AdminApi {
+    /// A mutation's response within the message limit: a preview too large for it keeps the
+    /// users that fit and says `truncated` (the write itself is committed either way).
+    fn fitted<R: WithPreview>(&self, mut response: R) -> Reply<R> {
+        let budget = self.max_message_bytes.saturating_sub(1024);
+        let mut excess = response.encoded_len().saturating_sub(budget);
+        if let Some(preview) = response.preview_mut() {
+            while excess > 0 {
+                let Some(user) = preview.affected_users.pop() else {
+                    break;
+                };
+                // The user, its field tag and its length prefix.
+                excess = excess.saturating_sub(prost::Message::encoded_len(&user) + 4);
+                preview.truncated = true;
+            }
+        }
+        ok(response)
+    }
+}
 
 /// An `admin` key acts on behalf of a staff user, whose permissions the rules then apply.
 fn require_actor(role: Role, actor: &str) -> Result<(), Status> {
@@ -165,7 +270,7 @@ impl AdminService for AdminApi {
             .upsert_user(&r.tenant_id, &call, &r.user_id, &r.display_name, &r.email)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::UpsertUserResponse {
+        self.fitted(pb::UpsertUserResponse {
             user: Some(convert::user(
                 self.app.catalog(),
                 &r.tenant_id,
@@ -208,7 +313,7 @@ impl AdminService for AdminApi {
             .import_users(&r.tenant_id, &call, &rows)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::ImportUsersResponse {
+        self.fitted(pb::ImportUsersResponse {
             imported: i32::try_from(done.value).unwrap_or(i32::MAX),
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
@@ -296,7 +401,7 @@ impl AdminService for AdminApi {
             .set_user_status(&r.tenant_id, &call, &r.user_id, status)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::SetUserStatusResponse {
+        self.fitted(pb::SetUserStatusResponse {
             user: Some(convert::user(
                 self.app.catalog(),
                 &r.tenant_id,
@@ -329,7 +434,7 @@ impl AdminService for AdminApi {
             .create_group(&r.tenant_id, &call, &input)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::CreateGroupResponse {
+        self.fitted(pb::CreateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
@@ -411,7 +516,7 @@ impl AdminService for AdminApi {
             )
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::UpdateGroupResponse {
+        self.fitted(pb::UpdateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
@@ -440,7 +545,7 @@ impl AdminService for AdminApi {
             .delete_group(&r.tenant_id, &call, &r.group_key, expected)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::DeleteGroupResponse {
+        self.fitted(pb::DeleteGroupResponse {
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
                 self.app.catalog(),
@@ -474,7 +579,7 @@ impl AdminService for AdminApi {
             .duplicate_group(&r.tenant_id, &call, &input)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::DuplicateGroupResponse {
+        self.fitted(pb::DuplicateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
@@ -501,7 +606,7 @@ impl AdminService for AdminApi {
             .add_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::AddGroupMembersResponse {
+        self.fitted(pb::AddGroupMembersResponse {
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
                 self.app.catalog(),
@@ -527,7 +632,7 @@ impl AdminService for AdminApi {
             .remove_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::RemoveGroupMembersResponse {
+        self.fitted(pb::RemoveGroupMembersResponse {
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
                 self.app.catalog(),
@@ -560,7 +665,7 @@ impl AdminService for AdminApi {
             )
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::GrantPermissionsResponse {
+        self.fitted(pb::GrantPermissionsResponse {
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
                 self.app.catalog(),
@@ -593,7 +698,7 @@ impl AdminService for AdminApi {
             )
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::RevokePermissionsResponse {
+        self.fitted(pb::RevokePermissionsResponse {
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
                 self.app.catalog(),
@@ -626,7 +731,7 @@ impl AdminService for AdminApi {
             )
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::SetRestrictionsResponse {
+        self.fitted(pb::SetRestrictionsResponse {
             revision: convert::revision(done.revision),
             preview: Some(convert::preview(
                 self.app.catalog(),
@@ -661,10 +766,9 @@ impl AdminService for AdminApi {
             .list_audit(&r.tenant_id, &r.actor_user_id, filter)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        ok(pb::ListAuditEventsResponse {
-            events: events.into_iter().map(convert::audit_event).collect(),
-            next_page_token: next,
-        })
+        // What the response may hold, less room for its own framing and the page token.
+        let budget = self.max_message_bytes.saturating_sub(1024);
+        ok(fit_audit_page(events, next, budget))
     }
 
     async fn get_catalog(

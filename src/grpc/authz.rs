@@ -51,14 +51,24 @@ const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 type WatchStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
+/// Most bytes of user ids one Watch message lists; a change touching more says `all_users`
+/// instead (as its NOTIFY does), so every change fits in a message.
+const WATCH_MAX_USER_BYTES: usize = 256 * 1024;
+
 fn change_out(c: crate::store::Change) -> pb::WatchResponse {
+    let user_bytes: usize = c.touched.users.iter().map(|u| u.len() + 3).sum();
+    let too_many = user_bytes > WATCH_MAX_USER_BYTES;
     pb::WatchResponse {
         revision: convert::revision(c.revision),
         commit_time: Some(convert::timestamp(c.committed_at)),
         operation: c.operation,
-        user_ids: c.touched.users,
+        user_ids: if too_many {
+            Vec::new()
+        } else {
+            c.touched.users
+        },
         group_keys: c.touched.groups,
-        all_users: c.touched.all_users,
+        all_users: c.touched.all_users || too_many,
     }
 }
 
@@ -156,6 +166,7 @@ impl AuthzService for AuthzApi {
         Ok(Response::new(pb::CheckResponse {
             allowed: checked.decision.allowed,
             missing_permissions: convert::missing(catalog, &checked),
+            denied_by_restriction: convert::restriction_denial(catalog, &checked),
             revision: convert::revision(revision),
             explanation: checked
                 .decision
@@ -203,11 +214,13 @@ impl AuthzService for AuthzApi {
                 Ok(checked) => pb::BatchCheckResult {
                     allowed: checked.decision.allowed,
                     missing_permissions: convert::missing(catalog, &checked),
+                    denied_by_restriction: convert::restriction_denial(catalog, &checked),
                     error: None,
                 },
                 Err(e) => pb::BatchCheckResult {
                     allowed: false,
                     missing_permissions: Vec::new(),
+                    denied_by_restriction: None,
                     error: Some(pb::ItemError {
                         code: code(&e) as i32,
                         message: e.to_string(),

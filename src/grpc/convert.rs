@@ -18,8 +18,8 @@ pub fn consistency(c: Option<pb::Consistency>) -> Result<Consistency> {
         None | Some(Requirement::MinimizeLatency(_)) => Consistency::MinimizeLatency,
         Some(Requirement::FullyConsistent(true)) => Consistency::Full,
         Some(Requirement::FullyConsistent(false)) => Consistency::MinimizeLatency,
-        Some(Requirement::AtLeastAsFresh(token)) => match token.parse::<Revision>() {
-            Ok(r) if r > 0 => Consistency::AtLeast(r),
+        Some(Requirement::AtLeastAsFresh(token)) => match crate::validate::revision_token(&token) {
+            Some(r) if r > 0 => Consistency::AtLeast(r),
             _ => {
                 return Err(Error::Invalid(format!(
                     "consistency.at_least_as_fresh {token:?} is not a revision token; pass the `revision` string a write or check returned"
@@ -64,6 +64,18 @@ pub fn missing(catalog: &Catalog, checked: &Checked) -> Vec<String> {
         .iter()
         .map(|p| catalog.key(*p).to_owned())
         .collect()
+}
+
+pub fn restriction_denial(catalog: &Catalog, checked: &Checked) -> Option<pb::RestrictionDenial> {
+    checked
+        .decision
+        .denied_by_restriction
+        .as_ref()
+        .map(|d| pb::RestrictionDenial {
+            resource_type: catalog.resource_type_key(d.resource_type).to_owned(),
+            allowed_ids: d.allowed_ids.clone(),
+            allowed_count: i32::try_from(d.allowed_count).unwrap_or(i32::MAX),
+        })
 }
 
 pub fn user_state(s: UserState) -> &'static str {

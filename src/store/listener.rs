@@ -10,6 +10,7 @@
 //! away are gone), then trusts the cache again.
 
 use super::notify::{CHANNEL, Notice};
+use super::postgres::describe;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
@@ -184,7 +185,7 @@ async fn session(
     let (client, mut connection) = config
         .connect(NoTls)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("connect: {}", describe(&e)))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Notifications arrive only through `poll_message`, which also drives the connection.
     let driver = tokio::spawn(async move {
@@ -198,7 +199,7 @@ async fn session(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
+                    let _ = tx.send(Err(describe(&e)));
                     return;
                 }
             }
@@ -220,7 +221,7 @@ async fn session(
     let pid = tokio::time::timeout(options.heartbeat_timeout, setup)
         .await
         .map_err(|_| "LISTEN timed out".to_owned())?
-        .map_err(|e| format!("LISTEN: {e}"))?;
+        .map_err(|e| format!("LISTEN: {}", describe(&e)))?;
     // LISTEN is committed: from here on nothing is missed. Whatever was cached before may have
     // missed changes, so drop it, then trust the cache again.
     let subscribed = Instant::now();
@@ -248,7 +249,7 @@ async fn session(
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&channel, &payload];
                 match tokio::time::timeout(options.heartbeat_timeout, client.execute("SELECT pg_notify($1, $2)", &params)).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(format!("heartbeat: {e}")),
+                    Ok(Err(e)) => return Err(format!("heartbeat: {}", describe(&e))),
                     Err(_) => return Err("heartbeat NOTIFY timed out".to_owned()),
                 }
             }

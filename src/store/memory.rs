@@ -506,9 +506,14 @@ impl Store for MemoryStore {
                     }
                 }
                 for r in rows {
+                    // An empty profile field leaves the stored one as it is.
                     let row = t.users.entry(r.user_id.clone()).or_default();
-                    row.display_name = r.display_name.clone();
-                    row.email = r.email.clone();
+                    if !r.display_name.is_empty() {
+                        row.display_name = r.display_name.clone();
+                    }
+                    if !r.email.is_empty() {
+                        row.email = r.email.clone();
+                    }
                     t.edit_user(&r.user_id, |g| g.direct.union_with(&r.direct));
                     for key in &r.groups {
                         t.join(&r.user_id, key);

@@ -396,27 +396,110 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
-/// A user's or group's state as the audit log records it.
-pub fn user_json(catalog: &authz_core::Catalog, u: &UserInfo) -> serde_json::Value {
-    serde_json::json!({
-        "display_name": u.display_name,
-        "email": u.email,
-        "status": match u.status { UserStatus::Active => "active", UserStatus::Blocked => "blocked" },
-        "groups": u.groups,
-        "direct": catalog.keys(&u.direct).collect::<Vec<_>>(),
-        "scoped": u.scoped.iter().map(|s| scoped_text(catalog, s)).collect::<Vec<_>>(),
-        "restrictions": u.restrictions.iter().map(|r| (catalog.resource_type_key(r.resource_type).to_owned(), r.ids.iter().cloned().collect::<Vec<_>>())).collect::<std::collections::BTreeMap<_, _>>(),
-    })
+/// Most entries of one list (a user's groups, direct and scoped grants, a restriction's
+/// resources; a group's permissions and scoped grants) an audit snapshot records. Past it the
+/// snapshot records how many were left out, under `<list>_omitted`.
+pub const SNAPSHOT_LIST_LIMIT: usize = 100;
+/// Most bytes (as JSON) of users and groups one audit snapshot records. Past it the remaining
+/// users (groups) are counted under `users_omitted` (`groups_omitted`), not listed, so one audit
+/// event stays far below a response's size limit whatever the write touched.
+pub const SNAPSHOT_MAX_BYTES: usize = 256 * 1024;
+
+/// The first [`SNAPSHOT_LIST_LIMIT`] items of a list, and how many were left out.
+fn capped<T: serde::Serialize>(
+    items: impl ExactSizeIterator<Item = T>,
+) -> (serde_json::Value, usize) {
+    let total = items.len();
+    let kept: Vec<T> = items.take(SNAPSHOT_LIST_LIMIT).collect();
+    (
+        serde_json::json!(kept),
+        total.saturating_sub(SNAPSHOT_LIST_LIMIT),
+    )
 }
 
+/// Inserts a capped list and, when some were left out, its `<key>_omitted` count.
+fn insert_capped(
+    out: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    (list, omitted): (serde_json::Value, usize),
+) {
+    out.insert(key.to_owned(), list);
+    if omitted > 0 {
+        out.insert(format!("{key}_omitted"), serde_json::json!(omitted));
+    }
+}
+
+/// A user's state as the audit log records it (lists capped at [`SNAPSHOT_LIST_LIMIT`]).
+pub fn user_json(catalog: &authz_core::Catalog, u: &UserInfo) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("display_name".to_owned(), serde_json::json!(u.display_name));
+    out.insert("email".to_owned(), serde_json::json!(u.email));
+    out.insert(
+        "status".to_owned(),
+        serde_json::json!(match u.status {
+            UserStatus::Active => "active",
+            UserStatus::Blocked => "blocked",
+        }),
+    );
+    insert_capped(&mut out, "groups", capped(u.groups.iter()));
+    insert_capped(
+        &mut out,
+        "direct",
+        capped(catalog.keys(&u.direct).collect::<Vec<_>>().into_iter()),
+    );
+    insert_capped(
+        &mut out,
+        "scoped",
+        capped(u.scoped.iter().map(|s| scoped_text(catalog, s))),
+    );
+    let mut restrictions = serde_json::Map::new();
+    let mut omitted = serde_json::Map::new();
+    for r in &u.restrictions {
+        let key = catalog.resource_type_key(r.resource_type).to_owned();
+        let (ids, left_out) = capped(r.ids.iter());
+        restrictions.insert(key.clone(), ids);
+        if left_out > 0 {
+            omitted.insert(key, serde_json::json!(left_out));
+        }
+    }
+    out.insert(
+        "restrictions".to_owned(),
+        serde_json::Value::Object(restrictions),
+    );
+    if !omitted.is_empty() {
+        out.insert(
+            "restrictions_omitted".to_owned(),
+            serde_json::Value::Object(omitted),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
+/// A group's state as the audit log records it (lists capped at [`SNAPSHOT_LIST_LIMIT`]).
 pub fn group_json(catalog: &authz_core::Catalog, g: &GroupInfo) -> serde_json::Value {
-    serde_json::json!({
-        "name": g.def.name,
-        "description": g.def.description,
-        "permissions": catalog.keys(&g.def.permissions).collect::<Vec<_>>(),
-        "scoped": g.def.scoped.iter().map(|s| scoped_text(catalog, s)).collect::<Vec<_>>(),
-        "version": g.version,
-    })
+    let mut out = serde_json::Map::new();
+    out.insert("name".to_owned(), serde_json::json!(g.def.name));
+    out.insert(
+        "description".to_owned(),
+        serde_json::json!(g.def.description),
+    );
+    insert_capped(
+        &mut out,
+        "permissions",
+        capped(
+            catalog
+                .keys(&g.def.permissions)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        ),
+    );
+    insert_capped(
+        &mut out,
+        "scoped",
+        capped(g.def.scoped.iter().map(|s| scoped_text(catalog, s))),
+    );
+    out.insert("version".to_owned(), serde_json::json!(g.version));
+    serde_json::Value::Object(out)
 }
 
 fn scoped_text(catalog: &authz_core::Catalog, s: &ScopedGrant) -> String {
@@ -428,39 +511,58 @@ fn scoped_text(catalog: &authz_core::Catalog, s: &ScopedGrant) -> String {
     )
 }
 
-/// The audit snapshot of touched users and groups (`None`: does not exist).
+/// Records entries into `out[key]` while they fit in `budget` bytes of JSON; the rest are
+/// counted under `<key>_omitted`. The first entry is always recorded, so a snapshot never says
+/// nothing about what a write touched.
+fn bounded_entries<T>(
+    out: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    entries: &[(String, Option<T>)],
+    budget: &mut usize,
+    json: impl Fn(&T) -> serde_json::Value,
+) {
+    if entries.is_empty() {
+        return;
+    }
+    let mut map = serde_json::Map::new();
+    let mut omitted = 0usize;
+    for (id, value) in entries {
+        if omitted > 0 {
+            omitted += 1;
+            continue;
+        }
+        let v = value.as_ref().map_or(serde_json::Value::Null, &json);
+        // The entry's size as JSON: its value, its key and the punctuation around them.
+        let size = v.to_string().len() + id.len() + 4;
+        if size > *budget && !map.is_empty() {
+            omitted = 1;
+            continue;
+        }
+        *budget = budget.saturating_sub(size);
+        map.insert(id.clone(), v);
+    }
+    out.insert(key.to_owned(), serde_json::Value::Object(map));
+    if omitted > 0 {
+        out.insert(format!("{key}_omitted"), serde_json::json!(omitted));
+    }
+}
+
+/// The audit snapshot of touched users and groups (`None`: does not exist), bounded by
+/// [`SNAPSHOT_MAX_BYTES`] and [`SNAPSHOT_LIST_LIMIT`].
 pub fn snapshot_json(
     catalog: &authz_core::Catalog,
     users: &[(String, Option<UserInfo>)],
     groups: &[(String, Option<GroupInfo>)],
 ) -> serde_json::Value {
     let mut out = serde_json::Map::new();
-    if !users.is_empty() {
-        let m: serde_json::Map<String, serde_json::Value> = users
-            .iter()
-            .map(|(id, u)| {
-                (
-                    id.clone(),
-                    u.as_ref()
-                        .map_or(serde_json::Value::Null, |u| user_json(catalog, u)),
-                )
-            })
-            .collect();
-        out.insert("users".to_owned(), serde_json::Value::Object(m));
-    }
-    if !groups.is_empty() {
-        let m: serde_json::Map<String, serde_json::Value> = groups
-            .iter()
-            .map(|(k, g)| {
-                (
-                    k.clone(),
-                    g.as_ref()
-                        .map_or(serde_json::Value::Null, |g| group_json(catalog, g)),
-                )
-            })
-            .collect();
-        out.insert("groups".to_owned(), serde_json::Value::Object(m));
-    }
+    let mut budget = SNAPSHOT_MAX_BYTES;
+    // Groups first: a write touches few, and they say what a group edit changed.
+    bounded_entries(&mut out, "groups", groups, &mut budget, |g| {
+        group_json(catalog, g)
+    });
+    bounded_entries(&mut out, "users", users, &mut budget, |u| {
+        user_json(catalog, u)
+    });
     serde_json::Value::Object(out)
 }
 
@@ -506,6 +608,7 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<UserInfo>>;
     /// Creates or updates each user, adds the memberships and direct grants, all in one write.
+    /// An empty display name or email in a row leaves the stored one unchanged.
     async fn import_users(
         &self,
         tenant_id: &str,

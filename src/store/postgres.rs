@@ -76,9 +76,38 @@ pub struct PostgresStore {
     commits: tokio::sync::broadcast::Sender<(String, Revision)>,
 }
 
+/// What to do about a database without this build's schema, in every message that finds one.
+pub const RUN_MIGRATE: &str = "run `authzd migrate` or pass `--migrate`";
+
+/// An error with every cause under it, on one line. tokio-postgres keeps the reason (the
+/// server's message, the refused connection) in `source()`, not in its own text ("db error").
+/// Neither carries the connection's password: the server never echoes it and the client's
+/// messages name options, not their values.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out.replace('\n', "; ")
+}
+
 fn pg(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
+        // A table or column this build reads is missing: the schema was never migrated (or was
+        // dropped since), whichever request finds it first.
+        if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN {
+            return StoreError::Unavailable(format!(
+                "the database does not have this build's schema ({}): {RUN_MIGRATE}",
+                db.message()
+            ));
+        }
         if *code == SqlState::QUERY_CANCELED {
             return StoreError::Unavailable(format!(
                 "the database cancelled a statement that ran too long: {}",
@@ -94,19 +123,19 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
         }
         return StoreError::Internal(format!("{} ({})", db.message(), code.code()));
     }
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(describe(&e))
 }
 
 fn pool_err(e: PoolError) -> StoreError {
     match e {
         // Whatever the database answered, failing to get a connection means it is unavailable.
         PoolError::Backend(e) => {
-            StoreError::Unavailable(format!("cannot connect to the database: {e}"))
+            StoreError::Unavailable(format!("cannot connect to the database: {}", describe(&e)))
         }
         PoolError::Timeout(_) => {
             StoreError::Unavailable("no database connection became available in time".to_owned())
         }
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::Unavailable(describe(&other)),
     }
 }
 
@@ -346,7 +375,7 @@ impl PostgresStore {
         match self.schema_version().await? {
             SCHEMA_VERSION => Ok(()),
             v if v < SCHEMA_VERSION => Err(StoreError::Unavailable(format!(
-                "the database schema is at version {v}; this build needs {SCHEMA_VERSION}: run `authzd migrate` (or serve with --migrate)"
+                "the database schema is at version {v}; this build needs {SCHEMA_VERSION}: {RUN_MIGRATE}"
             ))),
             v => Err(StoreError::Unavailable(format!(
                 "the database schema is at version {v}, newer than this build's {SCHEMA_VERSION}: upgrade authzd"
@@ -749,10 +778,11 @@ impl PostgresStore {
             user_id: row.get("user_id"),
             display_name: row.get("display_name"),
             email: row.get("email"),
-            status: if status == "blocked" {
-                UserStatus::Blocked
-            } else {
+            // Only a status known to be active lets a user in: anything else denies.
+            status: if status == "active" {
                 UserStatus::Active
+            } else {
+                UserStatus::Blocked
             },
             groups: row.get("groups"),
             direct: self.perms(&row.get::<_, Vec<String>>("direct")),
@@ -1267,7 +1297,9 @@ impl Store for PostgresStore {
         for r in rows {
             tx.execute(
                 "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4,
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+                     display_name = coalesce(nullif($3, ''), users.display_name),
+                     email = coalesce(nullif($4, ''), users.email),
                      direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
                 &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
             )

@@ -685,6 +685,88 @@ async fn catalog_reads(backend: Backend) {
     );
 }
 
+/// ImportUsers rows add to what users have: a row's empty display name or email leaves the
+/// stored one as it was; a given one replaces it.
+async fn import_leaves_profile_fields_a_row_leaves_empty(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    let mut admin = app.admin.clone();
+    for (id, name, email) in [
+        ("ann", "Ann", "ann@example.com"),
+        ("bob", "Bob", "bob@example.com"),
+    ] {
+        admin
+            .upsert_user(pb::UpsertUserRequest {
+                tenant_id: "t".into(),
+                user_id: id.into(),
+                display_name: name.into(),
+                email: email.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let row = |id: &str, name: &str, email: &str| pb::ImportRow {
+        user_id: id.into(),
+        display_name: name.into(),
+        email: email.into(),
+        group_keys: vec!["analysts".into()],
+        ..Default::default()
+    };
+    for dry_run in [true, false] {
+        admin
+            .import_users(pb::ImportUsersRequest {
+                tenant_id: "t".into(),
+                rows: vec![
+                    row("ann", "", ""),
+                    row("bob", "Robert", ""),
+                    row("cy", "", "cy@example.com"),
+                ],
+                dry_run,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let get = |id: &str| {
+        let mut admin = app.admin.clone();
+        let id = id.to_owned();
+        async move {
+            admin
+                .get_user(pb::GetUserRequest {
+                    tenant_id: "t".into(),
+                    user_id: id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .user
+                .unwrap()
+        }
+    };
+    let profile = |u: &pb::User| {
+        (
+            u.display_name.clone(),
+            u.email.clone(),
+            u.group_keys.clone(),
+        )
+    };
+    let analysts = vec!["analysts".to_owned()];
+    assert_eq!(
+        profile(&get("ann").await),
+        ("Ann".into(), "ann@example.com".into(), analysts.clone())
+    );
+    assert_eq!(
+        profile(&get("bob").await),
+        ("Robert".into(), "bob@example.com".into(), analysts.clone())
+    );
+    assert_eq!(
+        profile(&get("cy").await),
+        (String::new(), "cy@example.com".into(), analysts)
+    );
+}
+
 contract!(
     tenants,
     users,
@@ -692,4 +774,5 @@ contract!(
     system_groups_are_read_only_and_listed_with_custom_ones,
     bad_admin_requests_get_clear_errors_and_change_nothing,
     catalog_reads,
+    import_leaves_profile_fields_a_row_leaves_empty,
 );

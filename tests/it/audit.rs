@@ -4,6 +4,7 @@
 use crate::helpers::*;
 use authz::grpc::pb;
 use prost_types::value::Kind;
+use tokio_stream::StreamExt;
 use tonic::Code;
 
 fn field<'a>(s: &'a prost_types::Struct, path: &[&str]) -> &'a Kind {
@@ -303,7 +304,329 @@ async fn reading_the_audit_log_needs_its_permission_and_hides_staff_data(backend
     );
 }
 
+/// An id of exactly the longest length ids may have.
+fn longest_id(prefix: &str, i: usize) -> String {
+    let mut id = format!("{prefix}{i:06}");
+    id.push_str(&"x".repeat(authz::validate::MAX_ID_LEN - id.len()));
+    id
+}
+
+/// Every page of the audit log, `page_size` at a time: the revisions in order, and how many
+/// pages ended early (fewer events than asked, yet more to come).
+async fn walk(app: &TestApp, page_size: i32) -> (Vec<String>, usize) {
+    let mut seen = Vec::new();
+    let mut early = 0;
+    let mut token = String::new();
+    loop {
+        let page = app
+            .admin
+            .clone()
+            .list_audit_events(pb::ListAuditEventsRequest {
+                tenant_id: "t".into(),
+                page_size,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("page after {token:?}: {s:?}"))
+            .into_inner();
+        assert!(!page.events.is_empty() || page.next_page_token.is_empty());
+        let n = page.events.len();
+        seen.extend(page.events.into_iter().map(|e| e.revision));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        if n < usize::try_from(page_size).unwrap() {
+            early += 1;
+        }
+        token = page.next_page_token;
+    }
+    (seen, early)
+}
+
+async fn all_revisions(app: &TestApp) -> Vec<String> {
+    let latest: u64 = app
+        .admin
+        .clone()
+        .get_tenant(pb::GetTenantRequest {
+            tenant_id: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap()
+        .revision
+        .parse()
+        .unwrap();
+    // Revision 1 is the tenant's creation, which is not an audited mutation.
+    (2..=latest).rev().map(|r| r.to_string()).collect()
+}
+
+/// The largest writes the server accepts (10,000 of the longest ids, 10,000 restricted
+/// resources, 10,000 scoped grants, a group of 10,000 copied) each leave an audit event that
+/// reads back, one page at a time or many: snapshots record what fits and count the rest.
+async fn the_largest_accepted_writes_keep_the_audit_log_readable(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    let mut admin = app.admin.clone();
+    let members: Vec<String> = (0..validate_max_list())
+        .map(|i| longest_id("m", i))
+        .collect();
+    let resources: Vec<String> = (0..validate_max_list())
+        .map(|i| longest_id("f", i))
+        .collect();
+    admin
+        .add_group_members(pb::AddGroupMembersRequest {
+            tenant_id: "t".into(),
+            group_key: "accountants".into(),
+            user_ids: members.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The largest preview: 10,000 users gaining every permission owners have.
+    let owners = admin
+        .add_group_members(pb::AddGroupMembersRequest {
+            tenant_id: "t".into(),
+            group_key: "owners".into(),
+            user_ids: members.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .preview
+        .unwrap();
+    assert!(owners.truncated);
+    assert!(!owners.affected_users.is_empty());
+    admin
+        .set_restrictions(pb::SetRestrictionsRequest {
+            tenant_id: "t".into(),
+            user_id: members[0].clone(),
+            resource_type: "folder".into(),
+            resource_ids: resources.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .create_group(pb::CreateGroupRequest {
+            tenant_id: "t".into(),
+            group: Some(pb::Group {
+                key: "wide".into(),
+                name: "Wide".into(),
+                scoped_grants: resources
+                    .iter()
+                    .map(|id| pb::ScopedGrant {
+                        permission: "view_reports".into(),
+                        resource: Some(pb::Resource {
+                            r#type: "folder".into(),
+                            id: id.clone(),
+                        }),
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .duplicate_group(pb::DuplicateGroupRequest {
+            tenant_id: "t".into(),
+            source_group_key: "accountants".into(),
+            new_key: "accountants_copy".into(),
+            copy_permissions: true,
+            copy_members: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .remove_group_members(pb::RemoveGroupMembersRequest {
+            tenant_id: "t".into(),
+            group_key: "accountants".into(),
+            user_ids: members.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let expected = all_revisions(&app).await;
+    assert_eq!(expected.len(), 6);
+    for size in [1, 2, 1000] {
+        let (seen, _) = walk(&app, size).await;
+        assert_eq!(seen, expected, "pages of {size}");
+    }
+    let all = events(
+        &app,
+        pb::ListAuditEventsRequest {
+            tenant_id: "t".into(),
+            page_size: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 6, "one page holds every event");
+    let by_op = |op: &str| all.iter().find(|e| e.operation == op).unwrap();
+    let count = |s: &prost_types::Struct, key: &str| match s
+        .fields
+        .get(key)
+        .and_then(|v| v.kind.as_ref())
+    {
+        Some(Kind::NumberValue(n)) => *n as usize,
+        other => panic!("{key}: {other:?}"),
+    };
+    let listed = |s: &prost_types::Struct| match field(s, &["users"]) {
+        Kind::StructValue(users) => users.fields.len(),
+        other => panic!("{other:?}"),
+    };
+    // Every user touched is listed or counted.
+    for op in ["add_members", "duplicate_group", "remove_members"] {
+        let e = by_op(op);
+        for snapshot in [e.before.as_ref().unwrap(), e.after.as_ref().unwrap()] {
+            let (shown, omitted) = (listed(snapshot), count(snapshot, "users_omitted"));
+            assert!(
+                shown >= 1 && omitted > 0,
+                "{op}: {shown} listed, {omitted} left out"
+            );
+            assert_eq!(shown + omitted, members.len(), "{op}");
+        }
+    }
+    let restrict = by_op("set_restriction").after.clone().unwrap();
+    let user = members[0].as_str();
+    assert_eq!(
+        strings(field(&restrict, &["users", user, "restrictions", "folder"])).len(),
+        100
+    );
+    assert!(matches!(
+        field(&restrict, &["users", user, "restrictions_omitted", "folder"]),
+        Kind::NumberValue(n) if *n as usize == resources.len() - 100
+    ));
+    let wide = by_op("create_group").after.clone().unwrap();
+    assert_eq!(
+        strings(field(&wide, &["groups", "wide", "scoped"])).len(),
+        100
+    );
+    assert!(matches!(
+        field(&wide, &["groups", "wide", "scoped_omitted"]),
+        Kind::NumberValue(n) if *n as usize == resources.len() - 100
+    ));
+}
+
+fn validate_max_list() -> usize {
+    authz::validate::MAX_LIST_LEN
+}
+
+/// With a smaller message limit, a page holds what fits and says where to go on; an event too
+/// large for any response is still listed, with its snapshots left out and a note why.
+async fn audit_pages_stop_at_what_a_response_holds(backend: Backend) {
+    let options = |bytes: usize| authz::server::ServerOptions {
+        max_message_bytes: bytes,
+        ..Default::default()
+    };
+    let app = spawn_with_options(backend, MAESTRA, options(1024 * 1024)).await;
+    app.tenant("t").await;
+    for (n, group) in ["analysts", "analysts", "marketers", "owners"]
+        .iter()
+        .enumerate()
+    {
+        let ids: Vec<String> = (0..3500).map(|i| longest_id(&format!("g{n}"), i)).collect();
+        app.admin
+            .clone()
+            .add_group_members(pb::AddGroupMembersRequest {
+                tenant_id: "t".into(),
+                group_key: group.to_string(),
+                user_ids: ids,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        app.grant("t", "small", &["view_reports"], None).await;
+    }
+    // 7,000 members copied: more user ids than one message holds.
+    app.admin
+        .clone()
+        .duplicate_group(pb::DuplicateGroupRequest {
+            tenant_id: "t".into(),
+            source_group_key: "analysts".into(),
+            new_key: "analysts_copy".into(),
+            copy_members: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let expected = all_revisions(&app).await;
+    let (seen, early) = walk(&app, 1000).await;
+    assert_eq!(seen, expected);
+    assert!(early >= 2, "{early} pages ended early");
+    // Watch streams every change too: one that touched too many users to list says all_users.
+    let mut stream = app
+        .authz
+        .clone()
+        .watch(pb::WatchRequest {
+            tenant_id: "t".into(),
+            after_revision: "1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while streamed.len() < expected.len() {
+        let change = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if change.operation == "duplicate_group" {
+            assert!(
+                change.all_users && change.user_ids.is_empty(),
+                "{:?}",
+                change.group_keys
+            );
+        }
+        streamed.push(change.revision);
+    }
+    streamed.reverse();
+    assert_eq!(streamed, expected);
+
+    let app = spawn_with_options(backend, MAESTRA, options(300 * 1024)).await;
+    app.tenant("t").await;
+    app.grant("t", "small", &["view_reports"], None).await;
+    let ids: Vec<String> = (0..1000).map(|i| longest_id("u", i)).collect();
+    app.admin
+        .clone()
+        .add_group_members(pb::AddGroupMembersRequest {
+            tenant_id: "t".into(),
+            group_key: "analysts".into(),
+            user_ids: ids,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (seen, _) = walk(&app, 10).await;
+    assert_eq!(seen, all_revisions(&app).await);
+    let big = events(
+        &app,
+        pb::ListAuditEventsRequest {
+            tenant_id: "t".into(),
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(big[0].operation, "add_members");
+    match field(big[0].before.as_ref().unwrap(), &["omitted"]) {
+        Kind::StringValue(note) => assert!(note.contains("--max-message-bytes"), "{note}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 contract!(
     every_committed_mutation_is_audited_with_before_and_after,
     reading_the_audit_log_needs_its_permission_and_hides_staff_data,
+    the_largest_accepted_writes_keep_the_audit_log_readable,
+    audit_pages_stop_at_what_a_response_holds,
 );

@@ -177,3 +177,117 @@ async fn sigterm_under_load_exits_zero_and_keeps_every_acknowledged_write() {
         acknowledged.len()
     );
 }
+
+/// `authzd serve` with its output, stopped after `wait` if it is still running.
+async fn serve_briefly(args: &[&str]) -> (bool, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+        .arg("serve")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("authzd exits")
+        .unwrap();
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        stderr.read_to_string(&mut err).await.unwrap();
+    }
+    (status.success(), err)
+}
+
+/// A database authzd cannot use stops it at start with the reason and what to do, never a bare
+/// "db error", and never the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_problems_at_start_name_their_cause_and_the_fix() {
+    let listen = ["--listen", "127.0.0.1:0"];
+    // Nothing listens on port 1.
+    let url = "postgres://authz:s3cret-Passw0rd@127.0.0.1:1/authz";
+    let (ok, err) = serve_briefly(&[&listen[..], &["--database-url", url]].concat()).await;
+    assert!(!ok);
+    assert!(err.contains("cannot connect to the database"), "{err}");
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(!err.contains("s3cret-Passw0rd"), "{err}");
+
+    let missing = crate::pg::with_database(crate::pg::admin_url(), "authz_no_such_database");
+    let (ok, err) = serve_briefly(&[&listen[..], &["--database-url", &missing]].concat()).await;
+    assert!(!ok);
+    assert!(
+        err.contains("database \"authz_no_such_database\" does not exist"),
+        "{err}"
+    );
+    assert!(!err.trim_end().ends_with("db error"), "{err}");
+
+    let (unmigrated, _) = crate::pg::fresh_database().await;
+    let (ok, err) = serve_briefly(&[&listen[..], &["--database-url", &unmigrated]].concat()).await;
+    assert!(!ok);
+    assert!(
+        err.contains("run `authzd migrate` or pass `--migrate`"),
+        "{err}"
+    );
+}
+
+/// A schema that disappears under a running server (a restored or recreated database) is
+/// reported on the first request of every kind as what it is, with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_a_database_without_the_schema_say_to_migrate() {
+    use crate::helpers::*;
+    use authz::grpc::pb;
+    use tonic::Code;
+    let app = spawn(Backend::Postgres, MAESTRA).await;
+    app.tenant("t").await;
+    let (client, conn) =
+        tokio_postgres::connect(app.db_url.as_ref().unwrap(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    let fix = "run `authzd migrate` or pass `--migrate`";
+    assert_status(
+        app.check(perm_check("t", "someone", "view_reports")).await,
+        Code::Unavailable,
+        &[fix],
+    );
+    assert_status(
+        app.admin
+            .clone()
+            .create_tenant(pb::CreateTenantRequest {
+                tenant_id: "u".into(),
+                display_name: "U".into(),
+            })
+            .await,
+        Code::Unavailable,
+        &[fix],
+    );
+    assert_status(
+        app.admin
+            .clone()
+            .add_group_members(pb::AddGroupMembersRequest {
+                tenant_id: "t".into(),
+                group_key: "analysts".into(),
+                user_ids: vec!["x".into()],
+                ..Default::default()
+            })
+            .await,
+        Code::Unavailable,
+        &[fix],
+    );
+    assert_status(
+        app.admin
+            .clone()
+            .list_tenants(pb::ListTenantsRequest::default())
+            .await,
+        Code::Unavailable,
+        &[fix],
+    );
+}

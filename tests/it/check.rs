@@ -14,12 +14,10 @@ async fn readme_walkthrough(backend: Backend) {
     assert!(app.allowed("acme", "alice", "export_customers").await);
     assert!(!app.allowed("acme", "alice", "delete_customers").await);
     let r = app
-        .check(action_check(
-            "acme",
-            "alice",
-            "customers.export_customers",
-            &[],
-        ))
+        .check(pb::CheckRequest {
+            context: [("include_personal_data".to_owned(), false)].into(),
+            ..action_check("acme", "alice", "customers.export_customers", &[])
+        })
         .await
         .unwrap();
     assert!(r.allowed);
@@ -102,6 +100,7 @@ async fn every_action_for_every_group_over_grpc(backend: Backend) {
             })),
             groups: vec![group.grants.clone()],
         };
+        // Every flag sent, all false, then all true.
         for flags in [&[][..], &all_flags[..]] {
             let items = c
                 .actions()
@@ -109,7 +108,10 @@ async fn every_action_for_every_group_over_grpc(backend: Backend) {
                 .map(|a| pb::BatchCheckItem {
                     user_id: user.clone(),
                     target: Some(pb::batch_check_item::Target::Action(a.key.clone())),
-                    context: flags.iter().map(|f| (f.to_string(), true)).collect(),
+                    context: all_flags
+                        .iter()
+                        .map(|f| (f.to_string(), flags.contains(f)))
+                        .collect(),
                     ..Default::default()
                 })
                 .collect();
@@ -131,9 +133,17 @@ async fn every_action_for_every_group_over_grpc(backend: Backend) {
                     &Query {
                         target: Target::Action(a),
                         resource: None,
-                        flag: |f: &str| flags.contains(&f),
+                        context: |f: &str| Some(flags.contains(&f)),
                         explain: false,
                     },
+                )
+                .unwrap();
+                assert!(
+                    res.error.is_none(),
+                    "{} for {}: {:?}",
+                    a.key,
+                    group.key,
+                    res.error
                 );
                 assert_eq!(res.allowed, expected.allowed, "{} for {}", a.key, group.key);
                 let missing: Vec<&str> = expected.missing.iter().map(|p| c.key(*p)).collect();
@@ -233,16 +243,16 @@ async fn expressions_and_context_flags(backend: Backend) {
     let app = spawn(backend, MAESTRA).await;
     app.tenant("t").await;
     app.add("t", "analysts", &["ann"]).await;
-    let expr = |e: &str, flags: &[&str]| pb::CheckRequest {
+    let expr = |e: &str, flags: &[(&str, bool)]| pb::CheckRequest {
         target: Some(pb::check_request::Target::Expression(e.into())),
-        context: flags.iter().map(|f| (f.to_string(), true)).collect(),
+        context: flags.iter().map(|(f, v)| (f.to_string(), *v)).collect(),
         explain: true,
         ..perm_check("t", "ann", "")
     };
     let r = app
         .check(expr(
             "view_flows & (!ctx.multibrand | view_brands)",
-            &["multibrand"],
+            &[("multibrand", true)],
         ))
         .await
         .unwrap();
@@ -250,7 +260,7 @@ async fn expressions_and_context_flags(backend: Backend) {
     let r = app
         .check(expr(
             "edit_flows & (!ctx.multibrand | edit_segments)",
-            &["multibrand"],
+            &[("multibrand", true)],
         ))
         .await
         .unwrap();
@@ -261,10 +271,22 @@ async fn expressions_and_context_flags(backend: Backend) {
         e.failed_parts,
         ["edit_flows", "(!ctx.multibrand | edit_segments)"]
     );
-    // A flag the caller does not send is false.
-    let r = app.check(expr("ctx.anything", &[])).await.unwrap();
+    // A declared flag sent false fails a positive test; nothing is reported missing.
+    let r = app
+        .check(expr(
+            "ctx.multibrand & view_flows",
+            &[("multibrand", false)],
+        ))
+        .await
+        .unwrap();
     assert!(!r.allowed);
     assert!(r.missing_permissions.is_empty());
+    // An undeclared flag is refused, never read as false.
+    assert_status(
+        app.check(expr("ctx.anything", &[])).await,
+        Code::InvalidArgument,
+        &["undeclared context flag `ctx.anything`", "position 1"],
+    );
 }
 
 async fn explanations_name_groups_and_grants(backend: Backend) {
@@ -431,6 +453,7 @@ async fn tooljet_group_scoped_grants(backend: Backend) {
             id: id.into(),
         }),
         explain: true,
+        context: [("released".to_owned(), false)].into(),
         ..action_check("ws", "eve", "app.edit", &[])
     };
     let r = app.check(on("42")).await.unwrap();
@@ -766,6 +789,406 @@ async fn watch_streams_committed_changes(backend: Backend) {
     );
 }
 
+/// A check whose expression names context flags: user `fe` holds `edit_flows` only.
+fn flag_check(expression: &str, context: &[(&str, bool)]) -> pb::CheckRequest {
+    pb::CheckRequest {
+        target: Some(pb::check_request::Target::Expression(expression.into())),
+        context: context.iter().map(|(f, v)| (f.to_string(), *v)).collect(),
+        ..perm_check("t", "fe", "")
+    }
+}
+
+fn flag_item(expression: &str, context: &[(&str, bool)]) -> pb::BatchCheckItem {
+    let r = flag_check(expression, context);
+    pb::BatchCheckItem {
+        user_id: r.user_id,
+        target: Some(pb::batch_check_item::Target::Expression(expression.into())),
+        context: r.context,
+        ..Default::default()
+    }
+}
+
+/// An expression, the context sent, and the answer: allowed or not, or the error's parts.
+type FlagCase<'a> = (String, Vec<(&'a str, bool)>, Result<bool, Vec<String>>);
+
+/// A flag that is misspelt, undeclared or unsent never reads as false, in Check or BatchCheck:
+/// `!ctx.flag | permission` would otherwise drop the permission. Run over every declared flag
+/// and every catalog action that tests one.
+async fn context_flags_are_never_read_as_false(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    app.grant("t", "fe", &["edit_flows"], None).await;
+    assert_status(
+        app.check(flag_check(
+            "edit_flows & (!ctx.multibrnad | view_brands)",
+            &[("multibrand", true)],
+        ))
+        .await,
+        Code::InvalidArgument,
+        &[
+            "undeclared context flag `ctx.multibrnad`",
+            "did you mean `ctx.multibrand`?",
+            "position 16",
+        ],
+    );
+    assert_status(
+        app.check(flag_check("edit_flows & !ctx.anything", &[]))
+            .await,
+        Code::InvalidArgument,
+        &["undeclared context flag `ctx.anything`", "position 15"],
+    );
+
+    // Every declared flag: unsent, misspelt, false and true; Check and BatchCheck agree.
+    let c = app.catalog.clone();
+    let mut cases: Vec<FlagCase> = Vec::new();
+    for f in c.context_flags() {
+        let k = f.key.as_str();
+        let negated = format!("edit_flows & !ctx.{k}");
+        cases.push((
+            negated.clone(),
+            vec![],
+            Err(vec![format!("context flag `{k}` is required")]),
+        ));
+        cases.push((negated.clone(), vec![(k, false)], Ok(true)));
+        cases.push((negated, vec![(k, true)], Ok(false)));
+        cases.push((
+            format!("edit_flows & (!ctx.{k}x | view_brands)"),
+            vec![(k, true)],
+            Err(vec![
+                format!("undeclared context flag `ctx.{k}x`"),
+                format!("did you mean `ctx.{k}`?"),
+                "position 16".to_owned(),
+            ]),
+        ));
+    }
+    let items = cases.iter().map(|(e, ctx, _)| flag_item(e, ctx)).collect();
+    let batch = app
+        .authz
+        .clone()
+        .batch_check(pb::BatchCheckRequest {
+            tenant_id: "t".into(),
+            items,
+            consistency: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for ((expression, ctx, expected), item) in cases.iter().zip(&batch.results) {
+        let single = app.check(flag_check(expression, ctx)).await;
+        match expected {
+            Ok(allowed) => {
+                let r = single.unwrap();
+                assert_eq!(r.allowed, *allowed, "{expression} with {ctx:?}");
+                assert!(r.missing_permissions.is_empty(), "{expression}");
+                assert!(item.error.is_none(), "{expression}: {:?}", item.error);
+                assert_eq!(
+                    item.allowed, *allowed,
+                    "{expression} with {ctx:?} in a batch"
+                );
+            }
+            Err(parts) => {
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                assert_status(single, Code::InvalidArgument, &parts);
+                assert!(!item.allowed, "{expression} in a batch");
+                let e = item.error.as_ref().expect("an item error");
+                assert_eq!(e.code, Code::InvalidArgument as i32);
+                for p in &parts {
+                    assert!(e.message.contains(p), "{:?} lacks {p:?}", e.message);
+                }
+            }
+        }
+    }
+
+    // Every catalog action: one that tests a flag is refused without it, whoever asks.
+    app.add("t", "owners", &["owner"]).await;
+    let items: Vec<pb::BatchCheckItem> = c
+        .actions()
+        .iter()
+        .map(|a| pb::BatchCheckItem {
+            user_id: "owner".into(),
+            target: Some(pb::batch_check_item::Target::Action(a.key.clone())),
+            ..Default::default()
+        })
+        .collect();
+    let batch = app
+        .authz
+        .clone()
+        .batch_check(pb::BatchCheckRequest {
+            tenant_id: "t".into(),
+            items,
+            consistency: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut flagged = 0;
+    for (a, item) in c.actions().iter().zip(&batch.results) {
+        let Some(first) = a.expr.flags().first() else {
+            assert!(item.error.is_none(), "{}: {:?}", a.key, item.error);
+            continue;
+        };
+        flagged += 1;
+        let flag = &c.context_flag(*first).key;
+        let e = item
+            .error
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} without {flag}", a.key));
+        assert!(!item.allowed);
+        assert!(
+            e.message
+                .contains(&format!("context flag `{flag}` is required"))
+                && e.message.contains(&format!("action `{}`", a.key)),
+            "{}",
+            e.message
+        );
+        assert_status(
+            app.check(action_check("t", "owner", &a.key, &[])).await,
+            Code::InvalidArgument,
+            &[&format!("context flag `{flag}` is required")],
+        );
+    }
+    assert!(flagged > 10, "{flagged} actions test flags");
+}
+
+/// A catalog may give a flag a default; only then may a check leave it out.
+async fn a_flag_default_is_the_catalogs_to_give(backend: Backend) {
+    const CATALOG: &str = r#"
+name = "flags"
+version = "1"
+[[context_flags]]
+key = "beta"
+description = "The feature is in beta; unsent means it is not."
+default = false
+[[context_flags]]
+key = "risky"
+[[permissions]]
+name = "Use beta"
+[[permissions]]
+name = "Approve risk"
+[[actions]]
+key = "feature.open"
+expression = "!ctx.beta | use_beta"
+[[actions]]
+key = "feature.risky"
+expression = "!ctx.risky | approve_risk"
+"#;
+    let app = spawn(backend, CATALOG).await;
+    app.tenant("t").await;
+    let open = |flags: &[&str]| action_check("t", "u", "feature.open", flags);
+    app.grant("t", "u", &["approve_risk"], None).await;
+    assert!(app.check(open(&[])).await.unwrap().allowed);
+    let r = app.check(open(&["beta"])).await.unwrap();
+    assert!(!r.allowed);
+    assert_eq!(r.missing_permissions, ["use_beta"]);
+    assert_status(
+        app.check(action_check("t", "u", "feature.risky", &[]))
+            .await,
+        Code::InvalidArgument,
+        &["context flag `risky` is required", "no default"],
+    );
+    assert!(
+        app.check(action_check("t", "u", "feature.risky", &["risky"]))
+            .await
+            .unwrap()
+            .allowed
+    );
+}
+
+/// One kind of user for the missing-permissions property: its id says which.
+async fn set_up(app: &TestApp, kind: &str, user: &str) {
+    let mut admin = app.admin.clone();
+    match kind {
+        "plain" => {
+            app.add("t", "analysts", &[user]).await;
+        }
+        "restricted" => {
+            app.add("t", "analysts", &[user]).await;
+            admin
+                .set_restrictions(pb::SetRestrictionsRequest {
+                    tenant_id: "t".into(),
+                    user_id: user.into(),
+                    resource_type: "folder".into(),
+                    resource_ids: vec!["f2".into()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        "scoped" => {
+            app.add("t", "accountants", &[user]).await;
+            app.grant("t", user, &["delete_customers"], Some(("folder", "f1")))
+                .await;
+        }
+        "blocked" => {
+            app.add("t", "analysts", &[user]).await;
+            admin
+                .set_user_status(pb::SetUserStatusRequest {
+                    tenant_id: "t".into(),
+                    user_id: user.into(),
+                    status: pb::UserStatus::Blocked.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// Granting what `missing_permissions` lists makes the check pass, whatever denied it; a
+/// restriction is reported as the restriction, with nothing missing. Over users with groups,
+/// scoped grants, restrictions and blocks; permissions, actions and expressions; with and
+/// without resources of the restricted type and another.
+async fn missing_permissions_always_fix_the_check(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+
+    // The probe's case: restricted to folder f2, asking on f1.
+    set_up(&app, "restricted", "r").await;
+    let on = |user: &str, perm: &str, folder: &str| pb::CheckRequest {
+        resource: Some(pb::Resource {
+            r#type: "folder".into(),
+            id: folder.into(),
+        }),
+        explain: true,
+        ..perm_check("t", user, perm)
+    };
+    for round in ["before the grant", "after the grant"] {
+        let r = app.check(on("r", "delete_customers", "f1")).await.unwrap();
+        assert!(!r.allowed, "{round}");
+        assert!(r.missing_permissions.is_empty(), "{round}: {r:?}");
+        let denial = r.denied_by_restriction.clone().unwrap();
+        assert_eq!(
+            (
+                denial.resource_type.as_str(),
+                denial.allowed_ids.clone(),
+                denial.allowed_count
+            ),
+            ("folder", vec!["f2".to_owned()], 1),
+            "{round}"
+        );
+        let summary = r.explanation.unwrap().summary;
+        assert!(
+            summary.contains("restricted to folder f2, and folder:f1 is not one of them"),
+            "{summary}"
+        );
+        app.grant("t", "r", &["delete_customers"], None).await;
+    }
+    assert!(
+        app.check(on("r", "delete_customers", "f2"))
+            .await
+            .unwrap()
+            .allowed
+    );
+    let batch = app
+        .authz
+        .clone()
+        .batch_check(pb::BatchCheckRequest {
+            tenant_id: "t".into(),
+            items: vec![pb::BatchCheckItem {
+                user_id: "r".into(),
+                target: Some(pb::batch_check_item::Target::Permission(
+                    "delete_customers".into(),
+                )),
+                resource: Some(pb::Resource {
+                    r#type: "folder".into(),
+                    id: "f1".into(),
+                }),
+                ..Default::default()
+            }],
+            consistency: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let item = &batch.results[0];
+    assert!(!item.allowed && item.missing_permissions.is_empty());
+    assert_eq!(
+        item.denied_by_restriction.as_ref().unwrap().allowed_ids,
+        ["f2"]
+    );
+
+    // The property.
+    let kinds = ["plain", "restricted", "scoped", "blocked"];
+    for kind in kinds {
+        set_up(&app, kind, kind).await;
+    }
+    use pb::check_request::Target as T;
+    let targets = [
+        T::Permission("view_reports".into()),
+        T::Permission("delete_customers".into()),
+        T::Permission("view_billing_details".into()),
+        T::Action("customers.export_customers".into()),
+        T::Action("flows.add_a_flow".into()),
+        T::Expression("view_reports & !delete_customers".into()),
+        T::Expression("delete_customers & (edit_folders | view_billing_details)".into()),
+    ];
+    let resources = [
+        None,
+        Some(("folder", "f1")),
+        Some(("folder", "f2")),
+        Some(("brand", "b1")),
+    ];
+    let context: std::collections::HashMap<String, bool> = app
+        .catalog
+        .context_flags()
+        .iter()
+        .map(|f| (f.key.clone(), true))
+        .collect();
+    let request = |user: &str, target: &T, resource: Option<(&str, &str)>| pb::CheckRequest {
+        tenant_id: "t".into(),
+        user_id: user.into(),
+        target: Some(target.clone()),
+        resource: resource.map(|(t, id)| pb::Resource {
+            r#type: t.into(),
+            id: id.into(),
+        }),
+        context: context.clone(),
+        ..Default::default()
+    };
+    let mut twins = 0;
+    let mut restricted = 0;
+    for kind in kinds {
+        for target in &targets {
+            for resource in resources {
+                let r = app.check(request(kind, target, resource)).await.unwrap();
+                let what = format!("{kind} {target:?} on {resource:?}");
+                let restricted_out = kind == "restricted" && resource == Some(("folder", "f1"));
+                assert_eq!(
+                    r.denied_by_restriction.is_some(),
+                    restricted_out,
+                    "{what}: {r:?}"
+                );
+                if r.denied_by_restriction.is_some() {
+                    restricted += 1;
+                    assert!(
+                        !r.allowed && r.missing_permissions.is_empty(),
+                        "{what}: {r:?}"
+                    );
+                }
+                if r.allowed || r.missing_permissions.is_empty() {
+                    continue;
+                }
+                // A user set up the same way, given what was reported missing, passes.
+                twins += 1;
+                let twin = format!("{kind}_twin_{twins}");
+                set_up(&app, kind, &twin).await;
+                let missing: Vec<&str> = r.missing_permissions.iter().map(String::as_str).collect();
+                app.grant("t", &twin, &missing, None).await;
+                let again = app.check(request(&twin, target, resource)).await.unwrap();
+                assert!(
+                    again.allowed,
+                    "{what}: granting {missing:?} did not fix it: {again:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        twins >= 10 && restricted == targets.len(),
+        "{twins} twins, {restricted} restricted"
+    );
+}
+
 contract!(
     readme_walkthrough,
     every_standard_group_and_every_permission,
@@ -780,4 +1203,7 @@ contract!(
     revisions_and_consistency,
     bad_check_requests_get_clear_errors,
     watch_streams_committed_changes,
+    context_flags_are_never_read_as_false,
+    a_flag_default_is_the_catalogs_to_give,
+    missing_permissions_always_fix_the_check,
 );

@@ -178,6 +178,25 @@ pub async fn spawn(backend: Backend, catalog: &str) -> TestApp {
     }
 }
 
+/// Starts the server on the backend with these admission options (message size, ...).
+pub async fn spawn_with_options(
+    backend: Backend,
+    catalog: &str,
+    options: authz::server::ServerOptions,
+) -> TestApp {
+    match backend {
+        Backend::Memory => {
+            let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
+            let store = Arc::new(MemoryStore::new(catalog.clone()));
+            start_with(catalog, store, None, None, options).await
+        }
+        Backend::Postgres => {
+            let (url, _) = crate::pg::fresh_database().await;
+            spawn_replica_full(PgOptions::new(url), catalog, None, options, None).await
+        }
+    }
+}
+
 /// Another replica on an existing database (migrated by the first).
 pub async fn spawn_replica(url: &str, catalog: &str) -> TestApp {
     spawn_replica_with(url, catalog, None).await

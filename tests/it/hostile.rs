@@ -1120,27 +1120,147 @@ fn cases(app: &TestApp) -> Vec<Case> {
                 }
             ),
         ),
-        case(
-            "ImportUsers over the message size limit",
-            Code::OutOfRange,
-            &["4194304"],
-            admin!(
+    ]);
+
+    // Revision tokens are exactly what the server writes: no sign, space or leading zero.
+    for token in ["+2", " 2", "2 ", "02", "2\n", "0x2", "２"] {
+        let fresh = pb::Consistency {
+            requirement: Some(pb::consistency::Requirement::AtLeastAsFresh(token.into())),
+        };
+        cases.extend([
+            case(
+                format!("Check at_least_as_fresh {token:?}"),
+                Code::InvalidArgument,
+                &["at_least_as_fresh", "not a revision token"],
+                authz!(
+                    app,
+                    check,
+                    pb::CheckRequest {
+                        consistency: Some(fresh.clone()),
+                        ..perm_check("t", "u", "view_reports")
+                    }
+                ),
+            ),
+            case(
+                format!("BatchCheck at_least_as_fresh {token:?}"),
+                Code::InvalidArgument,
+                &["at_least_as_fresh", "not a revision token"],
+                authz!(
+                    app,
+                    batch_check,
+                    pb::BatchCheckRequest {
+                        tenant_id: "t".into(),
+                        items: vec![item("u", "view_reports")],
+                        consistency: Some(fresh.clone()),
+                    }
+                ),
+            ),
+            case(
+                format!("GetEffectivePermissions at_least_as_fresh {token:?}"),
+                Code::InvalidArgument,
+                &["at_least_as_fresh"],
+                authz!(
+                    app,
+                    get_effective_permissions,
+                    pb::GetEffectivePermissionsRequest {
+                        tenant_id: "t".into(),
+                        user_id: "u".into(),
+                        consistency: Some(fresh),
+                    }
+                ),
+            ),
+            case(
+                format!("Watch after_revision {token:?}"),
+                Code::InvalidArgument,
+                &["after_revision", "not a revision token"],
+                authz!(
+                    app,
+                    watch,
+                    pb::WatchRequest {
+                        tenant_id: "t".into(),
+                        after_revision: token.into(),
+                    }
+                ),
+            ),
+            case(
+                format!("ListAuditEvents page token after:{token:?}"),
+                Code::InvalidArgument,
+                &["page_token", "next_page_token"],
+                admin!(
+                    app,
+                    list_audit_events,
+                    pb::ListAuditEventsRequest {
+                        tenant_id: "t".into(),
+                        page_token: format!("after:{token}"),
+                        ..Default::default()
+                    }
+                ),
+            ),
+        ]);
+    }
+
+    // Context flags in inline expressions: misspelt, undeclared, or declared and not sent.
+    for (expression, context, parts) in [
+        (
+            "view_reports & (!ctx.multibrnad | view_brands)",
+            vec![("multibrand", true)],
+            vec![
+                "undeclared context flag `ctx.multibrnad`",
+                "did you mean `ctx.multibrand`?",
+                "position 18",
+            ],
+        ),
+        (
+            "view_reports & !ctx.anything",
+            vec![],
+            vec!["undeclared context flag `ctx.anything`", "position 17"],
+        ),
+        (
+            "view_reports & !ctx.multibrand",
+            vec![],
+            vec![
+                "context flag `multibrand` is required",
+                "send it in context",
+            ],
+        ),
+    ] {
+        let context: std::collections::HashMap<String, bool> =
+            context.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        cases.push(case(
+            format!("Check {expression:?}"),
+            Code::InvalidArgument,
+            &parts,
+            authz!(
                 app,
-                import_users,
-                pb::ImportUsersRequest {
-                    tenant_id: "t".into(),
-                    rows: (0..1300)
-                        .map(|i| pb::ImportRow {
-                            user_id: format!("big{i}"),
-                            display_name: "n".repeat(4000),
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
+                check,
+                pb::CheckRequest {
+                    context,
+                    ..expr_check(expression.into())
                 }
             ),
+        ));
+    }
+
+    cases.extend([case(
+        "ImportUsers over the message size limit",
+        Code::OutOfRange,
+        &["4194304"],
+        admin!(
+            app,
+            import_users,
+            pb::ImportUsersRequest {
+                tenant_id: "t".into(),
+                rows: (0..1300)
+                    .map(|i| pb::ImportRow {
+                        user_id: format!("big{i}"),
+                        display_name: "n".repeat(4000),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }
         ),
-    ]);
+    )]);
     cases
 }
 

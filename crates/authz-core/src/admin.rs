@@ -272,7 +272,7 @@ pub fn authorize(catalog: &Catalog, actor: &Actor<'_>, op: AdminOp) -> Result<()
         return Err(Refusal::OperatorOnly(op));
     };
     let has = |p: PermId| actor.subject.has(p);
-    let out = expr.evaluate(&has, &|_: &str| false);
+    let out = expr.evaluate(&has, &|_| false);
     if out.allowed {
         Ok(())
     } else {

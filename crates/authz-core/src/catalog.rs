@@ -7,7 +7,7 @@
 //! permission wherever a key is accepted.
 
 use crate::admin::AdminOp;
-use crate::expr::{Expr, ExprError};
+use crate::expr::{Expr, ExprError, FlagId, Names};
 use crate::key::{is_valid_key, key_from_name};
 use crate::model::{GroupGrants, ResourceTypeId};
 use crate::permset::{PermId, PermSet};
@@ -58,10 +58,6 @@ pub enum CatalogError {
     InvalidActionKey { key: String },
     #[error("action `{action}`: {error}")]
     Expression { action: String, error: ExprError },
-    #[error(
-        "action `{action}` uses undeclared context flag `ctx.{flag}`; declare it under [[context_flags]]"
-    )]
-    UndeclaredFlag { action: String, flag: String },
     #[error("duplicate resource type `{key}`")]
     DuplicateResourceType { key: String },
     #[error("resource type {key:?} is not a valid key (a-z, 0-9 and `_`)")]
@@ -82,6 +78,10 @@ pub enum CatalogError {
     UnknownAdminOperation { key: String, known: String },
     #[error("[admin] `{op}`: {error}")]
     AdminExpression { op: String, error: ExprError },
+    #[error(
+        "[admin] `{op}` uses a context flag; admin requirements depend on permissions only (an admin call carries no context)"
+    )]
+    AdminFlag { op: String },
     #[error("catalog has {count} permissions; at most {max} are supported")]
     TooManyPermissions { count: usize, max: usize },
 }
@@ -125,6 +125,9 @@ struct FileFlag {
     key: String,
     #[serde(default)]
     description: String,
+    /// The value of the flag when a check does not send it. Without one, a check whose
+    /// requirement tests the flag must send it.
+    default: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -220,8 +223,11 @@ pub struct ResourceType {
 
 #[derive(Debug, Clone)]
 pub struct ContextFlag {
+    pub id: FlagId,
     pub key: String,
     pub description: String,
+    /// The value a check that does not send the flag gets; `None`: the check must send it.
+    pub default: Option<bool>,
 }
 
 /// A validated, compiled catalog.
@@ -243,6 +249,7 @@ pub struct Catalog {
     resource_types: Vec<ResourceType>,
     resource_type_index: HashMap<String, ResourceTypeId>,
     flags: Vec<ContextFlag>,
+    flag_index: HashMap<String, FlagId>,
     admin: HashMap<AdminOp, Expr>,
     roles: Vec<Role>,
 }
@@ -308,6 +315,15 @@ impl Catalog {
         &self.flags
     }
 
+    /// The declared context flag with this key.
+    pub fn flag(&self, key: &str) -> Option<FlagId> {
+        self.flag_index.get(key).copied()
+    }
+
+    pub fn context_flag(&self, id: FlagId) -> &ContextFlag {
+        &self.flags[id.index()]
+    }
+
     pub fn roles(&self) -> &[Role] {
         &self.roles
     }
@@ -315,9 +331,10 @@ impl Catalog {
     /// The keys of the roles a set of (unscoped, effective) permissions gives.
     pub fn roles_of(&self, perms: &PermSet) -> Vec<&str> {
         let has = |p: PermId| perms.contains(p);
+        // Roles test no context flags (refused at load), so no flag value is ever read.
         self.roles
             .iter()
-            .filter(|r| r.expr.holds(&has, &|_: &str| false))
+            .filter(|r| r.expr.holds(&has, &|_: FlagId| false))
             .map(|r| r.key.as_str())
             .collect()
     }
@@ -327,14 +344,45 @@ impl Catalog {
         self.admin.get(&op)
     }
 
-    /// Parses an inline expression against this catalog's permissions.
+    /// Parses an inline expression against this catalog's permissions and context flags.
     pub fn parse_expression(&self, source: &str) -> Result<Expr, ExprError> {
-        Expr::parse(source, |k| self.resolve(k))
+        Expr::parse(
+            source,
+            &Resolver {
+                index: &self.index,
+                permissions: &self.permissions,
+                flags: &self.flag_index,
+                flag_list: &self.flags,
+            },
+        )
     }
 
     /// Permission keys of a set, in catalog order.
     pub fn keys<'a>(&'a self, set: &'a PermSet) -> impl Iterator<Item = &'a str> + 'a {
         set.iter().map(|p| self.key(p))
+    }
+}
+
+/// The catalog's names as expressions resolve them, at load and per request alike.
+struct Resolver<'a> {
+    index: &'a HashMap<String, PermId>,
+    permissions: &'a [Permission],
+    flags: &'a HashMap<String, FlagId>,
+    flag_list: &'a [ContextFlag],
+}
+
+impl Names for Resolver<'_> {
+    fn permission(&self, key: &str) -> Option<PermId> {
+        self.index.get(key).copied()
+    }
+    fn flag(&self, key: &str) -> Option<FlagId> {
+        self.flags.get(key).copied()
+    }
+    fn permission_keys(&self) -> Vec<&str> {
+        self.permissions.iter().map(|p| p.key.as_str()).collect()
+    }
+    fn flag_keys(&self) -> Vec<&str> {
+        self.flag_list.iter().map(|f| f.key.as_str()).collect()
     }
 }
 
@@ -376,16 +424,21 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
     }
 
     let mut flags: Vec<ContextFlag> = Vec::new();
-    for f in file.context_flags {
+    let mut flag_index: HashMap<String, FlagId> = HashMap::new();
+    for (i, f) in file.context_flags.into_iter().enumerate() {
         if !is_valid_key(&f.key) {
             return Err(CatalogError::InvalidFlag { key: f.key });
         }
-        if flags.iter().any(|x| x.key == f.key) {
+        let id =
+            FlagId(u16::try_from(i).map_err(|_| CatalogError::InvalidFlag { key: f.key.clone() })?);
+        if flag_index.insert(f.key.clone(), id).is_some() {
             return Err(CatalogError::DuplicateFlag { key: f.key });
         }
         flags.push(ContextFlag {
+            id,
             key: f.key,
             description: f.description,
+            default: f.default,
         });
     }
 
@@ -503,28 +556,23 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         });
     }
 
+    let names = Resolver {
+        index: &index,
+        permissions: &permissions,
+        flags: &flag_index,
+        flag_list: &flags,
+    };
     let mut actions = Vec::new();
     let mut action_index = HashMap::new();
     for a in file.actions {
         if a.key.split('.').any(|part| !is_valid_key(part)) {
             return Err(CatalogError::InvalidActionKey { key: a.key });
         }
-        let expr = Expr::parse(&a.expression, |k| index.get(k).copied()).map_err(|error| {
-            CatalogError::Expression {
+        let expr =
+            Expr::parse(&a.expression, &names).map_err(|error| CatalogError::Expression {
                 action: a.key.clone(),
                 error,
-            }
-        })?;
-        if let Some(flag) = expr
-            .flags()
-            .iter()
-            .find(|f| !flags.iter().any(|x| &x.key == *f))
-        {
-            return Err(CatalogError::UndeclaredFlag {
-                action: a.key,
-                flag: flag.clone(),
-            });
-        }
+            })?;
         if action_index.insert(a.key.clone(), actions.len()).is_some() {
             return Err(CatalogError::DuplicateAction { key: a.key });
         }
@@ -543,12 +591,11 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         if roles.iter().any(|x| x.key == r.key) {
             return Err(CatalogError::DuplicateRole { key: r.key });
         }
-        let expr = Expr::parse(&r.expression, |k| index.get(k).copied()).map_err(|error| {
-            CatalogError::RoleExpression {
+        let expr =
+            Expr::parse(&r.expression, &names).map_err(|error| CatalogError::RoleExpression {
                 role: r.key.clone(),
                 error,
-            }
-        })?;
+            })?;
         if !expr.flags().is_empty() {
             return Err(CatalogError::RoleFlag { role: r.key });
         }
@@ -572,12 +619,14 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
                 known: known.join(", "),
             });
         };
-        let expr = Expr::parse(&source, |k| index.get(k).copied()).map_err(|error| {
-            CatalogError::AdminExpression {
-                op: key.clone(),
-                error,
-            }
+        let expr = Expr::parse(&source, &names).map_err(|error| CatalogError::AdminExpression {
+            op: key.clone(),
+            error,
         })?;
+        // An admin call has no context: a flag there would have no value to read.
+        if !expr.flags().is_empty() {
+            return Err(CatalogError::AdminFlag { op: key });
+        }
         admin.insert(op, expr);
     }
 
@@ -596,6 +645,7 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         resource_types,
         resource_type_index,
         flags,
+        flag_index,
         admin,
         roles,
     })
@@ -653,7 +703,11 @@ expression = "edit_flows & (!ctx.multibrand | view_brands)"
         assert_eq!(c.resolve("edit_flows"), c.resolve("edit_the_flows"));
         assert!(c.resolve("edit_the_flows").is_some());
         assert_eq!(c.group("flow_editors").unwrap().grants.permissions.len(), 2);
-        assert_eq!(c.action("flows.add").unwrap().expr.flags(), ["multibrand"]);
+        assert_eq!(
+            c.action("flows.add").unwrap().expr.flags(),
+            [c.flag("multibrand").unwrap()]
+        );
+        assert_eq!(c.context_flag(c.flag("multibrand").unwrap()).default, None);
         assert_eq!(c.resource_type("folder"), Some(ResourceTypeId(0)));
         assert_eq!(c.internal_permissions().len(), 1);
         assert_eq!(c.fingerprint.len(), 16);
@@ -705,7 +759,7 @@ expression = "edit_flows & (!ctx.multibrand | view_brands)"
             ),
             (
                 "[[actions]]\nkey = \"a\"\nexpression = \"view_brands & edit_flow\"",
-                "action `a`: unknown permission `edit_flow` at position 15",
+                "action `a`: unknown permission `edit_flow`; did you mean `edit_flows`? at position 15",
             ),
             (
                 "[[actions]]\nkey = \"a\"\nexpression = \"(view_brands\"",
@@ -713,7 +767,27 @@ expression = "edit_flows & (!ctx.multibrand | view_brands)"
             ),
             (
                 "[[actions]]\nkey = \"a\"\nexpression = \"ctx.other\"",
-                "undeclared context flag `ctx.other`",
+                "action `a`: undeclared context flag `ctx.other`; the catalog declares: multibrand at position 1",
+            ),
+            (
+                "[[actions]]\nkey = \"a\"\nexpression = \"!ctx.multibrnad\"",
+                "did you mean `ctx.multibrand`? at position 2",
+            ),
+            (
+                "[[roles]]\nkey = \"r\"\nexpression = \"view_brands | ctx.multibrand\"",
+                "role `r` uses a context flag",
+            ),
+            (
+                "[admin]\nedit_groups = \"!ctx.multibrand | view_brands\"",
+                "[admin] `edit_groups` uses a context flag",
+            ),
+            (
+                "[admin]\nedit_groups = \"!ctx.nope | view_brands\"",
+                "[admin] `edit_groups`: undeclared context flag `ctx.nope`",
+            ),
+            (
+                "[[context_flags]]\nkey = \"x\"\ndefault = \"no\"",
+                "invalid type",
             ),
             (
                 "[[resource_types]]\nkey = \"folder\"",
@@ -734,7 +808,7 @@ expression = "edit_flows & (!ctx.multibrand | view_brands)"
             ),
             (
                 "[admin]\nedit_groups = \"view_brandz\"",
-                "[admin] `edit_groups`: unknown permission `view_brandz` at position 1",
+                "[admin] `edit_groups`: unknown permission `view_brandz`; did you mean `view_brands`? at position 1",
             ),
             ("[[permissions]", "not valid TOML"),
         ];

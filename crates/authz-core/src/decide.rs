@@ -4,10 +4,13 @@
 //! `p` (through a group or a direct grant). On a resource `r` of type `t`, a scoped grant on `r`
 //! also counts, and a restriction of the user on `t` that does not list `r` denies whatever the
 //! user holds. Actions and inline expressions are evaluated over the same "holds" test.
+//!
+//! Context flags: every flag a requirement tests takes the value the caller sent, else the
+//! catalog's `default` for it; a flag with neither is an error ([`UnsetFlag`]), never false.
 
 use crate::catalog::{Action, Catalog};
-use crate::expr::Expr;
-use crate::model::{ResourceRef, ScopedGrant, Subject, UserStatus};
+use crate::expr::{Expr, FlagId};
+use crate::model::{ResourceRef, ResourceTypeId, ScopedGrant, Subject, UserStatus};
 use crate::permset::PermId;
 use smallvec::{SmallVec, smallvec};
 use std::collections::BTreeSet;
@@ -20,23 +23,108 @@ pub enum Target<'a> {
     Expression(&'a Expr),
 }
 
+impl Target<'_> {
+    /// The context flags the target tests.
+    pub fn flags(&self) -> &[FlagId] {
+        match self {
+            Target::Permission(_) => &[],
+            Target::Action(a) => a.expr.flags(),
+            Target::Expression(e) => e.flags(),
+        }
+    }
+
+    /// `permission `k``, `action `k`` or `expression `src``, for messages.
+    pub fn describe(&self, catalog: &Catalog) -> String {
+        match self {
+            Target::Permission(p) => format!("permission `{}`", catalog.key(*p)),
+            Target::Action(a) => format!("action `{}`", a.key),
+            Target::Expression(e) => format!("expression `{}`", e.source()),
+        }
+    }
+}
+
 /// One check.
-pub struct Query<'a, F: Fn(&str) -> bool> {
+pub struct Query<'a, C: Fn(&str) -> Option<bool>> {
     pub target: Target<'a>,
     pub resource: Option<&'a ResourceRef>,
-    /// Context flags supplied by the caller; a flag it did not supply is false.
-    pub flag: F,
+    /// The context flags the caller sent, by key: `None` for a flag it did not send.
+    pub context: C,
     pub explain: bool,
+}
+
+/// A context flag the target tests that the caller did not send and the catalog gives no
+/// default: the check cannot be decided.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "context flag `{flag}` is required: {target} tests `ctx.{flag}` and the catalog gives it no default; send it in context as true or false"
+)]
+pub struct UnsetFlag {
+    pub flag: String,
+    pub target: String,
+}
+
+/// The value of every context flag a target tests, each resolved from what the caller sent or
+/// the catalog's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlagValues(SmallVec<[(FlagId, bool); 4]>);
+
+impl FlagValues {
+    /// Resolves every flag `target` tests; a flag with neither a sent value nor a catalog
+    /// default is an error.
+    pub fn resolve(
+        catalog: &Catalog,
+        target: Target<'_>,
+        sent: impl Fn(&str) -> Option<bool>,
+    ) -> Result<FlagValues, UnsetFlag> {
+        target
+            .flags()
+            .iter()
+            .map(|&id| {
+                let flag = catalog.context_flag(id);
+                sent(&flag.key)
+                    .or(flag.default)
+                    .map(|v| (id, v))
+                    .ok_or_else(|| UnsetFlag {
+                        flag: flag.key.clone(),
+                        target: target.describe(catalog),
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(FlagValues)
+    }
+
+    /// The value of a flag resolved here. Only flags of the target these values were resolved
+    /// for are ever asked, and every one of them has an entry.
+    fn get(&self, id: FlagId) -> bool {
+        self.0.iter().any(|&(f, v)| f == id && v)
+    }
 }
 
 /// A denied check's missing permissions; held inline up to four, so a deny allocates nothing.
 pub type Missing = SmallVec<[PermId; 4]>;
 
+/// How many of a restriction's resources a denial lists.
+pub const RESTRICTION_IDS_SHOWN: usize = 10;
+
+/// A restriction that denied a check: the user is limited to other resources of the type, so
+/// no permission makes the check pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestrictionDenial {
+    pub resource_type: ResourceTypeId,
+    /// The first [`RESTRICTION_IDS_SHOWN`] resources the user is limited to, sorted.
+    pub allowed_ids: Vec<String>,
+    /// How many resources the restriction lists in all.
+    pub allowed_count: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
-    /// Permissions that would make a denied check pass (empty when no permission can).
+    /// Permissions that would make a denied check pass: empty when no permission can (a
+    /// restriction, a blocked or unknown user, a flag or a negation).
     pub missing: Missing,
+    /// Set when a restriction on the resource's type denied the check.
+    pub denied_by_restriction: Option<RestrictionDenial>,
     pub explanation: Option<Explanation>,
 }
 
@@ -99,20 +187,24 @@ pub struct Explanation {
     pub summary: String,
 }
 
-/// Decides one query for one subject.
-pub fn decide<F: Fn(&str) -> bool>(
+/// Decides one query for one subject. A context flag the target tests that has no value is an
+/// error, whoever the subject is.
+pub fn decide<C: Fn(&str) -> Option<bool>>(
     catalog: &Catalog,
     subject: &Subject,
-    query: &Query<'_, F>,
-) -> Decision {
+    query: &Query<'_, C>,
+) -> Result<Decision, UnsetFlag> {
+    let flags = FlagValues::resolve(catalog, query.target, &query.context)?;
+    let flag = |f: FlagId| flags.get(f);
     let has = |p: PermId| match query.resource {
         Some(r) => subject.has_on(p, r),
         None => subject.has(p),
     };
-    let restricted_out = query.resource.filter(|r| {
+    let restricted_out = query.resource.and_then(|r| {
         subject
             .restriction(r.resource_type)
-            .is_some_and(|rest| !rest.ids.contains(&r.id))
+            .filter(|rest| !rest.ids.contains(&r.id))
+            .map(|rest| (r, rest))
     });
     // The requirement is evaluated even when the user is inactive or restricted out: `has`
     // answers false for inactive users, and the missing permissions are still worth reporting.
@@ -128,17 +220,27 @@ pub fn decide<F: Fn(&str) -> bool>(
             };
             (ok, missing, failed)
         }
-        Target::Action(action) => evaluate(&action.expr, &has, &query.flag, query.explain),
-        Target::Expression(expr) => evaluate(expr, &has, &query.flag, query.explain),
+        Target::Action(action) => evaluate(&action.expr, &has, &flag, query.explain),
+        Target::Expression(expr) => evaluate(expr, &has, &flag, query.explain),
     };
     let active = subject.is_active();
     let allowed = active && requirement_holds && restricted_out.is_none();
-    // An inactive user is missing nothing that a grant would fix.
-    let missing = if active && !requirement_holds {
-        missing
-    } else {
-        Missing::new()
-    };
+    // An inactive user, or one a restriction keeps off the resource, is missing nothing that a
+    // grant would fix: reporting permissions there would send the caller to grant in vain.
+    let denied_by_restriction =
+        restricted_out
+            .filter(|_| active)
+            .map(|(r, rest)| RestrictionDenial {
+                resource_type: r.resource_type,
+                allowed_ids: rest
+                    .ids
+                    .iter()
+                    .take(RESTRICTION_IDS_SHOWN)
+                    .cloned()
+                    .collect(),
+                allowed_count: rest.ids.len(),
+            });
+    let fixable = active && denied_by_restriction.is_none();
     let explanation = query.explain.then(|| {
         explain(
             catalog,
@@ -146,21 +248,28 @@ pub fn decide<F: Fn(&str) -> bool>(
             query,
             allowed,
             &missing,
-            restricted_out.cloned(),
+            restricted_out.map(|(r, _)| r.clone()),
+            denied_by_restriction.as_ref(),
             failed_parts,
         )
     });
-    Decision {
+    let missing = if fixable && !requirement_holds {
+        missing
+    } else {
+        Missing::new()
+    };
+    Ok(Decision {
         allowed,
         missing,
+        denied_by_restriction,
         explanation,
-    }
+    })
 }
 
 fn evaluate(
     expr: &Expr,
     has: &impl Fn(PermId) -> bool,
-    flag: &impl Fn(&str) -> bool,
+    flag: &impl Fn(FlagId) -> bool,
     explain: bool,
 ) -> (bool, Missing, Vec<String>) {
     // `evaluate` decides with `holds` first and allocates nothing when the expression holds.
@@ -211,13 +320,15 @@ pub fn sources(subject: &Subject, p: PermId, resource: Option<&ResourceRef>) -> 
     out
 }
 
-fn explain<F: Fn(&str) -> bool>(
+#[allow(clippy::too_many_arguments)]
+fn explain<C: Fn(&str) -> Option<bool>>(
     catalog: &Catalog,
     subject: &Subject,
-    query: &Query<'_, F>,
+    query: &Query<'_, C>,
     allowed: bool,
     missing: &[PermId],
     denied_by_restriction: Option<ResourceRef>,
+    restriction: Option<&RestrictionDenial>,
     failed_parts: Vec<String>,
 ) -> Explanation {
     let user = match &subject.user {
@@ -236,11 +347,7 @@ fn explain<F: Fn(&str) -> bool>(
             }
         })
         .collect();
-    let target = match query.target {
-        Target::Permission(p) => format!("permission `{}`", catalog.key(p)),
-        Target::Action(a) => format!("action `{}`", a.key),
-        Target::Expression(e) => format!("expression `{}`", e.source()),
-    };
+    let target = query.target.describe(catalog);
     let resource_text =
         |r: &ResourceRef| format!("{}:{}", catalog.resource_type_key(r.resource_type), r.id);
     let summary = match user {
@@ -267,12 +374,28 @@ fn explain<F: Fn(&str) -> bool>(
                 } else {
                     format!("allowed: {target} is satisfied by {}", given.join("; "))
                 }
-            } else if let Some(r) = &denied_by_restriction {
-                format!(
-                    "denied: the user is restricted to listed {} resources and {} is not one of them",
+            } else if let (Some(r), Some(rest)) = (&denied_by_restriction, restriction) {
+                let mut ids = rest.allowed_ids.join(", ");
+                if rest.allowed_count > rest.allowed_ids.len() {
+                    ids.push_str(&format!(
+                        " and {} more",
+                        rest.allowed_count - rest.allowed_ids.len()
+                    ));
+                }
+                let mut summary = format!(
+                    "denied: the user is restricted to {} {ids}, and {} is not one of them; no permission changes that",
                     catalog.resource_type_key(r.resource_type),
                     resource_text(r)
-                )
+                );
+                if !missing.is_empty() {
+                    let keys: Vec<&str> = missing.iter().map(|p| catalog.key(*p)).collect();
+                    summary.push_str(&format!(
+                        " (on an allowed {} the user would also need {})",
+                        catalog.resource_type_key(r.resource_type),
+                        keys.join(", ")
+                    ));
+                }
+                summary
             } else if missing.is_empty() {
                 format!(
                     "denied: {target} fails at {}, which no permission can satisfy",
@@ -398,9 +521,20 @@ key = "folder"
 name = "Edit folders"
 [[permissions]]
 name = "View reports"
+[[context_flags]]
+key = "large"
+[[context_flags]]
+key = "draft"
+default = false
 [[groups]]
 name = "Editors"
 permissions = ["edit_folders"]
+[[actions]]
+key = "reports.big"
+expression = "view_reports | !ctx.large"
+[[actions]]
+key = "reports.draft"
+expression = "edit_folders & (!ctx.draft | view_reports)"
 "#;
 
     struct Fixture {
@@ -462,11 +596,60 @@ permissions = ["edit_folders"]
             let q = Query {
                 target: Target::Permission(self.p(perm)),
                 resource: r.as_ref(),
-                flag: |_: &str| false,
+                context: |_: &str| None,
                 explain: true,
+            };
+            decide(&self.c, s, &q).unwrap()
+        }
+        fn action(
+            &self,
+            s: &Subject,
+            key: &str,
+            sent: &[(&str, bool)],
+        ) -> Result<Decision, UnsetFlag> {
+            let q = Query {
+                target: Target::Action(self.c.action(key).unwrap()),
+                resource: None,
+                context: |f: &str| sent.iter().find(|(k, _)| *k == f).map(|(_, v)| *v),
+                explain: false,
             };
             decide(&self.c, s, &q)
         }
+    }
+
+    #[test]
+    fn a_flag_without_value_or_default_is_an_error_not_false() {
+        let f = Fixture::new();
+        let s = f.subject(UserStatus::Active, None, &[]);
+        // `!ctx.large` would pass if an unsent flag read as false.
+        let e = f.action(&s, "reports.big", &[]).unwrap_err();
+        assert_eq!(e.flag, "large");
+        assert!(
+            e.to_string()
+                .contains("action `reports.big` tests `ctx.large`"),
+            "{e}"
+        );
+        assert!(
+            f.action(&s, "reports.big", &[("large", false)])
+                .unwrap()
+                .allowed
+        );
+        let d = f.action(&s, "reports.big", &[("large", true)]).unwrap();
+        assert_eq!(
+            (d.allowed, d.missing.to_vec()),
+            (false, vec![f.p("view_reports")])
+        );
+        // Unknown and blocked users are refused the same way: the error does not depend on them.
+        assert!(f.action(&Subject::default(), "reports.big", &[]).is_err());
+        // A flag with a catalog default takes it when not sent, and the sent value otherwise.
+        assert!(f.action(&s, "reports.draft", &[]).unwrap().allowed);
+        assert!(
+            !f.action(&s, "reports.draft", &[("draft", true)])
+                .unwrap()
+                .allowed
+        );
+        // Flags the target does not test need no value.
+        assert!(f.check(&s, "edit_folders", None).allowed);
     }
 
     #[test]
@@ -480,9 +663,41 @@ permissions = ["edit_folders"]
             d.missing.is_empty(),
             "a restriction is not fixed by a permission"
         );
+        let denial = d.denied_by_restriction.clone().unwrap();
+        assert_eq!(denial.allowed_ids, ["a", "b"]);
+        assert_eq!(denial.allowed_count, 2);
         let e = d.explanation.unwrap();
         assert_eq!(e.denied_by_restriction, Some(f.folder("c")));
-        assert!(e.summary.contains("restricted"), "{}", e.summary);
+        assert!(
+            e.summary
+                .contains("restricted to folder a, b, and folder:c is not one of them"),
+            "{}",
+            e.summary
+        );
+        // Not holding the permission either: still the restriction, not the permission, is
+        // reported, since granting it would change nothing.
+        let d = f.check(&s, "view_reports", Some("c"));
+        assert!(d.missing.is_empty());
+        assert!(d.denied_by_restriction.is_some());
+        let summary = d.explanation.unwrap().summary;
+        assert!(
+            summary.contains("would also need view_reports"),
+            "{summary}"
+        );
+        // On an allowed resource the missing permission is reported as usual.
+        let d = f.check(&s, "view_reports", Some("a"));
+        assert_eq!(d.missing.to_vec(), vec![f.p("view_reports")]);
+        assert!(d.denied_by_restriction.is_none());
+        // A long restriction lists its first resources and the count.
+        let many: Vec<String> = (0..25).map(|i| format!("f{i:02}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let wide = f.subject(UserStatus::Active, Some(&many), &[]);
+        let denial = f
+            .check(&wide, "edit_folders", Some("x"))
+            .denied_by_restriction
+            .unwrap();
+        assert_eq!(denial.allowed_ids.len(), RESTRICTION_IDS_SHOWN);
+        assert_eq!(denial.allowed_count, 25);
         // Without a resource the restriction does not apply.
         assert!(f.check(&s, "edit_folders", None).allowed);
         assert_eq!(
@@ -538,6 +753,7 @@ permissions = ["edit_folders"]
         let d = f.check(&blocked, "edit_folders", None);
         assert!(!d.allowed);
         assert!(d.missing.is_empty());
+        assert!(d.denied_by_restriction.is_none());
         assert_eq!(d.explanation.unwrap().user, UserState::Blocked);
         assert!(!f.check(&blocked, "view_reports", Some("x")).allowed);
         assert!(effective_permissions(&blocked).is_empty());

@@ -2,8 +2,10 @@
 //! caller-supplied boolean context flags (`ctx.multibrand`) and the constants `true`/`false`.
 //!
 //! Expressions are parsed once (catalog actions at load, inline expressions per request) into a
-//! tree whose leaves are dense [`PermId`]s. A pure conjunction of permissions also gets a bitset
-//! mask, so the common case is decided with a few word operations.
+//! tree whose leaves are dense [`PermId`]s and [`FlagId`]s: every name is resolved against the
+//! catalog while parsing, so an unknown permission or an undeclared flag is a parse error, never
+//! a leaf that evaluates to false. A pure conjunction of permissions also gets a bitset mask, so
+//! the common case is decided with a few word operations.
 
 use crate::permset::{PermId, PermSet};
 use std::fmt;
@@ -22,17 +24,33 @@ pub struct ExprError {
     pub message: String,
 }
 
-/// What an identifier in an expression resolved to.
-pub enum Leaf {
-    Perm(PermId),
-    Flag(String),
+/// Index of a declared context flag in its catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlagId(pub u16);
+
+impl FlagId {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// The names an expression may use: permission keys (and aliases) and declared context flags.
+pub trait Names {
+    /// The permission a key or alias key names.
+    fn permission(&self, key: &str) -> Option<PermId>;
+    /// The declared context flag with this key (without `ctx.`).
+    fn flag(&self, key: &str) -> Option<FlagId>;
+    /// Every permission key, for "did you mean" hints (only read on the error path).
+    fn permission_keys(&self) -> Vec<&str>;
+    /// Every declared flag key, for hints (only read on the error path).
+    fn flag_keys(&self) -> Vec<&str>;
 }
 
 #[derive(Debug, Clone)]
 enum Node {
     Const(bool),
     Perm(PermId),
-    Flag(Box<str>),
+    Flag(FlagId),
     Not(Box<Spanned>),
     And(Vec<Spanned>),
     Or(Vec<Spanned>),
@@ -54,7 +72,7 @@ pub struct Expr {
     /// Set when the expression is a conjunction of permissions only.
     all_of: Option<PermSet>,
     perms: PermSet,
-    flags: Vec<String>,
+    flags: Vec<FlagId>,
 }
 
 /// The result of evaluating an expression for one subject.
@@ -70,12 +88,9 @@ pub struct Outcome {
 }
 
 impl Expr {
-    /// Parses `source`, resolving each identifier with `resolve` (which returns `None` for an
-    /// unknown permission key; `ctx.` flags and `true`/`false` are handled here).
-    pub fn parse(
-        source: &str,
-        resolve: impl Fn(&str) -> Option<PermId>,
-    ) -> Result<Expr, ExprError> {
+    /// Parses `source`, resolving every permission key and `ctx.` flag against `names`: an
+    /// unknown key or an undeclared flag is an error that names it, with its position.
+    pub fn parse(source: &str, names: &impl Names) -> Result<Expr, ExprError> {
         if source.len() > MAX_EXPRESSION_LEN {
             return Err(ExprError {
                 position: char_pos(source, MAX_EXPRESSION_LEN),
@@ -91,7 +106,7 @@ impl Expr {
             tokens: &tokens,
             at: 0,
             depth: 0,
-            resolve: &resolve,
+            names,
         };
         let root = parser.or()?;
         if let Some(tok) = tokens.get(parser.at) {
@@ -119,13 +134,14 @@ impl Expr {
         &self.perms
     }
 
-    /// Every context flag the expression mentions, without the `ctx.` prefix.
-    pub fn flags(&self) -> &[String] {
+    /// Every context flag the expression tests, each once, in order of first appearance.
+    pub fn flags(&self) -> &[FlagId] {
         &self.flags
     }
 
     /// Decides the expression without allocating; use [`Expr::evaluate`] for the reasons.
-    pub fn holds(&self, has: &impl Fn(PermId) -> bool, flag: &impl Fn(&str) -> bool) -> bool {
+    /// `flag` gives the value of each flag in [`Expr::flags`].
+    pub fn holds(&self, has: &impl Fn(PermId) -> bool, flag: &impl Fn(FlagId) -> bool) -> bool {
         match &self.all_of {
             Some(mask) => mask.iter().all(has),
             None => holds(&self.root, has, flag),
@@ -133,7 +149,11 @@ impl Expr {
     }
 
     /// Decides the expression and, when it fails, says what is missing and which parts failed.
-    pub fn evaluate(&self, has: &impl Fn(PermId) -> bool, flag: &impl Fn(&str) -> bool) -> Outcome {
+    pub fn evaluate(
+        &self,
+        has: &impl Fn(PermId) -> bool,
+        flag: &impl Fn(FlagId) -> bool,
+    ) -> Outcome {
         if self.holds(has, flag) {
             return Outcome {
                 allowed: true,
@@ -170,11 +190,11 @@ impl fmt::Display for Expr {
     }
 }
 
-fn holds(s: &Spanned, has: &impl Fn(PermId) -> bool, flag: &impl Fn(&str) -> bool) -> bool {
+fn holds(s: &Spanned, has: &impl Fn(PermId) -> bool, flag: &impl Fn(FlagId) -> bool) -> bool {
     match &s.node {
         Node::Const(b) => *b,
         Node::Perm(p) => has(*p),
-        Node::Flag(name) => flag(name),
+        Node::Flag(f) => flag(*f),
         Node::Not(inner) => !holds(inner, has, flag),
         Node::And(children) => children.iter().all(|c| holds(c, has, flag)),
         Node::Or(children) => children.iter().any(|c| holds(c, has, flag)),
@@ -187,7 +207,7 @@ struct Need {
     fixable: bool,
 }
 
-fn missing(s: &Spanned, has: &impl Fn(PermId) -> bool, flag: &impl Fn(&str) -> bool) -> Need {
+fn missing(s: &Spanned, has: &impl Fn(PermId) -> bool, flag: &impl Fn(FlagId) -> bool) -> Need {
     let unfixable = || Need {
         perms: PermSet::new(),
         fixable: false,
@@ -234,15 +254,15 @@ fn missing(s: &Spanned, has: &impl Fn(PermId) -> bool, flag: &impl Fn(&str) -> b
     }
 }
 
-fn collect(s: &Spanned, perms: &mut PermSet, flags: &mut Vec<String>) {
+fn collect(s: &Spanned, perms: &mut PermSet, flags: &mut Vec<FlagId>) {
     match &s.node {
         Node::Const(_) => {}
         Node::Perm(p) => {
             perms.insert(*p);
         }
-        Node::Flag(name) => {
-            if !flags.iter().any(|f| f == name.as_ref()) {
-                flags.push(name.to_string());
+        Node::Flag(f) => {
+            if !flags.contains(f) {
+                flags.push(*f);
             }
         }
         Node::Not(inner) => collect(inner, perms, flags),
@@ -361,15 +381,15 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '.'
 }
 
-struct Parser<'a, R: Fn(&str) -> Option<PermId>> {
+struct Parser<'a, N: Names> {
     source: &'a str,
     tokens: &'a [Token],
     at: usize,
     depth: usize,
-    resolve: &'a R,
+    names: &'a N,
 }
 
-impl<R: Fn(&str) -> Option<PermId>> Parser<'_, R> {
+impl<N: Names> Parser<'_, N> {
     fn error_at(&self, byte: usize, message: String) -> ExprError {
         ExprError {
             position: char_pos(self.source, byte),
@@ -518,19 +538,52 @@ impl<R: Fn(&str) -> Option<PermId>> Parser<'_, R> {
                     ),
                 ));
             }
-            return Ok(Node::Flag(flag.into()));
+            return match self.names.flag(flag) {
+                Some(f) => Ok(Node::Flag(f)),
+                None => Err(self.error_at(start, self.undeclared_flag(flag))),
+            };
         }
-        if let Some(p) = (self.resolve)(text) {
+        if let Some(p) = self.names.permission(text) {
             return Ok(Node::Perm(p));
         }
-        let hint = crate::key::key_from_name(text);
-        if hint != text && (self.resolve)(&hint).is_some() {
-            return Err(self.error_at(
-                start,
-                format!("unknown permission `{text}`; did you mean `{hint}`?"),
-            ));
+        Err(self.error_at(start, self.unknown_permission(text)))
+    }
+
+    /// "undeclared context flag" with the closest declared flag, or the declared ones.
+    fn undeclared_flag(&self, flag: &str) -> String {
+        let declared = self.names.flag_keys();
+        let hint = if let Some(close) = crate::key::closest(flag, declared.iter().copied()) {
+            format!("did you mean `ctx.{close}`?")
+        } else if self.names.permission(flag).is_some() {
+            format!("`{flag}` is a permission: write it without `ctx.`")
+        } else if declared.is_empty() {
+            "the catalog declares no context flags".to_owned()
+        } else {
+            const SHOWN: usize = 20;
+            let mut list = declared[..declared.len().min(SHOWN)].join(", ");
+            if declared.len() > SHOWN {
+                list.push_str(&format!(" and {} more", declared.len() - SHOWN));
+            }
+            format!("the catalog declares: {list}")
+        };
+        format!("undeclared context flag `ctx.{flag}`; {hint}")
+    }
+
+    /// "unknown permission" with the key rule's spelling, a close key, or a flag of that name.
+    fn unknown_permission(&self, text: &str) -> String {
+        let by_rule = crate::key::key_from_name(text);
+        let hint = if by_rule != text && self.names.permission(&by_rule).is_some() {
+            Some(format!("did you mean `{by_rule}`?"))
+        } else if self.names.flag(text).is_some() {
+            Some(format!("`{text}` is a context flag: write `ctx.{text}`"))
+        } else {
+            crate::key::closest(&by_rule, self.names.permission_keys())
+                .map(|k| format!("did you mean `{k}`?"))
+        };
+        match hint {
+            Some(h) => format!("unknown permission `{text}`; {h}"),
+            None => format!("unknown permission `{text}`"),
         }
-        Err(self.error_at(start, format!("unknown permission `{text}`")))
     }
 }
 
@@ -539,21 +592,43 @@ mod tests {
     use super::*;
 
     const KEYS: &[&str] = &["a", "b", "c", "d", "view_brands", "edit_flows"];
+    const FLAGS: &[&str] = &["m", "x", "f", "multibrand"];
 
     fn resolve(k: &str) -> Option<PermId> {
         KEYS.iter().position(|x| *x == k).map(|i| PermId(i as u16))
     }
 
-    fn parse(s: &str) -> Result<Expr, ExprError> {
-        Expr::parse(s, resolve)
+    struct TestNames;
+
+    impl Names for TestNames {
+        fn permission(&self, key: &str) -> Option<PermId> {
+            resolve(key)
+        }
+        fn flag(&self, key: &str) -> Option<FlagId> {
+            FLAGS
+                .iter()
+                .position(|x| *x == key)
+                .map(|i| FlagId(i as u16))
+        }
+        fn permission_keys(&self) -> Vec<&str> {
+            KEYS.to_vec()
+        }
+        fn flag_keys(&self) -> Vec<&str> {
+            FLAGS.to_vec()
+        }
     }
 
-    /// Evaluates `expr` for a subject holding `held`, with the flags in `flags` set.
+    fn parse(s: &str) -> Result<Expr, ExprError> {
+        Expr::parse(s, &TestNames)
+    }
+
+    /// Evaluates `expr` for a subject holding `held`, with the flags in `flags` true and every
+    /// other flag false.
     fn eval(expr: &str, held: &[&str], flags: &[&str]) -> (bool, Vec<&'static str>) {
         let e = parse(expr).unwrap();
         let held: PermSet = held.iter().map(|k| resolve(k).unwrap()).collect();
         let has = |p: PermId| held.contains(p);
-        let flag = |f: &str| flags.contains(&f);
+        let flag = |f: FlagId| flags.contains(&FLAGS[f.index()]);
         let out = e.evaluate(&has, &flag);
         assert_eq!(
             out.allowed,
@@ -602,7 +677,7 @@ mod tests {
         check("!!a", &["a"], &[], true, &[]);
         check("true", &[], &[], true, &[]);
         check("false | a", &[], &[], false, &["a"]);
-        // Context flags: a missing flag is false.
+        // Context flags.
         check(
             "edit_flows & (!ctx.multibrand | view_brands)",
             &["edit_flows"],
@@ -627,8 +702,14 @@ mod tests {
     #[test]
     fn failed_parts_name_the_failing_conjuncts() {
         let e = parse("a & (b | c) & ctx.f").unwrap();
-        let out = e.evaluate(&|p: PermId| p.0 == 0, &|_: &str| false);
+        let out = e.evaluate(&|p: PermId| p.0 == 0, &|_: FlagId| false);
         assert_eq!(out.failed_parts, vec!["(b | c)", "ctx.f"]);
+    }
+
+    #[test]
+    fn flags_resolve_to_declared_ids() {
+        let e = parse("ctx.multibrand & (a | !ctx.m) & ctx.multibrand").unwrap();
+        assert_eq!(e.flags(), [FlagId(3), FlagId(0)]);
     }
 
     #[test]
@@ -656,7 +737,28 @@ mod tests {
             ("and", 1, "`and` is not an operator"),
             ("ctx.", 1, "context flag `ctx.`"),
             ("ctx.Bad", 1, "context flag `ctx.Bad`"),
+            (
+                "a & !ctx.anything",
+                6,
+                "undeclared context flag `ctx.anything`; the catalog declares: m, x, f, multibrand",
+            ),
+            (
+                "edit_flows & (!ctx.multibrnad | view_brands)",
+                16,
+                "undeclared context flag `ctx.multibrnad`; did you mean `ctx.multibrand`?",
+            ),
+            (
+                "ctx.edit_flows",
+                1,
+                "`edit_flows` is a permission: write it without `ctx.`",
+            ),
+            (
+                "a & multibrand",
+                5,
+                "`multibrand` is a context flag: write `ctx.multibrand`",
+            ),
             ("View_Brands", 1, "did you mean `view_brands`"),
+            ("view_brnads", 1, "did you mean `view_brands`"),
             ("a | )", 5, "found `)`"),
         ];
         for (src, pos, msg) in cases {

@@ -23,5 +23,5 @@ pub mod model;
 pub mod permset;
 
 pub use catalog::{Catalog, CatalogError};
-pub use expr::{Expr, ExprError};
+pub use expr::{Expr, ExprError, FlagId};
 pub use permset::{PermId, PermSet};

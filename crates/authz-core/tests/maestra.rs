@@ -318,10 +318,12 @@ fn check(action: &str, groups: &[&str], flags: &[&str], allowed: bool, missing: 
         &Query {
             target: Target::Action(a),
             resource: None,
-            flag: |f: &str| flags.contains(&f),
+            // Every flag is sent: the listed ones true, the others false.
+            context: |f: &str| Some(flags.contains(&f)),
             explain: true,
         },
-    );
+    )
+    .unwrap();
     let got: Vec<&str> = d.missing.iter().map(|p| c.key(*p)).collect();
     assert_eq!(
         (d.allowed, got.as_slice()),
@@ -697,21 +699,24 @@ fn owners_can_do_every_action_without_staff_or_table_only_permissions() {
     ]
     .into();
     for a in c.actions() {
-        let flags = |_: &str| true;
         let q = Query {
             target: Target::Action(a),
             resource: None,
-            flag: flags,
+            context: |_: &str| Some(true),
             explain: false,
         };
         assert!(
-            decide(&c, &everything, &q).allowed,
+            decide(&c, &everything, &q).unwrap().allowed,
             "{} with every permission and every flag",
             a.key
         );
         let needs_extra = c.keys(a.expr.permissions()).any(|k| extra.contains(k));
         if !needs_extra {
-            assert!(decide(&c, &owners, &q).allowed, "owners may {}", a.key);
+            assert!(
+                decide(&c, &owners, &q).unwrap().allowed,
+                "owners may {}",
+                a.key
+            );
         }
     }
 }
@@ -751,10 +756,10 @@ fn tooljet_scoped_grants() {
         let q = Query {
             target: Target::Action(edit),
             resource: Some(r),
-            flag: |_: &str| false,
+            context: |_: &str| Some(false),
             explain: true,
         };
-        decide(&c, &s, &q)
+        decide(&c, &s, &q).unwrap()
     };
     assert!(on(&r42).allowed);
     let denied = on(&r7);
