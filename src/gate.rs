@@ -4,8 +4,9 @@
 //!   `check` may call AuthzService, `admin` AdminService (its mutations must name an actor,
 //!   enforced by the handlers), `operator` everything. A missing or unknown key is
 //!   UNAUTHENTICATED, a role that may not call the service PERMISSION_DENIED. Keys are compared
-//!   in constant time and never logged. With no keys configured every caller is an operator
-//!   (the binary then refuses non-loopback addresses unless told `--insecure`).
+//!   in constant time and never logged; a key listed with two roles is refused. With no keys
+//!   configured every caller is an operator (the binary then refuses non-loopback addresses
+//!   unless told `--insecure`).
 //! - **Admission**: at most `max_concurrent` requests run at once; more are shed at once with
 //!   RESOURCE_EXHAUSTED rather than queued into collapse. Each request has a deadline, the
 //!   server's limit or the caller's `grpc-timeout` if sooner (DEADLINE_EXCEEDED past it).
@@ -84,35 +85,72 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-fn parse(text: &str, separator: char, origin: &str) -> Result<KeyList, String> {
+/// One configured key and where it was given (`AUTHZ_API_KEYS entry 2`, `/etc/keys line 7`).
+struct Entry {
+    role: Role,
+    key: Vec<u8>,
+    place: String,
+}
+
+/// Parses `role:key` entries separated by `separator`; `unit` names them in errors (`entry` for
+/// the comma-separated list, `line` for a file).
+fn parse(text: &str, separator: char, origin: &str, unit: &str) -> Result<Vec<Entry>, String> {
     let mut out = Vec::new();
     for (i, entry) in text.split(separator).enumerate() {
         let entry = entry.trim();
         if entry.is_empty() || entry.starts_with('#') {
             continue;
         }
+        let place = format!("{origin} {unit} {}", i + 1);
         let Some((role, key)) = entry.split_once(':') else {
-            return Err(format!("{origin} entry {} is not `role:key`", i + 1));
+            return Err(format!("{place} is not `role:key`"));
         };
         let role = Role::parse(role.trim()).ok_or_else(|| {
             format!(
-                "{origin} entry {}: unknown role {:?}; use check, admin or operator",
-                i + 1,
+                "{place}: unknown role {:?}; use check, admin or operator",
                 role.trim()
             )
         })?;
         let key = key.trim();
         if key.len() < MIN_KEY_LEN {
             return Err(format!(
-                "{origin} entry {}: the {} key is {} characters; use at least {MIN_KEY_LEN}",
-                i + 1,
+                "{place}: the {} key is {} characters; use at least {MIN_KEY_LEN}",
                 role.name(),
                 key.len()
             ));
         }
-        out.push((role, key.as_bytes().to_vec()));
+        out.push(Entry {
+            role,
+            key: key.as_bytes().to_vec(),
+            place,
+        });
     }
     Ok(out)
+}
+
+/// Refuses a key given with two different roles: whichever came first would win silently (an
+/// operator key "downgraded" by a `check:` line would stay operator). The same key twice with
+/// the same role is harmless.
+fn refuse_conflicts(entries: &[Entry]) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<&[u8], &Entry> = std::collections::HashMap::new();
+    for entry in entries {
+        match seen.get(entry.key.as_slice()) {
+            Some(first) if first.role != entry.role => {
+                return Err(format!(
+                    "{}: this {} key is already the {} key of {}; a key has one role, so remove one of them",
+                    entry.place,
+                    entry.role.name(),
+                    first.role.name(),
+                    first.place
+                ));
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(&entry.key, entry);
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Keys {
@@ -128,12 +166,14 @@ impl Keys {
 
     /// Re-reads the keys; on an error the previous keys stay in force.
     pub fn reload(&self) -> Result<usize, String> {
-        let mut entries = parse(&self.inline, ',', "AUTHZ_API_KEYS")?;
+        let mut entries = parse(&self.inline, ',', "AUTHZ_API_KEYS", "entry")?;
         if let Some(path) = &self.file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            entries.extend(parse(&text, '\n', &path.display().to_string())?);
+            entries.extend(parse(&text, '\n', &path.display().to_string(), "line")?);
         }
+        refuse_conflicts(&entries)?;
+        let entries: KeyList = entries.into_iter().map(|e| (e.role, e.key)).collect();
         let n = entries.len();
         if let Ok(mut current) = self.entries.write() {
             *current = Arc::new(entries);
@@ -452,6 +492,22 @@ mod tests {
             shown.contains("count: 2") && !shown.contains("aaaa"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_key_has_one_role() {
+        let err = Keys::load(
+            "operator:aaaaaaaaaaaaaaaa, check:bbbbbbbbbbbbbbbb, check:aaaaaaaaaaaaaaaa",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "AUTHZ_API_KEYS entry 3: this check key is already the operator key of AUTHZ_API_KEYS entry 1; a key has one role, so remove one of them"
+        );
+        // The same key twice with the same role is harmless.
+        let k = Keys::load("check:aaaaaaaaaaaaaaaa,check:aaaaaaaaaaaaaaaa", None).unwrap();
+        assert_eq!(k.role_of(b"aaaaaaaaaaaaaaaa"), Some(Role::Check));
     }
 
     #[test]
