@@ -9,6 +9,7 @@ use authz::store::cached::{CacheOptions, CachedStore, LagObserver};
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
+use authz::tls::ServerTls;
 use authz_core::Catalog;
 use clap::Parser;
 use std::process::ExitCode;
@@ -95,9 +96,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         args.api_keys.as_deref().unwrap_or(""),
         args.api_keys_file.clone(),
     )?;
-    let tls = load_tls(&args)?;
+    // TLS material is checked before anything is served: a bad file is a start-up error that
+    // names it, never a transport error after `ready`.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::load(cert, key, args.tls_client_ca.as_deref())?),
+        _ => None,
+    };
     // Verified client certificates authenticate callers too (as operators).
-    let mutual_tls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let mutual_tls = tls.as_ref().is_some_and(ServerTls::mutual);
     let authenticated = !keys.is_empty() || args.api_keys_file.is_some() || mutual_tls;
     if !authenticated && !args.listen.ip().is_loopback() && !args.insecure {
         return Err(format!(
@@ -124,6 +130,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!(config = %authz::config::redacted(&args), "effective configuration");
         if !authenticated {
             tracing::warn!("no API keys configured: callers are not authenticated and act as operators");
+        }
+        if let Some(tls) = &tls {
+            metrics.tls_certificate_expiry(tls.not_after());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            match tls.validity_warning(now) {
+                Some(warning) => tracing::warn!(not_after = tls.not_after(), "{warning}"),
+                None => tracing::info!(not_after = tls.not_after(), mutual = tls.mutual(), "serving TLS"),
+            }
         }
         let keys = Arc::new(keys);
         tokio::spawn(reload_keys(keys.clone()));
@@ -170,24 +186,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         telemetry.shutdown();
         Ok(())
     })
-}
-
-fn load_tls(args: &ServeArgs) -> Result<Option<authz::server::TlsPem>, String> {
-    let read = |p: &std::path::Path, what: &str| {
-        std::fs::read(p).map_err(|e| format!("cannot read the TLS {what} {}: {e}", p.display()))
-    };
-    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
-        return Ok(None);
-    };
-    Ok(Some(authz::server::TlsPem {
-        cert: read(cert, "certificate")?,
-        key: read(key, "key")?,
-        client_ca: args
-            .tls_client_ca
-            .as_deref()
-            .map(|p| read(p, "client CA"))
-            .transpose()?,
-    }))
 }
 
 /// Re-reads the API keys on SIGHUP and when the key file changes; a bad file keeps the old keys.

@@ -35,16 +35,7 @@ pub struct ServerOptions {
     /// Where RPC and decision metrics go.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Serve TLS (and require client certificates, with a client CA).
-    pub tls: Option<TlsPem>,
-}
-
-/// PEM-encoded TLS material.
-#[derive(Clone)]
-pub struct TlsPem {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-    /// When set, clients must present a certificate signed by this CA (mutual TLS).
-    pub client_ca: Option<Vec<u8>>,
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for ServerOptions {
@@ -86,8 +77,6 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    // Checks are small request/response pairs: don't let Nagle hold them back.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
     let gate = crate::gate::GateLayer::new(
         keys,
@@ -96,16 +85,7 @@ pub async fn run(
         options.metrics.clone(),
     );
     let max = options.max_message_bytes;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &options.tls {
-        let mut config = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
-        if let Some(ca) = &tls.client_ca {
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(config)?;
-    }
-    builder
+    let router = tonic::transport::Server::builder()
         .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -119,9 +99,23 @@ pub async fn run(
             AdminServiceServer::new(AdminApi::new(app))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        );
+    match &options.tls {
+        // The server does its own handshakes (see `tls`): its material was checked when it
+        // was loaded, so nothing here can fail on it.
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
+                .await?
+        }
+        None => {
+            // Checks are small request/response pairs: don't let Nagle hold them back.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
 
