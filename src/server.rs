@@ -24,7 +24,7 @@ pub enum ServeError {
 /// How the server admits requests.
 #[derive(Clone)]
 pub struct ServerOptions {
-    /// Bearer keys; `None` (or none configured) lets every caller in as an operator.
+    /// Bearer keys. With none configured and no client roles, every caller is an operator.
     pub keys: Option<Arc<crate::gate::Keys>>,
     /// Requests running at once; more are shed with RESOURCE_EXHAUSTED.
     pub max_concurrent: usize,
@@ -36,6 +36,8 @@ pub struct ServerOptions {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Serve TLS (and require client certificates, with a client CA).
     pub tls: Option<crate::tls::ServerTls>,
+    /// Roles of verified client certificates, by the names they carry (mutual TLS).
+    pub client_roles: Option<Arc<crate::gate::ClientRoles>>,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +49,7 @@ impl Default for ServerOptions {
             max_message_bytes: 4 * 1024 * 1024,
             metrics: None,
             tls: None,
+            client_roles: None,
         }
     }
 }
@@ -80,6 +83,7 @@ pub async fn run(
     let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
     let gate = crate::gate::GateLayer::new(
         keys,
+        options.client_roles,
         options.max_concurrent,
         options.request_timeout,
         options.metrics.clone(),

@@ -1,17 +1,22 @@
 //! TLS and mutual TLS on the real server, with a throwaway PKI: encryption, client
-//! certificates, and what the binary says about bad or expiring material and refused handshakes.
+//! certificates and their roles, and what the binary says about bad or expiring material.
 
 use crate::binary::Daemon;
+use crate::helpers::assert_status;
 use authz::app::Authz;
+use authz::gate::{ClientRoles, Keys};
 use authz::grpc::pb;
 use authz::grpc::pb::admin_service_client::AdminServiceClient;
+use authz::grpc::pb::authz_service_client::AuthzServiceClient;
 use authz::server::ServerOptions;
 use authz::store::memory::MemoryStore;
 use authz::tls::{ServerTls, TlsPem};
 use authz_core::Catalog;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub struct Ca {
@@ -157,10 +162,203 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     );
 }
 
+const CHECK_KEY: &str = "check-key-0123456789";
+const ADMIN_KEY: &str = "admin-key-0123456789";
+const OPERATOR_KEY: &str = "operator-key-0123456";
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("authz-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+fn keyed<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Some(key) = key {
+        r.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {key}")).unwrap(),
+        );
+    }
+    r
+}
+
+/// Calls AuthzService (Check, on a tenant that does not exist: NOT_FOUND once past the gate)
+/// and AdminService (GetCatalog) with an optional key.
+async fn both_services(channel: &Channel, key: Option<&str>) -> (Code, Code) {
+    let check = AuthzServiceClient::new(channel.clone())
+        .check(keyed(
+            crate::helpers::perm_check("t", "u", "view_reports"),
+            key,
+        ))
+        .await;
+    let catalog = AdminServiceClient::new(channel.clone())
+        .get_catalog(keyed(pb::GetCatalogRequest {}, key))
+        .await;
+    (
+        check.map_or_else(|s| s.code(), |_| Code::Ok),
+        catalog.map_or_else(|s| s.code(), |_| Code::Ok),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_mapped_to_roles_need_no_key() {
+    let dir = temp_dir("client-roles");
+    let ca = new_ca();
+    let (cert, key) = leaf(&ca, &["localhost"]);
+    let roles_file = dir.join("client-roles");
+    std::fs::write(
+        &roles_file,
+        "# services and their roles\n\
+         check:dns=Billing.Internal\n\
+         operator:cn=ops console\n\
+         admin:uri=spiffe://example.test/admin-ui\n",
+    )
+    .unwrap();
+    let roles = Arc::new(ClientRoles::load(roles_file.clone()).unwrap());
+    let keys = Keys::load(
+        &format!("check:{CHECK_KEY},admin:{ADMIN_KEY},operator:{OPERATOR_KEY}"),
+        None,
+    )
+    .unwrap();
+    let (port, _stop) = serve_with(ServerOptions {
+        tls: Some(
+            ServerTls::from_pem(&TlsPem {
+                cert: cert.into_bytes(),
+                key: key.into_bytes(),
+                client_ca: Some(ca.pem.clone().into_bytes()),
+            })
+            .unwrap(),
+        ),
+        keys: Some(Arc::new(keys)),
+        client_roles: Some(roles.clone()),
+        ..ServerOptions::default()
+    })
+    .await;
+    // A DNS name (compared without case), a subject common name, a URI.
+    let billing = connect(port, &ca.pem, Some(&leaf(&ca, &["billing.internal"])))
+        .await
+        .unwrap();
+    let ops = connect(
+        port,
+        &ca.pem,
+        Some(&leaf_with(&ca, &[], |p| {
+            p.distinguished_name.push(DnType::CommonName, "ops console");
+        })),
+    )
+    .await
+    .unwrap();
+    let admin_ui = connect(
+        port,
+        &ca.pem,
+        Some(&leaf_with(&ca, &[], |p| {
+            p.subject_alt_names.push(SanType::URI(
+                "spiffe://example.test/admin-ui".try_into().unwrap(),
+            ));
+        })),
+    )
+    .await
+    .unwrap();
+    let stranger = connect(port, &ca.pem, Some(&leaf(&ca, &["stranger.internal"])))
+        .await
+        .unwrap();
+
+    // Mapped certificates act in their role without a key.
+    assert_eq!(
+        both_services(&billing, None).await,
+        (Code::NotFound, Code::PermissionDenied)
+    );
+    assert_status(
+        AdminServiceClient::new(billing.clone())
+            .get_catalog(pb::GetCatalogRequest {})
+            .await,
+        Code::PermissionDenied,
+        &["a client certificate with the `check` role may not call authz.v1.AdminService"],
+    );
+    assert_eq!(both_services(&ops, None).await, (Code::NotFound, Code::Ok));
+    AdminServiceClient::new(ops.clone())
+        .create_tenant(pb::CreateTenantRequest {
+            tenant_id: "t".into(),
+            display_name: "T".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        both_services(&admin_ui, None).await,
+        (Code::PermissionDenied, Code::Ok)
+    );
+
+    // An unmapped certificate still needs a key, and its key's role applies.
+    assert_status(
+        AuthzServiceClient::new(stranger.clone())
+            .check(crate::helpers::perm_check("t", "u", "view_reports"))
+            .await,
+        Code::Unauthenticated,
+        &["authorization: Bearer", "client certificate"],
+    );
+    assert_eq!(
+        both_services(&stranger, Some(CHECK_KEY)).await,
+        (Code::Ok, Code::PermissionDenied)
+    );
+    assert_eq!(
+        both_services(&stranger, Some(OPERATOR_KEY)).await,
+        (Code::Ok, Code::Ok)
+    );
+
+    // A certificate and a key: the key must be valid, and the narrower role applies.
+    assert_eq!(
+        both_services(&billing, Some("not-a-key-at-all-000")).await,
+        (Code::Unauthenticated, Code::Unauthenticated)
+    );
+    assert_eq!(
+        both_services(&billing, Some(OPERATOR_KEY)).await,
+        (Code::Ok, Code::PermissionDenied),
+        "a check certificate with an operator key stays check"
+    );
+    assert_eq!(
+        both_services(&ops, Some(CHECK_KEY)).await,
+        (Code::Ok, Code::PermissionDenied),
+        "an operator certificate with a check key acts as check"
+    );
+    assert_status(
+        AuthzServiceClient::new(billing.clone())
+            .check(keyed(
+                crate::helpers::perm_check("t", "u", "view_reports"),
+                Some(ADMIN_KEY),
+            ))
+            .await,
+        Code::PermissionDenied,
+        &["`check` role and the `admin` key share no service"],
+    );
+
+    // The mapping is re-read: a name moves to another role; a file giving one name two roles
+    // is refused and the mapping in force stays.
+    std::fs::write(&roles_file, "admin:dns=billing.internal\n").unwrap();
+    assert_eq!(roles.reload().unwrap(), 1);
+    assert_eq!(
+        both_services(&billing, None).await,
+        (Code::PermissionDenied, Code::Ok)
+    );
+    assert_eq!(
+        both_services(&ops, None).await,
+        (Code::Unauthenticated, Code::Unauthenticated)
+    );
+    std::fs::write(
+        &roles_file,
+        "admin:dns=billing.internal\n\ncheck:dns=billing.internal\n",
+    )
+    .unwrap();
+    let err = roles.reload().unwrap_err();
+    assert!(
+        err.contains(&format!("{} line 3", roles_file.display()))
+            && err.contains("already mapped to admin at line 1"),
+        "{err}"
+    );
+    assert_eq!(
+        both_services(&billing, None).await,
+        (Code::PermissionDenied, Code::Ok)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Writes TLS material into `dir`: (certificate, key, CA) paths.
@@ -180,11 +378,17 @@ fn path(p: &Path) -> &str {
 async fn bad_tls_material_stops_the_start_naming_the_file() {
     let dir = temp_dir("bad-tls");
     let ca = new_ca();
-    let (cert, key, _) = write_pki(&dir, &ca, &leaf(&ca, &["localhost"]));
+    let (cert, key, ca_file) = write_pki(&dir, &ca, &leaf(&ca, &["localhost"]));
     let other_key = dir.join("other.key");
     std::fs::write(&other_key, leaf(&ca, &["localhost"]).1).unwrap();
     let not_pem = dir.join("not-pem.txt");
     std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
+    let roles = dir.join("client-roles");
+    std::fs::write(
+        &roles,
+        "check:dns=billing.internal\noperator:dns=billing.internal\n",
+    )
+    .unwrap();
     let serve = |extra: &[&str]| {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--log-format", "json"];
         args.extend_from_slice(extra);
@@ -224,6 +428,22 @@ async fn bad_tls_material_stops_the_start_naming_the_file() {
             vec![format!(
                 "the TLS client CA {}: no PEM certificate",
                 not_pem.display()
+            )],
+        ),
+        (
+            serve(&[
+                "--tls-cert",
+                path(&cert),
+                "--tls-key",
+                path(&key),
+                "--tls-client-ca",
+                path(&ca_file),
+                "--tls-client-roles",
+                path(&roles),
+            ]),
+            vec![format!(
+                "{} line 2: `dns=billing.internal` is already mapped to check at line 1",
+                roles.display()
             )],
         ),
     ];
