@@ -189,6 +189,11 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "AUTHZ_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Roles of client certificates: a file of `role:cn=NAME`, `role:dns=NAME` or
+    /// `role:uri=URI` lines (`#` comments). A verified certificate carrying a mapped name needs
+    /// no bearer key. Re-read on SIGHUP and when it changes.
+    #[arg(long, env = "AUTHZ_TLS_CLIENT_ROLES", requires = "tls_client_ca")]
+    pub tls_client_roles: Option<PathBuf>,
     /// Requests served at once; more are refused at once with RESOURCE_EXHAUSTED.
     #[arg(long, env = "AUTHZ_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,

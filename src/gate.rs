@@ -4,8 +4,11 @@
 //!   `check` may call AuthzService, `admin` AdminService (its mutations must name an actor,
 //!   enforced by the handlers), `operator` everything. A missing or unknown key is
 //!   UNAUTHENTICATED, a role that may not call the service PERMISSION_DENIED. Keys are compared
-//!   in constant time and never logged. With no keys configured every caller is an operator
-//!   (the binary then refuses non-loopback addresses unless told `--insecure`).
+//!   in constant time and never logged; a key listed with two roles is refused. Under mutual
+//!   TLS a verified client certificate whose name is mapped ([`ClientRoles`]) authenticates
+//!   without a key; with a key as well, the narrower of the two roles applies. With no keys and
+//!   no client roles configured every caller is an operator (the binary then refuses
+//!   non-loopback addresses unless told `--insecure` or serving mutual TLS).
 //! - **Admission**: at most `max_concurrent` requests run at once; more are shed at once with
 //!   RESOURCE_EXHAUSTED rather than queued into collapse. Each request has a deadline, the
 //!   server's limit or the caller's `grpc-timeout` if sooner (DEADLINE_EXCEEDED past it).
@@ -13,6 +16,7 @@
 //! Health and reflection stay open: probes and `grpcurl list` need no key.
 
 use crate::metrics::Metrics;
+use crate::tls::{ClientNames, PeerInfo};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -57,6 +61,16 @@ impl Role {
             Role::Admin => service == "authz.v1.AdminService",
         }
     }
+
+    /// The role that may do only what both may: the other role when one is `operator`, none
+    /// for `check` and `admin` (they share no service).
+    pub fn narrower(self, other: Role) -> Option<Role> {
+        match (self, other) {
+            (a, b) if a == b => Some(a),
+            (Role::Operator, r) | (r, Role::Operator) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// Each configured key with its role.
@@ -84,35 +98,72 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-fn parse(text: &str, separator: char, origin: &str) -> Result<KeyList, String> {
+/// One configured key and where it was given (`AUTHZ_API_KEYS entry 2`, `/etc/keys line 7`).
+struct Entry {
+    role: Role,
+    key: Vec<u8>,
+    place: String,
+}
+
+/// Parses `role:key` entries separated by `separator`; `unit` names them in errors (`entry` for
+/// the comma-separated list, `line` for a file).
+fn parse(text: &str, separator: char, origin: &str, unit: &str) -> Result<Vec<Entry>, String> {
     let mut out = Vec::new();
     for (i, entry) in text.split(separator).enumerate() {
         let entry = entry.trim();
         if entry.is_empty() || entry.starts_with('#') {
             continue;
         }
+        let place = format!("{origin} {unit} {}", i + 1);
         let Some((role, key)) = entry.split_once(':') else {
-            return Err(format!("{origin} entry {} is not `role:key`", i + 1));
+            return Err(format!("{place} is not `role:key`"));
         };
         let role = Role::parse(role.trim()).ok_or_else(|| {
             format!(
-                "{origin} entry {}: unknown role {:?}; use check, admin or operator",
-                i + 1,
+                "{place}: unknown role {:?}; use check, admin or operator",
                 role.trim()
             )
         })?;
         let key = key.trim();
         if key.len() < MIN_KEY_LEN {
             return Err(format!(
-                "{origin} entry {}: the {} key is {} characters; use at least {MIN_KEY_LEN}",
-                i + 1,
+                "{place}: the {} key is {} characters; use at least {MIN_KEY_LEN}",
                 role.name(),
                 key.len()
             ));
         }
-        out.push((role, key.as_bytes().to_vec()));
+        out.push(Entry {
+            role,
+            key: key.as_bytes().to_vec(),
+            place,
+        });
     }
     Ok(out)
+}
+
+/// Refuses a key given with two different roles: whichever came first would win silently (an
+/// operator key "downgraded" by a `check:` line would stay operator). The same key twice with
+/// the same role is harmless.
+fn refuse_conflicts(entries: &[Entry]) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<&[u8], &Entry> = std::collections::HashMap::new();
+    for entry in entries {
+        match seen.get(entry.key.as_slice()) {
+            Some(first) if first.role != entry.role => {
+                return Err(format!(
+                    "{}: this {} key is already the {} key of {}; a key has one role, so remove one of them",
+                    entry.place,
+                    entry.role.name(),
+                    first.role.name(),
+                    first.place
+                ));
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(&entry.key, entry);
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Keys {
@@ -128,12 +179,14 @@ impl Keys {
 
     /// Re-reads the keys; on an error the previous keys stay in force.
     pub fn reload(&self) -> Result<usize, String> {
-        let mut entries = parse(&self.inline, ',', "AUTHZ_API_KEYS")?;
+        let mut entries = parse(&self.inline, ',', "AUTHZ_API_KEYS", "entry")?;
         if let Some(path) = &self.file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            entries.extend(parse(&text, '\n', &path.display().to_string())?);
+            entries.extend(parse(&text, '\n', &path.display().to_string(), "line")?);
         }
+        refuse_conflicts(&entries)?;
+        let entries: KeyList = entries.into_iter().map(|e| (e.role, e.key)).collect();
         let n = entries.len();
         if let Ok(mut current) = self.entries.write() {
             *current = Arc::new(entries);
@@ -162,10 +215,163 @@ impl Keys {
     }
 }
 
+/// A name a client certificate may carry, as the client-roles file spells it: `cn=NAME` (a
+/// subject common name), `dns=NAME` (a DNS subject alternative name, compared without case),
+/// `uri=URI` (a URI subject alternative name, e.g. a SPIFFE id).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ClientName {
+    Cn(String),
+    Dns(String),
+    Uri(String),
+}
+
+impl std::fmt::Display for ClientName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientName::Cn(n) => write!(f, "cn={n}"),
+            ClientName::Dns(n) => write!(f, "dns={n}"),
+            ClientName::Uri(n) => write!(f, "uri={n}"),
+        }
+    }
+}
+
+type ClientMap = std::collections::HashMap<ClientName, Role>;
+
+/// Roles of verified client certificates (mutual TLS), from a file of `role:cn=NAME`,
+/// `role:dns=NAME` or `role:uri=URI` lines (`#` comments), re-read by [`ClientRoles::reload`].
+/// A certificate gets the role of the names it carries; one whose names map to different roles
+/// gets the narrower one (none for `check` and `admin`).
+pub struct ClientRoles {
+    file: PathBuf,
+    entries: RwLock<Arc<ClientMap>>,
+}
+
+impl std::fmt::Debug for ClientRoles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.read().map(|e| e.len()).unwrap_or(0);
+        f.debug_struct("ClientRoles")
+            .field("count", &n)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_client_roles(text: &str, origin: &str) -> Result<ClientMap, String> {
+    let mut out = ClientMap::new();
+    let mut lines = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let place = format!("{origin} line {}", i + 1);
+        let Some((role, name)) = line.split_once(':') else {
+            return Err(format!(
+                "{place} is not `role:cn=NAME`, `role:dns=NAME` or `role:uri=URI`"
+            ));
+        };
+        let role = Role::parse(role.trim()).ok_or_else(|| {
+            format!(
+                "{place}: unknown role {:?}; use check, admin or operator",
+                role.trim()
+            )
+        })?;
+        let name = match name.trim().split_once('=') {
+            Some((kind, value)) if !value.trim().is_empty() => {
+                let value = value.trim();
+                match kind.trim() {
+                    "cn" => ClientName::Cn(value.to_owned()),
+                    "dns" => ClientName::Dns(value.to_ascii_lowercase()),
+                    "uri" => ClientName::Uri(value.to_owned()),
+                    other => {
+                        return Err(format!(
+                            "{place}: unknown name kind {other:?}; use cn=, dns= or uri="
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{place}: name the certificate as cn=NAME, dns=NAME or uri=URI"
+                ));
+            }
+        };
+        if let Some(first) = out.get(&name).filter(|r| **r != role) {
+            return Err(format!(
+                "{place}: `{name}` is already mapped to {} at line {}; a name has one role, so remove one of them",
+                first.name(),
+                lines.get(&name).copied().unwrap_or(0)
+            ));
+        }
+        lines.entry(name.clone()).or_insert(i + 1);
+        out.insert(name, role);
+    }
+    Ok(out)
+}
+
+impl ClientRoles {
+    pub fn load(file: PathBuf) -> Result<ClientRoles, String> {
+        let roles = ClientRoles {
+            file,
+            entries: RwLock::new(Arc::new(ClientMap::new())),
+        };
+        roles.reload()?;
+        Ok(roles)
+    }
+
+    /// Re-reads the file; on an error the previous mapping stays in force.
+    pub fn reload(&self) -> Result<usize, String> {
+        let text = std::fs::read_to_string(&self.file)
+            .map_err(|e| format!("cannot read {}: {e}", self.file.display()))?;
+        let entries = parse_client_roles(&text, &self.file.display().to_string())?;
+        let n = entries.len();
+        if let Ok(mut current) = self.entries.write() {
+            *current = Arc::new(entries);
+        }
+        Ok(n)
+    }
+
+    pub fn file(&self) -> &std::path::Path {
+        &self.file
+    }
+
+    /// The role of a certificate with these names: `Ok(None)` when none is mapped, an error
+    /// when its names map to roles that share no service.
+    fn role_of(&self, names: &ClientNames) -> Result<Option<Role>, String> {
+        let Ok(entries) = self.entries.read().map(|e| e.clone()) else {
+            return Ok(None);
+        };
+        let candidates = names
+            .common_names
+            .iter()
+            .map(|n| ClientName::Cn(n.clone()))
+            .chain(names.dns_names.iter().map(|n| ClientName::Dns(n.clone())))
+            .chain(names.uris.iter().map(|n| ClientName::Uri(n.clone())));
+        let mut role: Option<Role> = None;
+        for name in candidates {
+            let Some(mapped) = entries.get(&name).copied() else {
+                continue;
+            };
+            role = match role {
+                None => Some(mapped),
+                Some(r) => Some(r.narrower(mapped).ok_or_else(|| {
+                    format!(
+                        "the client certificate's names map to both the {} and the {} role, which share no service",
+                        r.name(),
+                        mapped.name()
+                    )
+                })?),
+            };
+        }
+        Ok(role)
+    }
+}
+
 /// Admission and authentication settings.
 #[derive(Clone)]
 pub struct GateLayer {
     keys: Option<Arc<Keys>>,
+    clients: Option<Arc<ClientRoles>>,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
     timeout: Duration,
@@ -173,8 +379,10 @@ pub struct GateLayer {
 }
 
 impl GateLayer {
+    /// With neither `keys` nor `clients`, every caller is an operator.
     pub fn new(
         keys: Option<Arc<Keys>>,
+        clients: Option<Arc<ClientRoles>>,
         max_concurrent: usize,
         timeout: Duration,
         metrics: Option<Arc<Metrics>>,
@@ -182,6 +390,7 @@ impl GateLayer {
         let max_concurrent = max_concurrent.max(1);
         Self {
             keys,
+            clients,
             permits: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
             timeout,
@@ -309,34 +518,12 @@ where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
     S::Future: Send + 'static,
 {
-    let role = match &layer.keys {
-        None => Role::Operator,
-        Some(keys) => {
-            let presented = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            let Some(presented) = presented else {
-                return Box::pin(async {
-                    Ok(refuse(Status::unauthenticated(
-                        "missing credentials: send the header `authorization: Bearer <key>`",
-                    )))
-                });
-            };
-            match keys.role_of(presented.as_bytes()) {
-                Some(role) => role,
-                None => {
-                    return Box::pin(async {
-                        Ok(refuse(Status::unauthenticated("unknown API key")))
-                    });
-                }
-            }
-        }
+    let (role, credential) = match authenticate(&layer, &req) {
+        Ok(found) => found,
+        Err(status) => return Box::pin(async move { Ok(refuse(status)) }),
     };
     if !role.allows(service) {
-        let msg = format!("a `{}` key may not call {service}", role.name());
+        let msg = format!("{} may not call {service}", credential.describe(role));
         return Box::pin(async move { Ok(refuse(Status::permission_denied(msg))) });
     }
     req.extensions_mut().insert(role);
@@ -373,6 +560,90 @@ where
         drop(permit);
         out
     })
+}
+
+/// What a request authenticated with.
+#[derive(Clone, Copy)]
+enum Credential {
+    /// No credentials are configured: everyone is an operator.
+    Open,
+    Key,
+    Certificate,
+    /// A mapped client certificate and a key: the narrower of their roles.
+    Both,
+}
+
+impl Credential {
+    /// `a `check` key`, as refusals name the caller.
+    fn describe(self, role: Role) -> String {
+        let role = role.name();
+        match self {
+            Credential::Open => format!("the `{role}` role"),
+            Credential::Key => format!("a `{role}` key"),
+            Credential::Certificate => format!("a client certificate with the `{role}` role"),
+            Credential::Both => {
+                format!(
+                    "the `{role}` role (the narrower of the client certificate's and the key's)"
+                )
+            }
+        }
+    }
+}
+
+/// The caller's role: from its bearer key, from its verified client certificate's names, or
+/// the narrower of both when it presents both. A presented key must be valid either way.
+fn authenticate(
+    layer: &GateLayer,
+    req: &http::Request<Body>,
+) -> Result<(Role, Credential), Status> {
+    if layer.keys.is_none() && layer.clients.is_none() {
+        return Ok((Role::Operator, Credential::Open));
+    }
+    let names = req
+        .extensions()
+        .get::<PeerInfo>()
+        .and_then(|peer| peer.client.as_deref());
+    let from_certificate = match (&layer.clients, names) {
+        (Some(clients), Some(names)) => {
+            clients.role_of(names).map_err(Status::permission_denied)?
+        }
+        _ => None,
+    };
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let from_key = match presented {
+        None => None,
+        Some(presented) => Some(
+            layer
+                .keys
+                .as_ref()
+                .and_then(|keys| keys.role_of(presented.as_bytes()))
+                .ok_or_else(|| Status::unauthenticated("unknown API key"))?,
+        ),
+    };
+    match (from_certificate, from_key) {
+        (Some(role), None) => Ok((role, Credential::Certificate)),
+        (None, Some(role)) => Ok((role, Credential::Key)),
+        (Some(certificate), Some(key)) => certificate
+            .narrower(key)
+            .map(|role| (role, Credential::Both))
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "the client certificate's `{}` role and the `{}` key share no service; present one of them",
+                    certificate.name(),
+                    key.name()
+                ))
+            }),
+        (None, None) => Err(Status::unauthenticated(if layer.clients.is_some() {
+            "missing credentials: send the header `authorization: Bearer <key>`, or connect with a client certificate whose name is mapped to a role"
+        } else {
+            "missing credentials: send the header `authorization: Bearer <key>`"
+        })),
+    }
 }
 
 /// The `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -452,6 +723,83 @@ mod tests {
             shown.contains("count: 2") && !shown.contains("aaaa"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_key_has_one_role() {
+        let err = Keys::load(
+            "operator:aaaaaaaaaaaaaaaa, check:bbbbbbbbbbbbbbbb, check:aaaaaaaaaaaaaaaa",
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "AUTHZ_API_KEYS entry 3: this check key is already the operator key of AUTHZ_API_KEYS entry 1; a key has one role, so remove one of them"
+        );
+        // The same key twice with the same role is harmless.
+        let k = Keys::load("check:aaaaaaaaaaaaaaaa,check:aaaaaaaaaaaaaaaa", None).unwrap();
+        assert_eq!(k.role_of(b"aaaaaaaaaaaaaaaa"), Some(Role::Check));
+    }
+
+    #[test]
+    fn narrower_roles() {
+        use Role::*;
+        assert_eq!(Operator.narrower(Check), Some(Check));
+        assert_eq!(Admin.narrower(Operator), Some(Admin));
+        assert_eq!(Check.narrower(Check), Some(Check));
+        assert_eq!(Check.narrower(Admin), None);
+    }
+
+    #[test]
+    fn client_roles_parse() {
+        let map = parse_client_roles(
+            "# comment\ncheck:dns=Billing.Internal\n\noperator: cn = ops console\nadmin:uri=spiffe://x/y\ncheck:dns=billing.internal\n",
+            "roles",
+        )
+        .unwrap();
+        assert_eq!(map.len(), 3);
+        assert_eq!(
+            map.get(&ClientName::Dns("billing.internal".into())),
+            Some(&Role::Check)
+        );
+        assert_eq!(
+            map.get(&ClientName::Cn("ops console".into())),
+            Some(&Role::Operator)
+        );
+        for (text, error) in [
+            ("check", "roles line 1 is not `role:cn=NAME`"),
+            ("root:cn=x", "roles line 1: unknown role \"root\""),
+            ("check:email=x", "roles line 1: unknown name kind \"email\""),
+            ("check:dns=", "roles line 1: name the certificate as"),
+            (
+                "check:cn=a\nadmin:cn=a",
+                "roles line 2: `cn=a` is already mapped to check at line 1",
+            ),
+        ] {
+            let err = parse_client_roles(text, "roles").unwrap_err();
+            assert!(err.contains(error), "{text:?}: {err}");
+        }
+        let roles = ClientRoles {
+            file: PathBuf::new(),
+            entries: RwLock::new(Arc::new(
+                parse_client_roles("check:dns=a\noperator:cn=b\nadmin:uri=c", "roles").unwrap(),
+            )),
+        };
+        let names = |cn: &[&str], dns: &[&str], uri: &[&str]| ClientNames {
+            common_names: cn.iter().map(|s| s.to_string()).collect(),
+            dns_names: dns.iter().map(|s| s.to_string()).collect(),
+            uris: uri.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(
+            roles.role_of(&names(&["b"], &[], &[])),
+            Ok(Some(Role::Operator))
+        );
+        assert_eq!(
+            roles.role_of(&names(&["b"], &["a"], &[])),
+            Ok(Some(Role::Check))
+        );
+        assert_eq!(roles.role_of(&names(&["a"], &["b"], &["x"])), Ok(None));
+        assert!(roles.role_of(&names(&[], &["a"], &["c"])).is_err());
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! - [`server`]: serves the services, health and reflection on a bound listener.
 //! - [`telemetry`]: logs, OTLP traces, the span per RPC with the caller's W3C trace context.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
-//! - [`gate`]: tower middleware: bearer-key authentication, roles, admission limits, deadlines.
+//! - [`gate`]: tower middleware: authentication (bearer keys, client certificates), roles,
+//!   admission limits, deadlines.
+//! - [`tls`]: TLS material checked before serving, the server's own handshakes, client
+//!   certificate names.
 //! - [`config`]: the command line and `AUTHZ_*` environment.
 //! - [`validate`], [`error`]: input checks and the application's error type.
 //!
@@ -24,6 +27,7 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 
 /// The default catalog (Maestra's model), compiled into the binary.

@@ -2,13 +2,14 @@
 
 use authz::app::Authz;
 use authz::config::{CatalogCommand, Cli, Command, LogFormat, MigrateArgs, ServeArgs};
-use authz::gate::Keys;
+use authz::gate::{ClientRoles, Keys};
 use authz::server::ServerOptions;
 use authz::store::Store;
 use authz::store::cached::{CacheOptions, CachedStore, LagObserver};
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
+use authz::tls::ServerTls;
 use authz_core::Catalog;
 use clap::Parser;
 use std::process::ExitCode;
@@ -95,9 +96,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         args.api_keys.as_deref().unwrap_or(""),
         args.api_keys_file.clone(),
     )?;
-    let tls = load_tls(&args)?;
-    // Verified client certificates authenticate callers too (as operators).
-    let mutual_tls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    // TLS material is checked before anything is served: a bad file is a start-up error that
+    // names it, never a transport error after `ready`.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::load(cert, key, args.tls_client_ca.as_deref())?),
+        _ => None,
+    };
+    let client_roles = args
+        .tls_client_roles
+        .clone()
+        .map(ClientRoles::load)
+        .transpose()?
+        .map(Arc::new);
+    // Mutual TLS authenticates callers too: the handshake refuses any client without a
+    // certificate from the CA.
+    let mutual_tls = tls.as_ref().is_some_and(ServerTls::mutual);
     let authenticated = !keys.is_empty() || args.api_keys_file.is_some() || mutual_tls;
     if !authenticated && !args.listen.ip().is_loopback() && !args.insecure {
         return Err(format!(
@@ -124,9 +137,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         tracing::info!(config = %authz::config::redacted(&args), "effective configuration");
         if !authenticated {
             tracing::warn!("no API keys configured: callers are not authenticated and act as operators");
+        } else if mutual_tls && client_roles.is_none() && keys.is_empty() && args.api_keys_file.is_none() {
+            tracing::warn!("mutual TLS without API keys or --tls-client-roles: every client the CA vouches for acts as an operator");
+        }
+        if let Some(tls) = &tls {
+            metrics.tls_certificate_expiry(tls.not_after());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            match tls.validity_warning(now) {
+                Some(warning) => tracing::warn!(not_after = tls.not_after(), "{warning}"),
+                None => tracing::info!(not_after = tls.not_after(), mutual = tls.mutual(), "serving TLS"),
+            }
         }
         let keys = Arc::new(keys);
-        tokio::spawn(reload_keys(keys.clone()));
+        tokio::spawn(reload_credentials(keys.clone(), client_roles.clone()));
         let app = Arc::new(Authz::new(catalog, store).with_max_batch(args.max_batch));
         if let Some(addr) = args.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -147,6 +172,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             max_message_bytes: args.max_message_bytes,
             metrics: Some(metrics),
             tls,
+            client_roles,
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut draining = stop_rx.clone();
@@ -172,31 +198,50 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })
 }
 
-fn load_tls(args: &ServeArgs) -> Result<Option<authz::server::TlsPem>, String> {
-    let read = |p: &std::path::Path, what: &str| {
-        std::fs::read(p).map_err(|e| format!("cannot read the TLS {what} {}: {e}", p.display()))
-    };
-    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
-        return Ok(None);
-    };
-    Ok(Some(authz::server::TlsPem {
-        cert: read(cert, "certificate")?,
-        key: read(key, "key")?,
-        client_ca: args
-            .tls_client_ca
-            .as_deref()
-            .map(|p| read(p, "client CA"))
-            .transpose()?,
-    }))
+/// A file re-read on SIGHUP and when it changes; a bad file keeps what is in force.
+struct Reloadable {
+    what: &'static str,
+    file: Option<std::path::PathBuf>,
+    reload: Box<dyn Fn() -> Result<usize, String> + Send>,
+    modified: Option<std::time::SystemTime>,
 }
 
-/// Re-reads the API keys on SIGHUP and when the key file changes; a bad file keeps the old keys.
-async fn reload_keys(keys: Arc<Keys>) {
-    let modified = |keys: &Keys| {
-        keys.file()
+impl Reloadable {
+    fn modified(&self) -> Option<std::time::SystemTime> {
+        self.file
+            .as_ref()
             .and_then(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-    };
-    let mut last = modified(&keys);
+    }
+
+    fn reload(&self, reason: &str) {
+        match (self.reload)() {
+            Ok(n) => tracing::info!(entries = n, reason, "{} reloaded", self.what),
+            Err(e) => {
+                tracing::error!(error = %e, reason, "{} not reloaded; the previous ones stay in force", self.what)
+            }
+        }
+    }
+}
+
+/// Re-reads the API keys and the client roles on SIGHUP and when their files change.
+async fn reload_credentials(keys: Arc<Keys>, client_roles: Option<Arc<ClientRoles>>) {
+    let mut watched = vec![Reloadable {
+        what: "API keys",
+        file: keys.file().cloned(),
+        reload: Box::new(move || keys.reload()),
+        modified: None,
+    }];
+    if let Some(roles) = client_roles {
+        watched.push(Reloadable {
+            what: "client certificate roles",
+            file: Some(roles.file().to_path_buf()),
+            reload: Box::new(move || roles.reload()),
+            modified: None,
+        });
+    }
+    for w in &mut watched {
+        w.modified = w.modified();
+    }
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
@@ -212,21 +257,20 @@ async fn reload_keys(keys: Arc<Keys>) {
         };
         #[cfg(not(unix))]
         let hangup = std::future::pending::<()>();
-        let reason = tokio::select! {
-            () = hangup => "SIGHUP",
-            _ = tick.tick() => {
-                let now = modified(&keys);
-                if now == last {
-                    continue;
+        tokio::select! {
+            () = hangup => {
+                for w in &watched {
+                    w.reload("SIGHUP");
                 }
-                last = now;
-                "key file changed"
             }
-        };
-        match keys.reload() {
-            Ok(n) => tracing::info!(keys = n, reason, "API keys reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, reason, "API keys not reloaded; the previous keys stay in force")
+            _ = tick.tick() => {
+                for w in &mut watched {
+                    let now = w.modified();
+                    if now != w.modified {
+                        w.modified = now;
+                        w.reload("file changed");
+                    }
+                }
             }
         }
     }

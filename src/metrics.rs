@@ -10,7 +10,9 @@
 //! - `invalidation_lag_seconds`: commit → this replica's eviction, per notification;
 //! - `listener_connected`, `listener_reconnects_total`, `listener_flushes_total`,
 //!   `listener_notifications_total`;
-//! - `db_pool_connections`, `db_pool_available`, `db_pool_waiting`.
+//! - `db_pool_connections`, `db_pool_available`, `db_pool_waiting`;
+//! - `tls_certificate_expiry_seconds`: the server certificate's end of validity (only when
+//!   serving TLS).
 
 use crate::app::Authz;
 use crate::store::StoreStats;
@@ -19,7 +21,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub struct Metrics {
@@ -36,6 +38,8 @@ pub struct Metrics {
     store: StoreFamilies,
     /// Serialises scrapes: store counters are copied in, then gathered.
     scrape: Mutex<()>,
+    /// Registered when the server serves TLS, so plaintext servers show no such series.
+    tls_expiry: OnceLock<Option<IntGauge>>,
 }
 
 /// Reads one number out of the store's stats.
@@ -202,6 +206,7 @@ impl Metrics {
             refusals,
             store,
             scrape: Mutex::new(()),
+            tls_expiry: OnceLock::new(),
         }))
     }
 
@@ -244,6 +249,22 @@ impl Metrics {
     /// `rule` one of the rules' labels.
     pub fn refusal(&self, method: &str, rule: &str) {
         self.refusals.with_label_values(&[method, rule]).inc();
+    }
+
+    /// The server certificate's end of validity, in seconds since the Unix epoch.
+    pub fn tls_certificate_expiry(&self, not_after: i64) {
+        let gauge = self.tls_expiry.get_or_init(|| {
+            let gauge = IntGauge::new(
+                "tls_certificate_expiry_seconds",
+                "End of validity of the server's TLS certificate, in seconds since the Unix epoch.",
+            )
+            .ok()?;
+            self.registry.register(Box::new(gauge.clone())).ok()?;
+            Some(gauge)
+        });
+        if let Some(g) = gauge {
+            g.set(not_after);
+        }
     }
 
     pub fn invalidation_lag(&self, lag: Duration) {

@@ -24,7 +24,7 @@ pub enum ServeError {
 /// How the server admits requests.
 #[derive(Clone)]
 pub struct ServerOptions {
-    /// Bearer keys; `None` (or none configured) lets every caller in as an operator.
+    /// Bearer keys. With none configured and no client roles, every caller is an operator.
     pub keys: Option<Arc<crate::gate::Keys>>,
     /// Requests running at once; more are shed with RESOURCE_EXHAUSTED.
     pub max_concurrent: usize,
@@ -35,16 +35,9 @@ pub struct ServerOptions {
     /// Where RPC and decision metrics go.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Serve TLS (and require client certificates, with a client CA).
-    pub tls: Option<TlsPem>,
-}
-
-/// PEM-encoded TLS material.
-#[derive(Clone)]
-pub struct TlsPem {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-    /// When set, clients must present a certificate signed by this CA (mutual TLS).
-    pub client_ca: Option<Vec<u8>>,
+    pub tls: Option<crate::tls::ServerTls>,
+    /// Roles of verified client certificates, by the names they carry (mutual TLS).
+    pub client_roles: Option<Arc<crate::gate::ClientRoles>>,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +49,7 @@ impl Default for ServerOptions {
             max_message_bytes: 4 * 1024 * 1024,
             metrics: None,
             tls: None,
+            client_roles: None,
         }
     }
 }
@@ -86,26 +80,16 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    // Checks are small request/response pairs: don't let Nagle hold them back.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
     let gate = crate::gate::GateLayer::new(
         keys,
+        options.client_roles,
         options.max_concurrent,
         options.request_timeout,
         options.metrics.clone(),
     );
     let max = options.max_message_bytes;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &options.tls {
-        let mut config = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
-        if let Some(ca) = &tls.client_ca {
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(config)?;
-    }
-    builder
+    let router = tonic::transport::Server::builder()
         .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -121,9 +105,23 @@ pub async fn run(
             )
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        );
+    match &options.tls {
+        // The server does its own handshakes (see `tls`): its material was checked when it
+        // was loaded, so nothing here can fail on it.
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
+                .await?
+        }
+        None => {
+            // Checks are small request/response pairs: don't let Nagle hold them back.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,111 @@
-//! The `authzd` binary: catalog checking and start-up refusals.
+//! The `authzd` binary: catalog checking, start-up refusals, key reloading, and [`Daemon`], a
+//! running `authzd` whose log the tests read.
 
 use std::process::Command;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `authzd` with `args` until it exits (at most 30 s): its status and stderr.
+pub async fn run_to_exit(
+    args: &[String],
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("authzd {args:?} did not exit"))
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `authzd serve` on a free loopback port, logging JSON, its stderr read line by line.
+pub struct Daemon {
+    pub addr: std::net::SocketAddr,
+    pub child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen = addr.to_string();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authzd"))
+            .args(["serve", "--listen", &listen, "--log-format", "json"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            addr,
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next log line containing `part` (lines before it are passed over); fails after 30 s
+    /// or when the process ends without logging it.
+    pub async fn wait_for_log(&mut self, part: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(part) {
+                        return line;
+                    }
+                }
+                Ok(None) | Err(_) => panic!(
+                    "authzd never logged {part:?}; its log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
 
 fn authzd(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_authzd"))
@@ -290,4 +395,82 @@ async fn requests_to_a_database_without_the_schema_say_to_migrate() {
         Code::Unavailable,
         &[fix],
     );
+}
+
+/// A key listed under two roles: whichever line came first would win silently, so the file is
+/// refused — at start with the file and line, on reload with the keys in force kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_under_two_roles_is_refused_at_start_and_on_reload() {
+    use authz::grpc::pb;
+    use authz::grpc::pb::admin_service_client::AdminServiceClient;
+    const OPERATOR: &str = "operator-key-0123456";
+    let dir = std::env::temp_dir().join(format!("authzd-dup-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keys");
+    let f = file.display().to_string();
+    std::fs::write(
+        &file,
+        format!("operator:{OPERATOR}\n# downgraded\ncheck:{OPERATOR}\n"),
+    )
+    .unwrap();
+    let serve = |extra: &[&str]| {
+        ["serve", "--listen", "127.0.0.1:0", "--api-keys-file", &f]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    let (status, stderr) = run_to_exit(&serve(&[]), &[]).await;
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{f} line 3: this check key is already the operator key of {f} line 1"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(OPERATOR), "a key was shown: {stderr}");
+    // Across the list in the environment and the file too.
+    std::fs::write(&file, format!("operator:{OPERATOR}\n")).unwrap();
+    let admin = format!("admin:{OPERATOR}");
+    let (status, stderr) = run_to_exit(&serve(&[]), &[("AUTHZ_API_KEYS", &admin)]).await;
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{f} line 1: this operator key is already the admin key of AUTHZ_API_KEYS entry 1"
+        )),
+        "{stderr}"
+    );
+
+    // On reload (SIGHUP), the file is refused and the operator key stays an operator's.
+    let mut daemon = Daemon::start(&["--api-keys-file", &f], &[]).await;
+    daemon.wait_for_log("\"message\":\"ready\"").await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", daemon.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AdminServiceClient::new(channel);
+    let create = |tenant: &str| {
+        let mut r = tonic::Request::new(pb::CreateTenantRequest {
+            tenant_id: tenant.into(),
+            display_name: tenant.into(),
+        });
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {OPERATOR}").parse().unwrap(),
+        );
+        r
+    };
+    client.create_tenant(create("t1")).await.unwrap();
+    std::fs::write(&file, format!("operator:{OPERATOR}\ncheck:{OPERATOR}\n")).unwrap();
+    daemon.signal("HUP");
+    let line = daemon.wait_for_log("API keys not reloaded").await;
+    assert!(
+        line.contains(&format!(
+            "{f} line 2: this check key is already the operator key"
+        )),
+        "{line}"
+    );
+    client.create_tenant(create("t2")).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

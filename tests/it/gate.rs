@@ -191,6 +191,24 @@ async fn keys_reload_and_keep_the_old_ones_on_a_bad_file() {
         Code::NotFound,
         &["tenant"],
     );
+    // So is a file giving the key a second role: it stays a check key.
+    std::fs::write(&file, format!("check:{rotated}\noperator:{rotated}\n")).unwrap();
+    let err = keys.reload().unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "{} line 2: this operator key is already the check key of {} line 1",
+            file.display(),
+            file.display()
+        )),
+        "{err}"
+    );
+    assert_status(
+        AdminServiceClient::new(app.channel.clone())
+            .get_catalog(keyed(pb::GetCatalogRequest {}, rotated))
+            .await,
+        Code::PermissionDenied,
+        &["a `check` key may not call"],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
