@@ -20,6 +20,60 @@ const GROUPS: [&str; 4] = ["analysts", "accountants", "c0", "c1"];
 const SYSTEM: usize = 2;
 const POOL: usize = 6;
 
+/// A catalog and one of its resource types, for the properties that run on every one: which
+/// groups the operations name (two system groups, then two custom ones) and the permissions an
+/// actor needs for every admin operation.
+#[derive(Clone, Copy, Debug)]
+struct Setting {
+    catalog: &'static str,
+    groups: [&'static str; 4],
+    resource_type: &'static str,
+    admin: &'static [&'static str],
+}
+
+const MAESTRA_ADMIN: &[&str] = &[
+    "edit_permission_groups",
+    "view_permission_groups",
+    "edit_users",
+    "view_users",
+    "limit_staff_campaign_access",
+];
+const TOOLJET_ADMIN: &[&str] = &["manage_users", "manage_groups"];
+
+const MAESTRA_BRANDS: Setting = Setting {
+    catalog: MAESTRA,
+    groups: GROUPS,
+    resource_type: "brand",
+    admin: MAESTRA_ADMIN,
+};
+
+/// Every resource type of both shipped catalogs.
+const SETTINGS: [Setting; 5] = [
+    MAESTRA_BRANDS,
+    Setting {
+        resource_type: "folder",
+        ..MAESTRA_BRANDS
+    },
+    Setting {
+        catalog: TOOLJET,
+        groups: ["builder", "end_user", "c0", "c1"],
+        resource_type: "app",
+        admin: TOOLJET_ADMIN,
+    },
+    Setting {
+        catalog: TOOLJET,
+        groups: ["builder", "end_user", "c0", "c1"],
+        resource_type: "data_source",
+        admin: TOOLJET_ADMIN,
+    },
+    Setting {
+        catalog: TOOLJET,
+        groups: ["builder", "end_user", "c0", "c1"],
+        resource_type: "folder",
+        admin: TOOLJET_ADMIN,
+    },
+];
+
 fn cases() -> u32 {
     if let Some(n) = std::env::var("PROPTEST_CASES")
         .ok()
@@ -286,15 +340,22 @@ fn group_msg(key: &str, perms: BTreeSet<String>) -> pb::Group {
     }
 }
 
-fn resource(brand: Option<usize>) -> Option<pb::Resource> {
+fn resource(s: &Setting, brand: Option<usize>) -> Option<pb::Resource> {
     brand.map(|b| pb::Resource {
-        r#type: "brand".into(),
+        r#type: s.resource_type.into(),
         id: BRANDS[b].into(),
     })
 }
 
 /// Sends `op` to the service as `actor` ("" for an operator); returns the status code.
-async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str) -> Code {
+async fn send(
+    app: &TestApp,
+    s: &Setting,
+    tenant: &str,
+    op: &Op,
+    pool: &[String],
+    actor: &str,
+) -> Code {
     let names = |ix: &[usize]| ix.iter().map(|&i| pool[i].clone()).collect::<Vec<_>>();
     let mut admin = app.admin.clone();
     let t = tenant.to_owned();
@@ -303,7 +364,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
         Op::Add { user: u, group } => admin
             .add_group_members(pb::AddGroupMembersRequest {
                 tenant_id: t,
-                group_key: GROUPS[*group].into(),
+                group_key: s.groups[*group].into(),
                 user_ids: vec![user(*u)],
                 actor_user_id: a,
                 ..Default::default()
@@ -313,7 +374,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
         Op::Remove { user: u, group } => admin
             .remove_group_members(pb::RemoveGroupMembersRequest {
                 tenant_id: t,
-                group_key: GROUPS[*group].into(),
+                group_key: s.groups[*group].into(),
                 user_ids: vec![user(*u)],
                 actor_user_id: a,
                 ..Default::default()
@@ -329,7 +390,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
                 tenant_id: t,
                 user_id: user(*u),
                 permissions: names(perms),
-                resource: resource(*brand),
+                resource: resource(s, *brand),
                 actor_user_id: a,
                 ..Default::default()
             })
@@ -344,7 +405,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
                 tenant_id: t,
                 user_id: user(*u),
                 permissions: names(perms),
-                resource: resource(*brand),
+                resource: resource(s, *brand),
                 actor_user_id: a,
                 ..Default::default()
             })
@@ -354,7 +415,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
             .create_group(pb::CreateGroupRequest {
                 tenant_id: t,
                 group: Some(group_msg(
-                    GROUPS[*group],
+                    s.groups[*group],
                     names(perms).into_iter().collect(),
                 )),
                 actor_user_id: a,
@@ -365,9 +426,9 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
         Op::SetGroupPerms { group, perms } => admin
             .update_group(pb::UpdateGroupRequest {
                 tenant_id: t,
-                group_key: GROUPS[*group].into(),
+                group_key: s.groups[*group].into(),
                 group: Some(group_msg(
-                    GROUPS[*group],
+                    s.groups[*group],
                     names(perms).into_iter().collect(),
                 )),
                 update_mask: Some(prost_types::FieldMask {
@@ -381,7 +442,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
         Op::DeleteGroup { group } => admin
             .delete_group(pb::DeleteGroupRequest {
                 tenant_id: t,
-                group_key: GROUPS[*group].into(),
+                group_key: s.groups[*group].into(),
                 actor_user_id: a,
                 ..Default::default()
             })
@@ -405,7 +466,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
             .set_restrictions(pb::SetRestrictionsRequest {
                 tenant_id: t,
                 user_id: user(*u),
-                resource_type: "brand".into(),
+                resource_type: s.resource_type.into(),
                 resource_ids: brands.iter().map(|&b| BRANDS[b].to_owned()).collect(),
                 clear: brands.is_empty(),
                 actor_user_id: a,
@@ -416,8 +477,8 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
         Op::Duplicate { from, to, members } => admin
             .duplicate_group(pb::DuplicateGroupRequest {
                 tenant_id: t,
-                source_group_key: GROUPS[*from].into(),
-                new_key: GROUPS[*to].into(),
+                source_group_key: s.groups[*from].into(),
+                new_key: s.groups[*to].into(),
                 copy_permissions: true,
                 copy_members: *members,
                 actor_user_id: a,
@@ -434,7 +495,7 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
                 tenant_id: t,
                 rows: vec![pb::ImportRow {
                     user_id: user(*u),
-                    group_keys: vec![GROUPS[*group].into()],
+                    group_keys: vec![s.groups[*group].into()],
                     permissions: names(perms),
                     ..Default::default()
                 }],
@@ -454,7 +515,13 @@ async fn send(app: &TestApp, tenant: &str, op: &Op, pool: &[String], actor: &str
 /// resource and on each brand.
 type Observed = (BTreeMap<String, BTreeSet<String>>, Vec<bool>);
 
-async fn observe(app: &TestApp, tenant: &str, users: &[String], pool: &[String]) -> Observed {
+async fn observe(
+    app: &TestApp,
+    s: &Setting,
+    tenant: &str,
+    users: &[String],
+    pool: &[String],
+) -> Observed {
     let mut effective = BTreeMap::new();
     let mut items = Vec::new();
     for u in users {
@@ -478,7 +545,7 @@ async fn observe(app: &TestApp, tenant: &str, users: &[String], pool: &[String])
                 items.push(pb::BatchCheckItem {
                     user_id: u.clone(),
                     target: Some(pb::batch_check_item::Target::Permission(p.clone())),
-                    resource: resource(brand),
+                    resource: resource(s, brand),
                     ..Default::default()
                 });
             }
@@ -535,14 +602,17 @@ async fn system_perms(app: &TestApp, key: &str) -> BTreeSet<String> {
 
 /// The pool: two of the first system group's permissions, one of the second's, and three in
 /// neither, all taken from what the service publishes.
-async fn pool_and_system(app: &TestApp) -> (Vec<String>, BTreeMap<String, BTreeSet<String>>) {
+async fn pool_and_system(
+    app: &TestApp,
+    s: &Setting,
+) -> (Vec<String>, BTreeMap<String, BTreeSet<String>>) {
     app.tenant("setup").await;
     let mut system = BTreeMap::new();
-    for g in &GROUPS[..SYSTEM] {
+    for g in &s.groups[..SYSTEM] {
         system.insert(g.to_string(), system_perms(app, g).await);
     }
-    let a = &system[GROUPS[0]];
-    let b = &system[GROUPS[1]];
+    let a = &system[s.groups[0]];
+    let b = &system[s.groups[1]];
     let all: Vec<String> = app
         .admin
         .clone()
@@ -590,7 +660,7 @@ fn the_service_behaves_like_the_model(backend: Backend) {
         .build()
         .unwrap();
     let app = rt.block_on(spawn(backend, MAESTRA));
-    let (pool, system) = rt.block_on(pool_and_system(&app));
+    let (pool, system) = rt.block_on(pool_and_system(&app, &MAESTRA_BRANDS));
     let users: Vec<String> = (0..USERS).map(user).collect();
     let steps = AtomicUsize::new(0);
     let result = runner().run(&prop::collection::vec(op(), 1..30), |ops| {
@@ -603,9 +673,9 @@ fn the_service_behaves_like_the_model(backend: Backend) {
             };
             for (i, op) in ops.iter().enumerate() {
                 let want = model.apply(op, &pool);
-                let got = send(&app, &tenant, op, &pool, "").await;
+                let got = send(&app, &MAESTRA_BRANDS, &tenant, op, &pool, "").await;
                 prop_assert_eq!(got, want, "status of step {} {:?}", i, op);
-                let seen = observe(&app, &tenant, &users, &pool).await;
+                let seen = observe(&app, &MAESTRA_BRANDS, &tenant, &users, &pool).await;
                 prop_assert_eq!(
                     seen,
                     expected(&model, &users, &pool),
@@ -657,33 +727,46 @@ fn the_service_behaves_like_the_model(backend: Backend) {
 }
 
 /// What the actor holds from the start of a delegation run.
-const ACTOR_ADMIN: [&str; 5] = [
-    "edit_permission_groups",
-    "view_permission_groups",
-    "edit_users",
-    "view_users",
-    "limit_staff_campaign_access",
-];
-
 /// No sequence of an actor's operations raises anyone — the actor included — above what the
 /// actor held: every permission anyone gains, and every check that turns from deny to allow,
-/// is one the actor itself passed at the start.
+/// is one the actor itself passed at the start. And none takes anything from a user who held
+/// more than the actor: such a user's passing checks all still pass. Actors come restricted to
+/// resources or not, and each case runs on one resource type of one of the shipped catalogs.
 fn no_actor_sequence_raises_anyone_above_the_actor(backend: Backend) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let app = rt.block_on(spawn(backend, MAESTRA));
-    let (pool, _) = rt.block_on(pool_and_system(&app));
+    let maestra = rt.block_on(spawn(backend, MAESTRA));
+    let tooljet = rt.block_on(spawn(backend, TOOLJET));
+    let app_of = |s: &Setting| {
+        if s.catalog == MAESTRA {
+            &maestra
+        } else {
+            &tooljet
+        }
+    };
+    let pools: Vec<Vec<String>> = [&maestra, &tooljet]
+        .iter()
+        .zip([SETTINGS[0], SETTINGS[2]])
+        .map(|(app, s)| rt.block_on(pool_and_system(app, &s)).0)
+        .collect();
+    let pool_of = |s: &Setting| &pools[usize::from(s.catalog != MAESTRA)];
     let mut users: Vec<String> = (0..USERS).map(user).collect();
     users.push("actor".into());
     let (succeeded, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let restricted_cases = AtomicUsize::new(0);
     let strategy = (
+        0..SETTINGS.len(),
         prop::collection::btree_set(0..POOL, 0..POOL),
+        prop::option::of(prop::collection::btree_set(0..BRANDS.len(), 1..=1)),
         prop::collection::vec(op(), 1..25),
     );
-    let result = runner().run(&strategy, |(actor_pool, ops)| {
+    let result = runner().run(&strategy, |(setting, actor_pool, actor_limit, ops)| {
+        let s = &SETTINGS[setting];
+        let app = app_of(s);
+        let pool = pool_of(s);
         rt.block_on(async {
             let tenant = next_tenant("d");
             app.tenant(&tenant).await;
@@ -710,31 +793,57 @@ fn no_actor_sequence_raises_anyone_above_the_actor(backend: Backend) {
                     user: 1,
                     blocked: true,
                 },
+                Op::Grant {
+                    user: 2,
+                    perms: vec![0, 5],
+                    brand: Some(1),
+                },
             ];
             for op in &setup_ops {
-                assert_eq!(send(&app, &tenant, op, &pool, "").await, Code::Ok, "{op:?}");
+                assert_eq!(send(app, s, &tenant, op, pool, "").await, Code::Ok, "{op:?}");
             }
             let mut grant = pb::GrantPermissionsRequest {
                 tenant_id: tenant.clone(),
                 user_id: "actor".into(),
-                permissions: ACTOR_ADMIN.map(String::from).to_vec(),
+                permissions: s.admin.iter().map(|p| p.to_string()).collect(),
                 ..Default::default()
             };
             grant
                 .permissions
                 .extend(actor_perms.drain(..).map(|i| pool[i].clone()));
             app.admin.clone().grant_permissions(grant).await.unwrap();
-            let (start_eff, start_checks) = observe(&app, &tenant, &users, &pool).await;
+            if let Some(limit) = &actor_limit {
+                restricted_cases.fetch_add(1, Ordering::Relaxed);
+                app.admin
+                    .clone()
+                    .set_restrictions(pb::SetRestrictionsRequest {
+                        tenant_id: tenant.clone(),
+                        user_id: "actor".into(),
+                        resource_type: s.resource_type.into(),
+                        resource_ids: limit.iter().map(|&b| BRANDS[b].to_owned()).collect(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+            let (start_eff, start_checks) = observe(app, s, &tenant, &users, pool).await;
             let actor_eff = start_eff["actor"].clone();
             let per_user = pool.len() * 3;
             let actor_ix = users.len() - 1;
             let actor_checks = &start_checks[actor_ix * per_user..(actor_ix + 1) * per_user];
+            // Users who pass a check the actor does not are out of its reach: it may take
+            // nothing from them.
+            let beyond: Vec<bool> = (0..users.len())
+                .map(|u| {
+                    (0..per_user).any(|k| start_checks[u * per_user + k] && !actor_checks[k])
+                })
+                .collect();
             for (i, op) in ops.iter().enumerate() {
-                match send(&app, &tenant, op, &pool, "actor").await {
+                match send(app, s, &tenant, op, pool, "actor").await {
                     Code::Ok => succeeded.fetch_add(1, Ordering::Relaxed),
                     _ => refused.fetch_add(1, Ordering::Relaxed),
                 };
-                let (eff, checks) = observe(&app, &tenant, &users, &pool).await;
+                let (eff, checks) = observe(app, s, &tenant, &users, pool).await;
                 for u in &users {
                     let gained: Vec<&String> = eff[u]
                         .difference(&start_eff[u])
@@ -742,7 +851,8 @@ fn no_actor_sequence_raises_anyone_above_the_actor(backend: Backend) {
                         .collect();
                     prop_assert!(
                         gained.is_empty(),
-                        "step {} {:?}: {} gained {:?}, which the actor does not hold",
+                        "{:?} step {} {:?}: {} gained {:?}, which the actor does not hold",
+                        s.resource_type,
                         i,
                         op,
                         u,
@@ -751,16 +861,31 @@ fn no_actor_sequence_raises_anyone_above_the_actor(backend: Backend) {
                 }
                 for (k, (&now, &before)) in checks.iter().zip(&start_checks).enumerate() {
                     let actor_passes = actor_checks[k % per_user];
+                    let check = || {
+                        format!(
+                            "check {} ({} on {:?} {:?})",
+                            k % per_user,
+                            pool[(k % per_user) / 3],
+                            s.resource_type,
+                            [None, Some(BRANDS[0]), Some(BRANDS[1])][k % 3]
+                        )
+                    };
                     prop_assert!(
                         !now || before || actor_passes,
-                        "step {} {:?}: {} now passes check {} ({} on {:?}), which the actor \
-                         does not",
+                        "step {} {:?}: {} now passes {}, which the actor does not (actor limited to {:?})",
                         i,
                         op,
                         users[k / per_user],
-                        k % per_user,
-                        pool[(k % per_user) / 3],
-                        [None, Some(BRANDS[0]), Some(BRANDS[1])][k % 3]
+                        check(),
+                        actor_limit
+                    );
+                    prop_assert!(
+                        now || !before || !beyond[k / per_user],
+                        "step {} {:?}: {} lost {}, although it held more than the actor",
+                        i,
+                        op,
+                        users[k / per_user],
+                        check()
                     );
                 }
             }
@@ -774,7 +899,10 @@ fn no_actor_sequence_raises_anyone_above_the_actor(backend: Backend) {
         succeeded.load(Ordering::Relaxed),
         refused.load(Ordering::Relaxed),
     );
-    eprintln!("{backend:?}: actor operations: {ok} committed, {no} refused");
+    eprintln!(
+        "{backend:?}: actor operations: {ok} committed, {no} refused; {} restricted actors",
+        restricted_cases.load(Ordering::Relaxed)
+    );
     assert!(
         ok > 0 && no > 0,
         "a property that nothing passes or nothing fails proves little: {ok} ok, {no} refused"
