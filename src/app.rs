@@ -393,17 +393,27 @@ impl Authz {
         Ok((decide::allowed_resources(&subject, p, t), revision))
     }
 
-    /// The roles the catalog derives from a user's effective permissions (none without roles
-    /// in the catalog, at no cost).
-    pub async fn roles(&self, tenant_id: &str, user_id: &str) -> Result<Vec<String>> {
-        if self.catalog.roles().is_empty() {
-            return Ok(Vec::new());
+    /// The roles the catalog derives from a set of effective permissions.
+    pub fn roles_of_set(&self, effective: &PermSet) -> Vec<String> {
+        self.catalog
+            .roles_of(effective)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Refuses an `at_least_as_fresh` token newer than the tenant's latest revision.
+    async fn fresh_enough(&self, tenant_id: &str, consistency: Consistency) -> Result<()> {
+        if let Consistency::AtLeast(requested) = consistency {
+            let latest = self.store.get_tenant(tenant_id).await?.revision;
+            if requested > latest {
+                return Err(Error::Store(crate::store::StoreError::FutureRevision {
+                    requested,
+                    latest,
+                }));
+            }
         }
-        let (subject, _) = self
-            .store
-            .subject(tenant_id, user_id, Consistency::MinimizeLatency)
-            .await?;
-        Ok(self.roles_of(&subject))
+        Ok(())
     }
 
     pub fn roles_of(&self, subject: &Subject) -> Vec<String> {
@@ -571,9 +581,18 @@ impl Authz {
         Ok(done.map(|u| self.user_view(&caller, u)))
     }
 
-    pub async fn get_user(&self, tenant_id: &str, actor: &str, user_id: &str) -> Result<UserInfo> {
+    /// A user, its roles derived from the same snapshot. Admin reads come from the source of
+    /// truth, so every consistency is met; a token from the future is refused as for checks.
+    pub async fn get_user(
+        &self,
+        tenant_id: &str,
+        actor: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<UserInfo> {
         validate::id("user_id", user_id)?;
         let caller = self.caller(tenant_id, actor, AdminOp::ViewUsers).await?;
+        self.fresh_enough(tenant_id, consistency).await?;
         let user = self.store.get_user(tenant_id, user_id).await?;
         Ok(self.user_view(&caller, user))
     }
@@ -585,8 +604,10 @@ impl Authz {
         group_key: &str,
         page_size: i32,
         page_token: &str,
+        consistency: Consistency,
     ) -> Result<(Vec<UserInfo>, String)> {
         let caller = self.caller(tenant_id, actor, AdminOp::ViewUsers).await?;
+        self.fresh_enough(tenant_id, consistency).await?;
         let group = if group_key.is_empty() {
             None
         } else {

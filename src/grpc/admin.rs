@@ -331,16 +331,14 @@ impl AdminService for AdminApi {
         crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)
             .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let consistency = convert::consistency(r.consistency.clone())
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let u = self
             .app
-            .get_user(&r.tenant_id, &r.actor_user_id, &r.user_id)
+            .get_user(&r.tenant_id, &r.actor_user_id, &r.user_id, consistency)
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        let roles = self
-            .app
-            .roles(&r.tenant_id, &r.user_id)
-            .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+        let roles = self.app.roles_of_set(&u.effective);
         ok(pb::GetUserResponse {
             user: Some(convert::user(self.app.catalog(), &r.tenant_id, u, roles)),
         })
@@ -356,6 +354,8 @@ impl AdminService for AdminApi {
         crate::telemetry::tenant(&r.tenant_id);
         require_actor(role, &r.actor_user_id)
             .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let consistency = convert::consistency(r.consistency.clone())
+            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let (users, next) = self
             .app
             .list_users(
@@ -364,17 +364,14 @@ impl AdminService for AdminApi {
                 &r.group_key,
                 r.page_size,
                 &r.page_token,
+                consistency,
             )
             .await
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let catalog = self.app.catalog();
         let mut out = Vec::with_capacity(users.len());
         for u in users {
-            let roles = self
-                .app
-                .roles(&r.tenant_id, &u.user_id)
-                .await
-                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            let roles = self.app.roles_of_set(&u.effective);
             out.push(convert::user(catalog, &r.tenant_id, u, roles));
         }
         ok(pb::ListUsersResponse {

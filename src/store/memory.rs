@@ -323,7 +323,17 @@ impl Tenant {
             direct: g.direct.clone(),
             scoped: g.scoped.clone(),
             restrictions: g.restrictions.clone(),
+            effective: authz_core::PermSet::new(),
         }
+    }
+
+    /// A user as admin reads show it: with its effective permissions, under the same lock.
+    fn user_view(&self, catalog: &Catalog, user_id: &str, row: &UserRow) -> UserInfo {
+        let mut info = self.user_info(user_id, row);
+        if let Some(subject) = self.subject(catalog, user_id) {
+            info.effective = subject.effective();
+        }
+        info
     }
 
     fn group_info(&self, key: &str, row: &GroupRow) -> GroupInfo {
@@ -532,7 +542,7 @@ impl Store for MemoryStore {
             .users
             .get(user_id)
             .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
-        Ok(t.user_info(user_id, row))
+        Ok(t.user_view(&self.catalog, user_id, row))
     }
 
     async fn list_users(
@@ -545,16 +555,20 @@ impl Store for MemoryStore {
         let t = read(&tenant);
         Ok(match group {
             None => page(
-                t.users.iter().map(|(id, row)| (id, t.user_info(id, row))),
+                t.users
+                    .iter()
+                    .map(|(id, row)| (id, t.user_view(&self.catalog, id, row))),
                 req,
             ),
             Some(g) => {
                 let empty = BTreeSet::new();
                 let members = t.members.get(g).unwrap_or(&empty);
                 page(
-                    members
-                        .iter()
-                        .filter_map(|id| t.users.get(id).map(|row| (id, t.user_info(id, row)))),
+                    members.iter().filter_map(|id| {
+                        t.users
+                            .get(id)
+                            .map(|row| (id, t.user_view(&self.catalog, id, row)))
+                    }),
                     req,
                 )
             }

@@ -51,6 +51,9 @@ pub struct UserInfo {
     pub direct: PermSet,
     pub scoped: Vec<ScopedGrant>,
     pub restrictions: Vec<authz_core::model::Restriction>,
+    /// The unscoped effective permissions, read in the same snapshot as the rest (empty when
+    /// blocked). Filled by `get_user` and `list_users`; empty in audit snapshots.
+    pub effective: PermSet,
 }
 
 /// The editable part of a custom group.

@@ -180,6 +180,14 @@ const USER_COLUMNS: &str = "
     ARRAY(SELECT id FROM restrictions r, unnest(r.resource_ids) AS id
           WHERE r.tenant_id = u.tenant_id AND r.user_id = u.user_id ORDER BY r.resource_type, id) AS ri";
 
+/// The permissions of a user's custom groups, read with the user's row (admin reads only:
+/// roles are derived from the same snapshot as the rest of the user).
+const GROUP_PERMISSIONS_COLUMN: &str = "
+    ARRAY(SELECT DISTINCT p FROM memberships m
+          JOIN groups g ON g.tenant_id = m.tenant_id AND g.group_key = m.group_key,
+          unnest(g.permissions) AS p
+          WHERE m.tenant_id = u.tenant_id AND m.user_id = u.user_id) AS gp";
+
 const GROUP_COLUMNS: &str = "
     g.group_key, g.name, g.description, g.permissions, g.version,
     g.member_count AS members,
@@ -774,7 +782,7 @@ impl PostgresStore {
 
     fn user_info(&self, row: &Row) -> UserInfo {
         let status: String = row.get("status");
-        UserInfo {
+        let mut info = UserInfo {
             user_id: row.get("user_id"),
             display_name: row.get("display_name"),
             email: row.get("email"),
@@ -795,7 +803,23 @@ impl PostgresStore {
                 &row.get::<_, Vec<String>>("rt"),
                 &row.get::<_, Vec<String>>("ri"),
             ),
+            effective: PermSet::new(),
+        };
+        // Admin reads also carry the custom groups' permissions: the effective set (and so
+        // the roles) comes from the same snapshot as the rest of the user.
+        if let Ok(group_perms) = row.try_get::<_, Vec<String>>("gp") {
+            if info.status == UserStatus::Active {
+                let mut set = info.direct.clone();
+                set.union_with(&self.perms(&group_perms));
+                for g in &info.groups {
+                    if let Some(sys) = self.catalog.group(g) {
+                        set.union_with(&sys.grants.permissions);
+                    }
+                }
+                info.effective = set;
+            }
         }
+        info
     }
 
     fn group_info(&self, row: &Row) -> GroupInfo {
@@ -1318,7 +1342,7 @@ impl Store for PostgresStore {
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
         let sql = &format!(
-            "SELECT t.tenant_id, u.user_id IS NOT NULL AS found, {USER_COLUMNS}
+            "SELECT t.tenant_id, u.user_id IS NOT NULL AS found, {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN}
              FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
              WHERE t.tenant_id = $1"
         );
@@ -1343,7 +1367,7 @@ impl Store for PostgresStore {
         let rows = match group {
             None => {
                 let sql = &format!(
-                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id > $2
+                    "SELECT {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN} FROM users u WHERE u.tenant_id = $1 AND u.user_id > $2
                      ORDER BY u.user_id LIMIT $3"
                 );
                 self.read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
@@ -1351,7 +1375,7 @@ impl Store for PostgresStore {
             }
             Some(g) => {
                 let sql = &format!(
-                    "SELECT {USER_COLUMNS} FROM memberships gm
+                    "SELECT {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN} FROM memberships gm
                      JOIN users u ON u.tenant_id = gm.tenant_id AND u.user_id = gm.user_id
                      WHERE gm.tenant_id = $1 AND gm.group_key = $2 AND gm.user_id > $3
                      ORDER BY gm.user_id LIMIT $4"

@@ -308,6 +308,7 @@ async fn system_groups_internal_groups_and_internal_permissions(backend: Backend
             tenant_id: "t".into(),
             user_id: "staffer".into(),
             actor_user_id: "ga".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -708,3 +708,66 @@ async fn admin_keys_read_as_their_actor_and_refusals_are_counted() {
         );
     }
 }
+
+/// Admin reads answer from one snapshot: a replica whose cache missed a change (here a change
+/// made behind its back, with no notification) still shows groups and roles that agree, and
+/// reads take the checks' consistency option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_reads_show_groups_and_roles_from_one_snapshot() {
+    let app = spawn(Backend::Postgres, TOOLJET).await;
+    app.tenant("t").await;
+    app.add("t", "builder", &["u"]).await;
+    assert!(
+        app.allowed("t", "u", "create_apps").await,
+        "cached as a builder"
+    );
+    let (client, conn) =
+        tokio_postgres::connect(app.db_url.as_ref().unwrap(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "UPDATE memberships SET group_key = 'admin' WHERE tenant_id = 't' AND user_id = 'u'",
+        )
+        .await
+        .unwrap();
+    let mut admin = app.admin.clone();
+    let get = |consistency: Option<pb::Consistency>| pb::GetUserRequest {
+        tenant_id: "t".into(),
+        user_id: "u".into(),
+        consistency,
+        ..Default::default()
+    };
+    let user = admin
+        .get_user(get(None))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.group_keys, vec!["admin".to_owned()]);
+    assert_eq!(user.roles, vec!["admin".to_owned()], "{user:?}");
+    let listed = admin
+        .list_users(pb::ListUsersRequest {
+            tenant_id: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert_eq!(listed[0].roles, vec!["admin".to_owned()]);
+    let future = pb::Consistency {
+        requirement: Some(pb::consistency::Requirement::AtLeastAsFresh("9999".into())),
+    };
+    assert_status(
+        admin.get_user(get(Some(future))).await,
+        Code::InvalidArgument,
+        &["newer than the tenant's latest revision"],
+    );
+    let full = pb::Consistency {
+        requirement: Some(pb::consistency::Requirement::FullyConsistent(true)),
+    };
+    admin.get_user(get(Some(full))).await.unwrap();
+}
