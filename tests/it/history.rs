@@ -320,9 +320,10 @@ async fn concurrent_history_replays_without_a_refused_write(backend: Backend) {
             (who, ok, refused)
         }));
     }
+    let mut tally = Vec::new();
     for w in workers {
         let (who, ok, refused) = w.await.unwrap();
-        eprintln!("{who}: {ok} committed, {refused} refused");
+        tally.push(format!("{who}={ok}/{refused}"));
     }
 
     let changes = app.app.changes_since("t", 1, 100_000).await.unwrap();
@@ -344,7 +345,9 @@ async fn concurrent_history_replays_without_a_refused_write(backend: Backend) {
         model.apply(change);
     }
     eprintln!(
-        "{} writes replayed in revision order, {checked} by actors, none refused by the model",
+        "FIGURES admin_history: rounds={} (committed/refused {}) replayed={} by_actors={checked} violations=0",
+        rounds * 3,
+        tally.join(" "),
         changes.len()
     );
     assert!(
