@@ -345,21 +345,7 @@ async fn walk(app: &TestApp, page_size: i32) -> (Vec<String>, usize) {
 }
 
 async fn all_revisions(app: &TestApp) -> Vec<String> {
-    let latest: u64 = app
-        .admin
-        .clone()
-        .get_tenant(pb::GetTenantRequest {
-            tenant_id: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap()
-        .revision
-        .parse()
-        .unwrap();
+    let latest = app.revision("t").await;
     // Revision 1 is the tenant's creation, which is not an audited mutation.
     (2..=latest).rev().map(|r| r.to_string()).collect()
 }

@@ -69,6 +69,24 @@ impl TestApp {
             .unwrap();
     }
 
+    /// The tenant's latest revision.
+    pub async fn revision(&self, tenant: &str) -> u64 {
+        self.admin
+            .clone()
+            .get_tenant(pb::GetTenantRequest {
+                tenant_id: tenant.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tenant
+            .unwrap()
+            .revision
+            .parse()
+            .unwrap()
+    }
+
     pub async fn add(&self, tenant: &str, group: &str, users: &[&str]) -> String {
         self.admin
             .clone()

@@ -208,28 +208,11 @@ async fn until_waiting(
     }
 }
 
-async fn revision(app: &TestApp) -> u64 {
-    app.admin
-        .clone()
-        .get_tenant(pb::GetTenantRequest {
-            tenant_id: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap()
-        .revision
-        .parse()
-        .unwrap()
-}
-
 /// Queues `first` (the operator's) then `second` (the actor's) behind the held lock, releases,
 /// and checks that `first` committed, `second` was refused naming `refusal`, and only one
 /// revision was written.
 async fn race(app: &TestApp, first: Call, second: Call, refusal: &[&str]) {
-    let before = revision(app).await;
+    let before = app.revision("t").await;
     let (held, memory) = hold(app).await;
     let mut a = tokio::spawn(first(app.admin.clone()));
     until_waiting(app, &held, 1, &mut [&mut a]).await;
@@ -242,7 +225,7 @@ async fn race(app: &TestApp, first: Call, second: Call, refusal: &[&str]) {
     a.await.unwrap().expect("the operator's write commits");
     assert_status(b.await.unwrap(), Code::PermissionDenied, refusal);
     assert_eq!(
-        revision(app).await,
+        app.revision("t").await,
         before + 1,
         "the refused write wrote nothing"
     );

@@ -131,21 +131,6 @@ async fn sees(app: &TestApp, user: &str, on: &str) -> bool {
     .allowed
 }
 
-async fn revision(app: &TestApp) -> String {
-    app.admin
-        .clone()
-        .get_tenant(pb::GetTenantRequest {
-            tenant_id: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap()
-        .revision
-}
-
 /// An actor limited to folder `spring` gives `view_reports` to nobody beyond `spring`: not
 /// unscoped, not scoped to another folder, not through a group it creates, fills, edits or
 /// duplicates, not by import.
@@ -317,7 +302,7 @@ async fn taking_access_away_needs_what_the_user_holds(backend: Backend) {
         actor_user_id: actor.into(),
         ..Default::default()
     };
-    let before = revision(&app).await;
+    let before = app.revision("t").await;
     let refused = ["take access away", "`owner`", "delete_customers"];
     assert_status(
         admin
@@ -368,7 +353,7 @@ async fn taking_access_away_needs_what_the_user_holds(backend: Backend) {
         Code::PermissionDenied,
         &refused,
     );
-    assert_eq!(revision(&app).await, before, "nothing was written");
+    assert_eq!(app.revision("t").await, before, "nothing was written");
     assert!(app.allowed("t", "owner", "delete_customers").await);
 
     // A user holding no more than the actor can be blocked and unblocked by it; an operator
