@@ -459,9 +459,9 @@ impl Authz {
     /// A permission key as the caller may name it: internal ones do not exist for actors.
     fn visible_permission(&self, caller: &Caller, field: &str, key: &str) -> Result<PermId> {
         match self.catalog.resolve(key) {
-            Some(p) if caller.is_actor() && self.catalog.permission(p).internal => {
-                Err(Self::unknown_permission(field, key))
-            }
+            Some(p) if caller.is_actor() && self.catalog.permission(p).internal => Err(
+                Error::Concealed(Box::new(Self::unknown_permission(field, key))),
+            ),
             _ => self.permission(field, key),
         }
     }
@@ -483,8 +483,11 @@ impl Authz {
         caller.is_actor() && self.catalog.group(key).is_some_and(|g| g.internal)
     }
 
+    /// An internal group, to an actor: "does not exist", counted as a refusal.
     fn no_group(key: &str) -> Error {
-        Error::Store(crate::store::StoreError::GroupNotFound(key.to_owned()))
+        Error::Concealed(Box::new(Error::Store(
+            crate::store::StoreError::GroupNotFound(key.to_owned()),
+        )))
     }
 
     /// A user as the caller may see it: actors see no internal groups or permissions.
@@ -567,7 +570,14 @@ impl Authz {
         validate::text("display_name", display_name)?;
         validate::text("email", email)?;
         let caller = Self::writer(tenant_id, call.actor)?;
-        let rule = Rule::new(AdminOp::EditUsers, Effect::Nothing);
+        // Who an existing user is (an email is how accounts are recovered) changes only by an
+        // actor that could give the user everything it holds.
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::Profile {
+                user: user_id.to_owned(),
+            },
+        );
         let done = self
             .store
             .upsert_user(
@@ -680,6 +690,16 @@ impl Authz {
         }
     }
 
+    /// A group as the caller may see it: actors see no internal permissions or scoped grants.
+    fn group_for(&self, caller: &Caller, mut view: GroupView) -> GroupView {
+        if caller.is_actor() {
+            let internal = self.catalog.internal_permissions();
+            view.def.permissions.difference_with(internal);
+            view.def.scoped.retain(|g| !internal.contains(g.permission));
+        }
+        view
+    }
+
     fn custom_view(info: GroupInfo) -> GroupView {
         GroupView {
             def: info.def,
@@ -774,7 +794,7 @@ impl Authz {
             .store
             .create_group(tenant_id, &caller.ctx(call.mode, rule), def)
             .await?
-            .map(Self::custom_view))
+            .map(|info| self.group_for(&caller, Self::custom_view(info))))
     }
 
     pub async fn get_group(&self, tenant_id: &str, actor: &str, key: &str) -> Result<GroupView> {
@@ -783,15 +803,14 @@ impl Authz {
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
-        match self.catalog.group(key) {
+        let view = match self.catalog.group(key) {
             Some(g) => {
                 let members = self.store.member_count(tenant_id, key).await?;
-                Ok(self.system_view(g, members))
+                self.system_view(g, members)
             }
-            None => Ok(Self::custom_view(
-                self.store.get_group(tenant_id, key).await?,
-            )),
-        }
+            None => Self::custom_view(self.store.get_group(tenant_id, key).await?),
+        };
+        Ok(self.group_for(&caller, view))
     }
 
     /// System and custom groups together, sorted by key.
@@ -825,7 +844,13 @@ impl Authz {
         let more = custom.more || merged.len() > req.size;
         merged.truncate(req.size);
         let next = validate::next_page_token(merged.last().map(|g| g.def.key.as_str()), more);
-        Ok((merged, next))
+        Ok((
+            merged
+                .into_iter()
+                .map(|g| self.group_for(&caller, g))
+                .collect(),
+            next,
+        ))
     }
 
     pub async fn update_group(
@@ -907,7 +932,7 @@ impl Authz {
                 expected_version,
             )
             .await?
-            .map(Self::custom_view))
+            .map(|info| self.group_for(&caller, Self::custom_view(info))))
     }
 
     pub async fn delete_group(
@@ -950,7 +975,11 @@ impl Authz {
         if self.hidden_from(&caller, &d.source_group_key) {
             return Err(Self::no_group(&d.source_group_key));
         }
-        let source = self.get_group(tenant_id, "", &d.source_group_key).await?;
+        // An actor copies what it can see of the source: never its internal permissions.
+        let source = self.group_for(
+            &caller,
+            self.get_group(tenant_id, "", &d.source_group_key).await?,
+        );
         let def = GroupDef {
             key: d.new_key.clone(),
             name: if d.new_name.is_empty() {
@@ -988,7 +1017,7 @@ impl Authz {
             .store
             .duplicate_group(tenant_id, &caller.ctx(call.mode, rule), def, members_of)
             .await?
-            .map(Self::custom_view))
+            .map(|info| self.group_for(&caller, Self::custom_view(info))))
     }
 
     pub async fn add_members(
@@ -1200,10 +1229,14 @@ impl Authz {
             HashMap::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut problems: Vec<String> = Vec::new();
+        let mut concealed = false;
         let mut valid: Vec<ImportRow> = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let mut errors: Vec<String> = Vec::new();
-            let note = |e: Error, errors: &mut Vec<String>| errors.push(e.to_string());
+            let mut note = |e: Error, errors: &mut Vec<String>| {
+                concealed |= matches!(e, Error::Concealed(_));
+                errors.push(e.to_string());
+            };
             if let Err(e) = validate::id("user_id", &row.user_id) {
                 note(e, &mut errors);
             } else if let Some(first) = seen.insert(&row.user_id, i + 1) {
@@ -1233,7 +1266,12 @@ impl Authz {
                     groups.insert(key.clone(), found);
                 }
                 if let Some(Err(msg)) = groups.get(key) {
-                    note(Error::Invalid(msg.clone()), &mut errors);
+                    let missing = Error::Invalid(msg.clone());
+                    if self.hidden_from(&caller, key) {
+                        note(Error::Concealed(Box::new(missing)), &mut errors);
+                    } else {
+                        note(missing, &mut errors);
+                    }
                 }
             }
             let direct = match self.visible_permissions(&caller, "permissions", &row.permissions) {
@@ -1272,7 +1310,14 @@ impl Authz {
             if more > 0 {
                 msg.push_str(&format!(" | and {more} more"));
             }
-            return Err(Error::Invalid(msg));
+            // Naming an internal group or permission reads as "does not exist", and counts as
+            // a refused attempt.
+            let refused = Error::Invalid(msg);
+            return Err(if concealed {
+                Error::Concealed(Box::new(refused))
+            } else {
+                refused
+            });
         }
         // Delegation and reach are decided per row by the store, inside the write.
         let rule = Rule::new(
@@ -1284,6 +1329,7 @@ impl Authz {
                         user_id: r.user_id.clone(),
                         groups: r.groups.clone(),
                         direct: r.direct.clone(),
+                        profile: !r.display_name.is_empty() || !r.email.is_empty(),
                     })
                     .collect(),
             },
@@ -1306,10 +1352,25 @@ impl Authz {
     ) -> Result<(Vec<Change>, String)> {
         let caller = self.caller(tenant_id, reader, AdminOp::ViewAudit).await?;
         if let Some(a) = &filter.actor {
-            validate::id("actor_user_id", a)?;
+            validate::id("filter_actor_user_id", a)?;
         }
         if let Some(t) = &filter.target {
-            validate::id("target", t)?;
+            validate::id("filter_target", t)?;
+            if !["group:", "user:", "users:"]
+                .iter()
+                .any(|p| t.starts_with(p))
+            {
+                return Err(Error::Invalid(format!(
+                    "filter_target {t:?} names no target: use group:<key> or user:<id>"
+                )));
+            }
+        }
+        if let (Some(since), Some(until)) = (filter.since, filter.until) {
+            if since > until {
+                return Err(Error::Invalid(
+                    "since is after until: no event can match; swap them".to_owned(),
+                ));
+            }
         }
         let size = validate::page_size(filter.page_size)?;
         let before_revision = match validate::page_token(&filter.page_token)? {

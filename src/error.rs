@@ -22,6 +22,10 @@ pub enum Error {
     Refused(authz_core::admin::Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An actor reached for something that does not exist for it (an internal group or
+    /// permission): answered exactly as the inner error, and counted as a refusal.
+    #[error(transparent)]
+    Concealed(Box<Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

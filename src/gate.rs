@@ -524,6 +524,26 @@ where
     };
     if !role.allows(service) {
         let msg = format!("{} may not call {service}", credential.describe(role));
+        // A credential reaching for a service its role lacks is an escalation attempt: logged
+        // and counted with the admin refusals.
+        let method = req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        tracing::warn!(method = %method, rule = "role", reason = %msg, "admin call refused");
+        if let Some(m) = &layer.metrics {
+            m.refusal(
+                if m.knows(req.uri().path()) {
+                    &method
+                } else {
+                    "unknown"
+                },
+                "role",
+            );
+        }
         return Box::pin(async move { Ok(refuse(Status::permission_denied(msg))) });
     }
     req.extensions_mut().insert(role);

@@ -245,6 +245,11 @@ impl Metrics {
         }
     }
 
+    /// Whether `path` names a method of the server's own services (labels stay bounded).
+    pub fn knows(&self, path: &str) -> bool {
+        self.ok.contains_key(path)
+    }
+
     /// Counts one refused admin call. `method` is one of AdminService's (a fixed set) and
     /// `rule` one of the rules' labels.
     pub fn refusal(&self, method: &str, rule: &str) {

@@ -38,6 +38,7 @@ impl AdminApi {
         let rule = match &e {
             Error::Refused(r) | Error::Store(StoreError::Denied(r)) => Some(r.rule()),
             Error::Denied(_) => Some("denied"),
+            Error::Concealed(_) => Some("staff_only"),
             _ => None,
         };
         if let Some(rule) = rule {

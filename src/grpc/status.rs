@@ -7,6 +7,7 @@ use tonic::{Code, Status};
 
 pub fn code(e: &Error) -> Code {
     match e {
+        Error::Concealed(inner) => code(inner),
         Error::Invalid(_) => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
         Error::AlreadyExists(_) => Code::AlreadyExists,

@@ -236,7 +236,13 @@ impl Tenant {
     /// What an admin rule decides on, as the tenant is now.
     fn facts(&self, catalog: &Catalog, actor: &str, rule: &Rule) -> Facts {
         let actor = self.subject(catalog, actor).unwrap_or_default();
-        let needs = rule.needs(&actor);
+        let groups =
+            |keys: &BTreeSet<String>| -> std::collections::HashMap<String, Arc<GroupGrants>> {
+                keys.iter()
+                    .filter_map(|k| self.groups.get(k).map(|g| (k.clone(), g.grants.clone())))
+                    .collect()
+            };
+        let needs = rule.needs(catalog, &actor, &groups(&rule.groups()));
         let mut ids = needs.users;
         for g in &needs.members_of {
             if let Some(m) = self.members.get(g) {
@@ -249,11 +255,7 @@ impl Tenant {
                 .into_iter()
                 .filter_map(|id| self.subject(catalog, &id).map(|s| (id, s)))
                 .collect(),
-            groups: needs
-                .groups
-                .iter()
-                .filter_map(|k| self.groups.get(k).map(|g| (k.clone(), g.grants.clone())))
-                .collect(),
+            groups: groups(&needs.groups),
         }
     }
 
@@ -679,6 +681,7 @@ impl Store for MemoryStore {
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<Committed<GroupInfo>> {
+        let catalog = self.catalog.clone();
         self.write_tenant(
             tenant_id,
             ctx,
@@ -705,10 +708,29 @@ impl Store for MemoryStore {
                 if let Some(description) = patch.description {
                     row.description = description;
                 }
-                if let Some(p) = patch.permissions {
+                // An actor cannot see internal permissions, so its edit keeps them as they are.
+                let internal = catalog.internal_permissions();
+                let keep = ctx.actor.is_some();
+                if let Some(mut p) = patch.permissions {
+                    if keep {
+                        for kept in grants.permissions.iter().filter(|p| internal.contains(*p)) {
+                            p.insert(kept);
+                        }
+                    }
                     grants.permissions = p;
                 }
-                if let Some(s) = patch.scoped {
+                if let Some(mut s) = patch.scoped {
+                    if keep {
+                        s.extend(
+                            grants
+                                .scoped
+                                .iter()
+                                .filter(|g| internal.contains(g.permission))
+                                .cloned(),
+                        );
+                        s.sort();
+                        s.dedup();
+                    }
                     grants.scoped = s;
                 }
                 row.grants = Arc::new(grants);
@@ -867,12 +889,13 @@ impl Store for MemoryStore {
             format!("user:{user_id}"),
             |_| Touched::users([user_id.to_owned()]),
             |t| {
-                if t.users.contains_key(user_id) {
-                    t.edit_user(user_id, |g| match grants {
-                        Grants::Unscoped(set) => g.direct.difference_with(set),
-                        Grants::Scoped(list) => g.scoped.retain(|s| !list.contains(s)),
-                    });
+                if !t.users.contains_key(user_id) {
+                    return Err(StoreError::UserNotFound(user_id.to_owned()));
                 }
+                t.edit_user(user_id, |g| match grants {
+                    Grants::Unscoped(set) => g.direct.difference_with(set),
+                    Grants::Scoped(list) => g.scoped.retain(|s| !list.contains(s)),
+                });
                 Ok(())
             },
         )

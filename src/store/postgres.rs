@@ -420,11 +420,12 @@ impl PostgresStore {
         actor: &str,
         rule: &Rule,
     ) -> Result<Facts> {
-        let (mut users, _) = self
-            .subjects_in(tx, tenant_id, &[actor.to_owned()], &[], &[])
+        let named: Vec<String> = rule.groups().into_iter().collect();
+        let (mut users, groups) = self
+            .subjects_in(tx, tenant_id, &[actor.to_owned()], &[], &named)
             .await?;
         let actor = users.remove(actor).unwrap_or_default();
-        let needs = rule.needs(&actor);
+        let needs = rule.needs(&self.catalog, &actor, &groups);
         let ids: Vec<String> = needs.users.into_iter().collect();
         let members_of: Vec<String> = needs.members_of.into_iter().collect();
         let groups: Vec<String> = needs.groups.into_iter().collect();
@@ -1573,7 +1574,7 @@ impl Store for PostgresStore {
             .await?;
         let row = tx
             .query_opt(
-                "SELECT version FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+                "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
                 &[&tenant_id, &key],
             )
             .await
@@ -1587,7 +1588,24 @@ impl Store for PostgresStore {
                 actual,
             });
         }
-        let permissions = patch.permissions.as_ref().map(|p| self.keys(p));
+        // A stored key the catalog does not know is never dropped by an edit, and an actor's
+        // edit keeps the internal permissions it cannot see.
+        let internal = self.catalog.internal_permissions();
+        let kept: Vec<String> = row
+            .get::<_, Vec<String>>(1)
+            .into_iter()
+            .filter(|k| match self.catalog.resolve(k) {
+                None => true,
+                Some(p) => ctx.actor.is_some() && internal.contains(p),
+            })
+            .collect();
+        let permissions = patch.permissions.as_ref().map(|p| {
+            let mut keys = self.keys(p);
+            keys.extend(kept.iter().cloned());
+            keys.sort();
+            keys.dedup();
+            keys
+        });
         tx.execute(
             "UPDATE groups SET name = coalesce($3, name), description = coalesce($4, description),
                     permissions = coalesce($5, permissions), version = version + 1
@@ -1603,9 +1621,15 @@ impl Store for PostgresStore {
         .await
         .map_err(pg)?;
         if let Some(scoped) = &patch.scoped {
+            let keep: Vec<String> = if ctx.actor.is_some() {
+                self.keys(internal)
+            } else {
+                Vec::new()
+            };
             tx.execute(
-                "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2",
-                &[&tenant_id, &key],
+                "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2
+                 AND permission <> ALL($3)",
+                &[&tenant_id, &key, &keep],
             )
             .await
             .map_err(pg)?;
@@ -1818,6 +1842,16 @@ impl Store for PostgresStore {
                 Touched::users([user_id.to_owned()]),
             )
             .await?;
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
+                &[&tenant_id, &user_id],
+            )
+            .await
+            .map_err(pg)?;
+        if found.is_none() {
+            return Err(StoreError::UserNotFound(user_id.to_owned()));
+        }
         match grants {
             Grants::Unscoped(set) => {
                 tx.execute(

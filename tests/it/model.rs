@@ -226,10 +226,11 @@ impl Model {
                 if self.group_perms(g).is_none() {
                     return Code::NotFound;
                 }
-                let m = self.users.entry(user(*u)).or_default();
                 if matches!(op, Op::Add { .. }) {
+                    let m = self.users.entry(user(*u)).or_default();
                     m.groups.insert(g.to_owned());
-                } else {
+                } else if let Some(m) = self.users.get_mut(&user(*u)) {
+                    // Removing is no way to create a user.
                     m.groups.remove(g);
                 }
             }
@@ -243,8 +244,12 @@ impl Model {
                 perms,
                 brand,
             } => {
-                let m = self.users.entry(user(*u)).or_default();
                 let grant = matches!(op, Op::Grant { .. });
+                // Revoking from a user the tenant does not have is a typo, not a no-op.
+                if !grant && !self.users.contains_key(&user(*u)) {
+                    return Code::NotFound;
+                }
+                let m = self.users.entry(user(*u)).or_default();
                 for p in names(perms) {
                     match brand {
                         Some(b) => {

@@ -491,10 +491,213 @@ contract!(
     a_restricted_actor_gives_only_within_its_reach,
     taking_access_away_needs_what_the_user_holds,
     previews_show_resource_access_and_hide_staff_permissions,
+    group_edits_and_profiles_follow_the_removal_rule,
+    careless_admin_requests_say_what_to_fix,
 );
+
+/// Editing a group takes from its members what the edit takes out: a lesser admin may not cut a
+/// stronger member down through the group, and an actor's edit keeps the internal permissions
+/// it cannot see. Changing who a user is (name, email) follows the removal rule too.
+async fn group_edits_and_profiles_follow_the_removal_rule(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    let mut admin = app.admin.clone();
+    let perms = |p: &[&str]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    admin
+        .create_group(pb::CreateGroupRequest {
+            tenant_id: "t".into(),
+            group: Some(pb::Group {
+                key: "admins".into(),
+                name: "Admins".into(),
+                permissions: perms(&[
+                    "edit_users",
+                    "view_users",
+                    "export_customers",
+                    "edit_permission_groups",
+                    "view_permission_groups",
+                    "view_system_tasks",
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    app.add("t", "admins", &["boss"]).await;
+    app.add("t", "owners", &["owner"]).await;
+    app.grant(
+        "t",
+        "lesser",
+        &[
+            "edit_users",
+            "view_users",
+            "edit_permission_groups",
+            "view_permission_groups",
+        ],
+        None,
+    )
+    .await;
+    let edit = |actor: &str, p: &[&str]| pb::UpdateGroupRequest {
+        tenant_id: "t".into(),
+        group_key: "admins".into(),
+        group: Some(pb::Group {
+            permissions: perms(p),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["permissions".into()],
+        }),
+        actor_user_id: actor.into(),
+        ..Default::default()
+    };
+    let before = app.revision("t").await;
+    assert_status(
+        admin.update_group(edit("lesser", &[])).await,
+        Code::PermissionDenied,
+        &["take access away", "`boss`", "export_customers"],
+    );
+    assert_eq!(app.revision("t").await, before);
+    assert!(app.allowed("t", "boss", "export_customers").await);
+
+    // The owner may take `export_customers` out; the staff permission it cannot see stays, and
+    // neither the refusal above nor any group read names it.
+    app.add("t", "maestra_staff", &["owner"]).await;
+    app.grant("t", "owner", &["view_users"], None).await;
+    let edited = admin
+        .update_group(edit(
+            "owner",
+            &[
+                "edit_users",
+                "view_users",
+                "edit_permission_groups",
+                "view_permission_groups",
+            ],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!app.allowed("t", "boss", "export_customers").await);
+    assert!(app.allowed("t", "boss", "view_system_tasks").await, "kept");
+    let seen = edited.group.unwrap().permissions;
+    assert!(!seen.contains(&"view_system_tasks".to_owned()), "{seen:?}");
+    let read = |actor: &str| pb::GetGroupRequest {
+        tenant_id: "t".into(),
+        group_key: "admins".into(),
+        actor_user_id: actor.into(),
+    };
+    let as_actor = admin.get_group(read("owner")).await.unwrap().into_inner();
+    assert!(
+        !as_actor
+            .group
+            .unwrap()
+            .permissions
+            .contains(&"view_system_tasks".to_owned())
+    );
+    let as_operator = admin.get_group(read("")).await.unwrap().into_inner();
+    assert!(
+        as_operator
+            .group
+            .unwrap()
+            .permissions
+            .contains(&"view_system_tasks".to_owned())
+    );
+
+    // Who a user is: a lesser admin may not rewrite an owner's email (by upsert or import),
+    // but may set up a new user.
+    let upsert = |user: &str| pb::UpsertUserRequest {
+        tenant_id: "t".into(),
+        user_id: user.into(),
+        email: "attacker@example.test".into(),
+        actor_user_id: "lesser".into(),
+        ..Default::default()
+    };
+    assert_status(
+        admin.upsert_user(upsert("owner")).await,
+        Code::PermissionDenied,
+        &["`owner`"],
+    );
+    assert_status(
+        admin
+            .import_users(pb::ImportUsersRequest {
+                tenant_id: "t".into(),
+                rows: vec![pb::ImportRow {
+                    user_id: "owner".into(),
+                    email: "attacker@example.test".into(),
+                    ..Default::default()
+                }],
+                actor_user_id: "lesser".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::PermissionDenied,
+        &["row 1 (`owner`)"],
+    );
+    admin.upsert_user(upsert("newcomer")).await.unwrap();
+    // A refusal names staff-only access once, never by name.
+    let refused = admin
+        .duplicate_group(pb::DuplicateGroupRequest {
+            tenant_id: "t".into(),
+            source_group_key: "admins".into(),
+            new_key: "copy".into(),
+            copy_permissions: true,
+            copy_members: true,
+            actor_user_id: "lesser".into(),
+            ..Default::default()
+        })
+        .await
+        .map(drop);
+    assert!(refused.is_ok(), "copying what the actor sees: {refused:?}");
+}
+
+/// Careless clients: revoking from a user that does not exist, an audit filter that names no
+/// target, a time window that is empty by construction.
+async fn careless_admin_requests_say_what_to_fix(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    let mut admin = app.admin.clone();
+    let before = app.revision("t").await;
+    assert_status(
+        admin
+            .revoke_permissions(pb::RevokePermissionsRequest {
+                tenant_id: "t".into(),
+                user_id: "ghost".into(),
+                permissions: vec!["view_reports".into()],
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        &["user `ghost` does not exist"],
+    );
+    assert_eq!(app.revision("t").await, before, "nothing written");
+    assert_status(
+        admin
+            .list_audit_events(pb::ListAuditEventsRequest {
+                tenant_id: "t".into(),
+                filter_target: "grp:x".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        &["group:<key> or user:<id>"],
+    );
+    let at = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    assert_status(
+        admin
+            .list_audit_events(pb::ListAuditEventsRequest {
+                tenant_id: "t".into(),
+                since: at(2_000_000_000),
+                until: at(1_000_000_000),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        &["since is after until"],
+    );
+}
 
 const ADMIN: &str = "admin-key-trust-0123456789";
 const OPERATOR: &str = "operator-key-trust-01234567";
+const CHECK: &str = "check-key-trust-0123456789";
 
 fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
@@ -508,8 +711,11 @@ fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
 /// entries. Every refusal is logged and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_keys_read_as_their_actor_and_refusals_are_counted() {
-    let keys =
-        authz::gate::Keys::load(&format!("admin:{ADMIN},operator:{OPERATOR}"), None).unwrap();
+    let keys = authz::gate::Keys::load(
+        &format!("admin:{ADMIN},operator:{OPERATOR},check:{CHECK}"),
+        None,
+    )
+    .unwrap();
     let metrics = Metrics::new().unwrap();
     let app = spawn_gated(ServerOptions {
         keys: Some(std::sync::Arc::new(keys)),
@@ -675,6 +881,42 @@ async fn admin_keys_read_as_their_actor_and_refusals_are_counted() {
         .unwrap();
     assert_eq!(by_operator.group_keys, vec!["maestra_staff".to_owned()]);
 
+    // A check key reaching for the admin service, and an actor reaching for the staff group:
+    // refused like any attempt, and counted.
+    assert_status(
+        admin.get_user(keyed(user(), CHECK)).await,
+        Code::PermissionDenied,
+        &["may not call authz.v1.AdminService"],
+    );
+    admin
+        .grant_permissions(keyed(
+            pb::GrantPermissionsRequest {
+                tenant_id: "t".into(),
+                user_id: "boss".into(),
+                permissions: vec!["edit_users".into()],
+                ..Default::default()
+            },
+            OPERATOR,
+        ))
+        .await
+        .unwrap();
+    assert_status(
+        admin
+            .add_group_members(keyed(
+                pb::AddGroupMembersRequest {
+                    tenant_id: "t".into(),
+                    group_key: "maestra_staff".into(),
+                    user_ids: vec!["boss".into()],
+                    actor_user_id: "boss".into(),
+                    ..Default::default()
+                },
+                ADMIN,
+            ))
+            .await,
+        Code::NotFound,
+        &["group `maestra_staff` does not exist"],
+    );
+
     // Every refusal above is on the dashboard, by method and rule.
     let text = metrics.render(None);
     let series = |method: &str, rule: &str| {
@@ -685,6 +927,8 @@ async fn admin_keys_read_as_their_actor_and_refusals_are_counted() {
         ("ListUsers", "key"),
         ("ListTenants", "key"),
         ("GetUser", "operation"),
+        ("GetUser", "role"),
+        ("AddGroupMembers", "staff_only"),
     ] {
         assert!(
             text.lines().any(|l| l == series(method, rule)),

@@ -245,8 +245,17 @@ fn keys(catalog: &Catalog, ids: impl IntoIterator<Item = PermId>) -> Vec<String>
     out
 }
 
-/// How a refusal mentions internal permissions and groups to an actor.
+/// How a refusal mentions internal permissions and groups to an actor: once, however many.
 const STAFF_ONLY: &str = "access that only an operator can change";
+
+/// A refusal's list without repeats (the staff-only phrase above all), in order.
+fn tidy(items: Vec<String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    items
+        .into_iter()
+        .filter(|i| seen.insert(i.clone()))
+        .collect()
+}
 
 fn grant_text(catalog: &Catalog, g: &ScopedGrant) -> String {
     if catalog.permission(g.permission).internal {
@@ -313,7 +322,7 @@ pub fn may_assign(
     } else {
         Err(Refusal::Group {
             group: group.key.clone(),
-            missing,
+            missing: tidy(missing),
         })
     }
 }
@@ -335,7 +344,9 @@ pub fn may_give(
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Refusal::Grant { missing })
+        Err(Refusal::Grant {
+            missing: tidy(missing),
+        })
     }
 }
 
@@ -396,11 +407,10 @@ fn beyond_reach(
             }
         }
         if !beyond.is_empty() {
-            beyond.dedup();
             return Err(Refusal::Reach {
                 resource_type: type_key.to_owned(),
                 own: own.ids.iter().cloned().collect(),
-                beyond,
+                beyond: tidy(beyond),
             });
         }
     }
@@ -447,10 +457,7 @@ pub fn may_take_from(
     };
     match may_give_to(catalog, actor, Some((user_id, &target)), &perms, &scoped) {
         Ok(()) => Ok(()),
-        Err(Refusal::Grant { mut missing }) => {
-            missing.dedup();
-            Err(refuse(missing))
-        }
+        Err(Refusal::Grant { missing }) => Err(refuse(missing)),
         Err(Refusal::Reach { beyond, .. }) => Err(refuse(beyond)),
         Err(other) => Err(other),
     }
@@ -462,14 +469,18 @@ pub struct ImportGrant {
     pub user_id: String,
     pub groups: Vec<String>,
     pub direct: PermSet,
+    /// The row sets a display name or email: a change to who the user is.
+    pub profile: bool,
 }
 
 /// What an admin write gives or takes away: what its rules depend on beyond the operation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Effect {
-    /// Nothing beyond the operation's requirement (a profile, an empty group's deletion).
+    /// Nothing beyond the operation's requirement (an empty group's deletion, a new user).
     #[default]
     Nothing,
+    /// A user's profile (name, email) set: who the user is, so as for taking access away.
+    Profile { user: String },
     /// Direct grants to one user.
     Give {
         user: String,
@@ -568,9 +579,29 @@ impl Rule {
         }
     }
 
-    /// What [`Rule::check`] needs read, given the actor as read inside the write.
-    pub fn needs(&self, actor: &Subject) -> Needs {
-        let mut needs = Needs::default();
+    /// The custom groups [`Rule::check`] reads, whatever the actor.
+    pub fn groups(&self) -> BTreeSet<String> {
+        match &self.effect {
+            Effect::Assign { group, .. } | Effect::EditGroup { group, .. } => {
+                [group.clone()].into()
+            }
+            Effect::Import { rows } => rows.iter().flat_map(|r| r.groups.clone()).collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// What [`Rule::check`] needs read, given the actor and the groups of [`Rule::groups`] as
+    /// read inside the write (a custom group missing there does not exist).
+    pub fn needs(
+        &self,
+        catalog: &Catalog,
+        actor: &Subject,
+        groups: &HashMap<String, Arc<GroupGrants>>,
+    ) -> Needs {
+        let mut needs = Needs {
+            groups: self.groups(),
+            ..Needs::default()
+        };
         let restricted = actor
             .user
             .as_ref()
@@ -579,33 +610,70 @@ impl Rule {
             Effect::Nothing => {}
             Effect::Give { user, .. }
             | Effect::Unblock { user }
-            | Effect::Restrict { user, .. } => {
+            | Effect::Restrict { user, .. }
+            | Effect::Profile { user } => {
                 needs.users.insert(user.clone());
             }
-            Effect::Assign { group, users } => {
-                needs.users.extend(users.iter().cloned());
-                needs.groups.insert(group.clone());
+            Effect::Assign { users, .. } | Effect::TakeFrom { users } => {
+                needs.users.extend(users.iter().cloned())
             }
-            Effect::TakeFrom { users } => needs.users.extend(users.iter().cloned()),
             Effect::NewGroup { members_of, .. } => {
                 if let Some(g) = members_of.as_ref().filter(|_| restricted) {
                     needs.members_of.insert(g.clone());
                 }
             }
             Effect::EditGroup { group, .. } => {
-                needs.groups.insert(group.clone());
-                if restricted {
+                // Members are read when the edit reaches them: a restricted actor adds access
+                // (reach), or something is taken out of the group (removal).
+                let current = groups.get(group).cloned().unwrap_or_default();
+                let (_, removes) = self.group_change(catalog, &current);
+                if restricted || removes {
                     needs.members_of.insert(group.clone());
                 }
             }
-            Effect::Import { rows } => {
-                for r in rows {
-                    needs.users.insert(r.user_id.clone());
-                    needs.groups.extend(r.groups.iter().cloned());
-                }
-            }
+            Effect::Import { rows } => needs.users.extend(rows.iter().map(|r| r.user_id.clone())),
         }
         needs
+    }
+
+    /// What an [`Effect::EditGroup`] adds to the group (permissions, scoped grants) and whether
+    /// it takes anything out of it. Internal permissions are outside an actor's edit (stores
+    /// keep them), so they never count as taken out.
+    fn group_change(
+        &self,
+        catalog: &Catalog,
+        current: &GroupGrants,
+    ) -> ((PermSet, Vec<ScopedGrant>), bool) {
+        let Effect::EditGroup {
+            permissions,
+            scoped,
+            ..
+        } = &self.effect
+        else {
+            return ((PermSet::new(), Vec::new()), false);
+        };
+        let mut added = permissions.clone().unwrap_or_default();
+        added.difference_with(&current.permissions);
+        let added_scoped: Vec<ScopedGrant> = scoped
+            .iter()
+            .flatten()
+            .filter(|g| !current.scoped.contains(g))
+            .cloned()
+            .collect();
+        let internal = catalog.internal_permissions();
+        let removes_perms = permissions.as_ref().is_some_and(|new| {
+            current
+                .permissions
+                .iter()
+                .any(|p| !new.contains(p) && !internal.contains(p))
+        });
+        let removes_scoped = scoped.as_ref().is_some_and(|new| {
+            current
+                .scoped
+                .iter()
+                .any(|g| !new.contains(g) && !internal.contains(g.permission))
+        });
+        ((added, added_scoped), removes_perms || removes_scoped)
     }
 
     /// Decides the write for `actor_id` on `facts`: the actor exists and is active, holds what
@@ -622,6 +690,7 @@ impl Rule {
         for op in &self.ops {
             authorize(catalog, &actor, *op)?;
         }
+        let take_from = |u: &str| may_take_from(catalog, &actor, u, &facts.user(u));
         match &self.effect {
             Effect::Nothing => Ok(()),
             Effect::Give {
@@ -651,17 +720,15 @@ impl Rule {
                 }
                 Ok(())
             }
-            Effect::TakeFrom { users } => users
-                .iter()
-                .try_for_each(|u| may_take_from(catalog, &actor, u, &facts.user(u))),
-            Effect::Unblock { user } => may_take_from(catalog, &actor, user, &facts.user(user)),
+            Effect::TakeFrom { users } => users.iter().try_for_each(|u| take_from(u)),
+            Effect::Unblock { user } | Effect::Profile { user } => take_from(user),
             Effect::Restrict {
                 user,
                 resource_type,
                 ids,
             } => {
                 may_restrict(catalog, &actor, *resource_type, ids.as_ref())?;
-                may_take_from(catalog, &actor, user, &facts.user(user))
+                take_from(user)
             }
             Effect::NewGroup {
                 permissions,
@@ -682,20 +749,9 @@ impl Rule {
                 }
                 Ok(())
             }
-            Effect::EditGroup {
-                group,
-                permissions,
-                scoped,
-            } => {
+            Effect::EditGroup { group, .. } => {
                 let current = facts.group(catalog, group).unwrap_or_default();
-                let mut added = permissions.clone().unwrap_or_default();
-                added.difference_with(&current.permissions);
-                let added_scoped: Vec<ScopedGrant> = scoped
-                    .iter()
-                    .flatten()
-                    .filter(|g| !current.scoped.contains(g))
-                    .cloned()
-                    .collect();
+                let ((added, added_scoped), removes) = self.group_change(catalog, &current);
                 may_give_to(catalog, &actor, None, &added, &added_scoped)?;
                 for (id, member) in facts.members(group) {
                     beyond_reach(
@@ -705,6 +761,10 @@ impl Rule {
                         &added,
                         &added_scoped,
                     )?;
+                    // Taking permissions out of a group takes them from every member.
+                    if removes {
+                        may_take_from(catalog, &actor, id, member)?;
+                    }
                 }
                 Ok(())
             }
@@ -713,6 +773,12 @@ impl Rule {
                 for (i, row) in rows.iter().enumerate() {
                     let recipient = facts.user(&row.user_id);
                     let mut why = Vec::new();
+                    // Setting who an existing user is (name, email) is as for taking away.
+                    if row.profile {
+                        if let Err(r) = take_from(&row.user_id) {
+                            why.push(r);
+                        }
+                    }
                     for key in &row.groups {
                         let Some(grants) = facts.group(catalog, key) else {
                             continue;
