@@ -9,6 +9,7 @@
 //! - [`server`]: serves the services, health and reflection on a bound listener.
 //! - [`telemetry`]: logs, OTLP traces, the span per RPC with the caller's W3C trace context.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
+//! - [`transport`]: the connection cap, handshake and idle deadlines beneath HTTP/2.
 //! - [`gate`]: tower middleware: bearer-key authentication, roles, admission limits, deadlines.
 //! - [`config`]: the command line and `AUTHZ_*` environment.
 //! - [`validate`], [`error`]: input checks and the application's error type.
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 pub mod validate;
 
 /// The default catalog (Maestra's model), compiled into the binary.

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::TcpConnectInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -36,6 +36,10 @@ pub struct ServerOptions {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Serve TLS (and require client certificates, with a client CA).
     pub tls: Option<TlsPem>,
+    /// Connection limits, deadlines and HTTP/2 keepalive.
+    pub connections: crate::transport::ConnectionOptions,
+    /// Watch stream limits.
+    pub watch: crate::grpc::watch::WatchOptions,
 }
 
 /// PEM-encoded TLS material.
@@ -56,12 +60,14 @@ impl Default for ServerOptions {
             max_message_bytes: 4 * 1024 * 1024,
             metrics: None,
             tls: None,
+            connections: crate::transport::ConnectionOptions::default(),
+            watch: crate::grpc::watch::WatchOptions::default(),
         }
     }
 }
 
 /// Serves both services, health and reflection on `listener` until `shutdown` completes, then
-/// lets in-flight requests finish.
+/// ends every Watch stream (UNAVAILABLE) and lets in-flight requests finish.
 pub async fn run(
     listener: TcpListener,
     app: Arc<Authz>,
@@ -86,8 +92,27 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    // Checks are small request/response pairs: don't let Nagle hold them back.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let connections = &options.connections;
+    // With TLS, tonic does the handshake above the connection, so the preface is not readable
+    // there; the handshake gets the same deadline instead.
+    let incoming = crate::transport::Incoming::new(
+        listener,
+        connections,
+        options.tls.is_none(),
+        options.metrics.clone(),
+    );
+    let watch = Arc::new(crate::grpc::watch::WatchHub::start(
+        app.clone(),
+        options.watch.clone(),
+        options.metrics.clone(),
+    ));
+    let closing = watch.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Watch streams never finish by themselves: end them now, so they neither hold the
+        // drain nor wait out the grace period.
+        closing.close();
+    };
     let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
     let gate = crate::gate::GateLayer::new(
         keys,
@@ -99,19 +124,24 @@ pub async fn run(
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &options.tls {
         let mut config = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key))
+            .timeout(connections.handshake_timeout);
         if let Some(ca) = &tls.client_ca {
             config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
         }
         builder = builder.tls_config(config)?;
     }
     builder
+        .http2_keepalive_interval(connections.keepalive_interval)
+        .http2_keepalive_timeout(Some(connections.keepalive_timeout))
+        .max_concurrent_streams(connections.max_streams_per_connection)
+        .layer(crate::transport::ActivityLayer::<TcpConnectInfo>::new())
         .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics))
+            AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics, watch))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
