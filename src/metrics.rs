@@ -13,7 +13,8 @@
 //! - `db_pool_connections`, `db_pool_available`, `db_pool_waiting`;
 //! - `connections_open`, `connections_refused_total`, `connections_closed_total{reason}`,
 //!   `accept_errors_total`: the transport's limits (see `transport`);
-//! - `watch_streams`, `watch_streams_refused_total{limit}`: open Watch streams and refusals.
+//! - `watch_streams`, `watch_streams_refused_total{limit}`, `watch_reads_total`: open Watch
+//!   streams, refusals, and the change-log reads they made.
 
 use crate::app::Authz;
 use crate::store::StoreStats;
@@ -51,6 +52,7 @@ struct TransportFamilies {
     watch_streams: IntGauge,
     watch_refused_server: IntCounter,
     watch_refused_tenant: IntCounter,
+    watch_reads: IntCounter,
 }
 
 /// Why the server closed a connection itself.
@@ -243,6 +245,10 @@ impl Metrics {
             watch_streams: plain_gauge("watch_streams", "Open Watch streams.")?,
             watch_refused_server: watch_refused.with_label_values(&["server"]),
             watch_refused_tenant: watch_refused.with_label_values(&["tenant"]),
+            watch_reads: plain_counter(
+                "watch_reads_total",
+                "Change-log reads made by Watch streams (none while their tenants are quiet).",
+            )?,
         };
         let ok = known_methods()
             .into_iter()
@@ -343,6 +349,10 @@ impl Metrics {
             WatchLimit::Server => self.transport.watch_refused_server.inc(),
             WatchLimit::Tenant => self.transport.watch_refused_tenant.inc(),
         }
+    }
+
+    pub fn watch_read(&self) {
+        self.transport.watch_reads.inc();
     }
 
     /// The Prometheus text exposition, with the store's numbers as of now.

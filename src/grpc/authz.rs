@@ -75,6 +75,7 @@ fn change_out(c: crate::store::Change) -> pb::WatchResponse {
 /// down. Between announcements it does no database work.
 async fn follow(
     app: Arc<Authz>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     mut subscription: Subscription,
     mut after: u64,
     tx: tokio::sync::mpsc::Sender<Result<pb::WatchResponse, Status>>,
@@ -84,6 +85,9 @@ async fn follow(
         // What was announced before this read; the read covers it.
         let announced = subscription.latest();
         loop {
+            if let Some(m) = &metrics {
+                m.watch_read();
+            }
             let changes = tokio::select! {
                 changes = app.changes_since(&tenant, after, WATCH_BATCH) => changes,
                 () = tx.closed() => return,
@@ -134,7 +138,13 @@ impl AuthzService for AuthzApi {
             .map_err(to_status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
         let closed = subscription.closed();
-        tokio::spawn(follow(self.app.clone(), subscription, after, tx));
+        tokio::spawn(follow(
+            self.app.clone(),
+            self.metrics.clone(),
+            subscription,
+            after,
+            tx,
+        ));
         Ok(Response::new(Box::pin(Closing::new(
             tokio_stream::wrappers::ReceiverStream::new(rx),
             closed,

@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod binary;
 mod check;
+mod daemon;
 mod delegation;
 mod deploy;
 mod faults;
@@ -23,6 +24,8 @@ mod soak;
 mod surface;
 mod tls;
 mod tracing;
+mod transport;
+mod watch;
 
 /// Whether the slow scenarios run (more cases, longer runs, injected faults): `.ci/run` sets
 /// `AUTHZ_SLOW_TESTS=1`.
