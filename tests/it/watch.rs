@@ -187,3 +187,35 @@ async fn sigterm_ends_watch_streams_at_once() {
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     assert!(!d.log().contains("grace period over"), "{}", d.log());
 }
+
+/// A replica that hears no announcement of another replica's commits (here: a server straight
+/// on the Postgres store, without a change listener) still delivers them, through the hub's
+/// periodic re-read of the watched tenants' revisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_catch_up_when_announcements_are_lost() {
+    use authz::store::postgres::{PgOptions, PostgresStore};
+    use std::sync::Arc;
+    let writer =
+        crate::helpers::spawn(crate::helpers::Backend::Postgres, crate::helpers::MAESTRA).await;
+    writer.tenant("t").await;
+    let url = writer.db_url.clone().unwrap();
+    let catalog = writer.catalog.clone();
+    let deaf = Arc::new(PostgresStore::new(catalog.clone(), &PgOptions::new(url)).unwrap());
+    let reader = crate::helpers::spawn_store(
+        catalog,
+        deaf,
+        authz::server::ServerOptions {
+            watch: authz::grpc::watch::WatchOptions {
+                resync_every: std::time::Duration::from_millis(200),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut stream = watch(&reader.channel, "t").await.unwrap();
+    let r = grant(&writer.channel, "t", "u").await;
+    assert_eq!(next(&mut stream).await.revision, r);
+    let r = grant(&writer.channel, "t", "v").await;
+    assert_eq!(next(&mut stream).await.revision, r);
+}
