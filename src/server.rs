@@ -111,7 +111,8 @@ pub async fn run(
         shutdown.await;
         // Watch streams never finish by themselves: end them now, so they neither hold the
         // drain nor wait out the grace period.
-        closing.close();
+        // Their statuses go out before the connections' GOAWAY.
+        closing.close_and_flush(Duration::from_secs(1)).await;
     };
     let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
     let gate = crate::gate::GateLayer::new(

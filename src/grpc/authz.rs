@@ -3,7 +3,7 @@
 use super::convert;
 use super::pb::{self, authz_service_server::AuthzService};
 use super::status::{code, to_status};
-use super::watch::{Closing, Subscription, WatchHub};
+use super::watch::{Subscription, WatchHub};
 use crate::app::{Authz, CheckInput, TargetInput};
 use authz_core::decide;
 use std::sync::Arc;
@@ -129,7 +129,8 @@ impl AuthzService for AuthzApi {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
-        // Limits first: a refused stream costs no database work.
+        // Limits before the database: a refused stream costs no database work.
+        crate::validate::id("tenant_id", &r.tenant_id).map_err(to_status)?;
         let subscription = self.watch.subscribe(&r.tenant_id)?;
         let after = self
             .app
@@ -137,7 +138,10 @@ impl AuthzService for AuthzApi {
             .await
             .map_err(to_status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
-        let closed = subscription.closed();
+        let stream = self.watch.respond(
+            &subscription,
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        );
         tokio::spawn(follow(
             self.app.clone(),
             self.metrics.clone(),
@@ -145,10 +149,7 @@ impl AuthzService for AuthzApi {
             after,
             tx,
         ));
-        Ok(Response::new(Box::pin(Closing::new(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-            closed,
-        ))))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn check(

@@ -54,6 +54,9 @@ impl Default for WatchOptions {
 pub const SHUTTING_DOWN: &str =
     "the server is shutting down; reconnect and resume the Watch from the last revision received";
 
+/// How long shutdown waits after the streams' final statuses are sent, before GOAWAY.
+const LINGER: Duration = Duration::from_millis(250);
+
 /// The fan-out point of every Watch stream of one server.
 pub struct WatchHub {
     shared: Arc<Shared>,
@@ -70,6 +73,8 @@ struct Shared {
     options: WatchOptions,
     state: Mutex<State>,
     closing: watch::Sender<bool>,
+    /// Response streams not yet dropped (by hyper, once their end is handed to HTTP/2).
+    bodies: Arc<watch::Sender<usize>>,
     metrics: Option<Arc<Metrics>>,
     refusals: Throttled,
 }
@@ -128,6 +133,7 @@ impl WatchHub {
             options,
             state: Mutex::new(State::default()),
             closing: watch::channel(false).0,
+            bodies: Arc::new(watch::channel(0).0),
             metrics,
             refusals: Throttled::new(Duration::from_secs(10)),
         });
@@ -194,6 +200,33 @@ impl WatchHub {
     /// Ends every open stream at once (UNAVAILABLE) and refuses new ones.
     pub fn close(&self) {
         self.shared.closing.send_replace(true);
+    }
+
+    /// Ends every open stream, then waits (at most `patience`) until each one's final status
+    /// has been handed to HTTP/2, and a moment more, so clients read the statuses before the
+    /// connections' GOAWAY: a client that sees the GOAWAY first may close the connection and
+    /// drop the statuses it had received but not yet read.
+    pub async fn close_and_flush(&self, patience: Duration) {
+        self.close();
+        let mut bodies = self.shared.bodies.subscribe();
+        if *bodies.borrow_and_update() == 0 {
+            return;
+        }
+        let flushed = async {
+            let _ = bodies.wait_for(|open| *open == 0).await;
+            tokio::time::sleep(LINGER).await;
+        };
+        let _ = tokio::time::timeout(patience, flushed).await;
+    }
+
+    /// A response stream of this hub: it ends with UNAVAILABLE when the hub closes.
+    pub fn respond<S>(&self, subscription: &Subscription, inner: S) -> Closing<S> {
+        self.shared.bodies.send_modify(|open| *open += 1);
+        Closing {
+            inner,
+            closed: Some(Box::pin(subscription.closed())),
+            bodies: self.shared.bodies.clone(),
+        }
     }
 }
 
@@ -307,14 +340,13 @@ impl Drop for Subscription {
 pub struct Closing<S> {
     inner: S,
     closed: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    bodies: Arc<watch::Sender<usize>>,
 }
 
-impl<S> Closing<S> {
-    pub fn new(inner: S, closed: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self {
-            inner,
-            closed: Some(Box::pin(closed)),
-        }
+impl<S> Drop for Closing<S> {
+    fn drop(&mut self) {
+        self.bodies
+            .send_modify(|open| *open = open.saturating_sub(1));
     }
 }
 
