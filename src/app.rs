@@ -145,6 +145,11 @@ impl Authz {
         Ok(self.store.changes_since(tenant_id, after, limit).await?)
     }
 
+    /// The latest revision of each of these tenants (those that exist).
+    pub async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
+        Ok(self.store.latest_revisions(tenant_ids).await?)
+    }
+
     /// Where a Watch starts: after the given revision token, or after the tenant's latest.
     pub async fn watch_start(&self, tenant_id: &str, after_revision: &str) -> Result<Revision> {
         validate::id("tenant_id", tenant_id)?;

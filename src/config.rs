@@ -116,6 +116,48 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A count of at least 1.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// A duration longer than zero.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than 0".to_owned());
+    }
+    Ok(d)
+}
+
+impl ServeArgs {
+    /// The connection settings; zero durations switch the idle timeout and pings off.
+    pub fn connections(&self) -> crate::transport::ConnectionOptions {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        crate::transport::ConnectionOptions {
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: nonzero(self.idle_timeout),
+            keepalive_interval: nonzero(self.http2_keepalive_interval),
+            keepalive_timeout: self.http2_keepalive_timeout,
+            max_streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+
+    /// The Watch stream limits.
+    pub fn watch(&self) -> crate::grpc::watch::WatchOptions {
+        crate::grpc::watch::WatchOptions {
+            max_streams: self.max_watch_streams,
+            max_streams_per_tenant: self.max_watch_streams_per_tenant,
+            ..crate::grpc::watch::WatchOptions::default()
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "authzd",
@@ -197,6 +239,33 @@ pub struct ServeArgs {
     /// Requests served at once; more are refused at once with RESOURCE_EXHAUSTED.
     #[arg(long, env = "AUTHZ_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
+    /// Connections open at once; more are closed on arrival, counted and warned about. Kept
+    /// under the process's open-file limit.
+    #[arg(long, env = "AUTHZ_MAX_CONNECTIONS", default_value_t = 4096, value_parser = positive)]
+    pub max_connections: usize,
+    /// A new connection must finish its TLS handshake and send the HTTP/2 preface within this,
+    /// or it is closed.
+    #[arg(long, env = "AUTHZ_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub handshake_timeout: Duration,
+    /// A connection with no open stream (RPC or Watch) for this long is closed; 0 keeps it.
+    #[arg(long, env = "AUTHZ_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// HTTP/2 PING a connection that sent nothing for this long; 0 sends none.
+    #[arg(long, env = "AUTHZ_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// A PING not answered within this closes the connection.
+    #[arg(long, env = "AUTHZ_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub http2_keepalive_timeout: Duration,
+    /// Concurrent streams a client may open on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "AUTHZ_MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
+    /// Watch streams open at once on this server; more are refused with RESOURCE_EXHAUSTED.
+    /// They are not counted in --max-concurrent-requests.
+    #[arg(long, env = "AUTHZ_MAX_WATCH_STREAMS", default_value_t = 1000, value_parser = positive)]
+    pub max_watch_streams: usize,
+    /// Watch streams one tenant may have open on this server.
+    #[arg(long, env = "AUTHZ_MAX_WATCH_STREAMS_PER_TENANT", default_value_t = 100, value_parser = positive)]
+    pub max_watch_streams_per_tenant: usize,
     /// Deadline of each request (DEADLINE_EXCEEDED past it).
     #[arg(long, env = "AUTHZ_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -314,6 +383,57 @@ mod tests {
                 .contains("not a setting name")
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn connection_and_watch_defaults_match_the_library() {
+        let cli = Cli::parse_from(["authzd"]);
+        let c = cli.serve.connections();
+        let d = crate::transport::ConnectionOptions::default();
+        assert_eq!(
+            (
+                c.max_connections,
+                c.handshake_timeout,
+                c.idle_timeout,
+                c.keepalive_interval,
+                c.keepalive_timeout,
+                c.max_streams_per_connection
+            ),
+            (
+                d.max_connections,
+                d.handshake_timeout,
+                d.idle_timeout,
+                d.keepalive_interval,
+                d.keepalive_timeout,
+                d.max_streams_per_connection
+            )
+        );
+        let w = cli.serve.watch();
+        let dw = crate::grpc::watch::WatchOptions::default();
+        assert_eq!(
+            (w.max_streams, w.max_streams_per_tenant),
+            (dw.max_streams, dw.max_streams_per_tenant)
+        );
+        let off = Cli::parse_from([
+            "authzd",
+            "--idle-timeout",
+            "0",
+            "--http2-keepalive-interval",
+            "0",
+        ]);
+        let c = off.serve.connections();
+        assert_eq!((c.idle_timeout, c.keepalive_interval), (None, None));
+        for bad in [
+            ["--max-connections", "0"],
+            ["--max-watch-streams", "0"],
+            ["--handshake-timeout", "0"],
+            ["--max-streams-per-connection", "0"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["authzd", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`server`]: serves the services, health and reflection on a bound listener.
 //! - [`telemetry`]: logs, OTLP traces, the span per RPC with the caller's W3C trace context.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
+//! - [`transport`]: the connection cap, handshake and idle deadlines beneath HTTP/2.
 //! - [`gate`]: tower middleware: authentication (bearer keys, client certificates), roles,
 //!   admission limits, deadlines.
 //! - [`tls`]: TLS material checked before serving, the server's own handshakes, client
@@ -28,6 +29,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 pub mod validate;
 
 /// The default catalog (Maestra's model), compiled into the binary.

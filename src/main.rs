@@ -165,6 +165,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 }
             });
         }
+        let mut connections = args.connections();
+        connections.max_connections =
+            fit_open_file_limit(connections.max_connections, args.db_pool_size + FD_RESERVE);
         let options = ServerOptions {
             keys: Some(keys),
             max_concurrent: args.max_concurrent_requests,
@@ -173,6 +176,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             metrics: Some(metrics),
             tls,
             client_roles,
+            connections,
+            watch: args.watch(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut draining = stop_rx.clone();
@@ -196,6 +201,61 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         telemetry.shutdown();
         Ok(())
     })
+}
+
+/// File descriptors kept aside from client connections (besides the database pool): the
+/// listeners, the change listener's connection, the metrics endpoint, files read at run time.
+const FD_RESERVE: usize = 64;
+
+/// Raises the open-file soft limit (up to the hard limit) to what `max_connections` plus
+/// `reserve` need, and returns the connection cap that fits under the limit in force: past the
+/// limit accepts would fail and new clients time out, where the cap refuses them at once and
+/// says so.
+#[cfg(unix)]
+fn fit_open_file_limit(max_connections: usize, reserve: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let wanted = u64::try_from(max_connections.saturating_add(reserve)).unwrap_or(u64::MAX);
+    let limit = getrlimit(Resource::Nofile);
+    let Some(soft) = limit.current else {
+        return max_connections;
+    };
+    if soft >= wanted {
+        return max_connections;
+    }
+    let target = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+    let raised = Rlimit {
+        current: Some(target),
+        maximum: limit.maximum,
+    };
+    let soft = if target > soft && setrlimit(Resource::Nofile, raised).is_ok() {
+        tracing::info!(
+            from = soft,
+            to = target,
+            "raised the open-file limit for --max-connections"
+        );
+        target
+    } else {
+        soft
+    };
+    if soft >= wanted {
+        return max_connections;
+    }
+    let fits = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(reserve)
+        .max(1);
+    tracing::warn!(
+        open_file_limit = soft,
+        max_connections,
+        serving = fits,
+        "the open-file limit is too low for --max-connections; serving at most {fits} connections: raise the limit (ulimit -n, systemd LimitNOFILE, the container runtime's nofile)"
+    );
+    fits
+}
+
+#[cfg(not(unix))]
+fn fit_open_file_limit(max_connections: usize, _reserve: usize) -> usize {
+    max_connections
 }
 
 /// A file re-read on SIGHUP and when it changes; a bad file keeps what is in force.
@@ -375,5 +435,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown signal received; draining in-flight requests");
+    tracing::info!(
+        "shutdown signal received; ending Watch streams and draining in-flight requests"
+    );
 }

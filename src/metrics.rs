@@ -13,6 +13,10 @@
 //! - `db_pool_connections`, `db_pool_available`, `db_pool_waiting`;
 //! - `tls_certificate_expiry_seconds`: the server certificate's end of validity (only when
 //!   serving TLS).
+//! - `connections_open`, `connections_refused_total`, `connections_closed_total{reason}`,
+//!   `accept_errors_total`: the transport's limits (see `transport`);
+//! - `watch_streams`, `watch_streams_refused_total{limit}`, `watch_reads_total`: open Watch
+//!   streams, refusals, and the change-log reads they made.
 
 use crate::app::Authz;
 use crate::store::StoreStats;
@@ -36,10 +40,40 @@ pub struct Metrics {
     invalidation_lag: Histogram,
     refusals: IntCounterVec,
     store: StoreFamilies,
+    transport: TransportFamilies,
     /// Serialises scrapes: store counters are copied in, then gathered.
     scrape: Mutex<()>,
     /// Registered when the server serves TLS, so plaintext servers show no such series.
     tls_expiry: OnceLock<Option<IntGauge>>,
+}
+
+/// Connection and stream limits.
+struct TransportFamilies {
+    connections_open: IntGauge,
+    connections_refused: IntCounter,
+    closed_handshake: IntCounter,
+    closed_idle: IntCounter,
+    accept_errors: IntCounter,
+    watch_streams: IntGauge,
+    watch_refused_server: IntCounter,
+    watch_refused_tenant: IntCounter,
+    watch_reads: IntCounter,
+}
+
+/// Why the server closed a connection itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The TLS handshake or the HTTP/2 preface did not finish in time.
+    HandshakeTimeout,
+    /// No stream was open for the idle timeout.
+    Idle,
+}
+
+/// Which Watch limit refused a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchLimit {
+    Server,
+    Tenant,
 }
 
 /// Reads one number out of the store's stats.
@@ -183,6 +217,52 @@ impl Metrics {
                 )?,
             ],
         };
+        let closed = IntCounterVec::new(
+            Opts::new(
+                "connections_closed_total",
+                "Connections the server closed itself, by reason (handshake_timeout, idle).",
+            ),
+            &["reason"],
+        )?;
+        let watch_refused = IntCounterVec::new(
+            Opts::new(
+                "watch_streams_refused_total",
+                "Watch streams refused with RESOURCE_EXHAUSTED, by the limit reached (server, tenant).",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(closed.clone()))?;
+        registry.register(Box::new(watch_refused.clone()))?;
+        let plain_counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let plain_gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let transport = TransportFamilies {
+            connections_open: plain_gauge("connections_open", "Open gRPC connections.")?,
+            connections_refused: plain_counter(
+                "connections_refused_total",
+                "Connections closed on arrival because --max-connections were open.",
+            )?,
+            closed_handshake: closed.with_label_values(&["handshake_timeout"]),
+            closed_idle: closed.with_label_values(&["idle"]),
+            accept_errors: plain_counter(
+                "accept_errors_total",
+                "Failed accepts (out of file descriptors and the like).",
+            )?,
+            watch_streams: plain_gauge("watch_streams", "Open Watch streams.")?,
+            watch_refused_server: watch_refused.with_label_values(&["server"]),
+            watch_refused_tenant: watch_refused.with_label_values(&["tenant"]),
+            watch_reads: plain_counter(
+                "watch_reads_total",
+                "Change-log reads made by Watch streams (none while their tenants are quiet).",
+            )?,
+        };
         let ok = known_methods()
             .into_iter()
             .map(|m| {
@@ -205,6 +285,7 @@ impl Metrics {
             invalidation_lag,
             refusals,
             store,
+            transport,
             scrape: Mutex::new(()),
             tls_expiry: OnceLock::new(),
         }))
@@ -274,6 +355,46 @@ impl Metrics {
 
     pub fn invalidation_lag(&self, lag: Duration) {
         self.invalidation_lag.observe(lag.as_secs_f64());
+    }
+
+    pub fn connection_opened(&self) {
+        self.transport.connections_open.inc();
+    }
+
+    pub fn connection_ended(&self) {
+        self.transport.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.transport.connections_refused.inc();
+    }
+
+    pub fn connection_closed(&self, reason: CloseReason) {
+        match reason {
+            CloseReason::HandshakeTimeout => self.transport.closed_handshake.inc(),
+            CloseReason::Idle => self.transport.closed_idle.inc(),
+        }
+    }
+
+    pub fn accept_error(&self) {
+        self.transport.accept_errors.inc();
+    }
+
+    pub fn watch_streams(&self, open: usize) {
+        self.transport
+            .watch_streams
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    pub fn watch_refused(&self, limit: WatchLimit) {
+        match limit {
+            WatchLimit::Server => self.transport.watch_refused_server.inc(),
+            WatchLimit::Tenant => self.transport.watch_refused_tenant.inc(),
+        }
+    }
+
+    pub fn watch_read(&self) {
+        self.transport.watch_reads.inc();
     }
 
     /// The Prometheus text exposition, with the store's numbers as of now.

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::TcpConnectInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -38,6 +38,10 @@ pub struct ServerOptions {
     pub tls: Option<crate::tls::ServerTls>,
     /// Roles of verified client certificates, by the names they carry (mutual TLS).
     pub client_roles: Option<Arc<crate::gate::ClientRoles>>,
+    /// Connection limits, deadlines and HTTP/2 keepalive.
+    pub connections: crate::transport::ConnectionOptions,
+    /// Watch stream limits.
+    pub watch: crate::grpc::watch::WatchOptions,
 }
 
 impl Default for ServerOptions {
@@ -50,12 +54,14 @@ impl Default for ServerOptions {
             metrics: None,
             tls: None,
             client_roles: None,
+            connections: crate::transport::ConnectionOptions::default(),
+            watch: crate::grpc::watch::WatchOptions::default(),
         }
     }
 }
 
 /// Serves both services, health and reflection on `listener` until `shutdown` completes, then
-/// lets in-flight requests finish.
+/// ends every Watch stream (UNAVAILABLE) and lets in-flight requests finish.
 pub async fn run(
     listener: TcpListener,
     app: Arc<Authz>,
@@ -80,6 +86,20 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let connections = options.connections.clone();
+    let watch = Arc::new(crate::grpc::watch::WatchHub::start(
+        app.clone(),
+        options.watch.clone(),
+        options.metrics.clone(),
+    ));
+    let closing = watch.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Watch streams never finish by themselves: end them now, so they neither hold the
+        // drain nor wait out the grace period. Their statuses go out before the connections'
+        // GOAWAY.
+        closing.close_and_flush(Duration::from_secs(1)).await;
+    };
     let keys = options.keys.filter(|k| !k.is_empty() || k.file().is_some());
     let gate = crate::gate::GateLayer::new(
         keys,
@@ -89,38 +109,45 @@ pub async fn run(
         options.metrics.clone(),
     );
     let max = options.max_message_bytes;
-    let router = tonic::transport::Server::builder()
-        .layer(gate)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            AdminServiceServer::new(
-                AdminApi::new(app, options.metrics.clone()).with_max_message_bytes(max),
-            )
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
-        );
+    let authz = AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics.clone(), watch))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let admin = AdminServiceServer::new(
+        AdminApi::new(app, options.metrics.clone()).with_max_message_bytes(max),
+    )
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(connections.keepalive_interval)
+        .http2_keepalive_timeout(Some(connections.keepalive_timeout))
+        .max_concurrent_streams(connections.max_streams_per_connection);
+    // The activity layer reads the connection's own info, so its type follows the transport.
+    macro_rules! serve {
+        ($info:ty, $incoming:expr) => {
+            builder
+                .layer(crate::transport::ActivityLayer::<$info>::new())
+                .layer(gate)
+                .add_service(health_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .add_service(authz)
+                .add_service(admin)
+                .serve_with_incoming_shutdown($incoming, shutdown)
+                .await?
+        };
+    }
+    let admission = crate::transport::Admission::new(&connections, options.metrics.clone());
     match &options.tls {
-        // The server does its own handshakes (see `tls`): its material was checked when it
-        // was loaded, so nothing here can fail on it.
-        Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
-                .await?
-        }
-        None => {
-            // Checks are small request/response pairs: don't let Nagle hold them back.
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?
-        }
+        // The server does its own handshakes (see `tls`) on connections admitted under the cap;
+        // the material was checked when it was loaded, so nothing here can fail on it.
+        Some(tls) => serve!(
+            crate::tls::PeerInfo,
+            crate::tls::incoming(listener, tls, admission, &connections)
+        ),
+        None => serve!(
+            TcpConnectInfo,
+            crate::transport::Incoming::new(listener, admission, &connections)
+        ),
     }
     Ok(())
 }

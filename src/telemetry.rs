@@ -126,3 +126,54 @@ pub fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
 pub fn tenant(tenant_id: &str) {
     tracing::Span::current().record("tenant", tenant_id);
 }
+
+/// Lets a warning that can repeat many times a second through at most once per interval, and
+/// counts the occurrences it held back, so a flood of refusals is one log line every few
+/// seconds rather than one per refusal.
+pub struct Throttled {
+    every: std::time::Duration,
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Throttled {
+    pub const fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Records one occurrence. `Some(n)` means: log it now, with `n` occurrences (this one
+    /// included) since the last line.
+    pub fn occurred(&self) -> Option<u64> {
+        let Ok(mut state) = self.state.lock() else {
+            return Some(1);
+        };
+        let (last, held) = &mut *state;
+        *held += 1;
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < self.every) {
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttled;
+    use std::time::Duration;
+
+    #[test]
+    fn throttled_lets_one_line_through_per_interval() {
+        let t = Throttled::new(Duration::from_secs(3600));
+        assert_eq!(t.occurred(), Some(1));
+        for _ in 0..100 {
+            assert_eq!(t.occurred(), None);
+        }
+        let t = Throttled::new(Duration::ZERO);
+        assert_eq!(t.occurred(), Some(1));
+        assert_eq!(t.occurred(), Some(1));
+    }
+}

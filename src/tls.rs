@@ -19,9 +19,6 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Longest a client may take to finish its handshake; past it the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A server certificate expiring within this long is warned about at start.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 
@@ -347,8 +344,12 @@ impl AsyncWrite for TlsConnection {
 pub fn incoming(
     listener: TcpListener,
     tls: &ServerTls,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<TlsConnection>> {
+    admission: crate::transport::Admission,
+    options: &crate::transport::ConnectionOptions,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<crate::transport::Conn<TlsConnection>>> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    let options = options.clone();
+    let handshake_timeout = options.handshake_timeout;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -360,17 +361,22 @@ pub fn incoming(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
+                    admission.failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            };
+            // The connection cap counts from the TCP accept, before the handshake's work.
+            let Some(slot) = admission.admit() else {
+                continue;
             };
             // Checks are small request/response pairs: don't let Nagle hold them back.
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let options = options.clone();
             tokio::spawn(async move {
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
                     .await
                 {
                     Ok(Ok(stream)) => stream,
@@ -381,7 +387,7 @@ pub fn incoming(
                     Err(_) => {
                         tracing::debug!(
                             peer = %remote_addr,
-                            timeout = ?HANDSHAKE_TIMEOUT,
+                            timeout = ?handshake_timeout,
                             "TLS handshake refused: not finished in time"
                         );
                         return;
@@ -407,7 +413,9 @@ pub fn incoming(
                         client,
                     },
                 };
-                let _ = tx.send(Ok(connection)).await;
+                // The HTTP/2 preface, in the clear now, gets its own deadline from here.
+                let conn = crate::transport::Conn::new(connection, slot, &options);
+                let _ = tx.send(Ok(conn)).await;
             });
         }
     });

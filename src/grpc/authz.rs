@@ -3,6 +3,7 @@
 use super::convert;
 use super::pb::{self, authz_service_server::AuthzService};
 use super::status::{code, to_status};
+use super::watch::{Subscription, WatchHub};
 use crate::app::{Authz, CheckInput, TargetInput};
 use authz_core::decide;
 use std::sync::Arc;
@@ -11,11 +12,20 @@ use tonic::{Request, Response, Status};
 pub struct AuthzApi {
     app: Arc<Authz>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    watch: Arc<WatchHub>,
 }
 
 impl AuthzApi {
-    pub fn new(app: Arc<Authz>, metrics: Option<Arc<crate::metrics::Metrics>>) -> Self {
-        Self { app, metrics }
+    pub fn new(
+        app: Arc<Authz>,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+        watch: Arc<WatchHub>,
+    ) -> Self {
+        Self {
+            app,
+            metrics,
+            watch,
+        }
     }
 
     fn decided(&self, allowed: bool) {
@@ -45,8 +55,6 @@ fn item_target(t: Option<pb::batch_check_item::Target>) -> Option<TargetInput> {
 
 /// Changes read from the log per query.
 const WATCH_BATCH: usize = 100;
-/// A Watch re-reads the log at least this often, even when no commit signal arrives.
-const WATCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 type WatchStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
@@ -72,49 +80,50 @@ fn change_out(c: crate::store::Change) -> pb::WatchResponse {
     }
 }
 
-/// Feeds one Watch: replays the log after `after`, then follows new commits until the client
-/// goes away.
+/// Feeds one Watch: replays the log after `after`, then reads it again each time the hub
+/// announces a revision past what was sent, until the client goes away or the server shuts
+/// down. Between announcements it does no database work.
 async fn follow(
     app: Arc<Authz>,
-    tenant: String,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    mut subscription: Subscription,
     mut after: u64,
     tx: tokio::sync::mpsc::Sender<Result<pb::WatchResponse, Status>>,
 ) {
-    let mut signal = app.commits();
+    let tenant = subscription.tenant().to_owned();
     loop {
-        let changes = match app.changes_since(&tenant, after, WATCH_BATCH).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = tx.send(Err(to_status(e))).await;
-                return;
+        // What was announced before this read; the read covers it.
+        let announced = subscription.latest();
+        loop {
+            if let Some(m) = &metrics {
+                m.watch_read();
             }
-        };
-        let full = changes.len() == WATCH_BATCH;
-        for c in changes {
-            after = c.revision;
-            if tx.send(Ok(change_out(c))).await.is_err() {
-                return;
-            }
-        }
-        if full {
-            continue;
-        }
-        let wait = async {
-            loop {
-                match signal.recv().await {
-                    Ok((t, r)) if t == tenant && r > after => return,
-                    Ok(_) => {}
-                    // Missed signals: re-read the log.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        std::future::pending::<()>().await
-                    }
+            let changes = tokio::select! {
+                changes = app.changes_since(&tenant, after, WATCH_BATCH) => changes,
+                () = tx.closed() => return,
+            };
+            let changes = match changes {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(to_status(e))).await;
+                    return;
+                }
+            };
+            let full = changes.len() == WATCH_BATCH;
+            for c in changes {
+                after = c.revision;
+                if tx.send(Ok(change_out(c))).await.is_err() {
+                    return;
                 }
             }
-        };
+            if !full {
+                break;
+            }
+        }
+        // Wait for a revision past both what was sent and what was announced (an announced
+        // revision the read did not find would otherwise be read again and again).
         tokio::select! {
-            () = wait => {}
-            () = tokio::time::sleep(WATCH_POLL) => {}
+            more = subscription.wait_past(after.max(announced)) => if !more { return },
             () = tx.closed() => return,
         }
     }
@@ -130,16 +139,27 @@ impl AuthzService for AuthzApi {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        // Limits before the database: a refused stream costs no database work.
+        crate::validate::id("tenant_id", &r.tenant_id).map_err(to_status)?;
+        let subscription = self.watch.subscribe(&r.tenant_id)?;
         let after = self
             .app
             .watch_start(&r.tenant_id, &r.after_revision)
             .await
             .map_err(to_status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
-        tokio::spawn(follow(self.app.clone(), r.tenant_id, after, tx));
-        Ok(Response::new(Box::pin(
+        let stream = self.watch.respond(
+            &subscription,
             tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        );
+        tokio::spawn(follow(
+            self.app.clone(),
+            self.metrics.clone(),
+            subscription,
+            after,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn check(

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod authz;
 pub mod convert;
 mod status;
+pub mod watch;
 
 /// Generated from `proto/authz/v1/*.proto` by `build.rs`.
 #[allow(

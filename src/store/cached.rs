@@ -22,9 +22,9 @@ use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
 use super::{
-    AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
-    GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo,
-    Touched, UserInfo, WriteCtx,
+    AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
+    GroupPatch, GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError,
+    TenantInfo, Touched, UserInfo, WriteCtx,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
@@ -225,7 +225,7 @@ struct Shared {
     user_gens: Generations,
     group_gens: Generations,
     stats: CacheStats,
-    commits: tokio::sync::broadcast::Sender<(String, Revision)>,
+    commits: tokio::sync::broadcast::Sender<CommitEvent>,
     lag_observer: Option<LagObserver>,
 }
 
@@ -267,7 +267,9 @@ impl ListenerSink for Shared {
             self.groups.invalidate_all();
             self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
-        let _ = self.commits.send((notice.t, notice.r));
+        let _ = self
+            .commits
+            .send(CommitEvent::Committed(notice.t, notice.r));
         if let (Some(observe), true) = (&self.lag_observer, committed_ms > 0) {
             let lag = super::notify::now_ms().saturating_sub(committed_ms);
             (observe.0)(Duration::from_millis(lag));
@@ -280,6 +282,8 @@ impl ListenerSink for Shared {
         self.users.invalidate_all();
         self.groups.invalidate_all();
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        // Notifications may have been missed, and with them commit announcements.
+        let _ = self.commits.send(CommitEvent::Resync);
     }
 }
 
@@ -398,7 +402,10 @@ impl CachedStore {
             return;
         }
         self.shared.invalidate(tenant_id, &touched);
-        let _ = self.shared.commits.send((tenant_id.to_owned(), revision));
+        let _ = self
+            .shared
+            .commits
+            .send(CommitEvent::Committed(tenant_id.to_owned(), revision));
     }
 
     /// Pages of the bulk reads behind [`Self::warm`], and how often a page that raced an
@@ -990,6 +997,10 @@ impl Store for CachedStore {
         limit: usize,
     ) -> Result<Vec<Change>> {
         self.inner.changes_since(tenant_id, after, limit).await
+    }
+
+    async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
+        self.inner.latest_revisions(tenant_ids).await
     }
 
     async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>> {

@@ -5,9 +5,9 @@
 use super::ImportRow;
 use super::{Access, Committed, PREVIEW_LIMIT};
 use super::{
-    AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
-    GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo, Touched,
-    UserInfo, WriteCtx,
+    AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
+    GroupPatch, GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo,
+    Touched, UserInfo, WriteCtx,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
@@ -26,7 +26,7 @@ pub const CHANGE_LOG_LEN: usize = 10_000;
 pub struct MemoryStore {
     catalog: Arc<Catalog>,
     tenants: RwLock<BTreeMap<String, Arc<RwLock<Tenant>>>>,
-    commits: tokio::sync::broadcast::Sender<(String, Revision)>,
+    commits: tokio::sync::broadcast::Sender<CommitEvent>,
     door: WriteDoor,
 }
 
@@ -207,9 +207,10 @@ impl MemoryStore {
             }
         };
         // Nobody listening is fine.
-        let _ = self
-            .commits
-            .send((tenant_id.to_owned(), committed.revision));
+        let _ = self.commits.send(CommitEvent::Committed(
+            tenant_id.to_owned(),
+            committed.revision,
+        ));
         Ok(committed)
     }
 }

@@ -569,8 +569,18 @@ pub fn snapshot_json(
     serde_json::Value::Object(out)
 }
 
-/// A signal that a tenant has committed up to a revision; receivers re-read the change log.
-pub type CommitSignal = tokio::sync::broadcast::Receiver<(String, Revision)>;
+/// What [`Store::commits`] announces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitEvent {
+    /// The tenant has committed up to this revision.
+    Committed(String, Revision),
+    /// Announcements may have been missed (the change listener has just subscribed again): every
+    /// tenant may have moved.
+    Resync,
+}
+
+/// Commit announcements; a receiver that lags must treat it as [`CommitEvent::Resync`].
+pub type CommitSignal = tokio::sync::broadcast::Receiver<CommitEvent>;
 
 /// A reference to a group that a membership names: system groups exist in every tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -723,8 +733,22 @@ pub trait Store: Send + Sync + 'static {
     /// Audit events, newest first.
     async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>>;
 
-    /// Fires after commits this process learns of. Best effort: `Watch` also polls.
+    /// Announces the commits this process learns of: its own, and (for a cached store) every
+    /// replica's through the change listener.
     fn commits(&self) -> CommitSignal;
+
+    /// The latest revision of each of these tenants that exists, in no particular order.
+    async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
+        let mut out = Vec::with_capacity(tenant_ids.len());
+        for t in tenant_ids {
+            match self.get_tenant(t).await {
+                Ok(info) => out.push((info.tenant_id, info.revision)),
+                Err(StoreError::TenantNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
 
     /// Operational numbers for metrics; `None` for a store without cache or pool.
     fn stats(&self) -> Option<StoreStats> {

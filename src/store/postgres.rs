@@ -10,9 +10,9 @@ use super::ImportRow;
 use super::notify::{CHANNEL, Notice};
 use super::{Access, Committed, PREVIEW_LIMIT};
 use super::{
-    AuditQuery, Change, CommitSignal, Consistency, Grants, GroupDef, GroupInfo, GroupPatch,
-    GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError, TenantInfo,
-    Touched, UserInfo, WriteCtx,
+    AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
+    GroupPatch, GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError,
+    TenantInfo, Touched, UserInfo, WriteCtx,
 };
 use async_trait::async_trait;
 use authz_core::admin::{Facts, Rule};
@@ -73,7 +73,7 @@ pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
     catalog: Arc<Catalog>,
-    commits: tokio::sync::broadcast::Sender<(String, Revision)>,
+    commits: tokio::sync::broadcast::Sender<CommitEvent>,
 }
 
 /// What to do about a database without this build's schema, in every message that finds one.
@@ -1989,6 +1989,19 @@ impl Store for PostgresStore {
 
     fn commits(&self) -> CommitSignal {
         self.commits.subscribe()
+    }
+
+    async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
+        let rows = self
+            .read(move |c| async move {
+                c.query(
+                    "SELECT tenant_id, revision FROM tenants WHERE tenant_id = ANY($1)",
+                    &[&tenant_ids],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), rev(r.get(1)))).collect())
     }
 
     fn readiness(&self) -> Readiness {

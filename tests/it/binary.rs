@@ -149,6 +149,33 @@ fn catalog_check_names_the_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read catalog"));
 }
 
+/// Every serve flag is in the configuration tables of the README and the operations guide.
+#[test]
+fn every_serve_flag_is_documented() {
+    let out = authzd(&["serve", "--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let docs = ["README.md", "docs/operations.md"]
+        .map(|d| (d, std::fs::read_to_string(format!("{root}/{d}")).unwrap()));
+    let mut flags: Vec<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .filter(|w| !matches!(*w, "--help" | "--version"))
+        .collect();
+    flags.sort_unstable();
+    flags.dedup();
+    assert!(flags.len() > 20, "{flags:?}");
+    for flag in flags {
+        for (name, text) in &docs {
+            assert!(
+                text.contains(&format!("`{flag}")),
+                "{name} does not document {flag}"
+            );
+        }
+    }
+}
+
 #[test]
 fn refuses_an_unauthenticated_public_listener() {
     let out = authzd(&["serve", "--listen", "0.0.0.0:0"]);

@@ -306,6 +306,15 @@ async fn start(
     .await
 }
 
+/// A server over any store, with these options.
+pub async fn spawn_store(
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    options: authz::server::ServerOptions,
+) -> TestApp {
+    start_with(catalog, store, None, None, options).await
+}
+
 /// The memory store behind a server with these admission options.
 pub async fn spawn_gated(options: authz::server::ServerOptions) -> TestApp {
     let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());

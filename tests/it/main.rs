@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod binary;
 mod check;
+mod daemon;
 mod delegation;
 mod deploy;
 mod faults;
@@ -25,7 +26,9 @@ mod soak;
 mod surface;
 mod tls;
 mod tracing;
+mod transport;
 mod trust;
+mod watch;
 
 /// Whether the slow scenarios run (more cases, longer runs, injected faults): `.ci/run` sets
 /// `AUTHZ_SLOW_TESTS=1`.
