@@ -138,6 +138,91 @@ async fn tls_serves_encrypted_and_refuses_plaintext() {
     );
 }
 
+/// Under TLS the connection limits hold too: the cap counts from the TCP accept, and a client
+/// that finishes the TLS handshake but never sends the HTTP/2 preface is closed at the
+/// handshake deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_are_capped_and_held_to_the_handshake_deadline() {
+    use tokio::io::AsyncReadExt;
+    use tokio_rustls::rustls;
+    let ca = new_ca();
+    let (cert, key) = leaf(&ca, &["localhost"]);
+    let pem = TlsPem {
+        cert: cert.into_bytes(),
+        key: key.into_bytes(),
+        client_ca: None,
+    };
+    let options = |max_connections: usize| ServerOptions {
+        tls: Some(ServerTls::from_pem(&pem).unwrap()),
+        connections: authz::transport::ConnectionOptions {
+            max_connections,
+            handshake_timeout: std::time::Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..ServerOptions::default()
+    };
+
+    // One connection allowed: a second client is turned away while the first is served.
+    let (port, _stop) = serve_with(options(1)).await;
+    let first = connect(port, &ca.pem, None).await.unwrap();
+    let mut admin = AdminServiceClient::new(first);
+    admin.get_catalog(pb::GetCatalogRequest {}).await.unwrap();
+    let second = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        call(port, &ca.pem, None),
+    )
+    .await
+    .expect("a refused connection answers at once");
+    assert!(second.is_err(), "past the cap: {second:?}");
+    admin.get_catalog(pb::GetCatalogRequest {}).await.unwrap();
+
+    // A finished TLS handshake, then silence: closed at the deadline, not held open.
+    let (port, _stop) = serve_with(options(8)).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile_certs(&ca.pem) {
+        roots.add(c).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("the TLS handshake");
+    // The server's own preface may come first; then the connection must end.
+    let drained = async {
+        let mut buf = [0u8; 256];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), drained)
+        .await
+        .expect("the server closes a silent connection at the handshake deadline");
+}
+
+/// The certificates of a PEM text.
+fn rustls_pemfile_certs(
+    pem: &str,
+) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let ca = new_ca();
