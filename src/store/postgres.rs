@@ -180,6 +180,15 @@ const USER_COLUMNS: &str = "
     ARRAY(SELECT id FROM restrictions r, unnest(r.resource_ids) AS id
           WHERE r.tenant_id = u.tenant_id AND r.user_id = u.user_id ORDER BY r.resource_type, id) AS ri";
 
+/// A user's row without its own scoped grants and restrictions (empty): enough for what a write
+/// to someone else (a group's edit) can change in a user's access.
+const USER_GROUP_COLUMNS: &str = "
+    u.user_id, u.display_name, u.email, u.status, u.direct,
+    ARRAY(SELECT m.group_key FROM memberships m
+          WHERE m.tenant_id = u.tenant_id AND m.user_id = u.user_id ORDER BY 1) AS groups,
+    ARRAY[]::text[] AS sp, ARRAY[]::text[] AS st, ARRAY[]::text[] AS si,
+    ARRAY[]::text[] AS rt, ARRAY[]::text[] AS ri";
+
 /// The permissions of a user's custom groups, read with the user's row (admin reads only:
 /// roles are derived from the same snapshot as the rest of the user).
 const GROUP_PERMISSIONS_COLUMN: &str = "
@@ -452,12 +461,29 @@ impl PostgresStore {
         std::collections::HashMap<String, Subject>,
         std::collections::HashMap<String, Arc<GroupGrants>>,
     )> {
+        self.subjects_with(tx, tenant_id, USER_COLUMNS, ids, members_of, groups)
+            .await
+    }
+
+    /// [`Self::subjects_in`] with the user columns given.
+    async fn subjects_with(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        columns: &str,
+        ids: &[String],
+        members_of: &[String],
+        groups: &[String],
+    ) -> Result<(
+        std::collections::HashMap<String, Subject>,
+        std::collections::HashMap<String, Arc<GroupGrants>>,
+    )> {
         let rows = if ids.is_empty() && members_of.is_empty() {
             Vec::new()
         } else {
             tx.query(
                 &format!(
-                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND (u.user_id = ANY($2)
+                    "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND (u.user_id = ANY($2)
                      OR u.user_id IN (SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($3)))"
                 ),
                 &[&tenant_id, &ids, &members_of],
@@ -550,7 +576,9 @@ impl PostgresStore {
         }
         let truncated = ids.len() > PREVIEW_LIMIT;
         let affected: Vec<String> = ids.into_iter().take(PREVIEW_LIMIT).collect();
-        let effective_before = self.effective(tx, tenant_id, &affected).await?;
+        let effective_before = self
+            .effective(tx, tenant_id, &affected, &touched.users)
+            .await?;
         Ok(Record {
             operation,
             target,
@@ -562,12 +590,16 @@ impl PostgresStore {
         })
     }
 
-    /// Each user's access inside the transaction (empty when blocked or unknown).
+    /// Each user's access inside the transaction (empty when blocked or unknown). The users the
+    /// write touches itself (`own`) are read whole; the others (members of an edited group) are
+    /// read without their own scoped grants and limits, which the write cannot change, so a
+    /// large group's edit costs one light row per listed member.
     async fn effective(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         tenant_id: &str,
         users: &[String],
+        own: &[String],
     ) -> Result<BTreeMap<String, Access>> {
         let mut out: BTreeMap<String, Access> = users
             .iter()
@@ -576,9 +608,18 @@ impl PostgresStore {
         if users.is_empty() {
             return Ok(out);
         }
-        let (subjects, _) = self.subjects_in(tx, tenant_id, users, &[], &[]).await?;
-        for (id, subject) in subjects {
-            out.insert(id, Access::of(&subject));
+        let (whole, light): (Vec<String>, Vec<String>) =
+            users.iter().cloned().partition(|u| own.contains(u));
+        for (ids, columns) in [(whole, USER_COLUMNS), (light, USER_GROUP_COLUMNS)] {
+            if ids.is_empty() {
+                continue;
+            }
+            let (subjects, _) = self
+                .subjects_with(tx, tenant_id, columns, &ids, &[], &[])
+                .await?;
+            for (id, subject) in subjects {
+                out.insert(id, Access::of(&subject));
+            }
         }
         Ok(out)
     }
@@ -635,7 +676,9 @@ impl PostgresStore {
         ctx: &WriteCtx,
         record: Record,
     ) -> Result<Committed<()>> {
-        let effective_after = self.effective(&tx, tenant_id, &record.affected).await?;
+        let effective_after = self
+            .effective(&tx, tenant_id, &record.affected, &record.touched.users)
+            .await?;
         let preview = super::preview(
             &self.catalog,
             &record.effective_before,
