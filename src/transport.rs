@@ -380,17 +380,28 @@ impl<S> Conn<S> {
             let since = self.activity.idle_since(cx.waker())?;
             (since + idle, CloseReason::Idle)
         };
-        if self.timer_at != deadline {
+        // The idle deadline moves later after every request; moving the timer each time would
+        // cost a timer-wheel update per request. The timer stays where it is unless the
+        // deadline came earlier, and when it fires early it is re-armed to the true deadline.
+        if deadline < self.timer_at {
             self.timer.as_mut().reset(deadline);
             self.timer_at = deadline;
         }
-        self.timer.as_mut().poll(cx).is_ready().then(|| {
-            self.closed = true;
-            if let Some(m) = &self.metrics {
-                m.connection_closed(reason);
-            }
-            reason
-        })
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        if Instant::now() < deadline {
+            self.timer.as_mut().reset(deadline);
+            self.timer_at = deadline;
+            // Registers the waker for the new deadline; it cannot have passed yet.
+            let _ = self.timer.as_mut().poll(cx);
+            return None;
+        }
+        self.closed = true;
+        if let Some(m) = &self.metrics {
+            m.connection_closed(reason);
+        }
+        Some(reason)
     }
 
     /// While the preface is awaited, a write that cannot proceed (a client that does not read)
