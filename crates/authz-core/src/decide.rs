@@ -76,21 +76,22 @@ impl FlagValues {
         target: Target<'_>,
         sent: impl Fn(&str) -> Option<bool>,
     ) -> Result<FlagValues, UnsetFlag> {
-        target
-            .flags()
-            .iter()
-            .map(|&id| {
-                let flag = catalog.context_flag(id);
-                sent(&flag.key)
-                    .or(flag.default)
-                    .map(|v| (id, v))
-                    .ok_or_else(|| UnsetFlag {
+        // A plain loop, and nothing at all for a target without flags (a permission): this is
+        // on every check's path.
+        let mut values = FlagValues::default();
+        for &id in target.flags() {
+            let flag = catalog.context_flag(id);
+            match sent(&flag.key).or(flag.default) {
+                Some(v) => values.0.push((id, v)),
+                None => {
+                    return Err(UnsetFlag {
                         flag: flag.key.clone(),
                         target: target.describe(catalog),
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(FlagValues)
+                    });
+                }
+            }
+        }
+        Ok(values)
     }
 
     /// The value of a flag resolved here. Only flags of the target these values were resolved
@@ -123,8 +124,9 @@ pub struct Decision {
     /// Permissions that would make a denied check pass: empty when no permission can (a
     /// restriction, a blocked or unknown user, a flag or a negation).
     pub missing: Missing,
-    /// Set when a restriction on the resource's type denied the check.
-    pub denied_by_restriction: Option<RestrictionDenial>,
+    /// Set when a restriction on the resource's type denied the check (boxed: rare, and a
+    /// decision is moved on every check).
+    pub denied_by_restriction: Option<Box<RestrictionDenial>>,
     pub explanation: Option<Explanation>,
 }
 
@@ -227,19 +229,18 @@ pub fn decide<C: Fn(&str) -> Option<bool>>(
     let allowed = active && requirement_holds && restricted_out.is_none();
     // An inactive user, or one a restriction keeps off the resource, is missing nothing that a
     // grant would fix: reporting permissions there would send the caller to grant in vain.
-    let denied_by_restriction =
-        restricted_out
-            .filter(|_| active)
-            .map(|(r, rest)| RestrictionDenial {
-                resource_type: r.resource_type,
-                allowed_ids: rest
-                    .ids
-                    .iter()
-                    .take(RESTRICTION_IDS_SHOWN)
-                    .cloned()
-                    .collect(),
-                allowed_count: rest.ids.len(),
-            });
+    let denied_by_restriction = restricted_out.filter(|_| active).map(|(r, rest)| {
+        Box::new(RestrictionDenial {
+            resource_type: r.resource_type,
+            allowed_ids: rest
+                .ids
+                .iter()
+                .take(RESTRICTION_IDS_SHOWN)
+                .cloned()
+                .collect(),
+            allowed_count: rest.ids.len(),
+        })
+    });
     let fixable = active && denied_by_restriction.is_none();
     let explanation = query.explain.then(|| {
         explain(
@@ -249,7 +250,7 @@ pub fn decide<C: Fn(&str) -> Option<bool>>(
             allowed,
             &missing,
             restricted_out.map(|(r, _)| r.clone()),
-            denied_by_restriction.as_ref(),
+            denied_by_restriction.as_deref(),
             failed_parts,
         )
     });
