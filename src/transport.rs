@@ -22,8 +22,9 @@ use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker, ready};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -218,65 +219,42 @@ impl Drop for Slot {
 /// A connection's open streams, counted by [`ActivityLayer`].
 #[derive(Debug)]
 pub struct Activity {
-    state: Mutex<ActivityState>,
-}
-
-#[derive(Debug)]
-struct ActivityState {
-    streams: usize,
-    /// When the last stream ended (or the connection opened).
-    idle_since: Instant,
-    /// The connection's task, woken when its last stream ends so it re-arms its idle timer.
-    waker: Option<Waker>,
+    streams: AtomicUsize,
+    /// When the last stream ended (or the connection opened); written only then, read only
+    /// when the connection's timer fires.
+    idle_since: Mutex<Instant>,
 }
 
 impl Activity {
     fn new() -> Self {
         Self {
-            state: Mutex::new(ActivityState {
-                streams: 0,
-                idle_since: Instant::now(),
-                waker: None,
-            }),
+            streams: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
         }
-    }
-
-    fn state(&self) -> MutexGuard<'_, ActivityState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn begin(self: &Arc<Self>) -> StreamGuard {
-        self.state().streams += 1;
+        self.streams.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())
     }
 
-    /// When the connection became idle; `None` while a stream is open. Either way the caller
-    /// is woken when its last stream ends.
-    fn idle_since(&self, waker: &Waker) -> Option<Instant> {
-        let mut state = self.state();
-        if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            state.waker = Some(waker.clone());
+    /// When the connection became idle; `None` while a stream is open.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.streams.load(Ordering::Acquire) > 0 {
+            return None;
         }
-        (state.streams == 0).then_some(state.idle_since)
+        Some(*self.idle_since.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-/// One open stream; dropped with its response body.
+/// One open stream; dropped when its response is done (for a streaming one, with its body).
 struct StreamGuard(Arc<Activity>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let waker = {
-            let mut state = self.0.state();
-            state.streams = state.streams.saturating_sub(1);
-            if state.streams > 0 {
-                return;
-            }
-            state.idle_since = Instant::now();
-            state.waker.clone()
-        };
-        if let Some(w) = waker {
-            w.wake();
+        // Nobody is woken: the connection's timer looks at the count when it fires.
+        if self.0.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
     }
 }
@@ -373,27 +351,30 @@ impl<S> Conn<S> {
     /// The deadline that applies now, if it has passed: the handshake's until the preface has
     /// arrived, then the idle timeout's while no stream is open.
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<CloseReason> {
-        let (deadline, reason) = if self.preface.is_some() {
-            (self.handshake_deadline, CloseReason::HandshakeTimeout)
-        } else {
-            let idle = self.idle_timeout?;
-            let since = self.activity.idle_since(cx.waker())?;
-            (since + idle, CloseReason::Idle)
+        let idle = match self.preface {
+            Some(_) => None,
+            None => Some(self.idle_timeout?),
         };
-        // The idle deadline moves later after every request; moving the timer each time would
-        // cost a timer-wheel update per request. The timer stays where it is unless the
-        // deadline came earlier, and when it fires early it is re-armed to the true deadline.
-        if deadline < self.timer_at {
-            self.timer.as_mut().reset(deadline);
-            self.timer_at = deadline;
-        }
+        // The timer is moved only when it fires: then the deadline in force is worked out and,
+        // if it has not passed, the timer is re-armed to it. Requests come and go without a
+        // timer update or a wake-up each; an idle connection is closed between one and two
+        // idle timeouts after its last stream ended.
         if self.timer.as_mut().poll(cx).is_pending() {
             return None;
         }
-        if Instant::now() < deadline {
-            self.timer.as_mut().reset(deadline);
-            self.timer_at = deadline;
-            // Registers the waker for the new deadline; it cannot have passed yet.
+        let now = Instant::now();
+        let (due, reason) = match idle {
+            None => (self.handshake_deadline, CloseReason::HandshakeTimeout),
+            Some(idle) => match self.activity.idle_since() {
+                // A stream is open: look again an idle timeout from now.
+                None => (now + idle, CloseReason::Idle),
+                Some(since) => (since + idle, CloseReason::Idle),
+            },
+        };
+        if now < due {
+            self.timer.as_mut().reset(due);
+            self.timer_at = due;
+            // Registers the waker for the new deadline, which has not passed.
             let _ = self.timer.as_mut().poll(cx);
             return None;
         }
@@ -403,6 +384,7 @@ impl<S> Conn<S> {
         }
         Some(reason)
     }
+
 
     /// While the preface is awaited, a write that cannot proceed (a client that does not read)
     /// is held to the handshake deadline too.
@@ -449,6 +431,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
                     let read = buf.filled().get(before..).unwrap_or_default();
                     if preface.consume(read) {
                         this.preface = None;
+                        // From the handshake deadline to the idle timeout's, once.
+                        if let Some(idle) = this.idle_timeout {
+                            let due = Instant::now() + idle;
+                            this.timer.as_mut().reset(due);
+                            this.timer_at = due;
+                        }
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -574,17 +562,20 @@ where
             req.extensions_mut().insert(info.inner);
             guard
         });
+        // A unary call's stream ends with its response; only a streaming one (Watch) lives on
+        // in its body, which then holds the stream's place.
+        let streaming = req.uri().path().ends_with("/Watch");
         let call = self.inner.call(req);
         Box::pin(async move {
             let response = call.await?;
             Ok(match guard {
-                Some(guard) => response.map(|body| {
+                Some(guard) if streaming => response.map(|body| {
                     Body::new(GuardedBody {
                         inner: body,
                         _guard: guard,
                     })
                 }),
-                None => response,
+                _ => response,
             })
         })
     }
