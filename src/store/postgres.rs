@@ -478,18 +478,39 @@ impl PostgresStore {
         std::collections::HashMap<String, Subject>,
         std::collections::HashMap<String, Arc<GroupGrants>>,
     )> {
-        let rows = if ids.is_empty() && members_of.is_empty() {
-            Vec::new()
-        } else {
-            tx.query(
-                &format!(
-                    "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND (u.user_id = ANY($2)
-                     OR u.user_id IN (SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($3)))"
-                ),
-                &[&tenant_id, &ids, &members_of],
-            )
-            .await
-            .map_err(pg)?
+        // Separate statements by what is asked: an `OR` of the two would keep the planner from
+        // the primary key and scan the tenant's users.
+        let members = "SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($2)";
+        let rows = match (ids.is_empty(), members_of.is_empty()) {
+            (true, true) => Vec::new(),
+            (false, true) => tx
+                .query(
+                    &format!(
+                        "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)"
+                    ),
+                    &[&tenant_id, &ids],
+                )
+                .await
+                .map_err(pg)?,
+            (true, false) => tx
+                .query(
+                    &format!(
+                        "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
+                    ),
+                    &[&tenant_id, &members_of],
+                )
+                .await
+                .map_err(pg)?,
+            (false, false) => tx
+                .query(
+                    &format!(
+                        "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($3)
+                         UNION SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
+                    ),
+                    &[&tenant_id, &members_of, &ids],
+                )
+                .await
+                .map_err(pg)?,
         };
         let users: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
         let mut keys: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
