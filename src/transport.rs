@@ -385,7 +385,6 @@ impl<S> Conn<S> {
         Some(reason)
     }
 
-
     /// While the preface is awaited, a write that cannot proceed (a client that does not read)
     /// is held to the handshake deadline too.
     fn write_blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -480,7 +480,8 @@ impl PostgresStore {
     )> {
         // Separate statements by what is asked: an `OR` of the two would keep the planner from
         // the primary key and scan the tenant's users.
-        let members = "SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($2)";
+        let members =
+            "SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($2)";
         let rows = match (ids.is_empty(), members_of.is_empty()) {
             (true, true) => Vec::new(),
             (false, true) => tx

@@ -493,6 +493,7 @@ contract!(
     previews_show_resource_access_and_hide_staff_permissions,
     group_edits_and_profiles_follow_the_removal_rule,
     careless_admin_requests_say_what_to_fix,
+    watch_from_revision_zero_sees_the_first_change,
 );
 
 /// Editing a group takes from its members what the edit takes out: a lesser admin may not cut a
@@ -693,6 +694,30 @@ async fn careless_admin_requests_say_what_to_fix(backend: Backend) {
         Code::InvalidArgument,
         &["since is after until"],
     );
+}
+
+/// Watching from revision 0 (before anything, the tenant's creation included) is a careless but
+/// valid start: the first change arrives, not a claim that changes were dropped.
+async fn watch_from_revision_zero_sees_the_first_change(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    let mut stream = app
+        .authz
+        .clone()
+        .watch(pb::WatchRequest {
+            tenant_id: "t".into(),
+            after_revision: "0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    app.grant("t", "u", &["view_reports"], None).await;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("a change within the deadline")
+        .expect("no error status")
+        .expect("the stream is open");
+    assert_eq!(first.revision, "2", "{first:?}");
 }
 
 const ADMIN: &str = "admin-key-trust-0123456789";
