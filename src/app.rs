@@ -124,6 +124,11 @@ impl Authz {
         self.store.readiness()
     }
 
+    /// Why the store does not serve (its catalog disagrees with the database's), or `None`.
+    pub fn catalog_refusal(&self) -> Option<String> {
+        self.store.catalog_refusal()
+    }
+
     pub fn store_stats(&self) -> Option<crate::store::StoreStats> {
         self.store.stats()
     }

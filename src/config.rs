@@ -198,6 +198,98 @@ pub enum CatalogCommand {
         /// The catalog file (TOML).
         file: PathBuf,
     },
+    /// What changes between two catalogs (`diff OLD NEW`), or between the catalog a database
+    /// records and a new one (`diff --database-url URL NEW`), with a preview of every user who
+    /// gains or loses a permission or role. Exits 0 when the change is compatible, 3 when it
+    /// needs `catalog apply`, 1 on error.
+    Diff {
+        /// OLD NEW, or NEW alone with --database-url.
+        #[arg(num_args = 1..=2, required = true, value_name = "CATALOG")]
+        files: Vec<PathBuf>,
+        /// Compare with the catalog this database records, and preview its users.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[command(flatten)]
+        mappings: MappingArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+    /// Carry out a catalog change on a database, incompatible ones included, in one
+    /// transaction: stored data rewritten by the declared mappings, the catalog recorded, one
+    /// audit event per tenant, every replica notified. Refuses (exit 3, nothing changed) while
+    /// a conflict has no mapping. `--dry-run` is the diff.
+    Apply {
+        /// The new catalog file.
+        file: PathBuf,
+        #[arg(long, env = "AUTHZ_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(flatten)]
+        mappings: MappingArgs,
+        /// Show what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+    /// The catalogs a database has been served with, newest first.
+    History {
+        #[arg(long, env = "AUTHZ_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Print the file of this record instead (e.g. to roll back onto it).
+        #[arg(long, value_name = "RECORD")]
+        show: Option<i64>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+}
+
+/// How `catalog apply` carries stored data over an incompatible change.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MappingArgs {
+    /// Move the members of a removed system group to another group (repeatable).
+    #[arg(long = "move-members", value_name = "FROM=TO")]
+    pub move_members: Vec<String>,
+    /// Drop the memberships of a removed system group (repeatable).
+    #[arg(long = "drop-members", value_name = "GROUP")]
+    pub drop_members: Vec<String>,
+    /// Drop a stored permission the new catalog does not have, everywhere (repeatable).
+    #[arg(long = "drop-permission", value_name = "KEY")]
+    pub drop_permissions: Vec<String>,
+    /// Give a custom group another key, when a new system group takes its key (repeatable).
+    #[arg(long = "rename-group", value_name = "FROM=TO")]
+    pub rename_groups: Vec<String>,
+    /// Drop the scoped grants and restrictions of a removed resource type (repeatable).
+    #[arg(long = "drop-resource-type", value_name = "TYPE")]
+    pub drop_resource_types: Vec<String>,
+}
+
+impl MappingArgs {
+    pub fn mappings(&self) -> Result<authz_core::evolve::Mappings, String> {
+        let pairs = |flag: &str, items: &[String]| {
+            items
+                .iter()
+                .map(|item| match item.split_once('=') {
+                    Some((a, b)) if !a.is_empty() && !b.is_empty() => {
+                        Ok((a.to_owned(), b.to_owned()))
+                    }
+                    _ => Err(format!("--{flag} {item:?}: expected FROM=TO")),
+                })
+                .collect::<Result<std::collections::BTreeMap<_, _>, _>>()
+        };
+        Ok(authz_core::evolve::Mappings {
+            move_members: pairs("move-members", &self.move_members)?,
+            drop_members: self.drop_members.iter().cloned().collect(),
+            drop_permissions: self.drop_permissions.iter().cloned().collect(),
+            rename_groups: pairs("rename-group", &self.rename_groups)?,
+            drop_resource_types: self.drop_resource_types.iter().cloned().collect(),
+        })
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug, Clone)]

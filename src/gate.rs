@@ -376,7 +376,12 @@ pub struct GateLayer {
     max_concurrent: usize,
     timeout: Duration,
     metrics: Option<Arc<Metrics>>,
+    refusal: Option<Refusal>,
 }
+
+/// Why the server does not serve the two services right now (its catalog disagrees with the
+/// database's), or `None`.
+pub type Refusal = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl GateLayer {
     /// With neither `keys` nor `clients`, every caller is an operator.
@@ -395,7 +400,15 @@ impl GateLayer {
             max_concurrent,
             timeout,
             metrics,
+            refusal: None,
         }
+    }
+
+    /// Answers every authenticated call UNAVAILABLE, with the reason, while `refusal` gives
+    /// one.
+    pub fn with_refusal(mut self, refusal: Refusal) -> Self {
+        self.refusal = Some(refusal);
+        self
     }
 }
 
@@ -545,6 +558,9 @@ where
             );
         }
         return Box::pin(async move { Ok(refuse(Status::permission_denied(msg))) });
+    }
+    if let Some(reason) = layer.refusal.as_ref().and_then(|r| r()) {
+        return Box::pin(async move { Ok(refuse(Status::unavailable(reason))) });
     }
     req.extensions_mut().insert(role);
     let Ok(permit) = layer.permits.clone().try_acquire_owned() else {

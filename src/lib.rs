@@ -20,6 +20,7 @@
 //! Decisions themselves live in the `authz-core` crate, which does no I/O.
 
 pub mod app;
+pub mod catalog_cli;
 pub mod config;
 pub mod error;
 pub mod gate;

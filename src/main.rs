@@ -6,6 +6,7 @@ use authz::gate::{ClientRoles, Keys};
 use authz::server::ServerOptions;
 use authz::store::Store;
 use authz::store::cached::{CacheOptions, CachedStore, LagObserver};
+use authz::store::catalogs::Start;
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
@@ -25,17 +26,69 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(args);
     let result = match cli.command {
-        Some(Command::Catalog(CatalogCommand::Check { file })) => catalog_check(&file),
-        Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Migrate(args)) => migrate(&args),
-        None => serve(cli.serve),
+        Some(Command::Catalog(command)) => catalog(command),
+        Some(Command::Serve(args)) => serve(*args).map(|()| 0),
+        Some(Command::Migrate(args)) => migrate(&args).map(|()| 0),
+        None => serve(cli.serve).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("authzd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn catalog(command: CatalogCommand) -> Result<u8, String> {
+    use authz::catalog_cli;
+    match command {
+        CatalogCommand::Check { file } => catalog_check(&file).map(|()| 0),
+        CatalogCommand::Diff {
+            files,
+            database_url,
+            mappings,
+            output,
+        } => {
+            let mappings = mappings.mappings()?;
+            match (files.as_slice(), database_url) {
+                ([old, new], None) => {
+                    if !mappings.is_empty() {
+                        return Err(
+                            "mappings (--move-members, --drop-permission, ...) apply to a database: pass --database-url URL NEW".into(),
+                        );
+                    }
+                    let old = load_catalog(Some(old))?;
+                    let new = load_catalog(Some(new))?;
+                    Ok(catalog_cli::diff_files(&old, &new, output))
+                }
+                ([new], Some(url)) => {
+                    catalog_cli::plan(&url, load_catalog(Some(new))?, &mappings, false, output)
+                }
+                ([_, _], Some(_)) => Err(
+                    "with --database-url, name only the new catalog: the database records the old one".into(),
+                ),
+                _ => Err("name two catalogs (OLD NEW), or one with --database-url URL".into()),
+            }
+        }
+        CatalogCommand::Apply {
+            file,
+            database_url,
+            mappings,
+            dry_run,
+            output,
+        } => catalog_cli::plan(
+            &database_url,
+            load_catalog(Some(&file))?,
+            &mappings.mappings()?,
+            !dry_run,
+            output,
+        ),
+        CatalogCommand::History {
+            database_url,
+            show,
+            output,
+        } => catalog_cli::history(&database_url, load_catalog(None)?, show, output),
     }
 }
 
@@ -389,6 +442,17 @@ async fn open_store(
         }
     }
     pg.check_schema().await.map_err(|e| e.to_string())?;
+    // The database's catalog: record this one, serve one step behind, or refuse.
+    match pg.reconcile().await? {
+        Start::Same(id) => tracing::info!(record = id, "the database records this catalog"),
+        Start::Recorded { id, how } => {
+            tracing::info!(record = id, how, "catalog recorded in the database")
+        }
+        Start::Behind(id) => tracing::warn!(
+            record = id,
+            "the database records a newer, compatible catalog (a rollout is under way): serving this one until this replica is updated"
+        ),
+    }
     let cache = CacheOptions {
         max_bytes: args.cache_max_mib.saturating_mul(1024 * 1024),
         ttl: args.cache_ttl,

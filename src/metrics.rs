@@ -11,6 +11,8 @@
 //! - `listener_connected`, `listener_reconnects_total`, `listener_flushes_total`,
 //!   `listener_notifications_total`;
 //! - `db_pool_connections`, `db_pool_available`, `db_pool_waiting`;
+//! - `catalog_compatible`, `catalog_record`: whether this replica's catalog agrees with the
+//!   database's newest catalog record, and that record's id;
 //! - `tls_certificate_expiry_seconds`: the server certificate's end of validity (only when
 //!   serving TLS).
 //! - `connections_open`, `connections_refused_total`, `connections_closed_total{reason}`,
@@ -199,6 +201,16 @@ impl Metrics {
                     "listener_connected",
                     "1 while the change listener is subscribed.",
                     |s| u64::from(s.listener_connected),
+                )?,
+                gauge(
+                    "catalog_compatible",
+                    "1 while this replica's catalog agrees with the one the database records; 0 while it refuses to serve.",
+                    |s| u64::from(s.catalog_compatible),
+                )?,
+                gauge(
+                    "catalog_record",
+                    "Id of the newest catalog record this replica has checked (0: the database records none).",
+                    |s| s.catalog_record,
                 )?,
                 gauge(
                     "db_pool_connections",

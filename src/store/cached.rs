@@ -227,6 +227,24 @@ struct Shared {
     stats: CacheStats,
     commits: tokio::sync::broadcast::Sender<CommitEvent>,
     lag_observer: Option<LagObserver>,
+    /// Has the replica check the database's newest catalog record (off the listener's task).
+    catalog_recheck: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// Checks the newest catalog record in a task of its own; a failed look is logged and made
+/// again at the next announcement, load or write (each of which looks too).
+fn catalog_recheck(inner: &Arc<PostgresStore>) -> Box<dyn Fn() + Send + Sync> {
+    let inner = Arc::downgrade(inner);
+    Box::new(move || {
+        let Some(store) = inner.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = store.recheck_catalog().await {
+                tracing::warn!(error = %e, "cannot check the database's catalog record");
+            }
+        });
+    })
 }
 
 impl Shared {
@@ -273,6 +291,12 @@ impl ListenerSink for Shared {
         if let (Some(observe), true) = (&self.lag_observer, committed_ms > 0) {
             let lag = super::notify::now_ms().saturating_sub(committed_ms);
             (observe.0)(Duration::from_millis(lag));
+        }
+    }
+
+    fn catalog_changed(&self) {
+        if let Some(recheck) = &self.catalog_recheck {
+            recheck();
         }
     }
 
@@ -351,6 +375,7 @@ impl CachedStore {
             stats: CacheStats::default(),
             commits: tokio::sync::broadcast::channel(1024).0,
             lag_observer: options.lag_observer.clone(),
+            catalog_recheck: Some(catalog_recheck(&inner)),
         });
         let listener = Arc::new(ListenerState::default());
         let listener_task = tokio::spawn(super::listener::run(
@@ -1030,10 +1055,22 @@ impl Store for CachedStore {
             pool_size: pool.size as u64,
             pool_available: pool.available as u64,
             pool_waiting: pool.waiting as u64,
+            catalog_compatible: self.inner.guard().serving(),
+            catalog_record: u64::try_from(self.inner.guard().verified()).unwrap_or(0),
         })
     }
 
+    fn catalog_refusal(&self) -> Option<String> {
+        self.inner.guard().refusal()
+    }
+
     fn readiness(&self) -> Readiness {
+        if let Some(reason) = self.inner.guard().refusal() {
+            return Readiness {
+                ready: false,
+                reason,
+            };
+        }
         if self.listener.connected() {
             Readiness {
                 ready: true,

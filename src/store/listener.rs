@@ -7,8 +7,10 @@
 //! the cache is "confirmed" up to T. If heartbeats stop coming back (a dead or half-open
 //! connection) the listener drops the connection and reconnects with backoff. On every
 //! (re)connect it LISTENs first, then asks the cache to flush (notifications sent while it was
-//! away are gone), then trusts the cache again.
+//! away are gone), then trusts the cache again. It also LISTENs for new catalog records, and
+//! has the replica check each one (and, after a reconnect, the newest) against its catalog.
 
+use super::catalogs::CHANNEL as CATALOG_CHANNEL;
 use super::notify::{CHANNEL, Notice};
 use super::postgres::describe;
 use futures_util::StreamExt;
@@ -46,6 +48,8 @@ pub trait ListenerSink: Send + Sync + 'static {
     fn notice(&self, notice: Notice);
     /// Everything may have been missed: drop every cached entry.
     fn flush(&self);
+    /// The database may record another catalog: check it again.
+    fn catalog_changed(&self) {}
 }
 
 /// The listener's state, shared with the cache (staleness) and readiness.
@@ -214,7 +218,9 @@ async fn session(
             .await?
             .get(0);
         client
-            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {channel}"))
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {CATALOG_CHANNEL}; LISTEN {channel}"
+            ))
             .await?;
         Ok::<_, tokio_postgres::Error>(pid)
     };
@@ -226,6 +232,8 @@ async fn session(
     // missed changes, so drop it, then trust the cache again.
     let subscribed = Instant::now();
     sink.flush();
+    // A catalog record announced while the listener was away is looked at again too.
+    sink.catalog_changed();
     state.flushes.fetch_add(1, Ordering::Relaxed);
     state.confirm(subscribed);
     state.backend_pid.store(pid, Ordering::Release);
@@ -270,6 +278,10 @@ async fn session(
                     continue;
                 }
                 state.notifications.fetch_add(1, Ordering::Relaxed);
+                if n.channel() == CATALOG_CHANNEL {
+                    sink.catalog_changed();
+                    continue;
+                }
                 match Notice::decode(n.payload()) {
                     Ok(notice) => sink.notice(notice),
                     Err(e) => {

@@ -6,6 +6,7 @@
 //! [`Revision`]; revisions order a tenant's writes.
 
 pub mod cached;
+pub mod catalogs;
 pub mod listener;
 pub mod memory;
 pub mod notify;
@@ -147,6 +148,15 @@ pub enum StoreError {
     /// The write's admin rule refused it, decided on state read inside the write.
     #[error("{0}")]
     Denied(authz_core::admin::Refusal),
+    /// A key a newer catalog, recorded while this replica still serves the previous one,
+    /// reserves for a system group.
+    #[error(
+        "group key `{0}` is reserved for a system group of the catalog the database now records (a catalog rollout is under way); choose another key"
+    )]
+    Reserved(String),
+    /// A catalog change asked of the store cannot be carried out as declared.
+    #[error("{0}")]
+    Invalid(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -757,6 +767,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can serve: the database answers and, for a cached store, the change
     /// listener is subscribed. The memory store is always ready.
+    /// Why this store does not serve right now (its catalog disagrees with the one the
+    /// database records), or `None`.
+    fn catalog_refusal(&self) -> Option<String> {
+        None
+    }
+
     fn readiness(&self) -> Readiness {
         Readiness {
             ready: true,
@@ -782,6 +798,8 @@ pub struct StoreStats {
     pub pool_size: u64,
     pub pool_available: u64,
     pub pool_waiting: u64,
+    pub catalog_compatible: bool,
+    pub catalog_record: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

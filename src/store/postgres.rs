@@ -7,6 +7,7 @@
 //! feed caches read the tenant's revision in the same statement — the same snapshot — as the data.
 
 use super::ImportRow;
+use super::catalogs::{CatalogGuard, LOCK as CATALOG_LOCK};
 use super::notify::{CHANNEL, Notice};
 use super::{Access, Committed, PREVIEW_LIMIT};
 use super::{
@@ -40,10 +41,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "member_count",
         include_str!("../../migrations/0003_member_count.sql"),
     ),
+    (
+        4,
+        "catalogs",
+        include_str!("../../migrations/0004_catalogs.sql"),
+    ),
 ];
 
 /// The schema version this build needs.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Serialises concurrent `migrate` runs (an arbitrary, fixed advisory-lock key).
 const MIGRATION_LOCK: i64 = 0x6175_7468_7a00;
@@ -74,6 +80,7 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     catalog: Arc<Catalog>,
     commits: tokio::sync::broadcast::Sender<CommitEvent>,
+    guard: Arc<CatalogGuard>,
 }
 
 /// What to do about a database without this build's schema, in every message that finds one.
@@ -97,7 +104,7 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     out.replace('\n', "; ")
 }
 
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         // A table or column this build reads is missing: the schema was never migrated (or was
@@ -210,7 +217,8 @@ const GROUP_COLUMNS: &str = "
 /// One user's row (absent when the tenant has no such user) and the tenant's revision.
 static USER_LOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "SELECT t.revision, u.tenant_id IS NOT NULL AS found, {USER_COLUMNS}
+        "SELECT t.revision, u.tenant_id IS NOT NULL AS found, {USER_COLUMNS},
+             (SELECT coalesce(max(id), 0) FROM catalogs) AS catalog_id
          FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
          WHERE t.tenant_id = $1"
     )
@@ -271,9 +279,43 @@ impl PostgresStore {
         Ok(Self {
             pool,
             config,
+            guard: Arc::new(CatalogGuard::new(catalog.clone())),
             catalog,
             commits: tokio::sync::broadcast::channel(16).0,
         })
+    }
+
+    /// The catalog this replica serves.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Keeps this replica's catalog in step with the database's newest record.
+    pub fn guard(&self) -> &Arc<CatalogGuard> {
+        &self.guard
+    }
+
+    /// Lets data read under catalog record `id` through; checks the record first when it is
+    /// new to this replica.
+    async fn admit(&self, id: i64) -> Result<()> {
+        if id == self.guard.verified() {
+            return match self.guard.refusal() {
+                None => Ok(()),
+                Some(r) => Err(StoreError::Unavailable(r)),
+            };
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        self.guard.admit(&tx, id).await
+    }
+
+    /// Checks the database's newest catalog record again (a notification announced one, or
+    /// notifications may have been missed).
+    pub async fn recheck_catalog(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let id = super::catalogs::latest_id(&tx).await?;
+        self.guard.check(&tx, id).await
     }
 
     /// The connection settings, for the listener's dedicated connection.
@@ -293,7 +335,7 @@ impl PostgresStore {
     /// connection whose backend died (killed, database restarted) is replaced before the write
     /// starts, so the write never fails for a connection it did not get to use. Writes are not
     /// on the check path; the round trip costs tens of microseconds.
-    async fn write_client(&self) -> Result<Object> {
+    pub(crate) async fn write_client(&self) -> Result<Object> {
         let mut attempts = self.retries();
         loop {
             let client = self.client().await?;
@@ -412,7 +454,16 @@ impl PostgresStore {
         tenant_id: &str,
         ctx: &WriteCtx,
     ) -> Result<Revision> {
-        let revision = lock_tenant(tx, tenant_id).await?;
+        // Shared with every other write; a catalog record or apply holds it exclusively.
+        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&CATALOG_LOCK])
+            .await
+            .map_err(pg)?;
+        let (revision, catalog_id) = lock_tenant(tx, tenant_id).await?;
+        if catalog_id != self.guard.verified() {
+            self.guard.admit(tx, catalog_id).await?;
+        } else if let Some(r) = self.guard.refusal() {
+            return Err(StoreError::Unavailable(r));
+        }
         if let Some(actor) = &ctx.actor {
             let facts = self.facts(tx, tenant_id, actor, &ctx.rule).await?;
             ctx.authorize(&self.catalog, &facts)?;
@@ -754,6 +805,11 @@ impl PostgresStore {
         tenant_id: &str,
         def: &GroupDef,
     ) -> Result<()> {
+        // A newer catalog the database records (a rollout under way) may reserve the key; the
+        // write holds the catalog lock shared, so the check stands until it commits.
+        if self.guard.reserved(&def.key) {
+            return Err(StoreError::Reserved(def.key.clone()));
+        }
         let inserted = tx
             .execute(
                 "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
@@ -932,6 +988,10 @@ impl PostgresStore {
                 )
             })
             .await?;
+        // The user was read under this catalog record: this replica must agree with it.
+        if let Some(r) = &row {
+            self.admit(r.get("catalog_id")).await?;
+        }
         let (user, revision) = self.loaded_user(tenant_id, row)?;
         let groups_revision = group_rows.first().map_or(revision, |r| rev(r.get(0)));
         let groups = group_rows.iter().map(|r| self.group_grants(r)).collect();
@@ -1140,17 +1200,22 @@ struct Record {
     effective_before: BTreeMap<String, Access>,
 }
 
-/// Bumps and locks a tenant's revision row.
-async fn lock_tenant(tx: &deadpool_postgres::Transaction<'_>, tenant_id: &str) -> Result<Revision> {
+/// Bumps and locks a tenant's revision row; returns the revision and the newest catalog
+/// record's id (0 when none), read after the catalog lock.
+async fn lock_tenant(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: &str,
+) -> Result<(Revision, i64)> {
     let row = tx
         .query_opt(
-            "UPDATE tenants SET revision = revision + 1 WHERE tenant_id = $1 RETURNING revision",
+            "UPDATE tenants SET revision = revision + 1 WHERE tenant_id = $1
+             RETURNING revision, (SELECT coalesce(max(id), 0) FROM catalogs)",
             &[&tenant_id],
         )
         .await
         .map_err(pg)?
         .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
-    Ok(rev(row.get(0)))
+    Ok((rev(row.get(0)), row.get(1)))
 }
 
 async fn ensure_users(

@@ -255,6 +255,7 @@ pub async fn spawn_replica_full(
     let url = pg.url.clone();
     let pg = Arc::new(PostgresStore::new(catalog.clone(), &pg).unwrap());
     pg.migrate().await.unwrap();
+    pg.reconcile().await.unwrap();
     let defaults = CacheOptions::default();
     let options = CacheOptions {
         max_bytes: cache_bytes.unwrap_or(defaults.max_bytes),

@@ -17,6 +17,7 @@ mod helpers;
 mod history;
 mod hostile;
 mod interleave;
+mod lifecycle;
 mod metrics;
 mod model;
 mod pg;

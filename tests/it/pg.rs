@@ -60,6 +60,18 @@ pub async fn fresh_database() -> (String, String) {
     (with_database(&admin, &name), name)
 }
 
+/// Runs a query on the database at `url`.
+pub async fn query(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let rows = client.query(sql, &[]).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+    rows
+}
+
 /// Runs SQL on the admin database (to kill backends and the like).
 pub async fn admin_execute(sql: &str) -> Vec<tokio_postgres::Row> {
     let (client, conn) = tokio_postgres::connect(admin_url(), tokio_postgres::NoTls)

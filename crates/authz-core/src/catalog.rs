@@ -238,6 +238,8 @@ pub struct Catalog {
     pub description: String,
     /// A fingerprint of the file's bytes, so two replicas can tell they run the same catalog.
     pub fingerprint: String,
+    /// The file's text, as read: what a database records of the catalog it is served with.
+    pub source: String,
     permissions: Vec<Permission>,
     /// Keys and alias keys → permission.
     index: HashMap<String, PermId>,
@@ -258,7 +260,7 @@ impl Catalog {
     /// Parses and validates a catalog file.
     pub fn from_toml(text: &str) -> Result<Catalog, CatalogError> {
         let file: File = toml::from_str(text).map_err(|e| CatalogError::Syntax(e.to_string()))?;
-        compile(file, fingerprint(text.as_bytes()))
+        compile(file, fingerprint(text.as_bytes()), text.to_owned())
     }
 
     pub fn permissions(&self) -> &[Permission] {
@@ -339,6 +341,12 @@ impl Catalog {
             .collect()
     }
 
+    /// Whether the file has an `[admin]` table with at least one operation: without one every
+    /// admin operation is operator-only.
+    pub fn has_admin_rules(&self) -> bool {
+        !self.admin.is_empty()
+    }
+
     /// What an actor needs for an admin operation; `None` when only operators may do it.
     pub fn admin_requirement(&self, op: AdminOp) -> Option<&Expr> {
         self.admin.get(&op)
@@ -386,7 +394,7 @@ impl Names for Resolver<'_> {
     }
 }
 
-fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
+fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, CatalogError> {
     if file.name.trim().is_empty() {
         return Err(CatalogError::Empty { field: "name" });
     }
@@ -635,6 +643,7 @@ fn compile(file: File, fingerprint: String) -> Result<Catalog, CatalogError> {
         version: file.version,
         description: file.description,
         fingerprint,
+        source,
         permissions,
         index,
         internal,

@@ -10,6 +10,7 @@
 //!   restrictions), as the stores hand it over.
 //! - [`decide`]: checks, explanations, effective permissions and allowed resources.
 //! - [`admin`]: the rules of administration (meta-permissions, delegation, restrictions).
+//! - [`evolve`]: catalog changes: compatibility, stored data conflicts, per-user previews.
 //!
 //! The crate has no async runtime, network, database or wire-format dependency: stores and the
 //! gRPC edge are adapters around it.
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod decide;
+pub mod evolve;
 pub mod expr;
 pub mod key;
 pub mod model;
