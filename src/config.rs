@@ -1,5 +1,5 @@
-//! The command line: `authzd [serve]`, `authzd catalog check FILE`. Every serve option also
-//! reads an `AUTHZ_*` environment variable.
+//! The command line: `authzd [serve]`, `authzd catalog check FILE`, `authzd catalog test
+//! CATALOG TESTS`. Every serve option also reads an `AUTHZ_*` environment variable.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -198,6 +198,32 @@ pub enum CatalogCommand {
         /// The catalog file (TOML).
         file: PathBuf,
     },
+    /// Run a test file of fixtures and expected decisions, effective permissions and admin
+    /// refusals against a catalog. Exits 0 when every case passes, 1 when one fails, 2 when the
+    /// catalog or the test file can't be used (nothing is judged then).
+    Test(CatalogTestArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CatalogTestArgs {
+    /// The catalog file (TOML).
+    pub catalog: PathBuf,
+    /// The test file (TOML); its format is in docs/catalog.md.
+    pub tests: PathBuf,
+    /// How to print the results.
+    #[arg(long, value_enum, default_value_t = TestOutput::Text)]
+    pub output: TestOutput,
+    /// List the cases that pass too.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestOutput {
+    /// One line per failed case, then `N passed, M failed`.
+    Text,
+    /// One JSON document with every case, for scripts.
+    Json,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -26,6 +26,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Some(Command::Catalog(CatalogCommand::Check { file })) => catalog_check(&file),
+        Some(Command::Catalog(CatalogCommand::Test(args))) => {
+            return authz::catalog_test::main(&args);
+        }
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Migrate(args)) => migrate(&args),
         None => serve(cli.serve),
