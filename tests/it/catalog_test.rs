@@ -383,3 +383,72 @@ refused = true
     assert_eq!(report["problems"].as_array().unwrap().len(), 6, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The example catalog and test file of docs/catalog.md are valid and pass, and the page
+/// documents every `[admin]` key and every operation a test file may name.
+#[test]
+fn the_examples_and_tables_of_docs_catalog_md_hold() {
+    let doc = std::fs::read_to_string(root().join("docs/catalog.md")).unwrap();
+    let example = |name: &str| {
+        let marker = format!("<!-- example: {name} -->\n```toml\n");
+        let start = doc
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} example"))
+            + marker.len();
+        let len = doc[start..].find("```").unwrap();
+        doc[start..start + len].to_owned()
+    };
+    let dir = scratch("docs");
+    let catalog_file = dir.join("acme.toml");
+    std::fs::write(&catalog_file, example("catalog")).unwrap();
+    let tests_file = dir.join("acme.tests.toml");
+    std::fs::write(&tests_file, example("tests")).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_authzd"))
+        .args(["catalog", "check", catalog_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+
+    let out = test_catalog(catalog_file.to_str().unwrap(), &tests_file, &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let n = cases_in(&tests_file);
+    assert!(
+        stdout.ends_with(&format!("\n{n} passed, 0 failed\n")),
+        "{stdout}"
+    );
+
+    for op in authz_core::admin::AdminOp::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", op.key())),
+            "docs/catalog.md does not document [admin] `{}`",
+            op.key()
+        );
+    }
+    // The runner lists the operations it knows when a case names none.
+    let file = dir.join("no-op.tests.toml");
+    std::fs::write(
+        &file,
+        "[[users]]\nid = \"a\"\n[[admin_calls]]\nactor = \"a\"\nrefused = true\n",
+    )
+    .unwrap();
+    let out = test_catalog(catalog_file.to_str().unwrap(), &file, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let list = err
+        .split("names no operation; set one of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{err}"))
+        .trim();
+    let ops: Vec<&str> = list.split(", ").collect();
+    assert_eq!(ops.len(), 17, "{list}");
+    for op in ops {
+        assert!(
+            doc.contains(&format!("| `{op}` |")),
+            "docs/catalog.md does not document the operation `{op}`"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
