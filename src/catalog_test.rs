@@ -397,7 +397,7 @@ impl AdminCase {
 
 // ---- Reports ----
 
-/// A test file that cannot be run as written.
+/// A test file that cannot be run as written: every problem found.
 #[derive(Debug)]
 pub struct Invalid {
     pub problems: Vec<Problem>,
@@ -473,16 +473,26 @@ impl Report {
 /// catalog or the test file could not be used).
 pub fn main(args: &CatalogTestArgs) -> ExitCode {
     let label = args.tests.display().to_string();
-    let result = load(&args.catalog, &args.tests).and_then(|(catalog, text)| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    let started = load(&args.catalog, &args.tests).and_then(|loaded| {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Invalid {
-                problems: vec![Problem::file(format!("cannot start the runtime: {e}"))],
-            })?;
-        runtime.block_on(run(Arc::new(catalog), &text))
+            .map(|runtime| (loaded, runtime))
+            .map_err(|e| format!("cannot start the runtime: {e}"))
     });
-    match (result, args.output) {
+    let ((catalog, text), runtime) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            match args.output {
+                TestOutput::Text => eprintln!("authzd: {e}; nothing was tested"),
+                TestOutput::Json => {
+                    println!("{}", serde_json::json!({ "file": label, "error": e }))
+                }
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match (runtime.block_on(run(Arc::new(catalog), &text)), args.output) {
         (Ok(report), TestOutput::Text) => {
             print_text(&label, &report, args.verbose);
             exit(&report)
@@ -492,7 +502,7 @@ pub fn main(args: &CatalogTestArgs) -> ExitCode {
             exit(&report)
         }
         (Err(invalid), TestOutput::Text) => {
-            eprintln!("authzd: {label} can't be run; nothing was tested:");
+            eprintln!("authzd: {label} is not a valid test file; nothing was tested:");
             for p in &invalid.problems {
                 let text = p.to_string();
                 let mut lines = text.lines();
@@ -534,16 +544,14 @@ fn exit(report: &Report) -> ExitCode {
     }
 }
 
-fn load(catalog: &Path, tests: &Path) -> Result<(Catalog, String), Invalid> {
-    let fail = |message: String| Invalid {
-        problems: vec![Problem::file(message)],
-    };
+/// The catalog, compiled, and the test file's text.
+fn load(catalog: &Path, tests: &Path) -> Result<(Catalog, String), String> {
     let text = std::fs::read_to_string(catalog)
-        .map_err(|e| fail(format!("cannot read catalog {}: {e}", catalog.display())))?;
-    let catalog = Catalog::from_toml(&text)
-        .map_err(|e| fail(format!("catalog {}: {e}", catalog.display())))?;
+        .map_err(|e| format!("cannot read catalog {}: {e}", catalog.display()))?;
+    let catalog =
+        Catalog::from_toml(&text).map_err(|e| format!("catalog {}: {e}", catalog.display()))?;
     let tests = std::fs::read_to_string(tests)
-        .map_err(|e| fail(format!("cannot read test file {}: {e}", tests.display())))?;
+        .map_err(|e| format!("cannot read test file {}: {e}", tests.display()))?;
     Ok((catalog, tests))
 }
 

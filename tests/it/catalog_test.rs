@@ -253,7 +253,7 @@ fn an_invalid_test_file_exits_2_and_says_what_to_fix() {
         let err = text(&out.stderr);
         assert!(
             err.starts_with(&format!(
-                "authzd: {} can't be run; nothing was tested:",
+                "authzd: {} is not a valid test file; nothing was tested:",
                 file.display()
             )),
             "{err}"
@@ -372,6 +372,28 @@ refused = true
             "the test file is written for catalog `maestra`, and this catalog is `tooljet`"
         ),
         "{err}"
+    );
+
+    // Nothing to run against: a test file or a catalog that can't be read or loaded.
+    let missing = dir.join("missing.tests.toml");
+    let out = test_catalog(&catalog("tooljet.toml"), &missing, &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("cannot read test file"),
+        "{out:?}"
+    );
+    let bad_catalog = dir.join("bad.toml");
+    std::fs::write(&bad_catalog, "name = \"x\"\n").unwrap();
+    let out = test_catalog(
+        bad_catalog.to_str().unwrap(),
+        &dir.join("other.tests.toml"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("missing field `version`"),
+        "{}",
+        text(&out.stderr)
     );
 
     // The JSON form lists the problems too.
