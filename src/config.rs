@@ -1,5 +1,5 @@
-//! The command line: `authzd [serve]`, `authzd catalog check FILE`. Every serve option also
-//! reads an `AUTHZ_*` environment variable.
+//! The command line: `authzd [serve]`, `authzd catalog check FILE`, `authzd catalog test
+//! CATALOG TESTS`. Every serve option also reads an `AUTHZ_*` environment variable.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -198,6 +198,10 @@ pub enum CatalogCommand {
         /// The catalog file (TOML).
         file: PathBuf,
     },
+    /// Run a test file of fixtures and expected decisions, effective permissions and admin
+    /// refusals against a catalog. Exits 0 when every case passes, 1 when one fails, 2 when the
+    /// catalog or the test file can't be used (nothing is judged then).
+    Test(CatalogTestArgs),
     /// What changes between two catalogs (`diff OLD NEW`), or between the catalog a database
     /// records and a new one (`diff --database-url URL NEW`), with a preview of every user who
     /// gains or loses a permission or role. Exits 0 when the change is compatible, 3 when it
@@ -286,9 +290,26 @@ impl MappingArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct CatalogTestArgs {
+    /// The catalog file (TOML).
+    pub catalog: PathBuf,
+    /// The test file (TOML); its format is in docs/catalog.md.
+    pub tests: PathBuf,
+    /// How to print the results.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// List the cases that pass too.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// How a catalog command prints its results.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// For people.
     Text,
+    /// One JSON document, for scripts.
     Json,
 }
 

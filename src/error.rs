@@ -28,4 +28,21 @@ pub enum Error {
     Concealed(Box<Error>),
 }
 
+impl Error {
+    /// The admin rule that refused the call, as logs and metrics label it; `None` for an error
+    /// that is not a refusal.
+    pub fn refused_by(&self) -> Option<&'static str> {
+        match self {
+            Error::Refused(r) | Error::Store(StoreError::Denied(r)) => Some(r.rule()),
+            Error::Denied(_) => Some("denied"),
+            Error::Concealed(_) => Some("staff_only"),
+            Error::Invalid(_)
+            | Error::NotFound(_)
+            | Error::AlreadyExists(_)
+            | Error::Precondition(_)
+            | Error::Store(_) => None,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

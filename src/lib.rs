@@ -15,12 +15,15 @@
 //! - [`tls`]: TLS material checked before serving, the server's own handshakes, client
 //!   certificate names.
 //! - [`config`]: the command line and `AUTHZ_*` environment.
+//! - [`catalog_test`]: `authzd catalog test`, a catalog's test file run through [`app`] over
+//!   the memory store.
 //! - [`validate`], [`error`]: input checks and the application's error type.
 //!
 //! Decisions themselves live in the `authz-core` crate, which does no I/O.
 
 pub mod app;
 pub mod catalog_cli;
+pub mod catalog_test;
 pub mod config;
 pub mod error;
 pub mod gate;

@@ -12,6 +12,7 @@ use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
 use authz::tls::ServerTls;
 use authz_core::Catalog;
+use authz_core::admin::AdminOp;
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ fn catalog(command: CatalogCommand) -> Result<u8, String> {
     use authz::catalog_cli;
     match command {
         CatalogCommand::Check { file } => catalog_check(&file).map(|()| 0),
+        CatalogCommand::Test(args) => Ok(authz::catalog_test::main(&args)),
         CatalogCommand::Diff {
             files,
             database_url,
@@ -131,6 +133,18 @@ fn catalog_check(file: &std::path::Path) -> Result<(), String> {
     println!("  resource types: {}", types.join(", "));
     let flags: Vec<&str> = c.context_flags().iter().map(|f| f.key.as_str()).collect();
     println!("  context flags:  {}", flags.join(", "));
+    // Valid, but probably not meant: without [admin] no actor may do anything.
+    if AdminOp::ALL
+        .iter()
+        .all(|op| c.admin_requirement(*op).is_none())
+    {
+        let ops: Vec<&str> = AdminOp::ALL.iter().map(|op| op.key()).collect();
+        eprintln!(
+            "warning: catalog {} has no [admin] table, so every admin operation ({}) is operator-only and actors are refused all of them. Add [admin] to say what actors need for each (docs/catalog.md)",
+            file.display(),
+            ops.join(", ")
+        );
+    }
     Ok(())
 }
 

@@ -6,7 +6,6 @@ use super::status::to_status;
 use crate::app::Authz;
 use crate::error::Error;
 use crate::gate::{self, Role};
-use crate::store::StoreError;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -35,13 +34,7 @@ impl AdminApi {
     /// rule and what was missing; never a key) and counted, so escalation attempts show on a
     /// dashboard.
     fn fail(&self, method: &'static str, actor: &str, e: Error) -> Status {
-        let rule = match &e {
-            Error::Refused(r) | Error::Store(StoreError::Denied(r)) => Some(r.rule()),
-            Error::Denied(_) => Some("denied"),
-            Error::Concealed(_) => Some("staff_only"),
-            _ => None,
-        };
-        if let Some(rule) = rule {
+        if let Some(rule) = e.refused_by() {
             tracing::warn!(
                 method,
                 actor = if actor.is_empty() { "(operator)" } else { actor },

@@ -149,6 +149,42 @@ fn catalog_check_names_the_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read catalog"));
 }
 
+/// A catalog without `[admin]` is valid, but no actor may do anything with it: `catalog check`
+/// says so on stderr and still succeeds. The shipped catalogs have the table and get no warning.
+#[test]
+fn catalog_check_warns_when_there_is_no_admin_table() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for shipped in ["maestra.toml", "tooljet.toml"] {
+        let out = authzd(&["catalog", "check", &format!("{root}/catalogs/{shipped}")]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("warning"),
+            "{shipped}: {out:?}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("authzd-no-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("no-admin.toml");
+    std::fs::write(
+        &file,
+        "name = \"x\"\nversion = \"1\"\n[[permissions]]\nname = \"A\"\n",
+    )
+    .unwrap();
+    let out = authzd(&["catalog", "check", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("catalog x version 1"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "warning: catalog {} has no [admin] table, so every admin operation (view_groups, edit_groups, view_users, edit_users, block_users, restrict_users, view_audit) is operator-only",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every serve flag is in the configuration tables of the README and the operations guide.
 #[test]
 fn every_serve_flag_is_documented() {

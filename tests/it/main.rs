@@ -7,6 +7,7 @@
 mod admin;
 mod audit;
 mod binary;
+mod catalog_test;
 mod check;
 mod daemon;
 mod delegation;

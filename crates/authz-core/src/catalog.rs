@@ -341,12 +341,6 @@ impl Catalog {
             .collect()
     }
 
-    /// Whether the file has an `[admin]` table with at least one operation: without one every
-    /// admin operation is operator-only.
-    pub fn has_admin_rules(&self) -> bool {
-        !self.admin.is_empty()
-    }
-
     /// What an actor needs for an admin operation; `None` when only operators may do it.
     pub fn admin_requirement(&self, op: AdminOp) -> Option<&Expr> {
         self.admin.get(&op)
