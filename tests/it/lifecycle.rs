@@ -638,3 +638,45 @@ async fn diffing_two_files_classifies_every_change() {
         &["mappings (--move-members, --drop-permission, ...) apply to a database"],
     );
 }
+
+/// The store alone, with no change listener to announce the new record: only the checks made
+/// inside writes and loads stand between an apply and the old catalog's meaning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_checks_the_record_inside_every_write_and_load() {
+    use authz::store::postgres::{PgOptions, PostgresStore};
+    use authz::store::{Store, StoreError, WriteCtx};
+    let (url, _) = crate::pg::fresh_database().await;
+    let catalog = std::sync::Arc::new(authz_core::Catalog::from_toml(SMALL).unwrap());
+    let pg = PostgresStore::new(catalog, &PgOptions::new(url.clone())).unwrap();
+    pg.migrate().await.unwrap();
+    pg.reconcile().await.unwrap();
+    pg.create_tenant("acme", "").await.unwrap();
+    let operator = WriteCtx {
+        actor: None,
+        rule: authz_core::admin::Rule::default(),
+        dry_run: false,
+    };
+    pg.upsert_user("acme", &operator, "ann", "", "").await.unwrap();
+    pg.load_subject("acme", "ann").await.unwrap();
+
+    let v2 = file(
+        &SMALL
+            .replace("[[permissions]]\nname = \"Send test messages\"\n", "")
+            .replace("version = \"1\"", "version = \"2\""),
+    );
+    let (code, out, _) = authzd(&["catalog", "apply", "--database-url", &url, &v2]).await;
+    assert_eq!(code, 0, "{out}");
+    let refused = |e: StoreError| match e {
+        StoreError::Unavailable(m) => assert!(m.contains("incompatible"), "{m}"),
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    };
+    refused(
+        pg.upsert_user("acme", &operator, "bob", "", "")
+            .await
+            .unwrap_err(),
+    );
+    refused(pg.load_subject("acme", "ann").await.unwrap_err());
+    assert!(!pg.guard().serving());
+    let rows = crate::pg::query(&url, "SELECT count(*) FROM users WHERE user_id = 'bob'").await;
+    assert_eq!(rows[0].get::<_, i64>(0), 0, "the refused write left nothing");
+}
