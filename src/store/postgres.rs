@@ -738,6 +738,68 @@ impl PostgresStore {
         Ok(super::snapshot_json(&self.catalog, &users, &groups))
     }
 
+    /// The one frame of every tenant write: a checked-out connection, a transaction, the
+    /// tenant's lock and the admin rule ([`Self::begin`]), the audit record of what `op`
+    /// touches as it was, then `body`, then the preview, the change log, NOTIFY and commit
+    /// ([`Self::commit`]); a dry run rolls back after the preview.
+    async fn write<T>(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        op: Op,
+        body: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T>,
+    ) -> Result<Committed<T>> {
+        self.write_planned(
+            tenant_id,
+            ctx,
+            async |_| Ok(op),
+            async |tx, _| body(tx).await,
+        )
+        .await
+    }
+
+    /// [`Self::write`] for a write whose `Op` depends on state read after the tenant's lock
+    /// (the members a duplicate copies); `body` sees what the op touches.
+    async fn write_planned<T>(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        plan: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<Op>,
+        body: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>, &Touched) -> Result<T>,
+    ) -> Result<Committed<T>> {
+        let mut client = self.write_client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let revision = self.begin(&tx, tenant_id, ctx).await?;
+        let op = plan(&tx).await?;
+        let record = self
+            .record(&tx, tenant_id, op.name, op.target, op.touched)
+            .await?;
+        let value = body(&tx, &record.touched).await?;
+        Ok(self
+            .commit(tx, tenant_id, revision, ctx, record)
+            .await?
+            .map(|()| value))
+    }
+
+    /// A user's whole row inside a write.
+    async fn read_user(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<UserInfo> {
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2"
+                ),
+                &[&tenant_id, &user_id],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(self.user_info(&row))
+    }
+
     /// Finishes a tenant's write: computes the preview, then either rolls back (a dry run:
     /// returns the revision it was computed at) or appends the change with its audit record,
     /// sends one NOTIFY (delivered only on commit) and commits.
@@ -1188,6 +1250,34 @@ impl PostgresStore {
     }
 }
 
+/// What a write is, for its audit record and its invalidations: its name, its target and
+/// what it touches.
+struct Op {
+    name: &'static str,
+    target: String,
+    touched: Touched,
+}
+
+impl Op {
+    /// A write to one user.
+    fn user(name: &'static str, user_id: &str) -> Self {
+        Op {
+            name,
+            target: format!("user:{user_id}"),
+            touched: Touched::users([user_id.to_owned()]),
+        }
+    }
+
+    /// A write to one custom group's grants.
+    fn group(name: &'static str, key: &str) -> Self {
+        Op {
+            name,
+            target: format!("group:{key}"),
+            touched: Touched::group(key),
+        }
+    }
+}
+
 /// A write's audit record, started before it changes anything.
 struct Record {
     operation: &'static str,
@@ -1376,39 +1466,22 @@ impl Store for PostgresStore {
         display_name: &str,
         email: &str,
     ) -> Result<Committed<UserInfo>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "upsert_user",
-                format!("user:{user_id}"),
-                Touched::users([user_id.to_owned()]),
-            )
-            .await?;
-        tx.execute(
-            "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
-            &[&tenant_id, &user_id, &display_name, &email],
-        )
-        .await
-        .map_err(pg)?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2"
-                ),
-                &[&tenant_id, &user_id],
+        self.write(
+            tenant_id,
+            ctx,
+            Op::user("upsert_user", user_id),
+            async |tx| {
+                tx.execute(
+                "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
+                &[&tenant_id, &user_id, &display_name, &email],
             )
             .await
             .map_err(pg)?;
-        let info = self.user_info(&row);
-        Ok(self
-            .commit(tx, tenant_id, revision, ctx, record)
-            .await?
-            .map(|()| info))
+                self.read_user(tx, tenant_id, user_id).await
+            },
+        )
+        .await
     }
 
     async fn import_users(
@@ -1417,58 +1490,54 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         rows: &[ImportRow],
     ) -> Result<Committed<()>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
         let touched = Touched::users(rows.iter().map(|r| r.user_id.clone()));
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "import_users",
-                format!("users:{}", rows.len()),
-                touched,
-            )
-            .await?;
-        let custom: BTreeSet<&String> = rows
-            .iter()
-            .flat_map(|r| &r.groups)
-            .filter(|g| self.catalog.group(g).is_none())
-            .collect();
-        let custom: Vec<&String> = custom.into_iter().collect();
-        let found: BTreeSet<String> = tx
-            .query(
-                "SELECT group_key FROM groups WHERE tenant_id = $1 AND group_key = ANY($2) FOR SHARE",
-                &[&tenant_id, &custom],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if let Some(missing) = custom.iter().find(|g| !found.contains(g.as_str())) {
-            return Err(StoreError::GroupNotFound((*missing).clone()));
-        }
-        for r in rows {
-            tx.execute(
-                "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-                     display_name = coalesce(nullif($3, ''), users.display_name),
-                     email = coalesce(nullif($4, ''), users.email),
-                     direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
-                &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
-            )
-            .await
-            .map_err(pg)?;
-            tx.execute(
-                "INSERT INTO memberships (tenant_id, user_id, group_key)
-                 SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
-                &[&tenant_id, &r.user_id, &r.groups],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        self.commit(tx, tenant_id, revision, ctx, record).await
+        let op = Op {
+            name: "import_users",
+            target: format!("users:{}", rows.len()),
+            touched,
+        };
+        self.write(tenant_id, ctx, op, async |tx| {
+            let custom: BTreeSet<&String> = rows
+                .iter()
+                .flat_map(|r| &r.groups)
+                .filter(|g| self.catalog.group(g).is_none())
+                .collect();
+            let custom: Vec<&String> = custom.into_iter().collect();
+            let found: BTreeSet<String> = tx
+                .query(
+                    "SELECT group_key FROM groups WHERE tenant_id = $1 AND group_key = ANY($2) FOR SHARE",
+                    &[&tenant_id, &custom],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if let Some(missing) = custom.iter().find(|g| !found.contains(g.as_str())) {
+                return Err(StoreError::GroupNotFound((*missing).clone()));
+            }
+            for r in rows {
+                tx.execute(
+                    "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+                         display_name = coalesce(nullif($3, ''), users.display_name),
+                         email = coalesce(nullif($4, ''), users.email),
+                         direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
+                    &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
+                )
+                .await
+                .map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO memberships (tenant_id, user_id, group_key)
+                     SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
+                    &[&tenant_id, &r.user_id, &r.groups],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
@@ -1528,39 +1597,22 @@ impl Store for PostgresStore {
         user_id: &str,
         status: UserStatus,
     ) -> Result<Committed<UserInfo>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "set_user_status",
-                format!("user:{user_id}"),
-                Touched::users([user_id.to_owned()]),
-            )
-            .await?;
-        tx.execute(
-            "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
-            &[&tenant_id, &user_id, &status_text(status)],
+        self.write(
+            tenant_id,
+            ctx,
+            Op::user("set_user_status", user_id),
+            async |tx| {
+                tx.execute(
+                    "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
+                    &[&tenant_id, &user_id, &status_text(status)],
+                )
+                .await
+                .map_err(pg)?;
+                self.read_user(tx, tenant_id, user_id).await
+            },
         )
         .await
-        .map_err(pg)?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2"
-                ),
-                &[&tenant_id, &user_id],
-            )
-            .await
-            .map_err(pg)?;
-        let info = self.user_info(&row);
-        Ok(self
-            .commit(tx, tenant_id, revision, ctx, record)
-            .await?
-            .map(|()| info))
     }
 
     async fn create_group(
@@ -1569,27 +1621,16 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         def: GroupDef,
     ) -> Result<Committed<GroupInfo>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "create_group",
-                format!("group:{}", def.key),
-                Touched::group(&def.key),
-            )
-            .await?;
-        self.insert_group(&tx, tenant_id, &def).await?;
-        Ok(self
-            .commit(tx, tenant_id, revision, ctx, record)
-            .await?
-            .map(|()| GroupInfo {
+        let op = Op::group("create_group", &def.key);
+        self.write(tenant_id, ctx, op, async |tx| {
+            self.insert_group(tx, tenant_id, &def).await?;
+            Ok(GroupInfo {
                 def,
                 version: 1,
                 member_count: 0,
-            }))
+            })
+        })
+        .await
     }
 
     async fn duplicate_group(
@@ -1599,55 +1640,51 @@ impl Store for PostgresStore {
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<Committed<GroupInfo>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let copied: Vec<String> = match members_of {
-            None => Vec::new(),
-            Some(src) => tx
-                .query(
-                    "SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_key = $2 ORDER BY user_id",
-                    &[&tenant_id, &src],
+        let key = def.key.clone();
+        let plan = async |tx: &deadpool_postgres::Transaction<'_>| {
+            // The copied members, read after the tenant's lock: the audit record and the
+            // preview name each of them.
+            let copied: Vec<String> = match members_of {
+                None => Vec::new(),
+                Some(src) => tx
+                    .query(
+                        "SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_key = $2 ORDER BY user_id",
+                        &[&tenant_id, &src],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect(),
+            };
+            Ok(Op {
+                name: "duplicate_group",
+                target: format!("group:{key}"),
+                touched: Touched {
+                    users: copied,
+                    groups: vec![key.clone()],
+                    all_users: false,
+                },
+            })
+        };
+        self.write_planned(tenant_id, ctx, plan, async |tx, touched| {
+            self.insert_group(tx, tenant_id, &def).await?;
+            if let Some(src) = members_of {
+                tx.execute(
+                    "INSERT INTO memberships (tenant_id, user_id, group_key)
+                     SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2",
+                    &[&tenant_id, &src, &def.key],
                 )
                 .await
-                .map_err(pg)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect(),
-        };
-        let touched = Touched {
-            users: copied,
-            groups: vec![def.key.clone()],
-            all_users: false,
-        };
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "duplicate_group",
-                format!("group:{}", def.key),
-                touched,
-            )
-            .await?;
-        self.insert_group(&tx, tenant_id, &def).await?;
-        if let Some(src) = members_of {
-            tx.execute(
-                "INSERT INTO memberships (tenant_id, user_id, group_key)
-                 SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2",
-                &[&tenant_id, &src, &def.key],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        let member_count = record.touched.users.len() as u64;
-        Ok(self
-            .commit(tx, tenant_id, revision, ctx, record)
-            .await?
-            .map(|()| GroupInfo {
+                .map_err(pg)?;
+            }
+            Ok(GroupInfo {
                 def,
                 version: 1,
-                member_count,
-            }))
+                member_count: touched.users.len() as u64,
+            })
+        })
+        .await
     }
 
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
@@ -1690,94 +1727,82 @@ impl Store for PostgresStore {
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<Committed<GroupInfo>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "update_group",
-                format!("group:{key}"),
-                Touched::group(key),
-            )
-            .await?;
-        let row = tx
-            .query_opt(
-                "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
-                &[&tenant_id, &key],
-            )
-            .await
-            .map_err(pg)?
-            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-        let actual = rev(row.get(0));
-        if let Some(expected) = expected_version.filter(|e| *e != actual) {
-            return Err(StoreError::VersionMismatch {
-                key: key.to_owned(),
-                expected,
-                actual,
+        self.write(tenant_id, ctx, Op::group("update_group", key), async |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+                    &[&tenant_id, &key],
+                )
+                .await
+                .map_err(pg)?
+                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+            let actual = rev(row.get(0));
+            if let Some(expected) = expected_version.filter(|e| *e != actual) {
+                return Err(StoreError::VersionMismatch {
+                    key: key.to_owned(),
+                    expected,
+                    actual,
+                });
+            }
+            // A stored key the catalog does not know is never dropped by an edit, and an actor's
+            // edit keeps the internal permissions it cannot see.
+            let internal = self.catalog.internal_permissions();
+            let kept: Vec<String> = row
+                .get::<_, Vec<String>>(1)
+                .into_iter()
+                .filter(|k| match self.catalog.resolve(k) {
+                    None => true,
+                    Some(p) => ctx.actor.is_some() && internal.contains(p),
+                })
+                .collect();
+            let permissions = patch.permissions.as_ref().map(|p| {
+                let mut keys = self.keys(p);
+                keys.extend(kept.iter().cloned());
+                keys.sort();
+                keys.dedup();
+                keys
             });
-        }
-        // A stored key the catalog does not know is never dropped by an edit, and an actor's
-        // edit keeps the internal permissions it cannot see.
-        let internal = self.catalog.internal_permissions();
-        let kept: Vec<String> = row
-            .get::<_, Vec<String>>(1)
-            .into_iter()
-            .filter(|k| match self.catalog.resolve(k) {
-                None => true,
-                Some(p) => ctx.actor.is_some() && internal.contains(p),
-            })
-            .collect();
-        let permissions = patch.permissions.as_ref().map(|p| {
-            let mut keys = self.keys(p);
-            keys.extend(kept.iter().cloned());
-            keys.sort();
-            keys.dedup();
-            keys
-        });
-        tx.execute(
-            "UPDATE groups SET name = coalesce($3, name), description = coalesce($4, description),
-                    permissions = coalesce($5, permissions), version = version + 1
-             WHERE tenant_id = $1 AND group_key = $2",
-            &[
-                &tenant_id,
-                &key,
-                &patch.name,
-                &patch.description,
-                &permissions,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-        if let Some(scoped) = &patch.scoped {
-            let keep: Vec<String> = if ctx.actor.is_some() {
-                self.keys(internal)
-            } else {
-                Vec::new()
-            };
             tx.execute(
-                "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2
-                 AND permission <> ALL($3)",
-                &[&tenant_id, &key, &keep],
+                "UPDATE groups SET name = coalesce($3, name), description = coalesce($4, description),
+                        permissions = coalesce($5, permissions), version = version + 1
+                 WHERE tenant_id = $1 AND group_key = $2",
+                &[
+                    &tenant_id,
+                    &key,
+                    &patch.name,
+                    &patch.description,
+                    &permissions,
+                ],
             )
             .await
             .map_err(pg)?;
-            self.insert_group_scoped(&tx, tenant_id, key, scoped)
-                .await?;
-        }
-        let row = tx
-            .query_one(
-                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = $2"),
-                &[&tenant_id, &key],
-            )
-            .await
-            .map_err(pg)?;
-        let info = self.group_info(&row);
-        Ok(self
-            .commit(tx, tenant_id, revision, ctx, record)
-            .await?
-            .map(|()| info))
+            if let Some(scoped) = &patch.scoped {
+                let keep: Vec<String> = if ctx.actor.is_some() {
+                    self.keys(internal)
+                } else {
+                    Vec::new()
+                };
+                tx.execute(
+                    "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2
+                     AND permission <> ALL($3)",
+                    &[&tenant_id, &key, &keep],
+                )
+                .await
+                .map_err(pg)?;
+                self.insert_group_scoped(tx, tenant_id, key, scoped)
+                    .await?;
+            }
+            let row = tx
+                .query_one(
+                    &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = $2"),
+                    &[&tenant_id, &key],
+                )
+                .await
+                .map_err(pg)?;
+            let info = self.group_info(&row);
+            Ok(info)
+        })
+        .await
     }
 
     async fn delete_group(
@@ -1787,49 +1812,40 @@ impl Store for PostgresStore {
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Committed<()>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "delete_group",
-                format!("group:{key}"),
-                Touched::group(key),
-            )
-            .await?;
-        let row = tx
-            .query_opt(
-                "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
-                 FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+        self.write(tenant_id, ctx, Op::group("delete_group", key), async |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+                     FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+                    &[&tenant_id, &key],
+                )
+                .await
+                .map_err(pg)?
+                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+            let actual = rev(row.get(0));
+            if let Some(expected) = expected_version.filter(|e| *e != actual) {
+                return Err(StoreError::VersionMismatch {
+                    key: key.to_owned(),
+                    expected,
+                    actual,
+                });
+            }
+            let members = rev(row.get(1));
+            if members > 0 {
+                return Err(StoreError::GroupNotEmpty {
+                    key: key.to_owned(),
+                    members,
+                });
+            }
+            tx.execute(
+                "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
                 &[&tenant_id, &key],
             )
             .await
-            .map_err(pg)?
-            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-        let actual = rev(row.get(0));
-        if let Some(expected) = expected_version.filter(|e| *e != actual) {
-            return Err(StoreError::VersionMismatch {
-                key: key.to_owned(),
-                expected,
-                actual,
-            });
-        }
-        let members = rev(row.get(1));
-        if members > 0 {
-            return Err(StoreError::GroupNotEmpty {
-                key: key.to_owned(),
-                members,
-            });
-        }
-        tx.execute(
-            "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
-            &[&tenant_id, &key],
-        )
+            .map_err(pg)?;
+            Ok(())
+        })
         .await
-        .map_err(pg)?;
-        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
@@ -1856,28 +1872,24 @@ impl Store for PostgresStore {
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "add_members",
-                format!("group:{}", group.key()),
-                Touched::users(user_ids.iter().cloned()),
+        let op = Op {
+            name: "add_members",
+            target: format!("group:{}", group.key()),
+            touched: Touched::users(user_ids.iter().cloned()),
+        };
+        self.write(tenant_id, ctx, op, async |tx| {
+            check_group(tx, tenant_id, group).await?;
+            ensure_users(tx, tenant_id, user_ids).await?;
+            tx.execute(
+                "INSERT INTO memberships (tenant_id, user_id, group_key)
+                 SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
+                &[&tenant_id, &user_ids, &group.key()],
             )
-            .await?;
-        check_group(&tx, tenant_id, group).await?;
-        ensure_users(&tx, tenant_id, user_ids).await?;
-        tx.execute(
-            "INSERT INTO memberships (tenant_id, user_id, group_key)
-             SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
-            &[&tenant_id, &user_ids, &group.key()],
-        )
+            .await
+            .map_err(pg)?;
+            Ok(())
+        })
         .await
-        .map_err(pg)?;
-        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn remove_members(
@@ -1887,26 +1899,22 @@ impl Store for PostgresStore {
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "remove_members",
-                format!("group:{}", group.key()),
-                Touched::users(user_ids.iter().cloned()),
+        let op = Op {
+            name: "remove_members",
+            target: format!("group:{}", group.key()),
+            touched: Touched::users(user_ids.iter().cloned()),
+        };
+        self.write(tenant_id, ctx, op, async |tx| {
+            check_group(tx, tenant_id, group).await?;
+            tx.execute(
+                "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
+                &[&tenant_id, &group.key(), &user_ids],
             )
-            .await?;
-        check_group(&tx, tenant_id, group).await?;
-        tx.execute(
-            "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
-            &[&tenant_id, &group.key(), &user_ids],
-        )
+            .await
+            .map_err(pg)?;
+            Ok(())
+        })
         .await
-        .map_err(pg)?;
-        self.commit(tx, tenant_id, revision, ctx, record).await
     }
 
     async fn grant(
@@ -1916,41 +1924,32 @@ impl Store for PostgresStore {
         user_id: &str,
         grants: &Grants,
     ) -> Result<Committed<()>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "grant",
-                format!("user:{user_id}"),
-                Touched::users([user_id.to_owned()]),
-            )
-            .await?;
-        ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;
-        match grants {
-            Grants::Unscoped(set) => {
-                tx.execute(
-                    "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
-                     WHERE tenant_id = $1 AND user_id = $2",
-                    &[&tenant_id, &user_id, &self.keys(set)],
-                )
-                .await
-                .map_err(pg)?;
+        self.write(tenant_id, ctx, Op::user("grant", user_id), async |tx| {
+            ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
+            match grants {
+                Grants::Unscoped(set) => {
+                    tx.execute(
+                        "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
+                         WHERE tenant_id = $1 AND user_id = $2",
+                        &[&tenant_id, &user_id, &self.keys(set)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                Grants::Scoped(list) => {
+                    let (p, t, i) = scoped_arrays(&self.catalog, list);
+                    tx.execute(
+                        "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
+                         SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+                        &[&tenant_id, &user_id, &p, &t, &i],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
             }
-            Grants::Scoped(list) => {
-                let (p, t, i) = scoped_arrays(&self.catalog, list);
-                tx.execute(
-                    "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
-                     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-                    &[&tenant_id, &user_id, &p, &t, &i],
-                )
-                .await
-                .map_err(pg)?;
-            }
-        }
-        self.commit(tx, tenant_id, revision, ctx, record).await
+            Ok(())
+        })
+        .await
     }
 
     async fn revoke(
@@ -1960,51 +1959,42 @@ impl Store for PostgresStore {
         user_id: &str,
         grants: &Grants,
     ) -> Result<Committed<()>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "revoke",
-                format!("user:{user_id}"),
-                Touched::users([user_id.to_owned()]),
-            )
-            .await?;
-        let found = tx
-            .query_opt(
-                "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
-                &[&tenant_id, &user_id],
-            )
-            .await
-            .map_err(pg)?;
-        if found.is_none() {
-            return Err(StoreError::UserNotFound(user_id.to_owned()));
-        }
-        match grants {
-            Grants::Unscoped(set) => {
-                tx.execute(
-                    "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
-                     WHERE tenant_id = $1 AND user_id = $2",
-                    &[&tenant_id, &user_id, &self.keys(set)],
+        self.write(tenant_id, ctx, Op::user("revoke", user_id), async |tx| {
+            let found = tx
+                .query_opt(
+                    "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
+                    &[&tenant_id, &user_id],
                 )
                 .await
                 .map_err(pg)?;
+            if found.is_none() {
+                return Err(StoreError::UserNotFound(user_id.to_owned()));
             }
-            Grants::Scoped(list) => {
-                let (p, t, i) = scoped_arrays(&self.catalog, list);
-                tx.execute(
-                    "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
-                     AND (permission, resource_type, resource_id) IN
-                         (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
-                    &[&tenant_id, &user_id, &p, &t, &i],
-                )
-                .await
-                .map_err(pg)?;
+            match grants {
+                Grants::Unscoped(set) => {
+                    tx.execute(
+                        "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
+                         WHERE tenant_id = $1 AND user_id = $2",
+                        &[&tenant_id, &user_id, &self.keys(set)],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                Grants::Scoped(list) => {
+                    let (p, t, i) = scoped_arrays(&self.catalog, list);
+                    tx.execute(
+                        "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
+                         AND (permission, resource_type, resource_id) IN
+                             (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
+                        &[&tenant_id, &user_id, &p, &t, &i],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
             }
-        }
-        self.commit(tx, tenant_id, revision, ctx, record).await
+            Ok(())
+        })
+        .await
     }
 
     async fn set_restriction(
@@ -2015,41 +2005,32 @@ impl Store for PostgresStore {
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Committed<()>> {
-        let mut client = self.write_client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let revision = self.begin(&tx, tenant_id, ctx).await?;
-        let record = self
-            .record(
-                &tx,
-                tenant_id,
-                "set_restriction",
-                format!("user:{user_id}"),
-                Touched::users([user_id.to_owned()]),
-            )
-            .await?;
-        ensure_users(&tx, tenant_id, &[user_id.to_owned()]).await?;
-        let type_key = self.catalog.resource_type_key(resource_type);
-        match ids {
-            Some(ids) => {
-                let ids: Vec<String> = ids.into_iter().collect();
-                tx.execute(
-                    "INSERT INTO restrictions (tenant_id, user_id, resource_type, resource_ids) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (tenant_id, user_id, resource_type) DO UPDATE SET resource_ids = $4",
-                    &[&tenant_id, &user_id, &type_key, &ids],
-                )
-                .await
-                .map_err(pg)?;
+        self.write(tenant_id, ctx, Op::user("set_restriction", user_id), async |tx| {
+            ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
+            let type_key = self.catalog.resource_type_key(resource_type);
+            match ids {
+                Some(ids) => {
+                    let ids: Vec<String> = ids.into_iter().collect();
+                    tx.execute(
+                        "INSERT INTO restrictions (tenant_id, user_id, resource_type, resource_ids) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (tenant_id, user_id, resource_type) DO UPDATE SET resource_ids = $4",
+                        &[&tenant_id, &user_id, &type_key, &ids],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM restrictions WHERE tenant_id = $1 AND user_id = $2 AND resource_type = $3",
+                        &[&tenant_id, &user_id, &type_key],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
             }
-            None => {
-                tx.execute(
-                    "DELETE FROM restrictions WHERE tenant_id = $1 AND user_id = $2 AND resource_type = $3",
-                    &[&tenant_id, &user_id, &type_key],
-                )
-                .await
-                .map_err(pg)?;
-            }
-        }
-        self.commit(tx, tenant_id, revision, ctx, record).await
+            Ok(())
+        })
+        .await
     }
 
     async fn subject(
