@@ -6,7 +6,7 @@ use crate::store::{
     Change, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision,
     Store, TenantInfo, UserInfo, WriteCtx,
 };
-use crate::store::{Committed, ImportRow};
+use crate::store::{Committed, ImportRow, Write};
 use crate::validate;
 use authz_core::admin::{self as rules, Actor, AdminOp, Effect, ImportGrant, Refusal, Rule};
 use authz_core::decide::{self, Decision, Query, Target};
@@ -590,14 +590,17 @@ impl Authz {
         );
         let done = self
             .store
-            .upsert_user(
+            .write(
                 tenant_id,
                 &caller.ctx(call.mode, rule),
-                user_id,
-                display_name,
-                email,
+                Write::UpsertUser {
+                    user_id,
+                    display_name,
+                    email,
+                },
             )
-            .await?;
+            .await?
+            .user()?;
         Ok(done.map(|u| self.user_view(&caller, u)))
     }
 
@@ -677,8 +680,13 @@ impl Authz {
         let rule = Rule::new(AdminOp::BlockUsers, effect);
         let done = self
             .store
-            .set_user_status(tenant_id, &caller.ctx(call.mode, rule), user_id, status)
-            .await?;
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::SetUserStatus { user_id, status },
+            )
+            .await?
+            .user()?;
         Ok(done.map(|u| self.user_view(&caller, u)))
     }
 
@@ -802,8 +810,13 @@ impl Authz {
         );
         Ok(self
             .store
-            .create_group(tenant_id, &caller.ctx(call.mode, rule), def)
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::CreateGroup { def },
+            )
             .await?
+            .group()?
             .map(|info| self.group_for(&caller, Self::custom_view(info))))
     }
 
@@ -934,14 +947,17 @@ impl Authz {
         );
         Ok(self
             .store
-            .update_group(
+            .write(
                 tenant_id,
                 &caller.ctx(call.mode, rule),
-                key,
-                patch,
-                expected_version,
+                Write::UpdateGroup {
+                    key,
+                    patch,
+                    expected_version,
+                },
             )
             .await?
+            .group()?
             .map(|info| self.group_for(&caller, Self::custom_view(info))))
     }
 
@@ -961,13 +977,16 @@ impl Authz {
         let rule = Rule::new(AdminOp::EditGroups, Effect::Nothing);
         Ok(self
             .store
-            .delete_group(
+            .write(
                 tenant_id,
                 &caller.ctx(call.mode, rule),
-                key,
-                expected_version,
+                Write::DeleteGroup {
+                    key,
+                    expected_version,
+                },
             )
-            .await?)
+            .await?
+            .nothing())
     }
 
     pub async fn duplicate_group(
@@ -1025,8 +1044,13 @@ impl Authz {
         }
         Ok(self
             .store
-            .duplicate_group(tenant_id, &caller.ctx(call.mode, rule), def, members_of)
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::DuplicateGroup { def, members_of },
+            )
             .await?
+            .group()?
             .map(|info| self.group_for(&caller, Self::custom_view(info))))
     }
 
@@ -1052,13 +1076,16 @@ impl Authz {
         );
         Ok(self
             .store
-            .add_members(
+            .write(
                 tenant_id,
                 &caller.ctx(call.mode, rule),
-                self.group_ref(key),
-                user_ids,
+                Write::AddMembers {
+                    group: self.group_ref(key),
+                    user_ids,
+                },
             )
-            .await?)
+            .await?
+            .nothing())
     }
 
     pub async fn remove_members(
@@ -1082,13 +1109,16 @@ impl Authz {
         );
         Ok(self
             .store
-            .remove_members(
+            .write(
                 tenant_id,
                 &caller.ctx(call.mode, rule),
-                self.group_ref(key),
-                user_ids,
+                Write::RemoveMembers {
+                    group: self.group_ref(key),
+                    user_ids,
+                },
             )
-            .await?)
+            .await?
+            .nothing())
     }
 
     // ---- Grants and restrictions ----
@@ -1146,8 +1176,16 @@ impl Authz {
         );
         Ok(self
             .store
-            .grant(tenant_id, &caller.ctx(call.mode, rule), user_id, &grants)
-            .await?)
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::Grant {
+                    user_id,
+                    grants: &grants,
+                },
+            )
+            .await?
+            .nothing())
     }
 
     pub async fn revoke(
@@ -1169,8 +1207,16 @@ impl Authz {
         );
         Ok(self
             .store
-            .revoke(tenant_id, &caller.ctx(call.mode, rule), user_id, &grants)
-            .await?)
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::Revoke {
+                    user_id,
+                    grants: &grants,
+                },
+            )
+            .await?
+            .nothing())
     }
 
     pub async fn set_restrictions(
@@ -1214,8 +1260,17 @@ impl Authz {
         );
         Ok(self
             .store
-            .set_restriction(tenant_id, &caller.ctx(call.mode, rule), user_id, t, ids)
-            .await?)
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::SetRestriction {
+                    user_id,
+                    resource_type: t,
+                    ids,
+                },
+            )
+            .await?
+            .nothing())
     }
 
     // ---- Import ----
@@ -1346,9 +1401,13 @@ impl Authz {
         );
         let done = self
             .store
-            .import_users(tenant_id, &caller.ctx(call.mode, rule), &valid)
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::ImportUsers { rows: &valid },
+            )
             .await?;
-        Ok(done.map(|()| valid.len()))
+        Ok(done.map(|_| valid.len()))
     }
 
     // ---- Audit ----

@@ -17,19 +17,17 @@
 //! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
 
 use super::Committed;
-use super::ImportRow;
 use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
 use super::{
-    AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
-    GroupPatch, GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError,
-    TenantInfo, Touched, UserInfo, WriteCtx,
+    AuditQuery, Change, CommitEvent, CommitSignal, Consistency, GroupInfo, Page, PageRequest,
+    Readiness, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo, Write, WriteCtx,
+    Written,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
-use authz_core::model::{GroupGrants, ResourceTypeId, Subject, UserGrants, UserStatus};
-use std::collections::BTreeSet;
+use authz_core::model::{GroupGrants, Subject, UserGrants};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -422,11 +420,11 @@ impl CachedStore {
 
     /// After this replica's own commit: invalidate what it touched at once, rather than wait
     /// for the notification.
-    fn committed(&self, tenant_id: &str, ctx: &WriteCtx, revision: Revision, touched: Touched) {
+    fn committed(&self, tenant_id: &str, ctx: &WriteCtx, revision: Revision, touched: &Touched) {
         if ctx.dry_run {
             return;
         }
-        self.shared.invalidate(tenant_id, &touched);
+        self.shared.invalidate(tenant_id, touched);
         let _ = self
             .shared
             .commits
@@ -726,6 +724,19 @@ impl CachedStore {
 
 #[async_trait]
 impl Store for CachedStore {
+    /// The write goes to the database; what it touched, as the database recorded it, is
+    /// invalidated here at once (other replicas learn it from the NOTIFY).
+    async fn write(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        write: Write<'_>,
+    ) -> Result<Committed<Written>> {
+        let out = self.inner.write(tenant_id, ctx, write).await?;
+        self.committed(tenant_id, ctx, out.revision, &out.touched);
+        Ok(out)
+    }
+
     async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
         self.inner.create_tenant(tenant_id, display_name).await
     }
@@ -736,43 +747,6 @@ impl Store for CachedStore {
 
     async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>> {
         self.inner.list_tenants(page).await
-    }
-
-    async fn upsert_user(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        display_name: &str,
-        email: &str,
-    ) -> Result<Committed<UserInfo>> {
-        let out = self
-            .inner
-            .upsert_user(tenant_id, ctx, user_id, display_name, email)
-            .await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users([user_id.to_owned()]),
-        );
-        Ok(out)
-    }
-
-    async fn import_users(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        rows: &[ImportRow],
-    ) -> Result<Committed<()>> {
-        let out = self.inner.import_users(tenant_id, ctx, rows).await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users(rows.iter().map(|r| r.user_id.clone())),
-        );
-        Ok(out)
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
@@ -788,63 +762,6 @@ impl Store for CachedStore {
         self.inner.list_users(tenant_id, group, page).await
     }
 
-    async fn set_user_status(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        status: UserStatus,
-    ) -> Result<Committed<UserInfo>> {
-        let out = self
-            .inner
-            .set_user_status(tenant_id, ctx, user_id, status)
-            .await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users([user_id.to_owned()]),
-        );
-        Ok(out)
-    }
-
-    async fn create_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        def: GroupDef,
-    ) -> Result<Committed<GroupInfo>> {
-        let key = def.key.clone();
-        let out = self.inner.create_group(tenant_id, ctx, def).await?;
-        self.committed(tenant_id, ctx, out.revision, Touched::group(&key));
-        Ok(out)
-    }
-
-    async fn duplicate_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        def: GroupDef,
-        members_of: Option<&str>,
-    ) -> Result<Committed<GroupInfo>> {
-        let key = def.key.clone();
-        let out = self
-            .inner
-            .duplicate_group(tenant_id, ctx, def, members_of)
-            .await?;
-        // The copied members' memberships changed: all of them, without listing them here.
-        let touched = match members_of {
-            Some(_) => Touched {
-                users: Vec::new(),
-                groups: vec![key],
-                all_users: true,
-            },
-            None => Touched::group(&key),
-        };
-        self.committed(tenant_id, ctx, out.revision, touched);
-        Ok(out)
-    }
-
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
         self.inner.get_group(tenant_id, key).await
     }
@@ -853,134 +770,8 @@ impl Store for CachedStore {
         self.inner.list_groups(tenant_id, page).await
     }
 
-    async fn update_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        key: &str,
-        patch: GroupPatch,
-        expected_version: Option<u64>,
-    ) -> Result<Committed<GroupInfo>> {
-        let out = self
-            .inner
-            .update_group(tenant_id, ctx, key, patch, expected_version)
-            .await?;
-        self.committed(tenant_id, ctx, out.revision, Touched::group(key));
-        Ok(out)
-    }
-
-    async fn delete_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        key: &str,
-        expected_version: Option<u64>,
-    ) -> Result<Committed<()>> {
-        let out = self
-            .inner
-            .delete_group(tenant_id, ctx, key, expected_version)
-            .await?;
-        self.committed(tenant_id, ctx, out.revision, Touched::group(key));
-        Ok(out)
-    }
-
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
         self.inner.member_count(tenant_id, group).await
-    }
-
-    async fn add_members(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        group: GroupRef<'_>,
-        user_ids: &[String],
-    ) -> Result<Committed<()>> {
-        let out = self
-            .inner
-            .add_members(tenant_id, ctx, group, user_ids)
-            .await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users(user_ids.iter().cloned()),
-        );
-        Ok(out)
-    }
-
-    async fn remove_members(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        group: GroupRef<'_>,
-        user_ids: &[String],
-    ) -> Result<Committed<()>> {
-        let out = self
-            .inner
-            .remove_members(tenant_id, ctx, group, user_ids)
-            .await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users(user_ids.iter().cloned()),
-        );
-        Ok(out)
-    }
-
-    async fn grant(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>> {
-        let out = self.inner.grant(tenant_id, ctx, user_id, grants).await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users([user_id.to_owned()]),
-        );
-        Ok(out)
-    }
-
-    async fn revoke(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>> {
-        let out = self.inner.revoke(tenant_id, ctx, user_id, grants).await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users([user_id.to_owned()]),
-        );
-        Ok(out)
-    }
-
-    async fn set_restriction(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        resource_type: ResourceTypeId,
-        ids: Option<BTreeSet<String>>,
-    ) -> Result<Committed<()>> {
-        let out = self
-            .inner
-            .set_restriction(tenant_id, ctx, user_id, resource_type, ids)
-            .await?;
-        self.committed(
-            tenant_id,
-            ctx,
-            out.revision,
-            Touched::users([user_id.to_owned()]),
-        );
-        Ok(out)
     }
 
     async fn subject(

@@ -3,7 +3,7 @@
 //! blocks checks in another, and a tenant's writes are serialised like a transaction.
 
 use super::ImportRow;
-use super::{Access, Committed, PREVIEW_LIMIT};
+use super::{Access, Committed, Op, PREVIEW_LIMIT, Write, Written};
 use super::{
     AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
     GroupPatch, GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo,
@@ -144,9 +144,8 @@ impl MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
-        operation: &str,
-        target: String,
-        touched: impl FnOnce(&Tenant) -> Touched,
+        op: Op,
+        plan: impl FnOnce(&Tenant, &mut Touched),
         f: impl FnOnce(&mut Tenant) -> Result<T>,
     ) -> Result<Committed<T>> {
         let _turn = self.enter().await;
@@ -157,7 +156,12 @@ impl MemoryStore {
             if let Some(actor) = &ctx.actor {
                 ctx.authorize(&self.catalog, &t.facts(&self.catalog, actor, &ctx.rule))?;
             }
-            let touched = touched(&t);
+            let Op {
+                name,
+                target,
+                mut touched,
+            } = op;
+            plan(&t, &mut touched);
             let (affected, truncated) = t.affected(&touched);
             let effective_before = t.effective(&self.catalog, &affected);
             if ctx.dry_run {
@@ -173,6 +177,7 @@ impl MemoryStore {
                         &effective_after,
                         truncated,
                     ),
+                    touched,
                 });
             }
             let before = t.snapshot(&self.catalog, &touched);
@@ -188,8 +193,8 @@ impl MemoryStore {
                 tenant_id: tenant_id.to_owned(),
                 revision,
                 committed_at: SystemTime::now(),
-                operation: operation.to_owned(),
-                touched,
+                operation: name.to_owned(),
+                touched: touched.clone(),
                 actor: ctx.actor.clone(),
                 target,
                 before,
@@ -204,6 +209,7 @@ impl MemoryStore {
                     &effective_after,
                     truncated,
                 ),
+                touched,
             }
         };
         // Nobody listening is fine.
@@ -414,68 +420,14 @@ fn page<T, K: AsRef<str>>(items: impl Iterator<Item = (K, T)>, req: &PageRequest
     Page { items: out, more }
 }
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
-        let mut tenants = write(&self.tenants);
-        if tenants.contains_key(tenant_id) {
-            return Err(StoreError::TenantExists(tenant_id.to_owned()));
-        }
-        let created_at = SystemTime::now();
-        tenants.insert(
-            tenant_id.to_owned(),
-            Arc::new(RwLock::new(Tenant {
-                display_name: display_name.to_owned(),
-                created_at,
-                revision: 1,
-                users: BTreeMap::new(),
-                groups: BTreeMap::new(),
-                members: BTreeMap::new(),
-                changes: VecDeque::new(),
-            })),
-        );
-        Ok(TenantInfo {
-            tenant_id: tenant_id.to_owned(),
-            display_name: display_name.to_owned(),
-            created_at,
-            revision: 1,
-        })
-    }
-
-    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
-        let tenant = self.tenant(tenant_id)?;
-        let t = read(&tenant);
-        Ok(TenantInfo {
-            tenant_id: tenant_id.to_owned(),
-            display_name: t.display_name.clone(),
-            created_at: t.created_at,
-            revision: t.revision,
-        })
-    }
-
-    async fn list_tenants(&self, req: &PageRequest) -> Result<Page<TenantInfo>> {
-        let tenants = read(&self.tenants);
-        Ok(page(
-            tenants.iter().map(|(id, t)| {
-                let t = read(t);
-                (
-                    id,
-                    TenantInfo {
-                        tenant_id: id.clone(),
-                        display_name: t.display_name.clone(),
-                        created_at: t.created_at,
-                        revision: t.revision,
-                    },
-                )
-            }),
-            req,
-        ))
-    }
+impl MemoryStore {
+    // ---- The writes, one function each, behind `Store::write` ----
 
     async fn upsert_user(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         display_name: &str,
         email: &str,
@@ -483,9 +435,8 @@ impl Store for MemoryStore {
         self.write_tenant(
             tenant_id,
             ctx,
-            "upsert_user",
-            format!("user:{user_id}"),
-            |_| Touched::users([user_id.to_owned()]),
+            op,
+            |_, _| {},
             |t| {
                 let row = t.users.entry(user_id.to_owned()).or_default();
                 row.display_name = display_name.to_owned();
@@ -501,15 +452,15 @@ impl Store for MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         rows: &[ImportRow],
     ) -> Result<Committed<()>> {
         let catalog = self.catalog.clone();
         self.write_tenant(
             tenant_id,
             ctx,
-            "import_users",
-            format!("users:{}", rows.len()),
-            |_| Touched::users(rows.iter().map(|r| r.user_id.clone())),
+            op,
+            |_, _| {},
             |t| {
                 for r in rows {
                     for g in &r.groups {
@@ -538,59 +489,19 @@ impl Store for MemoryStore {
         .await
     }
 
-    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
-        let tenant = self.tenant(tenant_id)?;
-        let t = read(&tenant);
-        let row = t
-            .users
-            .get(user_id)
-            .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
-        Ok(t.user_view(&self.catalog, user_id, row))
-    }
-
-    async fn list_users(
-        &self,
-        tenant_id: &str,
-        group: Option<&str>,
-        req: &PageRequest,
-    ) -> Result<Page<UserInfo>> {
-        let tenant = self.tenant(tenant_id)?;
-        let t = read(&tenant);
-        Ok(match group {
-            None => page(
-                t.users
-                    .iter()
-                    .map(|(id, row)| (id, t.user_view(&self.catalog, id, row))),
-                req,
-            ),
-            Some(g) => {
-                let empty = BTreeSet::new();
-                let members = t.members.get(g).unwrap_or(&empty);
-                page(
-                    members.iter().filter_map(|id| {
-                        t.users
-                            .get(id)
-                            .map(|row| (id, t.user_view(&self.catalog, id, row)))
-                    }),
-                    req,
-                )
-            }
-        })
-    }
-
     async fn set_user_status(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         status: UserStatus,
     ) -> Result<Committed<UserInfo>> {
         self.write_tenant(
             tenant_id,
             ctx,
-            "set_user_status",
-            format!("user:{user_id}"),
-            |_| Touched::users([user_id.to_owned()]),
+            op,
+            |_, _| {},
             |t| {
                 t.edit_user(user_id, |g| g.status = status);
                 let row = t.users.get(user_id).cloned().unwrap_or_default();
@@ -604,24 +515,18 @@ impl Store for MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         def: GroupDef,
     ) -> Result<Committed<GroupInfo>> {
-        let key = def.key.clone();
-        self.write_tenant(
-            tenant_id,
-            ctx,
-            "create_group",
-            format!("group:{key}"),
-            |_| Touched::group(&key),
-            |t| t.insert_group(def),
-        )
-        .await
+        self.write_tenant(tenant_id, ctx, op, |_, _| {}, |t| t.insert_group(def))
+            .await
     }
 
     async fn duplicate_group(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<Committed<GroupInfo>> {
@@ -635,13 +540,8 @@ impl Store for MemoryStore {
         self.write_tenant(
             tenant_id,
             ctx,
-            "duplicate_group",
-            format!("group:{new_key}"),
-            |t| Touched {
-                users: copied(t),
-                groups: vec![new_key.clone()],
-                all_users: false,
-            },
+            op,
+            |t, touched| touched.users = copied(t),
             |t| {
                 let members = copied(t);
                 let mut info = t.insert_group(def)?;
@@ -655,29 +555,11 @@ impl Store for MemoryStore {
         .await
     }
 
-    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
-        let tenant = self.tenant(tenant_id)?;
-        let t = read(&tenant);
-        let row = t
-            .groups
-            .get(key)
-            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-        Ok(t.group_info(key, row))
-    }
-
-    async fn list_groups(&self, tenant_id: &str, req: &PageRequest) -> Result<Page<GroupInfo>> {
-        let tenant = self.tenant(tenant_id)?;
-        let t = read(&tenant);
-        Ok(page(
-            t.groups.iter().map(|(k, row)| (k, t.group_info(k, row))),
-            req,
-        ))
-    }
-
     async fn update_group(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
@@ -686,9 +568,8 @@ impl Store for MemoryStore {
         self.write_tenant(
             tenant_id,
             ctx,
-            "update_group",
-            format!("group:{key}"),
-            |_| Touched::group(key),
+            op,
+            |_, _| {},
             |t| {
                 let row = t
                     .groups
@@ -748,15 +629,15 @@ impl Store for MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Committed<()>> {
         self.write_tenant(
             tenant_id,
             ctx,
-            "delete_group",
-            format!("group:{key}"),
-            |_| Touched::group(key),
+            op,
+            |_, _| {},
             |t| {
                 let row = t
                     .groups
@@ -784,16 +665,11 @@ impl Store for MemoryStore {
         .await
     }
 
-    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
-        let tenant = self.tenant(tenant_id)?;
-        let t = read(&tenant);
-        Ok(t.members.get(group).map_or(0, |m| m.len() as u64))
-    }
-
     async fn add_members(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
@@ -801,9 +677,8 @@ impl Store for MemoryStore {
         self.write_tenant(
             tenant_id,
             ctx,
-            "add_members",
-            format!("group:{key}"),
-            |_| Touched::users(user_ids.iter().cloned()),
+            op,
+            |_, _| {},
             |t| {
                 t.check_group(group)?;
                 for u in user_ids {
@@ -819,6 +694,7 @@ impl Store for MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
@@ -826,9 +702,8 @@ impl Store for MemoryStore {
         self.write_tenant(
             tenant_id,
             ctx,
-            "remove_members",
-            format!("group:{key}"),
-            |_| Touched::users(user_ids.iter().cloned()),
+            op,
+            |_, _| {},
             |t| {
                 t.check_group(group)?;
                 for u in user_ids {
@@ -849,15 +724,15 @@ impl Store for MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         grants: &Grants,
     ) -> Result<Committed<()>> {
         self.write_tenant(
             tenant_id,
             ctx,
-            "grant",
-            format!("user:{user_id}"),
-            |_| Touched::users([user_id.to_owned()]),
+            op,
+            |_, _| {},
             |t| {
                 t.edit_user(user_id, |g| match grants {
                     Grants::Unscoped(set) => g.direct.union_with(set),
@@ -880,15 +755,15 @@ impl Store for MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         grants: &Grants,
     ) -> Result<Committed<()>> {
         self.write_tenant(
             tenant_id,
             ctx,
-            "revoke",
-            format!("user:{user_id}"),
-            |_| Touched::users([user_id.to_owned()]),
+            op,
+            |_, _| {},
             |t| {
                 if !t.users.contains_key(user_id) {
                     return Err(StoreError::UserNotFound(user_id.to_owned()));
@@ -907,6 +782,7 @@ impl Store for MemoryStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
@@ -914,9 +790,8 @@ impl Store for MemoryStore {
         self.write_tenant(
             tenant_id,
             ctx,
-            "set_restriction",
-            format!("user:{user_id}"),
-            |_| Touched::users([user_id.to_owned()]),
+            op,
+            |_, _| {},
             |t| {
                 t.edit_user(user_id, |g| {
                     g.restrictions.retain(|r| r.resource_type != resource_type);
@@ -929,6 +804,204 @@ impl Store for MemoryStore {
             },
         )
         .await
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn write(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        write: Write<'_>,
+    ) -> Result<Committed<Written>> {
+        let op = Op::of(&write);
+        let (t, c) = (tenant_id, ctx);
+        Ok(match write {
+            Write::UpsertUser {
+                user_id,
+                display_name,
+                email,
+            } => self
+                .upsert_user(t, c, op, user_id, display_name, email)
+                .await?
+                .map(Written::User),
+            Write::ImportUsers { rows } => self
+                .import_users(t, c, op, rows)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::SetUserStatus { user_id, status } => self
+                .set_user_status(t, c, op, user_id, status)
+                .await?
+                .map(Written::User),
+            Write::CreateGroup { def } => {
+                self.create_group(t, c, op, def).await?.map(Written::Group)
+            }
+            Write::DuplicateGroup { def, members_of } => self
+                .duplicate_group(t, c, op, def, members_of)
+                .await?
+                .map(Written::Group),
+            Write::UpdateGroup {
+                key,
+                patch,
+                expected_version,
+            } => self
+                .update_group(t, c, op, key, patch, expected_version)
+                .await?
+                .map(Written::Group),
+            Write::DeleteGroup {
+                key,
+                expected_version,
+            } => self
+                .delete_group(t, c, op, key, expected_version)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::AddMembers { group, user_ids } => self
+                .add_members(t, c, op, group, user_ids)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::RemoveMembers { group, user_ids } => self
+                .remove_members(t, c, op, group, user_ids)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::Grant { user_id, grants } => self
+                .grant(t, c, op, user_id, grants)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::Revoke { user_id, grants } => self
+                .revoke(t, c, op, user_id, grants)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::SetRestriction {
+                user_id,
+                resource_type,
+                ids,
+            } => self
+                .set_restriction(t, c, op, user_id, resource_type, ids)
+                .await?
+                .map(|()| Written::Nothing),
+        })
+    }
+
+    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
+        let mut tenants = write(&self.tenants);
+        if tenants.contains_key(tenant_id) {
+            return Err(StoreError::TenantExists(tenant_id.to_owned()));
+        }
+        let created_at = SystemTime::now();
+        tenants.insert(
+            tenant_id.to_owned(),
+            Arc::new(RwLock::new(Tenant {
+                display_name: display_name.to_owned(),
+                created_at,
+                revision: 1,
+                users: BTreeMap::new(),
+                groups: BTreeMap::new(),
+                members: BTreeMap::new(),
+                changes: VecDeque::new(),
+            })),
+        );
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: display_name.to_owned(),
+            created_at,
+            revision: 1,
+        })
+    }
+
+    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: t.display_name.clone(),
+            created_at: t.created_at,
+            revision: t.revision,
+        })
+    }
+
+    async fn list_tenants(&self, req: &PageRequest) -> Result<Page<TenantInfo>> {
+        let tenants = read(&self.tenants);
+        Ok(page(
+            tenants.iter().map(|(id, t)| {
+                let t = read(t);
+                (
+                    id,
+                    TenantInfo {
+                        tenant_id: id.clone(),
+                        display_name: t.display_name.clone(),
+                        created_at: t.created_at,
+                        revision: t.revision,
+                    },
+                )
+            }),
+            req,
+        ))
+    }
+
+    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        let row = t
+            .users
+            .get(user_id)
+            .ok_or_else(|| StoreError::UserNotFound(user_id.to_owned()))?;
+        Ok(t.user_view(&self.catalog, user_id, row))
+    }
+
+    async fn list_users(
+        &self,
+        tenant_id: &str,
+        group: Option<&str>,
+        req: &PageRequest,
+    ) -> Result<Page<UserInfo>> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(match group {
+            None => page(
+                t.users
+                    .iter()
+                    .map(|(id, row)| (id, t.user_view(&self.catalog, id, row))),
+                req,
+            ),
+            Some(g) => {
+                let empty = BTreeSet::new();
+                let members = t.members.get(g).unwrap_or(&empty);
+                page(
+                    members.iter().filter_map(|id| {
+                        t.users
+                            .get(id)
+                            .map(|row| (id, t.user_view(&self.catalog, id, row)))
+                    }),
+                    req,
+                )
+            }
+        })
+    }
+
+    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        let row = t
+            .groups
+            .get(key)
+            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+        Ok(t.group_info(key, row))
+    }
+
+    async fn list_groups(&self, tenant_id: &str, req: &PageRequest) -> Result<Page<GroupInfo>> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(page(
+            t.groups.iter().map(|(k, row)| (k, t.group_info(k, row))),
+            req,
+        ))
+    }
+
+    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        Ok(t.members.get(group).map_or(0, |m| m.len() as u64))
     }
 
     async fn subject(

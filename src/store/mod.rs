@@ -278,13 +278,14 @@ pub struct Preview {
     pub truncated: bool,
 }
 
-/// A write's result: its value, the revision (for a dry run, the revision it was computed at)
-/// and its preview.
+/// A write's result: its value, the revision (for a dry run, the revision it was computed at),
+/// its preview, and what it touched — the one account of it caches invalidate from.
 #[derive(Clone, Debug)]
 pub struct Committed<T> {
     pub value: T,
     pub revision: Revision,
     pub preview: Preview,
+    pub touched: Touched,
 }
 
 impl<T> Committed<T> {
@@ -293,7 +294,209 @@ impl<T> Committed<T> {
             value: f(self.value),
             revision: self.revision,
             preview: self.preview,
+            touched: self.touched,
         }
+    }
+}
+
+/// An admin write as a value: what it changes. Every store has one entry point for writes,
+/// [`Store::write`], with one transaction frame; the write's name, audit target and what it
+/// touches are said here, once.
+#[derive(Clone, Debug)]
+pub enum Write<'a> {
+    /// Creates the user or updates its profile fields.
+    UpsertUser {
+        user_id: &'a str,
+        display_name: &'a str,
+        email: &'a str,
+    },
+    /// Creates or updates each user, adds the memberships and direct grants, all in one write.
+    /// An empty display name or email in a row leaves the stored one unchanged.
+    ImportUsers {
+        rows: &'a [ImportRow],
+    },
+    /// Sets a user's status, creating the user when unknown.
+    SetUserStatus {
+        user_id: &'a str,
+        status: UserStatus,
+    },
+    CreateGroup {
+        def: GroupDef,
+    },
+    /// Creates a custom group and, when `members_of` is given, makes every member of that group
+    /// (system or custom) a member of the new one, in one write.
+    DuplicateGroup {
+        def: GroupDef,
+        members_of: Option<&'a str>,
+    },
+    UpdateGroup {
+        key: &'a str,
+        patch: GroupPatch,
+        expected_version: Option<u64>,
+    },
+    DeleteGroup {
+        key: &'a str,
+        expected_version: Option<u64>,
+    },
+    /// Adds members, creating users that do not exist yet.
+    AddMembers {
+        group: GroupRef<'a>,
+        user_ids: &'a [String],
+    },
+    RemoveMembers {
+        group: GroupRef<'a>,
+        user_ids: &'a [String],
+    },
+    /// Adds direct grants, creating the user when unknown.
+    Grant {
+        user_id: &'a str,
+        grants: &'a Grants,
+    },
+    Revoke {
+        user_id: &'a str,
+        grants: &'a Grants,
+    },
+    /// Sets (`Some`) or clears (`None`) the user's restriction on one resource type.
+    SetRestriction {
+        user_id: &'a str,
+        resource_type: ResourceTypeId,
+        ids: Option<BTreeSet<String>>,
+    },
+}
+
+impl Write<'_> {
+    /// The operation's name in the change log and the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Write::UpsertUser { .. } => "upsert_user",
+            Write::ImportUsers { .. } => "import_users",
+            Write::SetUserStatus { .. } => "set_user_status",
+            Write::CreateGroup { .. } => "create_group",
+            Write::DuplicateGroup { .. } => "duplicate_group",
+            Write::UpdateGroup { .. } => "update_group",
+            Write::DeleteGroup { .. } => "delete_group",
+            Write::AddMembers { .. } => "add_members",
+            Write::RemoveMembers { .. } => "remove_members",
+            Write::Grant { .. } => "grant",
+            Write::Revoke { .. } => "revoke",
+            Write::SetRestriction { .. } => "set_restriction",
+        }
+    }
+
+    /// What the audit log says the write aimed at: `user:<id>`, `group:<key>`, `users:<n>`.
+    pub fn target(&self) -> String {
+        match self {
+            Write::UpsertUser { user_id, .. }
+            | Write::SetUserStatus { user_id, .. }
+            | Write::Grant { user_id, .. }
+            | Write::Revoke { user_id, .. }
+            | Write::SetRestriction { user_id, .. } => format!("user:{user_id}"),
+            Write::ImportUsers { rows } => format!("users:{}", rows.len()),
+            Write::CreateGroup { def } | Write::DuplicateGroup { def, .. } => {
+                format!("group:{}", def.key)
+            }
+            Write::UpdateGroup { key, .. } | Write::DeleteGroup { key, .. } => {
+                format!("group:{key}")
+            }
+            Write::AddMembers { group, .. } | Write::RemoveMembers { group, .. } => {
+                format!("group:{}", group.key())
+            }
+        }
+    }
+
+    /// The users whose own grants and the custom groups whose grants the write changes, as
+    /// far as the request says (a duplicate's copied members are read inside the write).
+    pub fn touched(&self) -> Touched {
+        match self {
+            Write::UpsertUser { user_id, .. }
+            | Write::SetUserStatus { user_id, .. }
+            | Write::Grant { user_id, .. }
+            | Write::Revoke { user_id, .. }
+            | Write::SetRestriction { user_id, .. } => Touched::users([(*user_id).to_owned()]),
+            Write::ImportUsers { rows } => Touched::users(rows.iter().map(|r| r.user_id.clone())),
+            Write::CreateGroup { def } | Write::DuplicateGroup { def, .. } => {
+                Touched::group(&def.key)
+            }
+            Write::UpdateGroup { key, .. } | Write::DeleteGroup { key, .. } => Touched::group(key),
+            Write::AddMembers { user_ids, .. } | Write::RemoveMembers { user_ids, .. } => {
+                Touched::users(user_ids.iter().cloned())
+            }
+        }
+    }
+}
+
+/// What a write is, for its audit record and its invalidations: its name, its target and
+/// what it touches.
+pub(crate) struct Op {
+    pub name: &'static str,
+    pub target: String,
+    pub touched: Touched,
+}
+
+impl Op {
+    pub fn of(write: &Write<'_>) -> Self {
+        Op {
+            name: write.name(),
+            target: write.target(),
+            touched: write.touched(),
+        }
+    }
+}
+
+/// What a write returns besides its revision and preview.
+#[derive(Clone, Debug)]
+pub enum Written {
+    Nothing,
+    User(UserInfo),
+    Group(GroupInfo),
+}
+
+impl Committed<Written> {
+    /// The user a user write returns.
+    pub fn user(self) -> Result<Committed<UserInfo>> {
+        let Committed {
+            value,
+            revision,
+            preview,
+            touched,
+        } = self;
+        match value {
+            Written::User(value) => Ok(Committed {
+                value,
+                revision,
+                preview,
+                touched,
+            }),
+            other => Err(StoreError::Internal(format!(
+                "a user write returned {other:?}"
+            ))),
+        }
+    }
+
+    /// The group a group write returns.
+    pub fn group(self) -> Result<Committed<GroupInfo>> {
+        let Committed {
+            value,
+            revision,
+            preview,
+            touched,
+        } = self;
+        match value {
+            Written::Group(value) => Ok(Committed {
+                value,
+                revision,
+                preview,
+                touched,
+            }),
+            other => Err(StoreError::Internal(format!(
+                "a group write returned {other:?}"
+            ))),
+        }
+    }
+
+    /// A write that returns nothing.
+    pub fn nothing(self) -> Committed<()> {
+        self.map(|_| ())
     }
 }
 
@@ -609,19 +812,21 @@ impl GroupRef<'_> {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Carries out one admin write in one transaction (one write lock on the memory store):
+    /// the tenant's lock, the write's admin rule decided on state read under it, the change,
+    /// its change-log and audit record, its notification. A dry run computes everything,
+    /// preview included, and commits nothing.
+    async fn write(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        write: Write<'_>,
+    ) -> Result<Committed<Written>>;
+
     async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo>;
     async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo>;
     async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>>;
 
-    /// Creates the user or updates its profile fields.
-    async fn upsert_user(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        display_name: &str,
-        email: &str,
-    ) -> Result<Committed<UserInfo>>;
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo>;
     /// Users sorted by id; only members of `group` when given.
     async fn list_users(
@@ -630,98 +835,12 @@ pub trait Store: Send + Sync + 'static {
         group: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<UserInfo>>;
-    /// Creates or updates each user, adds the memberships and direct grants, all in one write.
-    /// An empty display name or email in a row leaves the stored one unchanged.
-    async fn import_users(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        rows: &[ImportRow],
-    ) -> Result<Committed<()>>;
-    /// Sets a user's status, creating the user when unknown.
-    async fn set_user_status(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        status: UserStatus,
-    ) -> Result<Committed<UserInfo>>;
 
-    async fn create_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        def: GroupDef,
-    ) -> Result<Committed<GroupInfo>>;
-    /// Creates a custom group and, when `members_of` is given, makes every member of that group
-    /// (system or custom) a member of the new one, in one write.
-    async fn duplicate_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        def: GroupDef,
-        members_of: Option<&str>,
-    ) -> Result<Committed<GroupInfo>>;
     async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo>;
     /// Custom groups sorted by key.
     async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>>;
-    async fn update_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        key: &str,
-        patch: GroupPatch,
-        expected_version: Option<u64>,
-    ) -> Result<Committed<GroupInfo>>;
-    async fn delete_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        key: &str,
-        expected_version: Option<u64>,
-    ) -> Result<Committed<()>>;
     /// Members of any group, system or custom.
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64>;
-    /// Adds members, creating users that do not exist yet.
-    async fn add_members(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        group: GroupRef<'_>,
-        user_ids: &[String],
-    ) -> Result<Committed<()>>;
-    async fn remove_members(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        group: GroupRef<'_>,
-        user_ids: &[String],
-    ) -> Result<Committed<()>>;
-
-    /// Adds direct grants, creating the user when unknown.
-    async fn grant(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>>;
-    async fn revoke(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>>;
-    /// Sets (`Some`) or clears (`None`) the user's restriction on one resource type.
-    async fn set_restriction(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        user_id: &str,
-        resource_type: ResourceTypeId,
-        ids: Option<BTreeSet<String>>,
-    ) -> Result<Committed<()>>;
 
     /// Everything a check needs about one user, and the revision it reflects. An unknown user
     /// is a subject with no user (denied); an unknown tenant is an error.

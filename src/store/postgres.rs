@@ -9,7 +9,7 @@
 use super::ImportRow;
 use super::catalogs::{CatalogGuard, LOCK as CATALOG_LOCK};
 use super::notify::{CHANNEL, Notice};
-use super::{Access, Committed, PREVIEW_LIMIT};
+use super::{Access, Committed, Op, PREVIEW_LIMIT, Write, Written};
 use super::{
     AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
     GroupPatch, GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError,
@@ -742,14 +742,14 @@ impl PostgresStore {
     /// tenant's lock and the admin rule ([`Self::begin`]), the audit record of what `op`
     /// touches as it was, then `body`, then the preview, the change log, NOTIFY and commit
     /// ([`Self::commit`]); a dry run rolls back after the preview.
-    async fn write<T>(
+    async fn frame<T>(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
         op: Op,
         body: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T>,
     ) -> Result<Committed<T>> {
-        self.write_planned(
+        self.frame_planned(
             tenant_id,
             ctx,
             async |_| Ok(op),
@@ -758,9 +758,9 @@ impl PostgresStore {
         .await
     }
 
-    /// [`Self::write`] for a write whose `Op` depends on state read after the tenant's lock
+    /// [`Self::frame`] for a write whose `Op` depends on state read after the tenant's lock
     /// (the members a duplicate copies); `body` sees what the op touches.
-    async fn write_planned<T>(
+    async fn frame_planned<T>(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
@@ -826,6 +826,7 @@ impl PostgresStore {
                 value: (),
                 revision: revision - 1,
                 preview,
+                touched: record.touched,
             });
         }
         let after = self.snapshot(&tx, tenant_id, &record.touched).await?;
@@ -857,6 +858,7 @@ impl PostgresStore {
             value: (),
             revision,
             preview,
+            touched: record.touched,
         })
     }
 
@@ -1250,34 +1252,6 @@ impl PostgresStore {
     }
 }
 
-/// What a write is, for its audit record and its invalidations: its name, its target and
-/// what it touches.
-struct Op {
-    name: &'static str,
-    target: String,
-    touched: Touched,
-}
-
-impl Op {
-    /// A write to one user.
-    fn user(name: &'static str, user_id: &str) -> Self {
-        Op {
-            name,
-            target: format!("user:{user_id}"),
-            touched: Touched::users([user_id.to_owned()]),
-        }
-    }
-
-    /// A write to one custom group's grants.
-    fn group(name: &'static str, key: &str) -> Self {
-        Op {
-            name,
-            target: format!("group:{key}"),
-            touched: Touched::group(key),
-        }
-    }
-}
-
 /// A write's audit record, started before it changes anything.
 struct Record {
     operation: &'static str,
@@ -1394,93 +1368,28 @@ fn paged<T>(mut items: Vec<T>, page: &PageRequest) -> Page<T> {
     Page { items, more }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "INSERT INTO tenants (tenant_id, display_name) VALUES ($1, $2)
-                 ON CONFLICT (tenant_id) DO NOTHING RETURNING created_at, revision",
-                &[&tenant_id, &display_name],
-            )
-            .await
-            .map_err(pg)?
-            .ok_or_else(|| StoreError::TenantExists(tenant_id.to_owned()))?;
-        Ok(TenantInfo {
-            tenant_id: tenant_id.to_owned(),
-            display_name: display_name.to_owned(),
-            created_at: row.get(0),
-            revision: rev(row.get(1)),
-        })
-    }
-
-    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
-        let row = self
-            .read(move |c| async move {
-                c.query_opt(
-                    "SELECT display_name, created_at, revision FROM tenants WHERE tenant_id = $1",
-                    &[&tenant_id],
-                )
-                .await
-            })
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
-        Ok(TenantInfo {
-            tenant_id: tenant_id.to_owned(),
-            display_name: row.get(0),
-            created_at: row.get(1),
-            revision: rev(row.get(2)),
-        })
-    }
-
-    async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>> {
-        let (a, l) = (after(page), limit(page));
-        let rows = self
-            .read(move |c| async move {
-                c.query(
-                    "SELECT tenant_id, display_name, created_at, revision FROM tenants
-                         WHERE tenant_id > $1 ORDER BY tenant_id LIMIT $2",
-                    &[&a, &l],
-                )
-                .await
-            })
-            .await?;
-        let items = rows
-            .iter()
-            .map(|r| TenantInfo {
-                tenant_id: r.get(0),
-                display_name: r.get(1),
-                created_at: r.get(2),
-                revision: rev(r.get(3)),
-            })
-            .collect();
-        Ok(paged(items, page))
-    }
+impl PostgresStore {
+    // ---- The writes, one function each, behind `Store::write` ----
 
     async fn upsert_user(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         display_name: &str,
         email: &str,
     ) -> Result<Committed<UserInfo>> {
-        self.write(
-            tenant_id,
-            ctx,
-            Op::user("upsert_user", user_id),
-            async |tx| {
-                tx.execute(
+        self.frame(tenant_id, ctx, op, async |tx| {
+            tx.execute(
                 "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
                 &[&tenant_id, &user_id, &display_name, &email],
             )
             .await
             .map_err(pg)?;
-                self.read_user(tx, tenant_id, user_id).await
-            },
-        )
+            self.read_user(tx, tenant_id, user_id).await
+        })
         .await
     }
 
@@ -1488,15 +1397,10 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         rows: &[ImportRow],
     ) -> Result<Committed<()>> {
-        let touched = Touched::users(rows.iter().map(|r| r.user_id.clone()));
-        let op = Op {
-            name: "import_users",
-            target: format!("users:{}", rows.len()),
-            touched,
-        };
-        self.write(tenant_id, ctx, op, async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             let custom: BTreeSet<&String> = rows
                 .iter()
                 .flat_map(|r| &r.groups)
@@ -1540,78 +1444,24 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
-        let sql = &format!(
-            "SELECT t.tenant_id, u.user_id IS NOT NULL AS found, {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN}
-             FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
-             WHERE t.tenant_id = $1"
-        );
-        let row = self
-            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &user_id]).await })
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
-        if !row.get::<_, bool>("found") {
-            return Err(StoreError::UserNotFound(user_id.to_owned()));
-        }
-        Ok(self.user_info(&row))
-    }
-
-    async fn list_users(
-        &self,
-        tenant_id: &str,
-        group: Option<&str>,
-        page: &PageRequest,
-    ) -> Result<Page<UserInfo>> {
-        self.get_tenant(tenant_id).await?;
-        let (a, l) = (after(page), limit(page));
-        let rows = match group {
-            None => {
-                let sql = &format!(
-                    "SELECT {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN} FROM users u WHERE u.tenant_id = $1 AND u.user_id > $2
-                     ORDER BY u.user_id LIMIT $3"
-                );
-                self.read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
-                    .await?
-            }
-            Some(g) => {
-                let sql = &format!(
-                    "SELECT {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN} FROM memberships gm
-                     JOIN users u ON u.tenant_id = gm.tenant_id AND u.user_id = gm.user_id
-                     WHERE gm.tenant_id = $1 AND gm.group_key = $2 AND gm.user_id > $3
-                     ORDER BY gm.user_id LIMIT $4"
-                );
-                self.read(move |c| async move { c.query(sql, &[&tenant_id, &g, &a, &l]).await })
-                    .await?
-            }
-        };
-        Ok(paged(
-            rows.iter().map(|r| self.user_info(r)).collect(),
-            page,
-        ))
-    }
-
     async fn set_user_status(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         status: UserStatus,
     ) -> Result<Committed<UserInfo>> {
-        self.write(
-            tenant_id,
-            ctx,
-            Op::user("set_user_status", user_id),
-            async |tx| {
-                tx.execute(
-                    "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
+        self.frame(tenant_id, ctx, op, async |tx| {
+            tx.execute(
+                "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
                  ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
-                    &[&tenant_id, &user_id, &status_text(status)],
-                )
-                .await
-                .map_err(pg)?;
-                self.read_user(tx, tenant_id, user_id).await
-            },
-        )
+                &[&tenant_id, &user_id, &status_text(status)],
+            )
+            .await
+            .map_err(pg)?;
+            self.read_user(tx, tenant_id, user_id).await
+        })
         .await
     }
 
@@ -1619,10 +1469,10 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         def: GroupDef,
     ) -> Result<Committed<GroupInfo>> {
-        let op = Op::group("create_group", &def.key);
-        self.write(tenant_id, ctx, op, async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             self.insert_group(tx, tenant_id, &def).await?;
             Ok(GroupInfo {
                 def,
@@ -1637,16 +1487,16 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<Committed<GroupInfo>> {
-        let key = def.key.clone();
         let plan = async |tx: &deadpool_postgres::Transaction<'_>| {
             // The copied members, read after the tenant's lock: the audit record and the
             // preview name each of them.
-            let copied: Vec<String> = match members_of {
-                None => Vec::new(),
-                Some(src) => tx
+            let mut op = op;
+            if let Some(src) = members_of {
+                op.touched.users = tx
                     .query(
                         "SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_key = $2 ORDER BY user_id",
                         &[&tenant_id, &src],
@@ -1655,19 +1505,11 @@ impl Store for PostgresStore {
                     .map_err(pg)?
                     .iter()
                     .map(|r| r.get(0))
-                    .collect(),
-            };
-            Ok(Op {
-                name: "duplicate_group",
-                target: format!("group:{key}"),
-                touched: Touched {
-                    users: copied,
-                    groups: vec![key.clone()],
-                    all_users: false,
-                },
-            })
+                    .collect();
+            }
+            Ok(op)
         };
-        self.write_planned(tenant_id, ctx, plan, async |tx, touched| {
+        self.frame_planned(tenant_id, ctx, plan, async |tx, touched| {
             self.insert_group(tx, tenant_id, &def).await?;
             if let Some(src) = members_of {
                 tx.execute(
@@ -1687,47 +1529,16 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
-        let sql = &format!(
-            "SELECT t.tenant_id, g.group_key IS NOT NULL AS found, {GROUP_COLUMNS}
-             FROM tenants t LEFT JOIN groups g ON g.tenant_id = t.tenant_id AND g.group_key = $2
-             WHERE t.tenant_id = $1"
-        );
-        let row = self
-            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &key]).await })
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
-        if !row.get::<_, bool>("found") {
-            return Err(StoreError::GroupNotFound(key.to_owned()));
-        }
-        Ok(self.group_info(&row))
-    }
-
-    async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>> {
-        self.get_tenant(tenant_id).await?;
-        let (a, l) = (after(page), limit(page));
-        let sql = &format!(
-            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key > $2
-             ORDER BY g.group_key LIMIT $3"
-        );
-        let rows = self
-            .read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
-            .await?;
-        Ok(paged(
-            rows.iter().map(|r| self.group_info(r)).collect(),
-            page,
-        ))
-    }
-
     async fn update_group(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<Committed<GroupInfo>> {
-        self.write(tenant_id, ctx, Op::group("update_group", key), async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             let row = tx
                 .query_opt(
                     "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
@@ -1809,10 +1620,11 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Committed<()>> {
-        self.write(tenant_id, ctx, Op::group("delete_group", key), async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             let row = tx
                 .query_opt(
                     "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
@@ -1848,36 +1660,15 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
-        let row = self
-            .read(move |c| {
-                async move {
-                    c.query_opt(
-                        "SELECT (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
-                         FROM tenants WHERE tenant_id = $1",
-                        &[&tenant_id, &group],
-                    )
-                    .await
-                }
-            })
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
-        Ok(rev(row.get(0)))
-    }
-
     async fn add_members(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
-        let op = Op {
-            name: "add_members",
-            target: format!("group:{}", group.key()),
-            touched: Touched::users(user_ids.iter().cloned()),
-        };
-        self.write(tenant_id, ctx, op, async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             check_group(tx, tenant_id, group).await?;
             ensure_users(tx, tenant_id, user_ids).await?;
             tx.execute(
@@ -1896,15 +1687,11 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
-        let op = Op {
-            name: "remove_members",
-            target: format!("group:{}", group.key()),
-            touched: Touched::users(user_ids.iter().cloned()),
-        };
-        self.write(tenant_id, ctx, op, async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             check_group(tx, tenant_id, group).await?;
             tx.execute(
                 "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
@@ -1921,10 +1708,11 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         grants: &Grants,
     ) -> Result<Committed<()>> {
-        self.write(tenant_id, ctx, Op::user("grant", user_id), async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
             match grants {
                 Grants::Unscoped(set) => {
@@ -1956,10 +1744,11 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         grants: &Grants,
     ) -> Result<Committed<()>> {
-        self.write(tenant_id, ctx, Op::user("revoke", user_id), async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             let found = tx
                 .query_opt(
                     "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
@@ -2001,11 +1790,12 @@ impl Store for PostgresStore {
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
+        op: Op,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Committed<()>> {
-        self.write(tenant_id, ctx, Op::user("set_restriction", user_id), async |tx| {
+        self.frame(tenant_id, ctx, op, async |tx| {
             ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
             let type_key = self.catalog.resource_type_key(resource_type);
             match ids {
@@ -2031,6 +1821,244 @@ impl Store for PostgresStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        write: Write<'_>,
+    ) -> Result<Committed<Written>> {
+        let op = Op::of(&write);
+        let (t, c) = (tenant_id, ctx);
+        Ok(match write {
+            Write::UpsertUser {
+                user_id,
+                display_name,
+                email,
+            } => self
+                .upsert_user(t, c, op, user_id, display_name, email)
+                .await?
+                .map(Written::User),
+            Write::ImportUsers { rows } => self
+                .import_users(t, c, op, rows)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::SetUserStatus { user_id, status } => self
+                .set_user_status(t, c, op, user_id, status)
+                .await?
+                .map(Written::User),
+            Write::CreateGroup { def } => {
+                self.create_group(t, c, op, def).await?.map(Written::Group)
+            }
+            Write::DuplicateGroup { def, members_of } => self
+                .duplicate_group(t, c, op, def, members_of)
+                .await?
+                .map(Written::Group),
+            Write::UpdateGroup {
+                key,
+                patch,
+                expected_version,
+            } => self
+                .update_group(t, c, op, key, patch, expected_version)
+                .await?
+                .map(Written::Group),
+            Write::DeleteGroup {
+                key,
+                expected_version,
+            } => self
+                .delete_group(t, c, op, key, expected_version)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::AddMembers { group, user_ids } => self
+                .add_members(t, c, op, group, user_ids)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::RemoveMembers { group, user_ids } => self
+                .remove_members(t, c, op, group, user_ids)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::Grant { user_id, grants } => self
+                .grant(t, c, op, user_id, grants)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::Revoke { user_id, grants } => self
+                .revoke(t, c, op, user_id, grants)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::SetRestriction {
+                user_id,
+                resource_type,
+                ids,
+            } => self
+                .set_restriction(t, c, op, user_id, resource_type, ids)
+                .await?
+                .map(|()| Written::Nothing),
+        })
+    }
+
+    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO tenants (tenant_id, display_name) VALUES ($1, $2)
+                 ON CONFLICT (tenant_id) DO NOTHING RETURNING created_at, revision",
+                &[&tenant_id, &display_name],
+            )
+            .await
+            .map_err(pg)?
+            .ok_or_else(|| StoreError::TenantExists(tenant_id.to_owned()))?;
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: display_name.to_owned(),
+            created_at: row.get(0),
+            revision: rev(row.get(1)),
+        })
+    }
+
+    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
+        let row = self
+            .read(move |c| async move {
+                c.query_opt(
+                    "SELECT display_name, created_at, revision FROM tenants WHERE tenant_id = $1",
+                    &[&tenant_id],
+                )
+                .await
+            })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        Ok(TenantInfo {
+            tenant_id: tenant_id.to_owned(),
+            display_name: row.get(0),
+            created_at: row.get(1),
+            revision: rev(row.get(2)),
+        })
+    }
+
+    async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>> {
+        let (a, l) = (after(page), limit(page));
+        let rows = self
+            .read(move |c| async move {
+                c.query(
+                    "SELECT tenant_id, display_name, created_at, revision FROM tenants
+                         WHERE tenant_id > $1 ORDER BY tenant_id LIMIT $2",
+                    &[&a, &l],
+                )
+                .await
+            })
+            .await?;
+        let items = rows
+            .iter()
+            .map(|r| TenantInfo {
+                tenant_id: r.get(0),
+                display_name: r.get(1),
+                created_at: r.get(2),
+                revision: rev(r.get(3)),
+            })
+            .collect();
+        Ok(paged(items, page))
+    }
+
+    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
+        let sql = &format!(
+            "SELECT t.tenant_id, u.user_id IS NOT NULL AS found, {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN}
+             FROM tenants t LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.user_id = $2
+             WHERE t.tenant_id = $1"
+        );
+        let row = self
+            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &user_id]).await })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        if !row.get::<_, bool>("found") {
+            return Err(StoreError::UserNotFound(user_id.to_owned()));
+        }
+        Ok(self.user_info(&row))
+    }
+
+    async fn list_users(
+        &self,
+        tenant_id: &str,
+        group: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<UserInfo>> {
+        self.get_tenant(tenant_id).await?;
+        let (a, l) = (after(page), limit(page));
+        let rows = match group {
+            None => {
+                let sql = &format!(
+                    "SELECT {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN} FROM users u WHERE u.tenant_id = $1 AND u.user_id > $2
+                     ORDER BY u.user_id LIMIT $3"
+                );
+                self.read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
+                    .await?
+            }
+            Some(g) => {
+                let sql = &format!(
+                    "SELECT {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN} FROM memberships gm
+                     JOIN users u ON u.tenant_id = gm.tenant_id AND u.user_id = gm.user_id
+                     WHERE gm.tenant_id = $1 AND gm.group_key = $2 AND gm.user_id > $3
+                     ORDER BY gm.user_id LIMIT $4"
+                );
+                self.read(move |c| async move { c.query(sql, &[&tenant_id, &g, &a, &l]).await })
+                    .await?
+            }
+        };
+        Ok(paged(
+            rows.iter().map(|r| self.user_info(r)).collect(),
+            page,
+        ))
+    }
+
+    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
+        let sql = &format!(
+            "SELECT t.tenant_id, g.group_key IS NOT NULL AS found, {GROUP_COLUMNS}
+             FROM tenants t LEFT JOIN groups g ON g.tenant_id = t.tenant_id AND g.group_key = $2
+             WHERE t.tenant_id = $1"
+        );
+        let row = self
+            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &key]).await })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        if !row.get::<_, bool>("found") {
+            return Err(StoreError::GroupNotFound(key.to_owned()));
+        }
+        Ok(self.group_info(&row))
+    }
+
+    async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>> {
+        self.get_tenant(tenant_id).await?;
+        let (a, l) = (after(page), limit(page));
+        let sql = &format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key > $2
+             ORDER BY g.group_key LIMIT $3"
+        );
+        let rows = self
+            .read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
+            .await?;
+        Ok(paged(
+            rows.iter().map(|r| self.group_info(r)).collect(),
+            page,
+        ))
+    }
+
+    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
+        let row = self
+            .read(move |c| {
+                async move {
+                    c.query_opt(
+                        "SELECT (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+                         FROM tenants WHERE tenant_id = $1",
+                        &[&tenant_id, &group],
+                    )
+                    .await
+                }
+            })
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        Ok(rev(row.get(0)))
     }
 
     async fn subject(

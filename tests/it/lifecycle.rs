@@ -644,7 +644,7 @@ async fn diffing_two_files_classifies_every_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_checks_the_record_inside_every_write_and_load() {
     use authz::store::postgres::{PgOptions, PostgresStore};
-    use authz::store::{Store, StoreError, WriteCtx};
+    use authz::store::{Store, StoreError, Write, WriteCtx};
     let (url, _) = crate::pg::fresh_database().await;
     let catalog = std::sync::Arc::new(authz_core::Catalog::from_toml(SMALL).unwrap());
     let pg = PostgresStore::new(catalog, &PgOptions::new(url.clone())).unwrap();
@@ -656,9 +656,12 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
         rule: authz_core::admin::Rule::default(),
         dry_run: false,
     };
-    pg.upsert_user("acme", &operator, "ann", "", "")
-        .await
-        .unwrap();
+    let upsert = |user_id| Write::UpsertUser {
+        user_id,
+        display_name: "",
+        email: "",
+    };
+    pg.write("acme", &operator, upsert("ann")).await.unwrap();
     pg.load_subject("acme", "ann").await.unwrap();
 
     let v2 = file(
@@ -673,7 +676,7 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     };
     refused(
-        pg.upsert_user("acme", &operator, "bob", "", "")
+        pg.write("acme", &operator, upsert("bob"))
             .await
             .unwrap_err(),
     );
