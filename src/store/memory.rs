@@ -2,12 +2,12 @@
 //! the Postgres store. Each tenant sits behind its own lock, so a write to one tenant never
 //! blocks checks in another, and a tenant's writes are serialised like a transaction.
 
-use super::ImportRow;
 use super::{Access, Committed, Op, PREVIEW_LIMIT, Write, Written};
+use super::{At, ImportRow};
 use super::{
     AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
     GroupPatch, GroupRef, Page, PageRequest, Result, Revision, Store, StoreError, TenantInfo,
-    Touched, UserInfo, WriteCtx,
+    Touched, UserInfo, WriteCtx, WriteOps,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
@@ -420,18 +420,16 @@ fn page<T, K: AsRef<str>>(items: impl Iterator<Item = (K, T)>, req: &PageRequest
     Page { items: out, more }
 }
 
-impl MemoryStore {
-    // ---- The writes, one function each, behind `Store::write` ----
-
+#[async_trait]
+impl WriteOps for MemoryStore {
     async fn upsert_user(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         user_id: &str,
         display_name: &str,
         email: &str,
     ) -> Result<Committed<UserInfo>> {
+        let At { tenant_id, ctx, op } = at;
         self.write_tenant(
             tenant_id,
             ctx,
@@ -448,13 +446,8 @@ impl MemoryStore {
         .await
     }
 
-    async fn import_users(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        rows: &[ImportRow],
-    ) -> Result<Committed<()>> {
+    async fn import_users(&self, at: At<'_>, rows: &[ImportRow]) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         let catalog = self.catalog.clone();
         self.write_tenant(
             tenant_id,
@@ -491,12 +484,11 @@ impl MemoryStore {
 
     async fn set_user_status(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         user_id: &str,
         status: UserStatus,
     ) -> Result<Committed<UserInfo>> {
+        let At { tenant_id, ctx, op } = at;
         self.write_tenant(
             tenant_id,
             ctx,
@@ -511,25 +503,19 @@ impl MemoryStore {
         .await
     }
 
-    async fn create_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        def: GroupDef,
-    ) -> Result<Committed<GroupInfo>> {
+    async fn create_group(&self, at: At<'_>, def: GroupDef) -> Result<Committed<GroupInfo>> {
+        let At { tenant_id, ctx, op } = at;
         self.write_tenant(tenant_id, ctx, op, |_, _| {}, |t| t.insert_group(def))
             .await
     }
 
     async fn duplicate_group(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<Committed<GroupInfo>> {
+        let At { tenant_id, ctx, op } = at;
         let new_key = def.key.clone();
         let copied = |t: &Tenant| -> Vec<String> {
             members_of
@@ -557,13 +543,12 @@ impl MemoryStore {
 
     async fn update_group(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<Committed<GroupInfo>> {
+        let At { tenant_id, ctx, op } = at;
         let catalog = self.catalog.clone();
         self.write_tenant(
             tenant_id,
@@ -627,12 +612,11 @@ impl MemoryStore {
 
     async fn delete_group(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.write_tenant(
             tenant_id,
             ctx,
@@ -667,12 +651,11 @@ impl MemoryStore {
 
     async fn add_members(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         let key = group.key();
         self.write_tenant(
             tenant_id,
@@ -692,12 +675,11 @@ impl MemoryStore {
 
     async fn remove_members(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         let key = group.key();
         self.write_tenant(
             tenant_id,
@@ -720,14 +702,8 @@ impl MemoryStore {
         .await
     }
 
-    async fn grant(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>> {
+    async fn grant(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.write_tenant(
             tenant_id,
             ctx,
@@ -751,14 +727,8 @@ impl MemoryStore {
         .await
     }
 
-    async fn revoke(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>> {
+    async fn revoke(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.write_tenant(
             tenant_id,
             ctx,
@@ -780,13 +750,12 @@ impl MemoryStore {
 
     async fn set_restriction(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.write_tenant(
             tenant_id,
             ctx,
@@ -815,72 +784,7 @@ impl Store for MemoryStore {
         ctx: &WriteCtx,
         write: Write<'_>,
     ) -> Result<Committed<Written>> {
-        let op = Op::of(&write);
-        let (t, c) = (tenant_id, ctx);
-        Ok(match write {
-            Write::UpsertUser {
-                user_id,
-                display_name,
-                email,
-            } => self
-                .upsert_user(t, c, op, user_id, display_name, email)
-                .await?
-                .map(Written::User),
-            Write::ImportUsers { rows } => self
-                .import_users(t, c, op, rows)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::SetUserStatus { user_id, status } => self
-                .set_user_status(t, c, op, user_id, status)
-                .await?
-                .map(Written::User),
-            Write::CreateGroup { def } => {
-                self.create_group(t, c, op, def).await?.map(Written::Group)
-            }
-            Write::DuplicateGroup { def, members_of } => self
-                .duplicate_group(t, c, op, def, members_of)
-                .await?
-                .map(Written::Group),
-            Write::UpdateGroup {
-                key,
-                patch,
-                expected_version,
-            } => self
-                .update_group(t, c, op, key, patch, expected_version)
-                .await?
-                .map(Written::Group),
-            Write::DeleteGroup {
-                key,
-                expected_version,
-            } => self
-                .delete_group(t, c, op, key, expected_version)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::AddMembers { group, user_ids } => self
-                .add_members(t, c, op, group, user_ids)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::RemoveMembers { group, user_ids } => self
-                .remove_members(t, c, op, group, user_ids)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::Grant { user_id, grants } => self
-                .grant(t, c, op, user_id, grants)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::Revoke { user_id, grants } => self
-                .revoke(t, c, op, user_id, grants)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::SetRestriction {
-                user_id,
-                resource_type,
-                ids,
-            } => self
-                .set_restriction(t, c, op, user_id, resource_type, ids)
-                .await?
-                .map(|()| Written::Nothing),
-        })
+        super::dispatch(self, tenant_id, ctx, write).await
     }
 
     async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {

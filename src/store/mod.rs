@@ -443,6 +443,150 @@ impl Op {
     }
 }
 
+/// Where a write runs: its tenant, its caller's context and what it is.
+pub(crate) struct At<'a> {
+    pub tenant_id: &'a str,
+    pub ctx: &'a WriteCtx,
+    pub op: Op,
+}
+
+/// The writes a store carries out, one method each, behind [`Store::write`]: [`dispatch`]
+/// turns a [`Write`] into the call, so the stores never repeat the mapping.
+#[async_trait]
+pub(crate) trait WriteOps: Sync {
+    async fn upsert_user(
+        &self,
+        at: At<'_>,
+        user_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<Committed<UserInfo>>;
+    async fn import_users(&self, at: At<'_>, rows: &[ImportRow]) -> Result<Committed<()>>;
+    async fn set_user_status(
+        &self,
+        at: At<'_>,
+        user_id: &str,
+        status: UserStatus,
+    ) -> Result<Committed<UserInfo>>;
+    async fn create_group(&self, at: At<'_>, def: GroupDef) -> Result<Committed<GroupInfo>>;
+    async fn duplicate_group(
+        &self,
+        at: At<'_>,
+        def: GroupDef,
+        members_of: Option<&str>,
+    ) -> Result<Committed<GroupInfo>>;
+    async fn update_group(
+        &self,
+        at: At<'_>,
+        key: &str,
+        patch: GroupPatch,
+        expected_version: Option<u64>,
+    ) -> Result<Committed<GroupInfo>>;
+    async fn delete_group(
+        &self,
+        at: At<'_>,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Committed<()>>;
+    async fn add_members(
+        &self,
+        at: At<'_>,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Committed<()>>;
+    async fn remove_members(
+        &self,
+        at: At<'_>,
+        group: GroupRef<'_>,
+        user_ids: &[String],
+    ) -> Result<Committed<()>>;
+    async fn grant(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>>;
+    async fn revoke(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>>;
+    async fn set_restriction(
+        &self,
+        at: At<'_>,
+        user_id: &str,
+        resource_type: ResourceTypeId,
+        ids: Option<BTreeSet<String>>,
+    ) -> Result<Committed<()>>;
+}
+
+/// Carries out `write` on `store`.
+pub(crate) async fn dispatch(
+    store: &(impl WriteOps + ?Sized),
+    tenant_id: &str,
+    ctx: &WriteCtx,
+    write: Write<'_>,
+) -> Result<Committed<Written>> {
+    let at = At {
+        tenant_id,
+        ctx,
+        op: Op::of(&write),
+    };
+    Ok(match write {
+        Write::UpsertUser {
+            user_id,
+            display_name,
+            email,
+        } => store
+            .upsert_user(at, user_id, display_name, email)
+            .await?
+            .map(Written::User),
+        Write::ImportUsers { rows } => store
+            .import_users(at, rows)
+            .await?
+            .map(|()| Written::Nothing),
+        Write::SetUserStatus { user_id, status } => store
+            .set_user_status(at, user_id, status)
+            .await?
+            .map(Written::User),
+        Write::CreateGroup { def } => store.create_group(at, def).await?.map(Written::Group),
+        Write::DuplicateGroup { def, members_of } => store
+            .duplicate_group(at, def, members_of)
+            .await?
+            .map(Written::Group),
+        Write::UpdateGroup {
+            key,
+            patch,
+            expected_version,
+        } => store
+            .update_group(at, key, patch, expected_version)
+            .await?
+            .map(Written::Group),
+        Write::DeleteGroup {
+            key,
+            expected_version,
+        } => store
+            .delete_group(at, key, expected_version)
+            .await?
+            .map(|()| Written::Nothing),
+        Write::AddMembers { group, user_ids } => store
+            .add_members(at, group, user_ids)
+            .await?
+            .map(|()| Written::Nothing),
+        Write::RemoveMembers { group, user_ids } => store
+            .remove_members(at, group, user_ids)
+            .await?
+            .map(|()| Written::Nothing),
+        Write::Grant { user_id, grants } => store
+            .grant(at, user_id, grants)
+            .await?
+            .map(|()| Written::Nothing),
+        Write::Revoke { user_id, grants } => store
+            .revoke(at, user_id, grants)
+            .await?
+            .map(|()| Written::Nothing),
+        Write::SetRestriction {
+            user_id,
+            resource_type,
+            ids,
+        } => store
+            .set_restriction(at, user_id, resource_type, ids)
+            .await?
+            .map(|()| Written::Nothing),
+    })
+}
+
 /// What a write returns besides its revision and preview.
 #[derive(Clone, Debug)]
 pub enum Written {

@@ -9,7 +9,7 @@
 use super::ImportRow;
 use super::catalogs::{CatalogGuard, LOCK as CATALOG_LOCK};
 use super::notify::{CHANNEL, Notice};
-use super::{Access, Committed, Op, PREVIEW_LIMIT, Write, Written};
+use super::{Access, At, Committed, Op, PREVIEW_LIMIT, Write, WriteOps, Written};
 use super::{
     AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
     GroupPatch, GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError,
@@ -1368,18 +1368,16 @@ fn paged<T>(mut items: Vec<T>, page: &PageRequest) -> Page<T> {
     Page { items, more }
 }
 
-impl PostgresStore {
-    // ---- The writes, one function each, behind `Store::write` ----
-
+#[async_trait]
+impl WriteOps for PostgresStore {
     async fn upsert_user(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         user_id: &str,
         display_name: &str,
         email: &str,
     ) -> Result<Committed<UserInfo>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             tx.execute(
                 "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
@@ -1393,13 +1391,8 @@ impl PostgresStore {
         .await
     }
 
-    async fn import_users(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        rows: &[ImportRow],
-    ) -> Result<Committed<()>> {
+    async fn import_users(&self, at: At<'_>, rows: &[ImportRow]) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             let custom: BTreeSet<&String> = rows
                 .iter()
@@ -1446,12 +1439,11 @@ impl PostgresStore {
 
     async fn set_user_status(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         user_id: &str,
         status: UserStatus,
     ) -> Result<Committed<UserInfo>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             tx.execute(
                 "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
@@ -1465,13 +1457,8 @@ impl PostgresStore {
         .await
     }
 
-    async fn create_group(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        def: GroupDef,
-    ) -> Result<Committed<GroupInfo>> {
+    async fn create_group(&self, at: At<'_>, def: GroupDef) -> Result<Committed<GroupInfo>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             self.insert_group(tx, tenant_id, &def).await?;
             Ok(GroupInfo {
@@ -1485,12 +1472,11 @@ impl PostgresStore {
 
     async fn duplicate_group(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         def: GroupDef,
         members_of: Option<&str>,
     ) -> Result<Committed<GroupInfo>> {
+        let At { tenant_id, ctx, op } = at;
         let plan = async |tx: &deadpool_postgres::Transaction<'_>| {
             // The copied members, read after the tenant's lock: the audit record and the
             // preview name each of them.
@@ -1531,13 +1517,12 @@ impl PostgresStore {
 
     async fn update_group(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         key: &str,
         patch: GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<Committed<GroupInfo>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             let row = tx
                 .query_opt(
@@ -1618,12 +1603,11 @@ impl PostgresStore {
 
     async fn delete_group(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             let row = tx
                 .query_opt(
@@ -1662,12 +1646,11 @@ impl PostgresStore {
 
     async fn add_members(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             check_group(tx, tenant_id, group).await?;
             ensure_users(tx, tenant_id, user_ids).await?;
@@ -1685,12 +1668,11 @@ impl PostgresStore {
 
     async fn remove_members(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         group: GroupRef<'_>,
         user_ids: &[String],
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             check_group(tx, tenant_id, group).await?;
             tx.execute(
@@ -1704,14 +1686,8 @@ impl PostgresStore {
         .await
     }
 
-    async fn grant(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>> {
+    async fn grant(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
             match grants {
@@ -1740,14 +1716,8 @@ impl PostgresStore {
         .await
     }
 
-    async fn revoke(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        user_id: &str,
-        grants: &Grants,
-    ) -> Result<Committed<()>> {
+    async fn revoke(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             let found = tx
                 .query_opt(
@@ -1788,13 +1758,12 @@ impl PostgresStore {
 
     async fn set_restriction(
         &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
+        at: At<'_>,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
     ) -> Result<Committed<()>> {
+        let At { tenant_id, ctx, op } = at;
         self.frame(tenant_id, ctx, op, async |tx| {
             ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
             let type_key = self.catalog.resource_type_key(resource_type);
@@ -1832,72 +1801,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         write: Write<'_>,
     ) -> Result<Committed<Written>> {
-        let op = Op::of(&write);
-        let (t, c) = (tenant_id, ctx);
-        Ok(match write {
-            Write::UpsertUser {
-                user_id,
-                display_name,
-                email,
-            } => self
-                .upsert_user(t, c, op, user_id, display_name, email)
-                .await?
-                .map(Written::User),
-            Write::ImportUsers { rows } => self
-                .import_users(t, c, op, rows)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::SetUserStatus { user_id, status } => self
-                .set_user_status(t, c, op, user_id, status)
-                .await?
-                .map(Written::User),
-            Write::CreateGroup { def } => {
-                self.create_group(t, c, op, def).await?.map(Written::Group)
-            }
-            Write::DuplicateGroup { def, members_of } => self
-                .duplicate_group(t, c, op, def, members_of)
-                .await?
-                .map(Written::Group),
-            Write::UpdateGroup {
-                key,
-                patch,
-                expected_version,
-            } => self
-                .update_group(t, c, op, key, patch, expected_version)
-                .await?
-                .map(Written::Group),
-            Write::DeleteGroup {
-                key,
-                expected_version,
-            } => self
-                .delete_group(t, c, op, key, expected_version)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::AddMembers { group, user_ids } => self
-                .add_members(t, c, op, group, user_ids)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::RemoveMembers { group, user_ids } => self
-                .remove_members(t, c, op, group, user_ids)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::Grant { user_id, grants } => self
-                .grant(t, c, op, user_id, grants)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::Revoke { user_id, grants } => self
-                .revoke(t, c, op, user_id, grants)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::SetRestriction {
-                user_id,
-                resource_type,
-                ids,
-            } => self
-                .set_restriction(t, c, op, user_id, resource_type, ids)
-                .await?
-                .map(|()| Written::Nothing),
-        })
+        super::dispatch(self, tenant_id, ctx, write).await
     }
 
     async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
