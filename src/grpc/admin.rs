@@ -147,6 +147,26 @@ with_preview!(
 impl AdminApi {
     /// A mutation's response within the message limit: a preview too large for it keeps the
     /// users that fit and says `truncated` (the write itself is committed either way).
+    /// The start of every tenant call: the request, its tenant recorded on the RPC's span, and
+    /// the caller's key allowed to make it as asked (an `admin` key must name an actor).
+    fn admit<R: TenantCall>(&self, method: &'static str, request: Request<R>) -> Result<R, Status> {
+        let role = gate::role(&request);
+        let r = request.into_inner();
+        crate::telemetry::tenant(r.tenant_id());
+        require_actor(role, r.actor_user_id())
+            .map_err(|s| self.refuse(method, r.actor_user_id(), s))?;
+        Ok(r)
+    }
+
+    /// A write's preview as the caller may see it (an actor never sees internal permissions).
+    fn preview(&self, preview: &crate::store::Preview, actor: &str) -> Option<pb::Preview> {
+        Some(convert::preview(
+            self.app.catalog(),
+            preview,
+            !actor.is_empty(),
+        ))
+    }
+
     fn fitted<R: WithPreview>(&self, mut response: R) -> Reply<R> {
         let budget = self.max_message_bytes.saturating_sub(1024);
         let mut excess = response.encoded_len().saturating_sub(budget);
@@ -165,6 +185,46 @@ impl AdminApi {
 }
 
 /// An `admin` key acts on behalf of a staff user, whose permissions the rules then apply.
+/// A tenant request made by an operator or on behalf of an acting user.
+trait TenantCall {
+    fn tenant_id(&self) -> &str;
+    fn actor_user_id(&self) -> &str;
+}
+
+macro_rules! tenant_calls {
+    ($($t:ty),* $(,)?) => {
+        $(impl TenantCall for $t {
+            fn tenant_id(&self) -> &str {
+                &self.tenant_id
+            }
+            fn actor_user_id(&self) -> &str {
+                &self.actor_user_id
+            }
+        })*
+    };
+}
+
+tenant_calls!(
+    pb::AddGroupMembersRequest,
+    pb::CreateGroupRequest,
+    pb::DeleteGroupRequest,
+    pb::DuplicateGroupRequest,
+    pb::GetGroupRequest,
+    pb::GetTenantRequest,
+    pb::GetUserRequest,
+    pb::GrantPermissionsRequest,
+    pb::ImportUsersRequest,
+    pb::ListAuditEventsRequest,
+    pb::ListGroupsRequest,
+    pb::ListUsersRequest,
+    pb::RemoveGroupMembersRequest,
+    pb::RevokePermissionsRequest,
+    pb::SetRestrictionsRequest,
+    pb::SetUserStatusRequest,
+    pb::UpdateGroupRequest,
+    pb::UpsertUserRequest,
+);
+
 fn require_actor(role: Role, actor: &str) -> Result<(), Status> {
     if role == Role::Admin && actor.is_empty() {
         return Err(Status::permission_denied(
@@ -208,11 +268,7 @@ impl AdminService for AdminApi {
         request: Request<pb::GetTenantRequest>,
     ) -> Reply<pb::GetTenantResponse> {
         const METHOD: &str = "GetTenant";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let t = self
             .app
             .get_tenant(&r.tenant_id, &r.actor_user_id)
@@ -253,11 +309,7 @@ impl AdminService for AdminApi {
         request: Request<pb::UpsertUserRequest>,
     ) -> Reply<pb::UpsertUserResponse> {
         const METHOD: &str = "UpsertUser";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -272,11 +324,7 @@ impl AdminService for AdminApi {
                 Vec::new(),
             )),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -285,11 +333,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ImportUsersRequest>,
     ) -> Reply<pb::ImportUsersResponse> {
         const METHOD: &str = "ImportUsers";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let rows: Vec<crate::app::ImportInput> = r
             .rows
@@ -310,21 +354,13 @@ impl AdminService for AdminApi {
         self.fitted(pb::ImportUsersResponse {
             imported: i32::try_from(done.value).unwrap_or(i32::MAX),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
         const METHOD: &str = "GetUser";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let consistency = convert::consistency(r.consistency.clone())
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let u = self
@@ -343,11 +379,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
         const METHOD: &str = "ListUsers";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let consistency = convert::consistency(r.consistency.clone())
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         let (users, next) = self
@@ -379,11 +411,7 @@ impl AdminService for AdminApi {
         request: Request<pb::SetUserStatusRequest>,
     ) -> Reply<pb::SetUserStatusResponse> {
         const METHOD: &str = "SetUserStatus";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let status =
             convert::status_in(r.status).map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
@@ -400,11 +428,7 @@ impl AdminService for AdminApi {
                 Vec::new(),
             )),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -413,11 +437,7 @@ impl AdminService for AdminApi {
         request: Request<pb::CreateGroupRequest>,
     ) -> Reply<pb::CreateGroupResponse> {
         const METHOD: &str = "CreateGroup";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = convert::group_in(r.group);
         let done = self
@@ -428,11 +448,7 @@ impl AdminService for AdminApi {
         self.fitted(pb::CreateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -441,11 +457,7 @@ impl AdminService for AdminApi {
         request: Request<pb::GetGroupRequest>,
     ) -> Reply<pb::GetGroupResponse> {
         const METHOD: &str = "GetGroup";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let g = self
             .app
             .get_group(&r.tenant_id, &r.actor_user_id, &r.group_key)
@@ -461,11 +473,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
         const METHOD: &str = "ListGroups";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let (groups, next) = self
             .app
             .list_groups(&r.tenant_id, &r.actor_user_id, r.page_size, &r.page_token)
@@ -486,11 +494,7 @@ impl AdminService for AdminApi {
         request: Request<pb::UpdateGroupRequest>,
     ) -> Reply<pb::UpdateGroupResponse> {
         const METHOD: &str = "UpdateGroup";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let input = convert::group_in(r.group);
@@ -510,11 +514,7 @@ impl AdminService for AdminApi {
         self.fitted(pb::UpdateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -523,11 +523,7 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
         const METHOD: &str = "DeleteGroup";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let expected = convert::expected_version(r.expected_version)
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
@@ -538,11 +534,7 @@ impl AdminService for AdminApi {
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         self.fitted(pb::DeleteGroupResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -551,11 +543,7 @@ impl AdminService for AdminApi {
         request: Request<pb::DuplicateGroupRequest>,
     ) -> Reply<pb::DuplicateGroupResponse> {
         const METHOD: &str = "DuplicateGroup";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let input = crate::app::DuplicateInput {
             source_group_key: r.source_group_key,
@@ -573,11 +561,7 @@ impl AdminService for AdminApi {
         self.fitted(pb::DuplicateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -586,11 +570,7 @@ impl AdminService for AdminApi {
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Reply<pb::AddGroupMembersResponse> {
         const METHOD: &str = "AddGroupMembers";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -599,11 +579,7 @@ impl AdminService for AdminApi {
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         self.fitted(pb::AddGroupMembersResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -612,11 +588,7 @@ impl AdminService for AdminApi {
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Reply<pb::RemoveGroupMembersResponse> {
         const METHOD: &str = "RemoveGroupMembers";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -625,11 +597,7 @@ impl AdminService for AdminApi {
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         self.fitted(pb::RemoveGroupMembersResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -638,11 +606,7 @@ impl AdminService for AdminApi {
         request: Request<pb::GrantPermissionsRequest>,
     ) -> Reply<pb::GrantPermissionsResponse> {
         const METHOD: &str = "GrantPermissions";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
         let done = self
@@ -658,11 +622,7 @@ impl AdminService for AdminApi {
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         self.fitted(pb::GrantPermissionsResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -671,11 +631,7 @@ impl AdminService for AdminApi {
         request: Request<pb::RevokePermissionsRequest>,
     ) -> Reply<pb::RevokePermissionsResponse> {
         const METHOD: &str = "RevokePermissions";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let resource = convert::resource_in(r.resource);
         let done = self
@@ -691,11 +647,7 @@ impl AdminService for AdminApi {
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         self.fitted(pb::RevokePermissionsResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -704,11 +656,7 @@ impl AdminService for AdminApi {
         request: Request<pb::SetRestrictionsRequest>,
     ) -> Reply<pb::SetRestrictionsResponse> {
         const METHOD: &str = "SetRestrictions";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let call = convert::call(&r.actor_user_id, r.dry_run);
         let done = self
             .app
@@ -724,11 +672,7 @@ impl AdminService for AdminApi {
             .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
         self.fitted(pb::SetRestrictionsResponse {
             revision: convert::revision(done.revision),
-            preview: Some(convert::preview(
-                self.app.catalog(),
-                &done.preview,
-                !r.actor_user_id.is_empty(),
-            )),
+            preview: self.preview(&done.preview, &r.actor_user_id),
         })
     }
 
@@ -737,11 +681,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
         const METHOD: &str = "ListAuditEvents";
-        let role = gate::role(&request);
-        let r = request.into_inner();
-        crate::telemetry::tenant(&r.tenant_id);
-        require_actor(role, &r.actor_user_id)
-            .map_err(|s| self.refuse(METHOD, &r.actor_user_id, s))?;
+        let r = self.admit(METHOD, request)?;
         let filter = crate::app::AuditFilter {
             actor: Some(r.filter_actor_user_id).filter(|a| !a.is_empty()),
             target: Some(r.filter_target).filter(|t| !t.is_empty()),
