@@ -25,6 +25,7 @@ mod pg;
 mod preview;
 mod replicas;
 mod soak;
+mod store_contract;
 mod surface;
 mod tls;
 mod tracing;
