@@ -13,19 +13,34 @@ use std::sync::Arc;
 /// conflicts without a mapping.
 pub const INCOMPATIBLE: u8 = 3;
 
+/// Writes to stdout; a reader that went away (`| head`) ends the output quietly.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("authzd: cannot write the output: {e}");
+        }
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `catalog diff OLD NEW`.
 pub fn diff_files(old: &Catalog, new: &Catalog, output: OutputFormat) -> u8 {
     let c = evolve::compare(Some(old), new, None, &Mappings::default());
     match output {
-        OutputFormat::Json => println!(
-            "{}",
+        OutputFormat::Json => emit(&format!(
+            "{}\n",
             serde_json::json!({
                 "old": {"name": old.name, "version": old.version, "fingerprint": old.fingerprint},
                 "new": {"name": new.name, "version": new.version, "fingerprint": new.fingerprint},
                 "compatible": c.compatible(),
                 "changes": c.changes,
             })
-        ),
+        )),
         OutputFormat::Text => {
             let mut out = format!("catalog {} → {}\n", describe(old), describe(new));
             changes(&mut out, &c);
@@ -34,7 +49,7 @@ pub fn diff_files(old: &Catalog, new: &Catalog, output: OutputFormat) -> u8 {
                 "stored data: not compared; `authzd catalog diff --database-url URL NEW` compares a database's data and previews its users"
             );
             verdict(&mut out, &c, None);
-            print!("{out}");
+            emit(&out);
         }
     }
     if c.compatible() { 0 } else { INCOMPATIBLE }
@@ -110,14 +125,27 @@ fn verdict(out: &mut String, c: &Comparison, plan: Option<&Plan>) {
 }
 
 fn preview(out: &mut String, plan: &Plan) {
+    if !plan.rewrites.is_empty() {
+        let _ = writeln!(out, "stored keys rewritten ({}):", plan.rewrites.len());
+        for r in &plan.rewrites {
+            let uses = format!(
+                "{} in {}",
+                plural(r.uses, "stored grant", "stored grants"),
+                plural(r.tenants as u64, "tenant", "tenants")
+            );
+            if r.to.is_empty() {
+                let _ = writeln!(out, "  {} dropped ({uses})", r.from);
+            } else {
+                let _ = writeln!(out, "  {} → {} ({uses})", r.from, r.to);
+            }
+        }
+    }
     let _ = writeln!(
         out,
-        "preview: {} user{} change in {} of {} tenant{}",
-        plan.users_changed,
-        if plan.users_changed == 1 { "" } else { "s" },
+        "preview: {} change in {} of {}",
+        plural(plan.users_changed, "user", "users"),
         plan.tenants.len(),
-        plan.tenants_total,
-        if plan.tenants_total == 1 { "" } else { "s" }
+        plural(plan.tenants_total as u64, "tenant", "tenants")
     );
     for t in &plan.tenants {
         tenant(out, t);
@@ -127,19 +155,17 @@ fn preview(out: &mut String, plan: &Plan) {
 fn tenant(out: &mut String, t: &TenantPreview) {
     let _ = writeln!(
         out,
-        "  tenant {}: {} user{}",
+        "  tenant {}: {}",
         t.tenant_id,
-        t.users_changed,
-        if t.users_changed == 1 { "" } else { "s" }
+        plural(t.users_changed, "user", "users")
     );
     for g in &t.groups {
         let _ = writeln!(
             out,
-            "    group {}: {} ({} member{})",
+            "    group {}: {} ({})",
             g.group,
             g.detail,
-            g.members,
-            if g.members == 1 { "" } else { "s" }
+            plural(g.members, "member", "members")
         );
     }
     for u in &t.users {
@@ -177,7 +203,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 async fn open(url: &str, catalog: Arc<Catalog>) -> Result<PostgresStore, String> {
     let store = PostgresStore::new(catalog, &PgOptions::new(url)).map_err(|e| e.to_string())?;
-    store.check_schema().await.map_err(|e| e.to_string())?;
+    store.check_schema().await.map_err(|e| {
+        // `catalog` commands never migrate: say the one command that does.
+        e.to_string().replace(
+            crate::store::postgres::RUN_MIGRATE,
+            "run `authzd migrate --database-url URL` first",
+        )
+    })?;
     Ok(store)
 }
 
@@ -196,10 +228,10 @@ pub fn plan(
     })?;
     let unresolved = plan.comparison.unresolved().count();
     match output {
-        OutputFormat::Json => println!(
-            "{}",
+        OutputFormat::Json => emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?
-        ),
+        )),
         OutputFormat::Text => {
             let mut out = String::new();
             let recorded = plan
@@ -233,7 +265,7 @@ pub fn plan(
                     }
                 }
             }
-            print!("{out}");
+            emit(&out);
         }
     }
     Ok(match (apply, plan.applied) {
@@ -261,24 +293,40 @@ pub fn history(
             .iter()
             .find(|r| r.id == id)
             .ok_or_else(|| format!("the database has no catalog record {id}"))?;
-        print!("{}", r.source);
+        emit(&r.source);
         return Ok(0);
     }
     match output {
-        OutputFormat::Json => println!(
-            "{}",
+        OutputFormat::Json => emit(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&records).map_err(|e| e.to_string())?
-        ),
+        )),
         OutputFormat::Text => {
+            let mut out = String::new();
             if records.is_empty() {
-                println!("the database records no catalog yet (the first start records one)");
+                out.push_str("the database records no catalog yet (the first start records one)\n");
             }
             for r in &records {
-                println!(
+                let _ = write!(
+                    out,
                     "{:>4}  {}  {:<10} {} {} (fingerprint {})",
                     r.id, r.recorded_at, r.how, r.name, r.version, r.fingerprint
                 );
+                let mappings = r.mappings.as_object().map(|m| {
+                    m.iter()
+                        .filter(|(_, v)| {
+                            v.as_array().is_some_and(|a| !a.is_empty())
+                                || v.as_object().is_some_and(|o| !o.is_empty())
+                        })
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                });
+                if let Some(m) = mappings.filter(|m| !m.is_empty()) {
+                    let _ = write!(out, "; mappings: {}", m.join(", "));
+                }
+                out.push('\n');
             }
+            emit(&out);
         }
     }
     Ok(0)

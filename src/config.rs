@@ -210,7 +210,8 @@ pub enum CatalogCommand {
         /// OLD NEW, or NEW alone with --database-url.
         #[arg(num_args = 1..=2, required = true, value_name = "CATALOG")]
         files: Vec<PathBuf>,
-        /// Compare with the catalog this database records, and preview its users.
+        /// Compare with the catalog this database records, and preview its users (with one
+        /// catalog named, AUTHZ_DATABASE_URL when the flag is not given).
         #[arg(long)]
         database_url: Option<String>,
         #[command(flatten)]
@@ -270,15 +271,21 @@ pub struct MappingArgs {
 impl MappingArgs {
     pub fn mappings(&self) -> Result<authz_core::evolve::Mappings, String> {
         let pairs = |flag: &str, items: &[String]| {
-            items
-                .iter()
-                .map(|item| match item.split_once('=') {
-                    Some((a, b)) if !a.is_empty() && !b.is_empty() => {
-                        Ok((a.to_owned(), b.to_owned()))
-                    }
-                    _ => Err(format!("--{flag} {item:?}: expected FROM=TO")),
-                })
-                .collect::<Result<std::collections::BTreeMap<_, _>, _>>()
+            let mut out = std::collections::BTreeMap::new();
+            for item in items {
+                let Some((a, b)) = item
+                    .split_once('=')
+                    .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                else {
+                    return Err(format!("--{flag} {item:?}: expected FROM=TO"));
+                };
+                if let Some(before) = out.insert(a.to_owned(), b.to_owned()) {
+                    return Err(format!(
+                        "--{flag} {a}={before} and --{flag} {a}={b}: `{a}` is given twice; say one"
+                    ));
+                }
+            }
+            Ok(out)
         };
         Ok(authz_core::evolve::Mappings {
             move_members: pairs("move-members", &self.move_members)?,

@@ -53,6 +53,15 @@ fn catalog(command: CatalogCommand) -> Result<u8, String> {
             output,
         } => {
             let mappings = mappings.mappings()?;
+            // With one catalog the other side is a database: the flag, or AUTHZ_DATABASE_URL.
+            let database_url = match files.len() {
+                1 => database_url.or_else(|| {
+                    std::env::var("AUTHZ_DATABASE_URL")
+                        .ok()
+                        .filter(|u| !u.is_empty())
+                }),
+                _ => database_url,
+            };
             match (files.as_slice(), database_url) {
                 ([old, new], None) => {
                     if !mappings.is_empty() {
@@ -70,7 +79,10 @@ fn catalog(command: CatalogCommand) -> Result<u8, String> {
                 ([_, _], Some(_)) => Err(
                     "with --database-url, name only the new catalog: the database records the old one".into(),
                 ),
-                _ => Err("name two catalogs (OLD NEW), or one with --database-url URL".into()),
+                _ => Err(
+                    "name two catalogs (OLD NEW), or one with --database-url URL (or AUTHZ_DATABASE_URL)"
+                        .into(),
+                ),
             }
         }
         CatalogCommand::Apply {

@@ -95,6 +95,12 @@ async fn follow(
         // What was announced before this read; the read covers it.
         let announced = subscription.latest();
         loop {
+            // A replica whose catalog the database no longer agrees with streams nothing more:
+            // the client resumes from the last revision on an updated replica.
+            if let Some(reason) = app.catalog_refusal() {
+                let _ = tx.send(Err(Status::unavailable(reason))).await;
+                return;
+            }
             if let Some(m) = &metrics {
                 m.watch_read();
             }

@@ -17,9 +17,7 @@ pub fn code(e: &Error) -> Code {
             StoreError::TenantNotFound(_)
             | StoreError::UserNotFound(_)
             | StoreError::GroupNotFound(_) => Code::NotFound,
-            StoreError::TenantExists(_) | StoreError::GroupExists(_) | StoreError::Reserved(_) => {
-                Code::AlreadyExists
-            }
+            StoreError::TenantExists(_) | StoreError::GroupExists(_) => Code::AlreadyExists,
             StoreError::Invalid(_) => Code::InvalidArgument,
             StoreError::GroupNotEmpty { .. } | StoreError::ChangesTruncated { .. } => {
                 Code::FailedPrecondition

@@ -44,6 +44,8 @@ pub struct Recorded {
     pub how: String,
     /// RFC 3339, UTC.
     pub recorded_at: String,
+    /// What `catalog apply` was told to do with stored data (empty for a start).
+    pub mappings: serde_json::Value,
     #[serde(skip)]
     pub source: String,
 }
@@ -71,7 +73,7 @@ pub fn describe(c: &Catalog) -> String {
 }
 
 const RECORD_COLUMNS: &str = "id, fingerprint, name, version, how,
-    to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), source";
+    to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), source, mappings";
 
 fn recorded(r: &tokio_postgres::Row) -> Recorded {
     Recorded {
@@ -82,6 +84,7 @@ fn recorded(r: &tokio_postgres::Row) -> Recorded {
         how: r.get(4),
         recorded_at: r.get(5),
         source: r.get(6),
+        mappings: r.get(7),
     }
 }
 
@@ -119,10 +122,12 @@ pub struct CatalogGuard {
 
 #[derive(Default)]
 struct GuardState {
+    /// Why this replica serves nothing.
     refusal: Option<String>,
-    /// System group keys of the newest record that this replica's catalog does not have: a
-    /// replica one step behind must not create custom groups with them.
-    reserved: BTreeSet<String>,
+    /// Why this replica makes no writes: the database records a newer, compatible catalog (a
+    /// rollout is under way). Admin rules are decided with the newest catalog's groups, and
+    /// new system group keys stay free, so writes go to updated replicas.
+    behind: Option<String>,
 }
 
 impl CatalogGuard {
@@ -154,13 +159,16 @@ impl CatalogGuard {
         self.verified.load(Ordering::Acquire)
     }
 
-    /// Whether `key` is a system group of the newest recorded catalog that this replica's
-    /// catalog lacks.
-    pub fn reserved(&self, key: &str) -> bool {
-        self.state.read().is_ok_and(|s| s.reserved.contains(key))
+    /// Why this replica must not write, when it must not: it serves nothing, or it is one
+    /// compatible step behind the database's catalog.
+    pub fn write_refusal(&self) -> Option<String> {
+        self.state
+            .read()
+            .ok()
+            .and_then(|s| s.refusal.clone().or_else(|| s.behind.clone()))
     }
 
-    fn set(&self, id: i64, refusal: Option<String>, reserved: BTreeSet<String>) {
+    fn set(&self, id: i64, refusal: Option<String>, behind: Option<String>) {
         if let Ok(mut s) = self.state.write() {
             match (&refusal, &s.refusal) {
                 (Some(r), None) => tracing::error!(
@@ -175,7 +183,7 @@ impl CatalogGuard {
             }
             self.serving.store(refusal.is_none(), Ordering::Release);
             s.refusal = refusal;
-            s.reserved = reserved;
+            s.behind = behind;
         }
         self.verified.store(id, Ordering::Release);
     }
@@ -197,47 +205,70 @@ impl CatalogGuard {
     /// rolling update in progress, this replica not yet updated).
     pub async fn check(&self, tx: &Transaction<'_>, id: i64) -> Result<()> {
         if id == 0 {
-            self.set(0, None, BTreeSet::new());
+            self.set(0, None, None);
             return Ok(());
         }
         let rec = record_by_id(tx, id).await?;
         if rec.fingerprint == self.own.fingerprint {
-            self.set(id, None, BTreeSet::new());
+            self.set(id, None, None);
             return Ok(());
         }
         let recorded = match rec.catalog() {
             Ok(c) => c,
             Err(e) => {
-                self.set(id, Some(e), BTreeSet::new());
+                self.set(id, Some(e), None);
                 return Ok(());
             }
         };
         // The record is authoritative: this replica may serve it only when the record keeps
         // every meaning this replica's catalog gives (a compatible successor). A record that
         // is a predecessor was applied on purpose after this replica started (a rollback).
-        let ahead = evolve::compare(Some(&self.own), &recorded, None, &Mappings::default());
-        if ahead.compatible() {
-            let reserved = recorded
-                .groups()
-                .iter()
-                .filter(|g| self.own.group(&g.key).is_none())
-                .map(|g| g.key.clone())
-                .collect();
-            self.set(id, None, reserved);
-        } else {
-            self.set(
+        match successor(&self.own, &rec, &recorded) {
+            Ok(()) => self.set(
+                id,
+                None,
+                Some(format!(
+                    "this replica serves catalog {}, one compatible step behind the database's {} (a rollout is under way): it answers checks and reads, but admin writes go to replicas on the recorded catalog",
+                    describe(&self.own),
+                    rec.describe()
+                )),
+            ),
+            Err(report) => self.set(
                 id,
                 Some(format!(
-                    "this replica serves catalog {}, but the database now records {}, which is incompatible with it:\n{}\nroll this replica onto the recorded catalog",
+                    "this replica serves catalog {}, but the database now records {}, which is incompatible with it:\n{report}\nroll this replica onto the recorded catalog",
                     describe(&self.own),
-                    rec.describe(),
-                    ahead.report()
+                    rec.describe()
                 )),
-                BTreeSet::new(),
-            );
+                None,
+            ),
         }
         Ok(())
     }
+}
+
+/// Whether a replica on `own` may go on serving data recorded under `rec` (`recorded`, its
+/// catalog): `rec` must keep every meaning `own` gives. A record `catalog apply` made has
+/// rewritten stored keys to its own names, so it must also name every permission as `own`
+/// does. `Err` holds why not.
+fn successor(own: &Catalog, rec: &Recorded, recorded: &Catalog) -> std::result::Result<(), String> {
+    let ahead = evolve::compare(Some(own), recorded, None, &Mappings::default());
+    if !ahead.compatible() {
+        return Err(ahead.report());
+    }
+    let renamed: Vec<&str> = ahead
+        .changes
+        .iter()
+        .filter(|c| c.kind == "permission_renamed")
+        .map(|c| c.detail.as_str())
+        .collect();
+    if rec.how == "apply" && !renamed.is_empty() {
+        return Err(format!(
+            "  - `catalog apply` rewrote stored keys to the recorded catalog's names, which this catalog does not know: {}",
+            renamed.join("; ")
+        ));
+    }
+    Ok(())
 }
 
 /// The newest record's id (0 when there is none).
@@ -421,6 +452,10 @@ pub struct Plan {
     /// Tenants the database holds.
     pub tenants_total: usize,
     pub users_changed: u64,
+    /// Stored permission keys an apply rewrites: to the new catalog's key (an alias's
+    /// permission), or dropped (`to` empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<Rewrite>,
     /// The record an apply wrote.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<i64>,
@@ -441,6 +476,16 @@ impl PlanCatalog {
             fingerprint: c.fingerprint.clone(),
         }
     }
+}
+
+/// A stored key an apply rewrites.
+#[derive(Debug, Serialize)]
+pub struct Rewrite {
+    pub from: String,
+    /// The new key; empty: the key is dropped.
+    pub to: String,
+    pub uses: u64,
+    pub tenants: usize,
 }
 
 /// Data rewrites of an apply: stored key → its new key, or `""` to drop it.
@@ -505,12 +550,12 @@ impl PostgresStore {
                 .await
                 .map_err(|e| pg(e).to_string())?;
             tx.commit().await.map_err(|e| pg(e).to_string())?;
-            self.guard().set(id, None, BTreeSet::new());
+            self.guard().set(id, None, None);
             return Ok(Start::Recorded { id, how });
         }
         if let (Some(r), Some(o)) = (&rec, &old) {
             let backward = evolve::compare(Some(&own), o, Some(&usage), &Mappings::default());
-            if backward.compatible() {
+            if backward.compatible() && successor(&own, r, o).is_ok() {
                 self.guard().check(&tx, r.id).await.map_err(fail)?;
                 return Ok(Start::Behind(r.id));
             }
@@ -582,11 +627,40 @@ impl PostgresStore {
                 .map(|t| (t, 0))
                 .collect()
         };
+        if !comparison.unused_mappings.is_empty() {
+            let unchanged = rec
+                .as_ref()
+                .is_some_and(|r| r.fingerprint == new.fingerprint)
+                && comparison.conflicts.is_empty();
+            if !unchanged {
+                return Err(format!(
+                    "mappings that resolve no conflict are not carried out; leave them out:\n  - {}",
+                    comparison.unused_mappings.join("\n  - ")
+                ));
+            }
+        }
+        let mut comparison = comparison;
         let mut previews = Vec::new();
         let mut predicted: BTreeMap<String, BTreeMap<String, evolve::UserView>> = BTreeMap::new();
         let mut users_changed = 0;
+        let mut missing_targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (t, _) in &tenants {
             let data = tenant_data(&tx, t).await.map_err(fail)?;
+            // Members moved into a custom group need that group in their tenant.
+            for (from, to) in &mappings.move_members {
+                let has_members = data.users.iter().any(|u| u.groups.contains(from))
+                    && !data.groups.iter().any(|g| &g.key == from);
+                let target = data
+                    .groups
+                    .iter()
+                    .any(|g| mappings.rename_groups.get(&g.key).unwrap_or(&g.key) == to);
+                if has_members && new.group(to).is_none() && !target {
+                    missing_targets
+                        .entry(format!("{from}={to}"))
+                        .or_default()
+                        .push(t.clone());
+                }
+            }
             let p = evolve::preview(old.as_ref(), new, mappings, &data, PREVIEW_LIMIT);
             if apply {
                 let after = evolve::mapped(&data, new, mappings);
@@ -600,6 +674,35 @@ impl PostgresStore {
                 previews.push(p);
             }
         }
+        for (pair, tenants) in missing_targets {
+            let to = pair.split_once('=').map_or("", |(_, to)| to).to_owned();
+            comparison.conflicts.push(evolve::Conflict {
+                kind: "move_target_missing",
+                key: to.clone(),
+                detail: format!(
+                    "--move-members {pair}: `{to}` is neither a system group of the new catalog nor a custom group of tenant{} {}",
+                    if tenants.len() == 1 { "" } else { "s" },
+                    tenants.join(", ")
+                ),
+                resolve: format!("create `{to}` in those tenants first, or move the members to a system group"),
+                resolved_by: None,
+            });
+        }
+        let rewrites = {
+            let (from, to) = key_rewrites(new, &usage, mappings);
+            from.into_iter()
+                .zip(to)
+                .map(|(from, to)| {
+                    let uses = usage.permissions.get(&from);
+                    Rewrite {
+                        uses: uses.map_or(0, |u| u.count),
+                        tenants: uses.map_or(0, |u| u.tenants.len()),
+                        from,
+                        to,
+                    }
+                })
+                .collect()
+        };
         let mut plan = Plan {
             recorded: rec,
             catalog: PlanCatalog::of(new),
@@ -609,15 +712,17 @@ impl PostgresStore {
             tenants: previews,
             tenants_total: tenants.len(),
             users_changed,
+            rewrites,
             applied: None,
         };
         let unresolved = plan.comparison.unresolved().count();
+        // The recorded catalog again, with nothing stored to carry over: nothing to do.
         let unchanged = plan
             .recorded
             .as_ref()
             .is_some_and(|r| r.fingerprint == new.fingerprint)
             && plan.comparison.conflicts.is_empty()
-            && mappings.is_empty();
+            && plan.rewrites.is_empty();
         if !apply || unresolved > 0 || unchanged {
             tx.rollback().await.map_err(|e| pg(e).to_string())?;
             return Ok(plan);
@@ -665,15 +770,21 @@ impl PostgresStore {
         for (t, revision) in &tenants {
             let preview = plan.tenants.iter().find(|p| &p.tenant_id == t);
             let users: Vec<String> = preview
-                .map(|p| p.users.iter().map(|u| u.user_id.clone()).collect())
+                .map(|p| {
+                    p.users
+                        .iter()
+                        .take(AUDIT_LIST)
+                        .map(|u| u.user_id.clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             let before = serde_json::json!({ "catalog": old_json });
             let after = serde_json::json!({
                 "catalog": {"name": new.name, "version": new.version, "fingerprint": new.fingerprint, "record": id},
                 "mappings": mappings,
                 "users_changed": preview.map_or(0, |p| p.users_changed),
-                "users": preview.map(|p| p.users.iter().take(100).collect::<Vec<_>>()).unwrap_or_default(),
-                "groups": preview.map(|p| p.groups.clone()).unwrap_or_default(),
+                "users": preview.map(|p| p.users.iter().take(AUDIT_LIST).map(capped).collect::<Vec<_>>()).unwrap_or_default(),
+                "groups": preview.map(|p| p.groups.iter().take(AUDIT_LIST).cloned().collect::<Vec<_>>()).unwrap_or_default(),
             });
             tx.execute(
                 "INSERT INTO changes (tenant_id, revision, operation, users, groups, all_users, actor, target, before, after)
@@ -722,6 +833,25 @@ impl PostgresStore {
             .await
             .map_err(pg)?;
         Ok(rows.iter().map(recorded).collect())
+    }
+}
+
+/// Most entries of any list an apply's audit event holds (as every audit record).
+const AUDIT_LIST: usize = 100;
+
+/// A user's change with each list cut to [`AUDIT_LIST`] entries.
+fn capped(u: &evolve::UserChange) -> evolve::UserChange {
+    let cut = |v: &Vec<String>| v.iter().take(AUDIT_LIST).cloned().collect();
+    evolve::UserChange {
+        user_id: u.user_id.clone(),
+        blocked: u.blocked,
+        gained: cut(&u.gained),
+        lost: cut(&u.lost),
+        scoped_gained: cut(&u.scoped_gained),
+        scoped_lost: cut(&u.scoped_lost),
+        restrictions_lifted: cut(&u.restrictions_lifted),
+        roles_gained: cut(&u.roles_gained),
+        roles_lost: cut(&u.roles_lost),
     }
 }
 

@@ -148,12 +148,6 @@ pub enum StoreError {
     /// The write's admin rule refused it, decided on state read inside the write.
     #[error("{0}")]
     Denied(authz_core::admin::Refusal),
-    /// A key a newer catalog, recorded while this replica still serves the previous one,
-    /// reserves for a system group.
-    #[error(
-        "group key `{0}` is reserved for a system group of the catalog the database now records (a catalog rollout is under way); choose another key"
-    )]
-    Reserved(String),
     /// A catalog change asked of the store cannot be carried out as declared.
     #[error("{0}")]
     Invalid(String),

@@ -118,7 +118,7 @@ async fn a_new_system_group_on_a_custom_groups_key_is_refused_until_apply_rename
         &err,
         &[
             "refusing to serve catalog maestra",
-            "system group `support` takes the key of a custom group: 1 custom groups in 1 tenant (acme)",
+            "system group `support` takes the key of a custom group: 1 custom group in 1 tenant (acme)",
             "--rename-group support=NEW_KEY",
             "authzd catalog apply --database-url URL CATALOG",
         ],
@@ -226,7 +226,7 @@ async fn another_products_catalog_is_refused_and_lists_what_it_would_reinterpret
         &[
             "the catalog changes from `maestra` to `tooljet`: a different catalog",
             "system group `admin` takes the key of a custom group",
-            "system group `marketers` is removed but has 1 members in 1 tenant (acme)",
+            "system group `marketers` is removed but has 1 member in 1 tenant (acme)",
             "permission `view_customer` is removed but",
         ],
     );
@@ -249,7 +249,7 @@ async fn a_removed_system_group_keeps_no_leftover_members() {
         &err,
         &[
             "system group `layout_of_email_templates` is removed",
-            "system group `layout_of_email_templates` is removed but has 1 members in 1 tenant (acme)",
+            "system group `layout_of_email_templates` is removed but has 1 member in 1 tenant (acme)",
             "--move-members layout_of_email_templates=GROUP",
         ],
     );
@@ -368,7 +368,7 @@ async fn a_removed_permission_still_granted_is_refused_until_dropped_and_renames
         &err,
         &[
             "permission `send_test_messages` is removed",
-            "permission `send_test_messages` is removed but 3 stored grants use it in 1 tenant (acme)",
+            "permission `send_test_messages` is removed but is still used by 3 stored grants in 1 tenant (acme)",
             "--drop-permission send_test_messages",
         ],
     );
@@ -459,7 +459,8 @@ async fn replicas_agree_on_the_catalog_through_a_rollout() {
     admin_old.grant_permissions(grant.clone()).await.unwrap();
 
     // A compatible step: a new permission and a new system group. The new replica records it;
-    // the old one keeps serving, one step behind, and keeps the new group's key free.
+    // the old one keeps answering checks, one step behind, but writes nothing (its groups may
+    // give less than the recorded catalog's, and the new group's key stays free).
     let v2_text = format!(
         "{SMALL}\n[[permissions]]\nname = \"Export reports\"\n[[groups]]\nname = \"Exporters\"\npermissions = [\"export_reports\"]\n"
     )
@@ -475,9 +476,10 @@ async fn replicas_agree_on_the_catalog_through_a_rollout() {
         admin_old
             .create_group(group("exporters", &["view_reports"]))
             .await,
-        Code::AlreadyExists,
+        Code::Unavailable,
         &[
-            "group key `exporters` is reserved for a system group of the catalog the database now records",
+            "one compatible step behind the database's small 2",
+            "admin writes go to replicas on the recorded catalog",
         ],
     );
     // A replica still on the first catalog starts one step behind, without recording it.
@@ -687,5 +689,146 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
         rows[0].get::<_, i64>(0),
         0,
         "the refused write left nothing"
+    );
+}
+
+/// A rename through an alias is compatible while stored keys keep the old name; once `catalog
+/// apply` rewrites them to the new one, a replica that does not know the new name must stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_that_renames_stored_keys_stops_replicas_that_do_not_know_the_new_names() {
+    let (url, _) = crate::pg::fresh_database().await;
+    let a = spawn_replica(&url, SMALL).await;
+    a.tenant("acme").await;
+    a.grant("acme", "ann", &["view_reports"], None).await;
+    let renamed = file(
+        &SMALL
+            .replace(
+                "name = \"View reports\"",
+                "name = \"Read reports\"\naliases = [\"View reports\"]",
+            )
+            .replace("version = \"1\"", "version = \"2\""),
+    );
+    let (code, out, _) = authzd(&["catalog", "diff", &file(SMALL), &renamed]).await;
+    assert_eq!(code, 0, "a rename through an alias is compatible: {out}");
+    let (code, out, _) = authzd(&["catalog", "apply", "--database-url", &url, &renamed]).await;
+    assert_eq!(code, 0, "{out}");
+    contains_all(
+        &out,
+        &[
+            "stored keys rewritten (1):",
+            "view_reports → read_reports (1 stored grant in 1 tenant)",
+        ],
+    );
+    let cached = a.cached.clone().unwrap();
+    eventually("the replica stops serving", || {
+        let c = cached.clone();
+        async move { (!c.inner().guard().serving()).then_some(()) }
+    })
+    .await;
+    assert_status(
+        a.check(perm_check("acme", "ann", "view_reports")).await,
+        Code::Unavailable,
+        &["`catalog apply` rewrote stored keys to the recorded catalog's names"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappings_are_carried_out_only_when_a_conflict_needs_them() {
+    let a = crate::helpers::spawn_pg_gated(authz::server::ServerOptions::default()).await;
+    let url = a.db_url.clone().unwrap();
+    a.tenant("acme").await;
+    a.add("acme", "layout_of_email_templates", &["ann"]).await;
+    a.stop().await;
+    let start = MAESTRA
+        .find("[[groups]]\nname = \"Layout of email templates\"")
+        .unwrap();
+    let end = start + MAESTRA[start + 1..].find("[[groups]]").unwrap() + 1;
+    let new = file(&format!("{}{}", &MAESTRA[..start], &MAESTRA[end..]));
+    // Into a custom group the tenant does not have: unresolved, named with its tenants.
+    let (code, out, _) = authzd(&[
+        "catalog",
+        "diff",
+        "--database-url",
+        &url,
+        &new,
+        "--move-members",
+        "layout_of_email_templates=designers",
+    ])
+    .await;
+    assert_eq!(code, 3, "{out}");
+    contains_all(
+        &out,
+        &[
+            "UNRESOLVED: --move-members layout_of_email_templates=designers: `designers` is neither a system group of the new catalog nor a custom group of tenant acme",
+        ],
+    );
+    // A mapping no conflict needs is refused, and nothing changes.
+    let (code, _, err) = authzd(&[
+        "catalog",
+        "apply",
+        "--database-url",
+        &url,
+        &new,
+        "--drop-members",
+        "layout_of_email_templates",
+        "--drop-permission",
+        "nope",
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    contains_all(
+        &err,
+        &[
+            "mappings that resolve no conflict are not carried out",
+            "--drop-permission nope: no stored grant uses `nope`",
+        ],
+    );
+    // The same flag twice with two values is a mistake, not "the last one wins".
+    let (code, _, err) = authzd(&[
+        "catalog",
+        "apply",
+        "--database-url",
+        &url,
+        &new,
+        "--move-members",
+        "layout_of_email_templates=marketers",
+        "--move-members",
+        "layout_of_email_templates=analysts",
+    ])
+    .await;
+    assert_eq!(code, 1, "{err}");
+    contains_all(&err, &["`layout_of_email_templates` is given twice"]);
+    let (_, history, _) = authzd(&["catalog", "history", "--database-url", &url]).await;
+    assert_eq!(
+        history.lines().count(),
+        1,
+        "nothing was recorded: {history}"
+    );
+    // Once applied, the same command again has nothing to do.
+    let apply = [
+        "catalog",
+        "apply",
+        "--database-url",
+        &url,
+        &new,
+        "--drop-members",
+        "layout_of_email_templates",
+    ];
+    let (code, out, _) = authzd(&apply).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = authzd(&apply).await;
+    assert_eq!(code, 0, "{out}");
+    contains_all(
+        &out,
+        &["nothing applied: the database already records this catalog"],
+    );
+    let (_, history, _) = authzd(&["catalog", "history", "--database-url", &url]).await;
+    assert_eq!(history.lines().count(), 2, "{history}");
+    contains_all(
+        &history,
+        &[
+            "apply",
+            "mappings: drop_members [\"layout_of_email_templates\"]",
+        ],
     );
 }

@@ -82,6 +82,10 @@ pub enum CatalogError {
         "[admin] `{op}` uses a context flag; admin requirements depend on permissions only (an admin call carries no context)"
     )]
     AdminFlag { op: String },
+    #[error(
+        "permission name {name:?} has the key `{key}`, which expressions read as the constant {key}; rename it"
+    )]
+    ReservedKey { name: String, key: String },
     #[error("catalog has {count} permissions; at most {max} are supported")]
     TooManyPermissions { count: usize, max: usize },
 }
@@ -454,6 +458,9 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
         if key.is_empty() {
             return Err(CatalogError::NoKey { name: p.name });
         }
+        if is_reserved(&key) {
+            return Err(CatalogError::ReservedKey { name: p.name, key });
+        }
         let id = PermId(
             u16::try_from(i).map_err(|_| CatalogError::TooManyPermissions { count: i, max })?,
         );
@@ -480,6 +487,12 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
     for p in &permissions {
         for alias in &p.aliases {
             let alias_key = key_from_name(alias);
+            if is_reserved(&alias_key) {
+                return Err(CatalogError::ReservedKey {
+                    name: alias.clone(),
+                    key: alias_key,
+                });
+            }
             if alias_key.is_empty() || alias.trim() == p.name {
                 return Err(CatalogError::AliasClash {
                     alias: alias.clone(),
@@ -654,6 +667,11 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
     })
 }
 
+/// Keys that expressions read as constants, never as permissions.
+fn is_reserved(key: &str) -> bool {
+    key == "true" || key == "false"
+}
+
 /// FNV-1a over the file's bytes: enough to tell two catalog files apart, not a security hash.
 fn fingerprint(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -814,6 +832,14 @@ expression = "edit_flows & (!ctx.multibrand | view_brands)"
                 "[admin] `edit_groups`: unknown permission `view_brandz`; did you mean `view_brands`? at position 1",
             ),
             ("[[permissions]", "not valid TOML"),
+            (
+                "[[permissions]]\nname = \"True\"",
+                "has the key `true`, which expressions read as the constant true",
+            ),
+            (
+                "[[permissions]]\nname = \"X\"\naliases = [\"false\"]",
+                "has the key `false`",
+            ),
         ];
         for (extra, expected) in cases {
             let msg = error(extra);

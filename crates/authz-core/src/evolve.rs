@@ -48,7 +48,7 @@ impl Uses {
         self.count += count;
     }
 
-    fn describe(&self, what: &str) -> String {
+    fn describe(&self, what: Noun) -> String {
         let names: Vec<&str> = self.tenants.iter().take(5).map(String::as_str).collect();
         let more = self.tenants.len().saturating_sub(names.len());
         let more = if more > 0 {
@@ -57,14 +57,31 @@ impl Uses {
             String::new()
         };
         format!(
-            "{} {what} in {} tenant{} ({}{more})",
+            "{} {} in {} tenant{} ({}{more})",
             self.count,
+            what.0
+                .get(usize::from(self.count != 1))
+                .copied()
+                .unwrap_or(what.0[0]),
             self.tenants.len(),
             if self.tenants.len() == 1 { "" } else { "s" },
             names.join(", ")
         )
     }
 }
+
+/// A noun in the singular and the plural.
+#[derive(Clone, Copy)]
+struct Noun([&'static str; 2]);
+
+const GRANTS: Noun = Noun(["stored grant", "stored grants"]);
+const MEMBERS: Noun = Noun(["member", "members"]);
+const MEMBERSHIPS: Noun = Noun(["membership", "memberships"]);
+const CUSTOM_GROUPS: Noun = Noun(["custom group", "custom groups"]);
+const TYPE_USES: Noun = Noun([
+    "scoped grant or restriction",
+    "scoped grants or restrictions",
+]);
 
 /// What a database stores that a catalog gives meaning to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -120,14 +137,6 @@ impl Mappings {
     /// a group onto a system group or an invalid key.
     pub fn validate(&self, new: &Catalog) -> Result<(), String> {
         let mut errors = Vec::new();
-        for k in &self.drop_permissions {
-            if let Some(p) = new.resolve(k) {
-                errors.push(format!(
-                    "--drop-permission {k}: the new catalog has it (as `{}`); revoke it through the API instead",
-                    new.key(p)
-                ));
-            }
-        }
         for t in &self.drop_resource_types {
             if new.resource_type(t).is_some() {
                 errors.push(format!(
@@ -136,6 +145,11 @@ impl Mappings {
             }
         }
         for (from, to) in &self.move_members {
+            if from == to {
+                errors.push(format!(
+                    "--move-members {from}={to}: moves the members into the group they leave"
+                ));
+            }
             if new.group(from).is_some() {
                 errors.push(format!(
                     "--move-members {from}={to}: `{from}` is a system group of the new catalog; its members stay"
@@ -161,6 +175,12 @@ impl Mappings {
         }
         let mut targets = BTreeSet::new();
         for (from, to) in &self.rename_groups {
+            if from == to {
+                errors.push(format!(
+                    "--rename-group {from}={to}: renames the group to its own key"
+                ));
+                continue;
+            }
             if !crate::key::is_valid_key(to) {
                 errors.push(format!(
                     "--rename-group {from}={to}: `{to}` is not a valid key (a-z, 0-9 and `_`)"
@@ -185,6 +205,9 @@ impl Mappings {
     }
 }
 
+/// Most lines a [`Comparison::report`] holds (refused starts, replicas that stop serving).
+const REPORT_LINES: usize = 20;
+
 /// Two catalogs compared, with stored data when a database was read.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Comparison {
@@ -192,6 +215,10 @@ pub struct Comparison {
     pub conflicts: Vec<Conflict>,
     /// Set when stored data was compared too.
     pub data_checked: bool,
+    /// Declared mappings that resolve no conflict, each with why: `catalog apply` refuses them
+    /// (a mapping is never carried out for nothing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unused_mappings: Vec<String>,
 }
 
 impl Comparison {
@@ -212,12 +239,20 @@ impl Comparison {
     /// Every incompatible change and unresolved conflict, one per line, with how to resolve
     /// conflicts: what a refused start prints.
     pub fn report(&self) -> String {
+        // Stored data first: each needs a decision (a mapping) before anything can go ahead.
         let mut lines = Vec::new();
+        for c in self.unresolved() {
+            lines.push(format!("  - {} ({})", c.detail, c.resolve));
+        }
         for c in self.incompatible_changes() {
             lines.push(format!("  - {}", c.detail));
         }
-        for c in self.unresolved() {
-            lines.push(format!("  - {} ({})", c.detail, c.resolve));
+        if lines.len() > REPORT_LINES {
+            let more = lines.len() - REPORT_LINES;
+            lines.truncate(REPORT_LINES);
+            lines.push(format!(
+                "  - … and {more} more (`authzd catalog diff` lists them all)"
+            ));
         }
         lines.join("\n")
     }
@@ -233,11 +268,75 @@ pub fn compare(
 ) -> Comparison {
     let mut out = Comparison {
         changes: old.map(|o| catalog_changes(o, new)).unwrap_or_default(),
-        conflicts: Vec::new(),
         data_checked: usage.is_some(),
+        ..Comparison::default()
     };
     if let Some(usage) = usage {
         out.conflicts = data_conflicts(old, new, usage, mappings);
+        out.unused_mappings = unused_mappings(new, usage, mappings, &out.conflicts);
+    }
+    out
+}
+
+/// The declared mappings no conflict needs, each with why.
+fn unused_mappings(
+    new: &Catalog,
+    usage: &Usage,
+    m: &Mappings,
+    conflicts: &[Conflict],
+) -> Vec<String> {
+    let used: BTreeSet<&str> = conflicts
+        .iter()
+        .filter_map(|c| c.resolved_by.as_deref())
+        .collect();
+    let mut out = Vec::new();
+    for k in &m.drop_permissions {
+        let flag = format!("--drop-permission {k}");
+        if used.contains(flag.as_str()) {
+            continue;
+        }
+        out.push(match (usage.permissions.contains_key(k), new.resolve(k)) {
+            (false, _) => format!("{flag}: no stored grant uses `{k}`"),
+            (true, Some(p)) => format!(
+                "{flag}: `{k}` keeps its meaning in the new catalog (`{}`); revoke it through the API instead",
+                new.key(p)
+            ),
+            (true, None) => format!("{flag}: resolves no conflict"),
+        });
+    }
+    for t in &m.drop_resource_types {
+        let flag = format!("--drop-resource-type {t}");
+        if !used.contains(flag.as_str()) {
+            out.push(if usage.resource_types.contains_key(t) {
+                format!("{flag}: `{t}` keeps its meaning in the new catalog; change the grants through the API instead")
+            } else {
+                format!("{flag}: no scoped grant or restriction uses `{t}`")
+            });
+        }
+    }
+    for (from, to) in &m.move_members {
+        let flag = format!("--move-members {from}={to}");
+        if !used.contains(flag.as_str()) {
+            out.push(format!(
+                "{flag}: no conflict needs it (nobody is a member of a removed group `{from}`)"
+            ));
+        }
+    }
+    for g in &m.drop_members {
+        let flag = format!("--drop-members {g}");
+        if !used.contains(flag.as_str()) {
+            out.push(format!(
+                "{flag}: no conflict needs it (nobody is a member of a removed group `{g}`)"
+            ));
+        }
+    }
+    for (from, to) in &m.rename_groups {
+        let flag = format!("--rename-group {from}={to}");
+        if !used.contains(flag.as_str()) {
+            out.push(format!(
+                "{flag}: no conflict needs it (no new system group takes the key `{from}`); rename custom groups through the API"
+            ));
+        }
     }
     out
 }
@@ -524,6 +623,73 @@ fn groups(old: &Catalog, new: &Catalog, map: &HashMap<PermId, PermId>, out: &mut
     }
 }
 
+/// How a requirement changes between two catalogs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Requirement {
+    /// The same words, each permission the same one: the same decisions and explanations.
+    Same,
+    /// Other words with the same decisions, but explanations (missing permissions) may differ.
+    Reworded,
+    Changed,
+}
+
+fn requirement(
+    old: &Catalog,
+    a: &Expr,
+    new: &Catalog,
+    b: &Expr,
+    map: &HashMap<PermId, PermId>,
+) -> Requirement {
+    let old_name = |k: &str| match old.resolve(k).and_then(|p| map.get(&p)) {
+        Some(n) => new.key(*n).to_owned(),
+        // A permission the new catalog lacks can name nothing there.
+        None => format!("{k} (removed)"),
+    };
+    let new_name = |k: &str| {
+        new.resolve(k)
+            .map_or(k.to_owned(), |p| new.key(p).to_owned())
+    };
+    if a.words(&old_name) == b.words(&new_name) {
+        return Requirement::Same;
+    }
+    let old_flags: BTreeSet<&str> = a
+        .flags()
+        .iter()
+        .map(|f| old.context_flag(*f).key.as_str())
+        .collect();
+    // A flag the old requirement did not test must now be sent: a check that was answered
+    // would be refused.
+    let more_flags = b
+        .flags()
+        .iter()
+        .any(|f| !old_flags.contains(new.context_flag(*f).key.as_str()));
+    if !more_flags && same_meaning(old, a, new, b, map) {
+        Requirement::Reworded
+    } else {
+        Requirement::Changed
+    }
+}
+
+/// Says how a requirement changed, for a change's detail.
+fn requirement_detail(what: &str, a: &Expr, b: &Expr, how: Requirement) -> String {
+    match how {
+        Requirement::Reworded => format!(
+            "{what} is reworded from `{}` to `{}`: the same decisions, but explanations (missing permissions) may differ",
+            a.source(),
+            b.source()
+        ),
+        _ if a.source() == b.source() => format!(
+            "{what} requires `{}`, whose names now stand for other permissions",
+            b.source()
+        ),
+        _ => format!(
+            "{what} requires `{}` instead of `{}`",
+            b.source(),
+            a.source()
+        ),
+    }
+}
+
 /// Whether two expressions, one over each catalog, give the same answer for every holding of
 /// permissions and every flag value. Decided exactly by enumeration up to 16 variables; past
 /// that, only identical source text counts as the same.
@@ -596,27 +762,24 @@ fn actions(old: &Catalog, new: &Catalog, map: &HashMap<PermId, PermId>, out: &mu
                 format!("action `{}` is removed", a.key),
             )),
             Some(na) => {
-                if !same_meaning(old, &a.expr, new, &na.expr, map) {
+                let how = requirement(old, &a.expr, new, &na.expr, map);
+                if how != Requirement::Same {
                     out.push(change(
-                        "action_changed",
+                        if how == Requirement::Reworded {
+                            "action_reworded"
+                        } else {
+                            "action_changed"
+                        },
                         &a.key,
                         false,
-                        format!(
-                            "action `{}` requires `{}` instead of `{}`",
-                            a.key,
-                            na.expr.source(),
-                            a.expr.source()
-                        ),
+                        requirement_detail(&format!("action `{}`", a.key), &a.expr, &na.expr, how),
                     ));
-                } else if na.description != a.description || na.expr.source() != a.expr.source() {
+                } else if na.description != a.description {
                     out.push(change(
                         "action_described",
                         &a.key,
                         true,
-                        format!(
-                            "action `{}`: description or wording changes, same requirement",
-                            a.key
-                        ),
+                        format!("action `{}`: description changes", a.key),
                     ));
                 }
             }
@@ -671,13 +834,8 @@ fn flags(old: &Catalog, new: &Catalog, out: &mut Vec<Change>) {
         let nf = new.context_flag(id);
         match (f.default, nf.default) {
             (a, b) if a == b => {}
-            // A check that had to send the flag may now leave it out: nothing answered changes.
-            (None, Some(_)) => out.push(change(
-                "flag_default_added",
-                &f.key,
-                true,
-                format!("context flag `{}` gains a default", f.key),
-            )),
+            // Even a new default changes answers: a check that left the flag out was refused,
+            // and is now decided as if it had sent the default.
             (a, b) => out.push(change(
                 "flag_default_changed",
                 &f.key,
@@ -720,18 +878,21 @@ fn roles(old: &Catalog, new: &Catalog, map: &HashMap<PermId, PermId>, out: &mut 
                 false,
                 format!("role `{}` is removed", r.key),
             )),
-            Some(nr) if !same_meaning(old, &r.expr, new, &nr.expr, map) => out.push(change(
-                "role_changed",
-                &r.key,
-                false,
-                format!(
-                    "role `{}` requires `{}` instead of `{}`",
-                    r.key,
-                    nr.expr.source(),
-                    r.expr.source()
-                ),
-            )),
-            Some(_) => {}
+            Some(nr) => match requirement(old, &r.expr, new, &nr.expr, map) {
+                Requirement::Same if nr.name == r.name => {}
+                Requirement::Same => out.push(change(
+                    "role_described",
+                    &r.key,
+                    true,
+                    format!("role `{}`: its name changes to {:?}", r.key, nr.name),
+                )),
+                how => out.push(change(
+                    "role_changed",
+                    &r.key,
+                    false,
+                    requirement_detail(&format!("role `{}`", r.key), &r.expr, &nr.expr, how),
+                )),
+            },
         }
     }
     for r in new.roles() {
@@ -750,13 +911,10 @@ fn admin(old: &Catalog, new: &Catalog, map: &HashMap<PermId, PermId>, out: &mut 
     for op in AdminOp::ALL {
         let detail = match (old.admin_requirement(op), new.admin_requirement(op)) {
             (None, None) => continue,
-            (Some(a), Some(b)) if same_meaning(old, a, new, b, map) => continue,
-            (Some(a), Some(b)) => format!(
-                "[admin] `{}` requires `{}` instead of `{}`",
-                op.key(),
-                b.source(),
-                a.source()
-            ),
+            (Some(a), Some(b)) => match requirement(old, a, new, b, map) {
+                Requirement::Same => continue,
+                how => requirement_detail(&format!("[admin] `{}`", op.key()), a, b, how),
+            },
             (None, Some(b)) => format!(
                 "[admin] `{}` becomes open to actors holding `{}` (was operator-only)",
                 op.key(),
@@ -797,13 +955,29 @@ fn data_conflicts(
     for (k, uses) in &usage.permissions {
         let mut c = match (old_knows_perm(k), new.resolve(k)) {
             (_, Some(_)) if old.is_none() => continue,
-            (true, Some(_)) => continue,
+            // Known to both: it must name the same permission in both (a key or alias may have
+            // moved to another permission).
+            (true, Some(p)) => match old.and_then(|o| o.resolve(k).map(|q| o.key(q))) {
+                Some(was) if new.resolve(was) != Some(p) => conflict(
+                    "stored_key_changes_meaning",
+                    k,
+                    format!(
+                        "stored key `{k}` named permission `{was}` in the recorded catalog but would name `{}`: {}",
+                        new.key(p),
+                        uses.describe(GRANTS)
+                    ),
+                    format!(
+                        "keep `{k}` naming `{was}` (as its key or an alias), or pass --drop-permission {k}"
+                    ),
+                ),
+                _ => continue,
+            },
             (true, None) => conflict(
                 "removed_permission_in_use",
                 k,
                 format!(
-                    "permission `{k}` is removed but {}",
-                    uses.describe("stored grants use it")
+                    "permission `{k}` is removed but is still used by {}",
+                    uses.describe(GRANTS)
                 ),
                 format!(
                     "keep it in the catalog, make `{k}` an alias of the permission that replaces it, or pass --drop-permission {k}"
@@ -815,7 +989,7 @@ fn data_conflicts(
                 format!(
                     "stored key `{k}`, unknown to the recorded catalog, would become permission `{}`: {}",
                     new.key(p),
-                    uses.describe("stored grants")
+                    uses.describe(GRANTS)
                 ),
                 format!("pass --drop-permission {k}, or pick another key for the new permission"),
             ),
@@ -824,7 +998,7 @@ fn data_conflicts(
                 k,
                 format!(
                     "stored permission `{k}` is not in the catalog: {}",
-                    uses.describe("stored grants")
+                    uses.describe(GRANTS)
                 ),
                 format!("add `{k}` (or an alias) to the catalog, or pass --drop-permission {k}"),
             ),
@@ -844,7 +1018,7 @@ fn data_conflicts(
                 g,
                 format!(
                     "system group `{g}` is removed but has {}",
-                    uses.describe("members")
+                    uses.describe(MEMBERS)
                 ),
                 format!(
                     "pass --move-members {g}=GROUP to move them, or --drop-members {g} to drop the memberships"
@@ -855,7 +1029,7 @@ fn data_conflicts(
                 g,
                 format!(
                     "leftover memberships of a removed group `{g}` ({}) would make those users members of the new system group `{g}`",
-                    uses.describe("memberships")
+                    uses.describe(MEMBERSHIPS)
                 ),
                 format!("pass --drop-members {g} (or --move-members {g}=GROUP)"),
             ),
@@ -864,7 +1038,7 @@ fn data_conflicts(
                 g,
                 format!(
                     "memberships of `{g}`, which is neither a system nor a custom group: {}",
-                    uses.describe("memberships")
+                    uses.describe(MEMBERSHIPS)
                 ),
                 format!("pass --drop-members {g} or --move-members {g}=GROUP"),
             ),
@@ -885,7 +1059,7 @@ fn data_conflicts(
             g,
             format!(
                 "system group `{g}` takes the key of a custom group: {}; its members would get the system group's permissions",
-                uses.describe("custom groups")
+                uses.describe(CUSTOM_GROUPS)
             ),
             format!("pass --rename-group {g}=NEW_KEY to give the custom group another key"),
         );
@@ -907,8 +1081,8 @@ fn data_conflicts(
                 "resource_type_in_use",
                 t,
                 format!(
-                    "resource type `{t}` is removed but {}",
-                    uses.describe("scoped grants or restrictions use it")
+                    "resource type `{t}` is removed but is still used by {}",
+                    uses.describe(TYPE_USES)
                 ),
                 format!("keep the type, or pass --drop-resource-type {t}"),
             ),
@@ -917,7 +1091,7 @@ fn data_conflicts(
                 t,
                 format!(
                     "stored resource type `{t}`, unknown to the recorded catalog, would start to count: {}",
-                    uses.describe("scoped grants or restrictions")
+                    uses.describe(TYPE_USES)
                 ),
                 format!("pass --drop-resource-type {t}, or name the new type differently"),
             ),
@@ -926,7 +1100,7 @@ fn data_conflicts(
                 t,
                 format!(
                     "stored resource type `{t}` is not in the catalog: {}",
-                    uses.describe("scoped grants or restrictions")
+                    uses.describe(TYPE_USES)
                 ),
                 format!("add the type to the catalog, or pass --drop-resource-type {t}"),
             ),
@@ -1366,20 +1540,116 @@ edit_groups = "edit_flows"
     }
 
     #[test]
-    fn same_requirement_in_other_words_is_compatible() {
+    fn a_reworded_requirement_is_not_passed_as_the_same() {
         let old = cat(BASE);
-        let new = cat(&BASE.replace(
+        let reworded = cat(&BASE.replace(
             "edit_flows & (!ctx.multibrand | view_brands)",
             "(view_brands | !ctx.multibrand) & edit_flows",
         ));
-        let c = compare(Some(&old), &new, None, &Mappings::default());
-        assert!(c.compatible(), "{:?}", kinds(&c));
+        let c = compare(Some(&old), &reworded, None, &Mappings::default());
+        assert_eq!(kinds(&c), [("action_reworded", "flows.add", false)]);
+        assert!(c.report().contains("the same decisions, but explanations"));
+        // Whitespace is no rewording.
+        let spaced = cat(&BASE.replace(
+            "edit_flows & (!ctx.multibrand | view_brands)",
+            "edit_flows  &  ( !ctx.multibrand|view_brands )",
+        ));
+        assert!(compare(Some(&old), &spaced, None, &Mappings::default()).compatible());
+        // A tautology over a new flag decides the same, but checks must now send the flag.
+        let flagged = cat(&BASE
+            .replace(
+                "[[permissions]]\nname = \"View brands\"",
+                "[[context_flags]]\nkey = \"draft\"\n[[permissions]]\nname = \"View brands\"",
+            )
+            .replace(
+                "edit_flows & (!ctx.multibrand | view_brands)",
+                "edit_flows & (!ctx.multibrand | view_brands) & (ctx.draft | !ctx.draft)",
+            ));
+        let c = compare(Some(&old), &flagged, None, &Mappings::default());
+        assert!(
+            kinds(&c).contains(&("action_changed", "flows.add", false)),
+            "{:?}",
+            kinds(&c)
+        );
         let changed = cat(&BASE.replace(
             "edit_flows & (!ctx.multibrand | view_brands)",
             "edit_flows | view_brands",
         ));
         let c = compare(Some(&old), &changed, None, &Mappings::default());
         assert_eq!(kinds(&c), [("action_changed", "flows.add", false)]);
+    }
+
+    #[test]
+    fn a_flag_gaining_a_default_changes_answers() {
+        let old = cat(BASE);
+        let new = cat(&BASE.replace(
+            "key = \"multibrand\"",
+            "key = \"multibrand\"\ndefault = false",
+        ));
+        let c = compare(Some(&old), &new, None, &Mappings::default());
+        assert_eq!(kinds(&c), [("flag_default_changed", "multibrand", false)]);
+    }
+
+    #[test]
+    fn a_stored_key_that_would_name_another_permission_conflicts() {
+        // `edit_flows` was renamed `modify_flows` (the old key an alias); then the alias goes
+        // and a new, unrelated permission takes the old key.
+        let renamed = cat(&BASE.replace(
+            "name = \"Edit flows\"",
+            "name = \"Modify flows\"\naliases = [\"Edit flows\"]",
+        ));
+        let taken = cat(&BASE.replace(
+            "name = \"Edit flows\"",
+            "name = \"Modify flows\"\n[[permissions]]\nname = \"Edit flows\"",
+        ));
+        let u = usage(&["edit_flows"], &[], &[]);
+        let c = compare(Some(&renamed), &taken, Some(&u), &Mappings::default());
+        let got: Vec<(&str, &str)> = c
+            .conflicts
+            .iter()
+            .map(|c| (c.kind, c.key.as_str()))
+            .collect();
+        assert_eq!(got, [("stored_key_changes_meaning", "edit_flows")]);
+        assert!(c.conflicts[0].detail.contains(
+            "named permission `modify_flows` in the recorded catalog but would name `edit_flows`"
+        ));
+        let m = Mappings {
+            drop_permissions: ["edit_flows".into()].into(),
+            ..Mappings::default()
+        };
+        let c = compare(Some(&renamed), &taken, Some(&u), &m);
+        assert_eq!(c.unresolved().count(), 0);
+        assert!(c.unused_mappings.is_empty(), "{:?}", c.unused_mappings);
+    }
+
+    #[test]
+    fn mappings_that_resolve_nothing_are_named() {
+        let old = cat(BASE);
+        let u = usage(&["edit_flows"], &["editors"], &[]);
+        let m = Mappings {
+            drop_permissions: ["edit_flows".into(), "nope".into()].into(),
+            drop_members: ["ghosts".into()].into(),
+            rename_groups: [("support".into(), "s2".into())].into(),
+            ..Mappings::default()
+        };
+        let c = compare(Some(&old), &old, Some(&u), &m);
+        let all = c.unused_mappings.join("\n");
+        assert!(
+            all.contains("--drop-permission edit_flows: `edit_flows` keeps its meaning"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--drop-permission nope: no stored grant uses `nope`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--drop-members ghosts: no conflict needs it"),
+            "{all}"
+        );
+        assert!(
+            all.contains("--rename-group support=s2: no conflict needs it"),
+            "{all}"
+        );
     }
 
     #[test]
@@ -1495,14 +1765,17 @@ edit_groups = "edit_flows"
     fn mappings_that_would_lose_meaning_are_refused() {
         let new = cat(BASE);
         let m = Mappings {
-            drop_permissions: ["edit_flows".into()].into(),
-            move_members: [("editors".into(), "x".into())].into(),
+            move_members: [
+                ("editors".into(), "x".into()),
+                ("gone".into(), "gone".into()),
+            ]
+            .into(),
             rename_groups: [("a".into(), "editors".into())].into(),
             ..Mappings::default()
         };
         let e = m.validate(&new).unwrap_err();
         assert!(
-            e.contains("--drop-permission edit_flows: the new catalog has it"),
+            e.contains("--move-members gone=gone: moves the members into the group they leave"),
             "{e}"
         );
         assert!(

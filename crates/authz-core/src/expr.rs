@@ -129,6 +129,29 @@ impl Expr {
         &self.source
     }
 
+    /// The expression's words in order — operators, parentheses, `true`/`false`, `ctx.` flags —
+    /// with each permission key or alias replaced by `name(key)`. Two expressions with the
+    /// same words have the same structure: the same decisions and the same explanations.
+    pub fn words(&self, name: &dyn Fn(&str) -> String) -> Vec<String> {
+        let Ok(tokens) = tokenize(&self.source) else {
+            return vec![self.source.clone()];
+        };
+        tokens
+            .iter()
+            .map(|t| {
+                let text = &self.source[t.start..t.end];
+                match t.kind {
+                    TokKind::Ident
+                        if !text.starts_with("ctx.") && text != "true" && text != "false" =>
+                    {
+                        name(text)
+                    }
+                    _ => text.to_owned(),
+                }
+            })
+            .collect()
+    }
+
     /// Every permission the expression mentions.
     pub fn permissions(&self) -> &PermSet {
         &self.perms

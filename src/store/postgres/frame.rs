@@ -20,8 +20,11 @@ impl PostgresStore {
             .map_err(pg)?;
         let (revision, catalog_id) = lock_tenant(tx, tenant_id).await?;
         if catalog_id != self.guard.verified() {
-            self.guard.admit(tx, catalog_id).await?;
-        } else if let Some(r) = self.guard.refusal() {
+            self.guard.check(tx, catalog_id).await?;
+        }
+        // Decided with the newest catalog or not at all: a replica behind a rollout writes
+        // nothing (its groups may give less than the recorded catalog's).
+        if let Some(r) = self.guard.write_refusal() {
             return Err(StoreError::Unavailable(r));
         }
         if let Some(actor) = &ctx.actor {
@@ -429,11 +432,6 @@ impl PostgresStore {
         tenant_id: &str,
         def: &GroupDef,
     ) -> Result<()> {
-        // A newer catalog the database records (a rollout under way) may reserve the key; the
-        // write holds the catalog lock shared, so the check stands until it commits.
-        if self.guard.reserved(&def.key) {
-            return Err(StoreError::Reserved(def.key.clone()));
-        }
         let inserted = tx
             .execute(
                 "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
