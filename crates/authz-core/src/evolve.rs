@@ -576,7 +576,7 @@ fn groups(old: &Catalog, new: &Catalog, map: &HashMap<PermId, PermId>, out: &mut
                 &g.key,
                 true,
                 format!(
-                    "system group `{}` gains the new {}",
+                    "system group `{}` gains the new {} (an actor must hold it too to assign the group)",
                     g.key,
                     quoted(gained_new.iter().copied())
                 ),
