@@ -94,6 +94,15 @@ fn group(key: &str, permissions: &[&str]) -> pb::CreateGroupRequest {
     }
 }
 
+/// The default catalog without its "Layout of email templates" group.
+fn maestra_without_layout() -> String {
+    let start = MAESTRA
+        .find("[[groups]]\nname = \"Layout of email templates\"")
+        .unwrap();
+    let end = start + MAESTRA[start + 1..].find("[[groups]]").unwrap() + 1;
+    format!("{}{}", &MAESTRA[..start], &MAESTRA[end..])
+}
+
 fn maestra_with_support() -> String {
     format!("{MAESTRA}\n[[groups]]\nname = \"Support\"\npermissions = [\"export_personal_data\"]\n")
 }
@@ -239,11 +248,7 @@ async fn a_removed_system_group_keeps_no_leftover_members() {
     a.tenant("acme").await;
     a.add("acme", "layout_of_email_templates", &["ann"]).await;
     a.stop().await;
-    let start = MAESTRA
-        .find("[[groups]]\nname = \"Layout of email templates\"")
-        .unwrap();
-    let end = start + MAESTRA[start + 1..].find("[[groups]]").unwrap() + 1;
-    let new = file(&format!("{}{}", &MAESTRA[..start], &MAESTRA[end..]));
+    let new = file(&maestra_without_layout());
     let err = refused_start(&url, &new).await;
     contains_all(
         &err,
@@ -739,11 +744,7 @@ async fn mappings_are_carried_out_only_when_a_conflict_needs_them() {
     a.tenant("acme").await;
     a.add("acme", "layout_of_email_templates", &["ann"]).await;
     a.stop().await;
-    let start = MAESTRA
-        .find("[[groups]]\nname = \"Layout of email templates\"")
-        .unwrap();
-    let end = start + MAESTRA[start + 1..].find("[[groups]]").unwrap() + 1;
-    let new = file(&format!("{}{}", &MAESTRA[..start], &MAESTRA[end..]));
+    let new = file(&maestra_without_layout());
     // Into a custom group the tenant does not have: unresolved, named with its tenants.
     let (code, out, _) = authzd(&[
         "catalog",
