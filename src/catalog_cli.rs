@@ -247,11 +247,13 @@ pub fn plan(
             if apply {
                 match plan.applied {
                     Some(id) => {
+                        let events = match plan.tenants_total {
+                            1 => "an audit event in its 1 tenant".to_owned(),
+                            n => format!("one audit event in each of its {n} tenants"),
+                        };
                         let _ = writeln!(
                             out,
-                            "applied: recorded as catalog record {id}; one audit event in each of {} tenant{}; every replica notified",
-                            plan.tenants_total,
-                            if plan.tenants_total == 1 { "" } else { "s" }
+                            "applied: recorded as catalog record {id}; {events}; every replica notified"
                         );
                     }
                     None if unresolved > 0 => {
@@ -293,7 +295,13 @@ pub fn history(
             .iter()
             .find(|r| r.id == id)
             .ok_or_else(|| format!("the database has no catalog record {id}"))?;
-        emit(&r.source);
+        match output {
+            OutputFormat::Text => emit(&r.source),
+            OutputFormat::Json => emit(&format!(
+                "{}\n",
+                serde_json::json!({"id": r.id, "name": r.name, "version": r.version, "fingerprint": r.fingerprint, "source": r.source})
+            )),
+        }
         return Ok(0);
     }
     match output {

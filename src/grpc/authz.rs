@@ -80,6 +80,18 @@ fn change_out(c: crate::store::Change) -> pb::WatchResponse {
     }
 }
 
+/// Completes once this replica refuses to serve (its catalog no longer agrees with the
+/// database's); looks once a second, without touching the database.
+async fn catalog_refused(app: &Authz) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if app.catalog_refusal().is_some() {
+            return;
+        }
+    }
+}
+
 /// Feeds one Watch: replays the log after `after`, then reads it again each time the hub
 /// announces a revision past what was sent, until the client goes away or the server shuts
 /// down. Between announcements it does no database work.
@@ -131,6 +143,13 @@ async fn follow(
         tokio::select! {
             more = subscription.wait_past(after.max(announced)) => if !more { return },
             () = tx.closed() => return,
+            // A quiet tenant's stream learns this way that its replica stopped serving.
+            () = catalog_refused(&app) => {
+                if let Some(reason) = app.catalog_refusal() {
+                    let _ = tx.send(Err(Status::unavailable(reason))).await;
+                }
+                return;
+            }
         }
     }
 }

@@ -25,7 +25,9 @@ pub fn code(e: &Error) -> Code {
             StoreError::VersionMismatch { .. } => Code::Aborted,
             StoreError::Denied(_) => Code::PermissionDenied,
             StoreError::FutureRevision { .. } => Code::InvalidArgument,
-            StoreError::Unavailable(_) | StoreError::Stale(_) => Code::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Stale(_) | StoreError::CatalogMismatch(_) => {
+                Code::Unavailable
+            }
             StoreError::Internal(_) => Code::Internal,
         },
     }

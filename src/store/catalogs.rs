@@ -196,7 +196,7 @@ impl CatalogGuard {
         }
         match self.refusal() {
             None => Ok(()),
-            Some(r) => Err(StoreError::Unavailable(r)),
+            Some(r) => Err(StoreError::CatalogMismatch(r)),
         }
     }
 
@@ -618,6 +618,10 @@ impl PostgresStore {
             .map_err(|e| pg(e).to_string())?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
+            .collect::<Vec<(String, i64)>>()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
             .collect()
         } else {
             tenant_ids(&tx)
@@ -644,8 +648,21 @@ impl PostgresStore {
         let mut predicted: BTreeMap<String, BTreeMap<String, evolve::UserView>> = BTreeMap::new();
         let mut users_changed = 0;
         let mut missing_targets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut taken_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (t, _) in &tenants {
             let data = tenant_data(&tx, t).await.map_err(fail)?;
+            // A custom group renamed needs its new key free in its tenant.
+            for (from, to) in &mappings.rename_groups {
+                let renamed = data.groups.iter().any(|g| &g.key == from);
+                let taken = data.groups.iter().any(|g| &g.key == to)
+                    || data.users.iter().any(|u| u.groups.contains(to));
+                if renamed && taken {
+                    taken_keys
+                        .entry(format!("{from}={to}"))
+                        .or_default()
+                        .push(t.clone());
+                }
+            }
             // Members moved into a custom group need that group in their tenant.
             for (from, to) in &mappings.move_members {
                 let has_members = data.users.iter().any(|u| u.groups.contains(from))
@@ -685,6 +702,20 @@ impl PostgresStore {
                     tenants.join(", ")
                 ),
                 resolve: format!("create `{to}` in those tenants first, or move the members to a system group"),
+                resolved_by: None,
+            });
+        }
+        for (pair, tenants) in taken_keys {
+            let to = pair.split_once('=').map_or("", |(_, to)| to).to_owned();
+            comparison.conflicts.push(evolve::Conflict {
+                kind: "rename_target_taken",
+                key: to.clone(),
+                detail: format!(
+                    "--rename-group {pair}: `{to}` is already used in tenant{} {}",
+                    if tenants.len() == 1 { "" } else { "s" },
+                    tenants.join(", ")
+                ),
+                resolve: "rename to a key no tenant uses".to_owned(),
                 resolved_by: None,
             });
         }
@@ -957,7 +988,7 @@ async fn rewrite(tx: &Transaction<'_>, new: &Catalog, usage: &Usage, m: &Mapping
         if !taken.is_empty() {
             let names: Vec<String> = taken.iter().map(|r| r.get(0)).collect();
             return Err(StoreError::Invalid(format!(
-                "--rename-group {from}={to}: `{to}` is already used in tenants {}",
+                "--rename-group {from}={to}: `{to}` is already used in tenant(s) {}",
                 names.join(", ")
             )));
         }

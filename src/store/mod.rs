@@ -153,6 +153,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// This replica's catalog disagrees with the one the database records, or is a step behind
+    /// it (then it answers checks but writes nothing).
+    #[error("{0}")]
+    CatalogMismatch(String),
     #[error("storage error: {0}")]
     Internal(String),
 }

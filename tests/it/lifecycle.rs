@@ -396,7 +396,7 @@ async fn a_removed_permission_still_granted_is_refused_until_dropped_and_renames
     contains_all(
         &out,
         &[
-            "compatible    permission `view_reports` is renamed `read_reports` (the old key stays as an alias)",
+            "INCOMPATIBLE  permission `view_reports` is renamed `read_reports` (the old key stays as an alias; `catalog apply` rewrites stored keys to the new one)",
             "group testers: custom group loses `send_test_messages` (1 member)",
             "ann: loses send_test_messages; loses scoped send_test_messages on folder:f1",
             "bob: loses send_test_messages",
@@ -463,13 +463,15 @@ async fn replicas_agree_on_the_catalog_through_a_rollout() {
     };
     admin_old.grant_permissions(grant.clone()).await.unwrap();
 
-    // A compatible step: a new permission and a new system group. The new replica records it;
+    // A compatible step: a new permission, in an existing group. The new replica records it;
     // the old one keeps answering checks, one step behind, but writes nothing (its groups may
     // give less than the recorded catalog's, and the new group's key stays free).
-    let v2_text = format!(
-        "{SMALL}\n[[permissions]]\nname = \"Export reports\"\n[[groups]]\nname = \"Exporters\"\npermissions = [\"export_reports\"]\n"
-    )
-    .replace("version = \"1\"", "version = \"2\"");
+    let v2_text = format!("{SMALL}\n[[permissions]]\nname = \"Export reports\"\n")
+        .replace("version = \"1\"", "version = \"2\"")
+        .replace(
+            "permissions = [\"edit_reports\"]",
+            "permissions = [\"edit_reports\", \"export_reports\"]",
+        );
     let v2 = file(&v2_text);
     let new = Authzd::start(&["--database-url", &url, "--catalog", &v2]).await;
     assert_eq!(new.metric("authz_catalog_record").await, 2.0);
@@ -679,7 +681,7 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
     let (code, out, _) = authzd(&["catalog", "apply", "--database-url", &url, &v2]).await;
     assert_eq!(code, 0, "{out}");
     let refused = |e: StoreError| match e {
-        StoreError::Unavailable(m) => assert!(m.contains("incompatible"), "{m}"),
+        StoreError::CatalogMismatch(m) => assert!(m.contains("incompatible"), "{m}"),
         other => panic!("expected UNAVAILABLE, got {other:?}"),
     };
     refused(
@@ -697,8 +699,8 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
     );
 }
 
-/// A rename through an alias is compatible while stored keys keep the old name; once `catalog
-/// apply` rewrites them to the new one, a replica that does not know the new name must stop.
+/// A rename through an alias is carried out by `catalog apply`, which rewrites stored keys to
+/// the new name: a replica that does not know the new name stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_that_renames_stored_keys_stops_replicas_that_do_not_know_the_new_names() {
     let (url, _) = crate::pg::fresh_database().await;
@@ -714,7 +716,7 @@ async fn an_apply_that_renames_stored_keys_stops_replicas_that_do_not_know_the_n
             .replace("version = \"1\"", "version = \"2\""),
     );
     let (code, out, _) = authzd(&["catalog", "diff", &file(SMALL), &renamed]).await;
-    assert_eq!(code, 0, "a rename through an alias is compatible: {out}");
+    assert_eq!(code, 3, "a rename is carried out by apply: {out}");
     let (code, out, _) = authzd(&["catalog", "apply", "--database-url", &url, &renamed]).await;
     assert_eq!(code, 0, "{out}");
     contains_all(
@@ -733,7 +735,10 @@ async fn an_apply_that_renames_stored_keys_stops_replicas_that_do_not_know_the_n
     assert_status(
         a.check(perm_check("acme", "ann", "view_reports")).await,
         Code::Unavailable,
-        &["`catalog apply` rewrote stored keys to the recorded catalog's names"],
+        &[
+            "permission `view_reports` is renamed `read_reports`",
+            "roll this replica onto the recorded catalog",
+        ],
     );
 }
 

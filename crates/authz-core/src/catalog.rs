@@ -83,7 +83,7 @@ pub enum CatalogError {
     )]
     AdminFlag { op: String },
     #[error(
-        "permission name {name:?} has the key `{key}`, which expressions read as the constant {key}; rename it"
+        "{name:?} has the key `{key}`, which expressions read as the constant {key}; choose another name or alias"
     )]
     ReservedKey { name: String, key: String },
     #[error("catalog has {count} permissions; at most {max} are supported")]

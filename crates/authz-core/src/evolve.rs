@@ -1,12 +1,14 @@
 //! Catalog evolution: what changes between two catalogs, whether stored data keeps its meaning,
 //! and what a change does to each user.
 //!
-//! A change is **compatible** when every question both catalogs can answer gets the same answer
-//! from both and every stored reference means what it meant: additions (permissions, aliases,
-//! actions, groups, roles, resource types, flags, a new permission in an existing group), and
-//! changed names or descriptions that keep the key. Everything else is **incompatible**: a
-//! removal, a changed requirement, a group whose existing permissions change, a merge of two
-//! permissions, a changed `[admin]` rule.
+//! A change is **compatible** when replicas on both catalogs can serve side by side: every
+//! question both can answer gets the same answer and explanation, and every stored reference
+//! means what it meant, including what replicas on the new catalog write. That is additions
+//! older replicas never meet (permissions, also in an existing group; aliases, actions, roles,
+//! resource types, flags) and changed descriptions or names that keep the key. Everything else
+//! is **incompatible**: a removal, a rename (new replicas store the new key), a new system group
+//! (its members look like non-members to older replicas), a changed or reworded requirement, a
+//! flag's default, a group whose existing permissions change, a merge, a changed `[admin]` rule.
 //!
 //! Stored data is checked separately ([`Usage`]): a reference the new catalog does not know, or
 //! one that would start to mean something it did not (a stored key a new permission takes, a
@@ -408,12 +410,14 @@ fn permissions(old: &Catalog, new: &Catalog, map: &HashMap<PermId, PermId>, out:
         images.entry(n).or_default().push(&p.key);
         let np = new.permission(n);
         if np.key != p.key {
+            // Replicas on the new catalog store the new key, which replicas on the old one
+            // cannot read: a rename is carried out by `catalog apply`, which rewrites stored keys.
             out.push(change(
                 "permission_renamed",
                 &p.key,
-                true,
+                false,
                 format!(
-                    "permission `{}` is renamed `{}` (the old key stays as an alias)",
+                    "permission `{}` is renamed `{}` (the old key stays as an alias; `catalog apply` rewrites stored keys to the new one)",
                     p.key, np.key
                 ),
             ));
@@ -609,14 +613,18 @@ fn groups(old: &Catalog, new: &Catalog, map: &HashMap<PermId, PermId>, out: &mut
     }
     for g in new.groups() {
         if old.group(&g.key).is_none() {
+            // Members added on replicas that know the group are unknown to replicas that do
+            // not: they would read those users without the group's permissions (and a negated
+            // requirement would then hold). Carried out by `catalog apply`.
+            let n = g.grants.permissions.len();
             out.push(change(
                 "group_added",
                 &g.key,
-                true,
+                false,
                 format!(
-                    "system group `{}` is added with {} permissions",
+                    "system group `{}` is added with {n} permission{}",
                     g.key,
-                    g.grants.permissions.len()
+                    if n == 1 { "" } else { "s" }
                 ),
             ));
         }
@@ -1381,7 +1389,33 @@ pub fn preview(
     limit: usize,
 ) -> TenantPreview {
     let old_cat = old.unwrap_or(new);
-    let name = new_name(new);
+    // An old permission is shown by its new key, unless several old permissions become that
+    // one (a merge): then by its own, so the preview shows who gains the merged permission.
+    let merged: BTreeSet<String> = {
+        let mut seen: HashMap<PermId, usize> = HashMap::new();
+        for p in old_cat.permissions() {
+            if let Some(n) = new.resolve(&p.key) {
+                *seen.entry(n).or_default() += 1;
+            }
+        }
+        old_cat
+            .permissions()
+            .iter()
+            .filter(|p| {
+                new.resolve(&p.key)
+                    .is_some_and(|n| seen.get(&n).copied().unwrap_or(0) > 1)
+            })
+            .map(|p| p.key.clone())
+            .collect()
+    };
+    let to_new = new_name(new);
+    let name = |k: &str| {
+        if merged.contains(k) {
+            k.to_owned()
+        } else {
+            to_new(k)
+        }
+    };
     let before = views(data, old_cat, &name);
     let after_data = mapped(data, new, mappings);
     let after = views(&after_data, new, &|k: &str| k.to_owned());
@@ -1513,6 +1547,8 @@ edit_groups = "edit_flows"
 
     #[test]
     fn identical_and_additions_are_compatible() {
+        // (A new system group is not an addition replicas on the old catalog can read: see
+        // `a_new_system_group_is_carried_out_by_apply`.)
         let old = cat(BASE);
         assert!(
             compare(Some(&old), &old, None, &Mappings::default())
@@ -1577,6 +1613,45 @@ edit_groups = "edit_flows"
         ));
         let c = compare(Some(&old), &changed, None, &Mappings::default());
         assert_eq!(kinds(&c), [("action_changed", "flows.add", false)]);
+    }
+
+    #[test]
+    fn a_new_system_group_is_carried_out_by_apply() {
+        let old = cat(BASE);
+        let new = cat(&format!(
+            "{BASE}\n[[groups]]\nname = \"Readers\"\npermissions = [\"view_brands\"]\n"
+        ));
+        let c = compare(Some(&old), &new, None, &Mappings::default());
+        assert_eq!(kinds(&c), [("group_added", "readers", false)]);
+        assert!(
+            c.report()
+                .contains("system group `readers` is added with 1 permission")
+        );
+    }
+
+    #[test]
+    fn a_merge_shows_who_gains_the_merged_permission() {
+        let old = cat(BASE);
+        let merged = cat(&BASE
+            .replace("[[permissions]]\nname = \"Send test messages\"\n", "")
+            .replace(
+                "name = \"View brands\"",
+                "name = \"View brands\"\naliases = [\"Send test messages\"]",
+            ));
+        let data = TenantData {
+            tenant_id: "acme".into(),
+            users: vec![StoredUser {
+                id: "pam".into(),
+                active: true,
+                direct: vec!["send_test_messages".into()],
+                ..StoredUser::default()
+            }],
+            groups: vec![],
+        };
+        let p = preview(Some(&old), &merged, &Mappings::default(), &data, 10);
+        assert_eq!(p.users_changed, 1);
+        assert_eq!(p.users[0].gained, ["view_brands"]);
+        assert_eq!(p.users[0].lost, ["send_test_messages"]);
     }
 
     #[test]
@@ -1653,17 +1728,20 @@ edit_groups = "edit_flows"
     }
 
     #[test]
-    fn rename_through_an_alias_keeps_meaning_but_a_merge_does_not() {
+    fn a_rename_through_an_alias_and_a_merge_are_carried_out_by_apply() {
         let old = cat(BASE);
         let renamed = cat(&BASE.replace(
             "name = \"Send test messages\"",
             "name = \"Send test emails\"\naliases = [\"Send test messages\"]",
         ));
-        let c = compare(Some(&old), &renamed, None, &Mappings::default());
-        assert!(c.compatible(), "{:?}", kinds(&c));
+        // Stored data keeps its meaning (the old key resolves), but replicas on the new
+        // catalog would store a key older ones cannot read.
+        let u = usage(&["send_test_messages"], &[], &[]);
+        let c = compare(Some(&old), &renamed, Some(&u), &Mappings::default());
+        assert!(c.conflicts.is_empty(), "{:?}", c.conflicts);
         assert_eq!(
             kinds(&c),
-            [("permission_renamed", "send_test_messages", true)]
+            [("permission_renamed", "send_test_messages", false)]
         );
         let merged = cat(&BASE
             .replace("[[permissions]]\nname = \"Send test messages\"\n", "")

@@ -25,7 +25,7 @@ impl PostgresStore {
         // Decided with the newest catalog or not at all: a replica behind a rollout writes
         // nothing (its groups may give less than the recorded catalog's).
         if let Some(r) = self.guard.write_refusal() {
-            return Err(StoreError::Unavailable(r));
+            return Err(StoreError::CatalogMismatch(r));
         }
         if let Some(actor) = &ctx.actor {
             let facts = self.facts(tx, tenant_id, actor, &ctx.rule).await?;

@@ -310,7 +310,7 @@ impl PostgresStore {
         if id == self.guard.verified() {
             return match self.guard.refusal() {
                 None => Ok(()),
-                Some(r) => Err(StoreError::Unavailable(r)),
+                Some(r) => Err(StoreError::CatalogMismatch(r)),
             };
         }
         let mut client = self.client().await?;
