@@ -19,6 +19,7 @@ mod history;
 mod hostile;
 mod interleave;
 mod lifecycle;
+mod logs;
 mod metrics;
 mod model;
 mod pg;
