@@ -22,6 +22,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod model;
+mod observability;
 mod pg;
 mod preview;
 mod replicas;
