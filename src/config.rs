@@ -6,10 +6,119 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Why the command line could not be read: clap's own error (usage, `--help`, `--version`,
+/// a bad flag: clap prints and exits), or a configuration file problem, which names the file,
+/// the line and the setting.
+#[derive(Debug)]
+pub enum CliError {
+    Clap(clap::Error),
+    Config(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Clap(e) => write!(f, "{e}"),
+            CliError::Config(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The command line, with the settings of the config file (`--config FILE`, `AUTHZ_CONFIG`)
+/// under the flags and the environment. A setting of the file that is not one, or whose value
+/// does not parse, is reported with the file, its line and the setting (and the closest
+/// setting name for a misspelt one), never as an unknown command-line flag.
+pub fn parse_cli(args: Vec<String>) -> Result<Cli, CliError> {
+    let (args, file) = with_config_file(args).map_err(CliError::Config)?;
+    Cli::try_parse_from(&args).map_err(|e| match file.as_ref().and_then(|f| f.blame(&e)) {
+        Some(message) => CliError::Config(message),
+        None => CliError::Clap(e),
+    })
+}
+
 /// Reads the config file named by `--config FILE` / `--config=FILE` / `AUTHZ_CONFIG` and turns
 /// each setting into a `--flag=value` argument placed before the real ones, skipping settings
 /// whose flag or `AUTHZ_*` variable is given: flags > environment > file > defaults.
 pub fn args_with_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
+    with_config_file(args).map(|(args, _)| args)
+}
+
+/// One setting taken from the config file.
+#[derive(Debug)]
+struct Setting {
+    key: String,
+    line: usize,
+    /// As the file writes it (`"5 hours"`), for error messages.
+    written: String,
+    /// The flag it became (`--max-staleness`).
+    flag: String,
+}
+
+/// The config file's settings that were turned into flags.
+#[derive(Debug)]
+struct ConfigFile {
+    path: String,
+    settings: Vec<Setting>,
+}
+
+impl ConfigFile {
+    /// The file's account of a parse error that concerns one of its settings.
+    fn blame(&self, e: &clap::Error) -> Option<String> {
+        use clap::error::{ContextKind, ContextValue};
+        let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+            return None;
+        };
+        let flag = arg.split([' ', '=']).next()?;
+        let setting = self.settings.iter().find(|s| s.flag == flag)?;
+        let reason = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
+            (Some(source), _) => source.to_string(),
+            (None, Some(ContextValue::Strings(valid))) => {
+                format!("use one of: {}", valid.join(", "))
+            }
+            _ => e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned(),
+        };
+        Some(format!(
+            "config file {} line {}: `{} = {}`: {reason}",
+            self.path, setting.line, setting.key, setting.written
+        ))
+    }
+}
+
+/// Each serve setting's config-file name, and whether it is a switch (`insecure = true`)
+/// rather than a setting that takes a value.
+fn settings() -> Vec<(String, bool)> {
+    use clap::Args as _;
+    let command = ServeArgs::augment_args(clap::Command::new("authzd"));
+    command
+        .get_arguments()
+        .filter_map(|a| Some((a.get_long()?, !a.get_action().takes_values())))
+        .filter(|(l, _)| !matches!(*l, "config" | "help" | "version"))
+        .map(|(l, switch)| (l.replace('-', "_"), switch))
+        .collect()
+}
+
+/// The line (from 1) of each top-level key of a TOML document.
+fn key_lines(text: &str) -> std::collections::HashMap<String, usize> {
+    let Ok(table) = toml::de::DeTable::parse(text) else {
+        return std::collections::HashMap::new();
+    };
+    table
+        .get_ref()
+        .iter()
+        .map(|(k, _)| {
+            let line = text[..k.span().start.min(text.len())].matches('\n').count() + 1;
+            (k.get_ref().to_string(), line)
+        })
+        .collect()
+}
+
+fn with_config_file(args: Vec<String>) -> Result<(Vec<String>, Option<ConfigFile>), String> {
     let path = args
         .windows(2)
         .find(|w| w[0] == "--config")
@@ -20,21 +129,53 @@ pub fn args_with_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
         })
         .or_else(|| std::env::var("AUTHZ_CONFIG").ok());
     let Some(path) = path else {
-        return Ok(args);
+        return Ok((args, None));
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read config file {path}: {e}"))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("config file {path}: {e}"))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("config file {path}: {}", e.to_string().trim_end()))?;
+    let lines = key_lines(&text);
+    let settings = settings();
+    let known: Vec<String> = settings.iter().map(|(name, _)| name.clone()).collect();
+    let mut file = ConfigFile {
+        path: path.clone(),
+        settings: Vec::new(),
+    };
     let mut injected = Vec::new();
     for (key, value) in table {
+        let line = lines.get(&key).copied().unwrap_or(0);
+        let place = format!("config file {path} line {line}");
         if !key
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             return Err(format!(
-                "config file {path}: {key:?} is not a setting name (write them like `max_staleness`)"
+                "{place}: {key:?} is not a setting name (write them like `max_staleness`)"
             ));
+        }
+        if !known.contains(&key) {
+            let hint = match authz_core::key::closest(&key, known.iter().map(String::as_str)) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => "settings are named like the flags (`max_staleness` for --max-staleness); `authzd serve --help` lists them".to_owned(),
+            };
+            return Err(format!("{place}: unknown setting `{key}`; {hint}"));
+        }
+        let switch = settings
+            .iter()
+            .any(|(name, switch)| *name == key && *switch);
+        match (&value, switch) {
+            (toml::Value::Boolean(_), false) => {
+                return Err(format!(
+                    "{place}: `{key} = {value}`: `{key}` takes a value, not true or false"
+                ));
+            }
+            (v, true) if !v.is_bool() => {
+                return Err(format!(
+                    "{place}: `{key} = {v}`: `{key}` is a switch: write `{key} = true` or `{key} = false`"
+                ));
+            }
+            _ => {}
         }
         let flag = format!("--{}", key.replace('_', "-"));
         let env = format!("AUTHZ_{}", key.to_ascii_uppercase());
@@ -44,21 +185,40 @@ pub fn args_with_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
         if given || std::env::var_os(&env).is_some() {
             continue;
         }
+        let written = value.to_string();
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(true) => {
+                file.settings.push(Setting {
+                    key,
+                    line,
+                    written,
+                    flag: flag.clone(),
+                });
                 injected.push(flag);
                 continue;
             }
             toml::Value::Boolean(false) => continue,
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => items
+                .iter()
+                .filter_map(toml::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
             other => {
                 return Err(format!(
-                    "config file {path}: `{key}` must be a string, number or boolean, not {other}"
+                    "{place}: `{key}` must be a string, number, boolean or list of strings, not {other}"
                 ));
             }
         };
         injected.push(format!("{flag}={value}"));
+        file.settings.push(Setting {
+            key,
+            line,
+            written,
+            flag,
+        });
     }
     // Settings go after the subcommand (if any) and before the real flags.
     let mut out = Vec::with_capacity(args.len() + injected.len());
@@ -70,31 +230,86 @@ pub fn args_with_config_file(args: Vec<String>) -> Result<Vec<String>, String> {
     }
     out.extend(injected);
     out.extend(rest);
-    Ok(out)
+    Ok((out, Some(file)))
 }
 
-/// The effective serve configuration for the start-up log, secrets redacted.
+/// The effective serve configuration for the start-up log, as a JSON object: every setting by
+/// its config-file name, durations written as the flags take them (`5s`), secrets redacted
+/// (API keys, the database password).
+pub fn effective(args: &ServeArgs) -> serde_json::Value {
+    serde_json::to_value(args).unwrap_or_default()
+}
+
+/// [`effective`] as one line of JSON.
 pub fn redacted(args: &ServeArgs) -> String {
-    let mut shown = args.clone();
-    if shown.api_keys.is_some() {
-        shown.api_keys = Some("<redacted>".to_owned());
-    }
-    shown.database_url = shown.database_url.as_deref().map(redact_url);
-    format!("{shown:?}")
+    effective(args).to_string()
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
+fn redact_keys<S: serde::Serializer>(keys: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match keys {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+fn redact_database_url<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_str(&redact_url(url)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`; a `password=`
+/// parameter (in the query, or in the `key=value` form) is redacted too. When in doubt it
+/// redacts more: the last `@` ends the user information, so a password holding one is hidden
+/// whole.
 fn redact_url(url: &str) -> String {
+    let url = redact_password_parameter(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        return "<redacted>".to_owned();
+        return url;
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-            None => url.to_owned(),
+    match rest.rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:<redacted>@{}", &rest[at + 1..]),
+            None => url.clone(),
         },
-        None if rest.contains("password=") => "<redacted>".to_owned(),
-        None => url.to_owned(),
+        None => url.clone(),
+    }
+}
+
+/// `password=VALUE` → `password=<redacted>`, VALUE running to `&`, whitespace or the end.
+fn redact_password_parameter(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("password=") {
+        let (before, after) = rest.split_at(i + "password=".len());
+        out.push_str(before);
+        out.push_str("<redacted>");
+        let end = after
+            .find(|c: char| c == '&' || c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// A duration as the flags take it: `2m`, `5s`, `250ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms > 0 && ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 
@@ -320,7 +535,7 @@ pub enum OutputFormat {
     Json,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, serde::Serialize)]
 #[command(args_override_self = true)]
 pub struct ServeArgs {
     /// A TOML file of settings named like the flags (`listen = "0.0.0.0:50051"`,
@@ -338,6 +553,7 @@ pub struct ServeArgs {
     pub insecure: bool,
     /// API keys as comma-separated `role:key` (roles: check, admin, operator). Never logged.
     #[arg(long, env = "AUTHZ_API_KEYS", hide_env_values = true)]
+    #[serde(serialize_with = "redact_keys")]
     pub api_keys: Option<String>,
     /// A file of `role:key` lines (`#` comments); re-read on SIGHUP and when it changes.
     #[arg(long, env = "AUTHZ_API_KEYS_FILE")]
@@ -366,15 +582,19 @@ pub struct ServeArgs {
     /// A new connection must finish its TLS handshake and send the HTTP/2 preface within this,
     /// or it is closed.
     #[arg(long, env = "AUTHZ_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub handshake_timeout: Duration,
     /// A connection with no open stream (RPC or Watch) for this long is closed; 0 keeps it.
     #[arg(long, env = "AUTHZ_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub idle_timeout: Duration,
     /// HTTP/2 PING a connection that sent nothing for this long; 0 sends none.
     #[arg(long, env = "AUTHZ_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub http2_keepalive_interval: Duration,
     /// A PING not answered within this closes the connection.
     #[arg(long, env = "AUTHZ_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub http2_keepalive_timeout: Duration,
     /// Concurrent streams a client may open on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
     #[arg(long, env = "AUTHZ_MAX_STREAMS_PER_CONNECTION", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
@@ -388,6 +608,7 @@ pub struct ServeArgs {
     pub max_watch_streams_per_tenant: usize,
     /// Deadline of each request (DEADLINE_EXCEEDED past it).
     #[arg(long, env = "AUTHZ_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub request_timeout: Duration,
     /// Largest request or response message, in bytes.
     #[arg(long, env = "AUTHZ_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -397,10 +618,12 @@ pub struct ServeArgs {
     pub max_batch: usize,
     /// After SIGTERM, how long in-flight requests may take before the process exits anyway.
     #[arg(long, env = "AUTHZ_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub shutdown_grace: Duration,
     /// Postgres URL (e.g. postgres://authz@db:5432/authz). Without it the embedded in-memory
     /// store is used: nothing survives a restart.
     #[arg(long, env = "AUTHZ_DATABASE_URL", hide_env_values = true)]
+    #[serde(serialize_with = "redact_database_url")]
     pub database_url: Option<String>,
     /// Apply pending schema migrations at start.
     #[arg(long, env = "AUTHZ_MIGRATE")]
@@ -410,40 +633,97 @@ pub struct ServeArgs {
     pub db_pool_size: usize,
     /// Longest a database statement may run.
     #[arg(long, env = "AUTHZ_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub db_statement_timeout: Duration,
     /// Longest wait for a database connection.
     #[arg(long, env = "AUTHZ_DB_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub db_connect_timeout: Duration,
     /// Longest the cache may lag the database: past it (listener lost) checks bypass the cache
     /// and read the database, or fail with UNAVAILABLE.
     #[arg(long, env = "AUTHZ_MAX_STALENESS", default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub max_staleness: Duration,
     /// Memory bound of the cache, in MiB.
     #[arg(long, env = "AUTHZ_CACHE_MAX_MIB", default_value_t = 256)]
     pub cache_max_mib: u64,
     /// Cache entries are reloaded after this long whatever happened (a safety net).
     #[arg(long, env = "AUTHZ_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub cache_ttl: Duration,
     /// How often the change listener checks its connection with a heartbeat NOTIFY.
     #[arg(long, env = "AUTHZ_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub heartbeat_interval: Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "AUTHZ_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Export per-tenant request series for this many of the busiest tenants (ranked by recent
+    /// traffic at each scrape); 0 exports none. Bounds the series per replica whatever tenant
+    /// ids callers send.
+    #[arg(long, env = "AUTHZ_METRICS_TOP_TENANTS", default_value_t = 10)]
+    pub metrics_top_tenants: usize,
     /// Log format.
     #[arg(long, env = "AUTHZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Write a decision log (one JSON line per Check or BatchCheck item decided: who, what,
+    /// on which resource, allowed or not, at which revision) to `stdout`, `stderr` or a file
+    /// (appended; reopened on SIGHUP for log rotation). Off by default.
+    #[arg(long, env = "AUTHZ_DECISION_LOG", value_name = "stdout|stderr|FILE")]
+    pub decision_log: Option<String>,
+    /// Fraction of decisions the decision log writes, above 0 and at most 1 (every decision):
+    /// 0.1 writes one decision in ten, spread evenly.
+    #[arg(long, env = "AUTHZ_DECISION_LOG_SAMPLE", default_value_t = 1.0, value_parser = sample_rate)]
+    pub decision_log_sample: f64,
+    /// Fields the decision log masks (writes as `***`): any of `user`, `resource`, `context`,
+    /// comma-separated.
+    #[arg(
+        long,
+        env = "AUTHZ_DECISION_LOG_MASK",
+        value_delimiter = ',',
+        value_enum
+    )]
+    pub decision_log_mask: Vec<MaskedField>,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
+/// A field of the decision log that can be masked.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskedField {
+    /// The user the check was about.
+    User,
+    /// The resource id (its type stays).
+    Resource,
+    /// The context flags' values.
+    Context,
+}
+
+/// A sampling rate: above 0, at most 1.
+fn sample_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        Ok(_) => Err("must be above 0 and at most 1 (1 writes every decision)".to_owned()),
+        Err(_) => Err(format!(
+            "{s:?} is not a number; write e.g. 0.1 for one decision in ten"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The long names of the serve settings (`max_staleness`), as a config file spells them.
+    fn setting_names() -> Vec<String> {
+        settings().into_iter().map(|(name, _)| name).collect()
+    }
 
     #[test]
     fn secrets_are_redacted() {
@@ -455,7 +735,19 @@ mod tests {
             redact_url("postgres://authz@db/authz"),
             "postgres://authz@db/authz"
         );
-        assert_eq!(redact_url("host=db password=x"), "<redacted>");
+        assert_eq!(
+            redact_url("host=db password=x user=u"),
+            "host=db password=<redacted> user=u"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/d?sslmode=require&password=s3cret&x=1"),
+            "postgres://u@h/d?sslmode=require&password=<redacted>&x=1"
+        );
+        // A password with an `@` in it is hidden whole.
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/d"),
+            "postgres://u:<redacted>@h/d"
+        );
         let cli = Cli::parse_from([
             "authzd",
             "--database-url",
@@ -469,6 +761,109 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn the_effective_configuration_is_an_object_of_settings() {
+        let cli = Cli::parse_from([
+            "authzd",
+            "--max-staleness",
+            "2500ms",
+            "--cache-ttl",
+            "2m",
+            "--decision-log-mask",
+            "user,context",
+        ]);
+        let v = effective(&cli.serve);
+        assert_eq!(v["listen"], "127.0.0.1:50051");
+        assert_eq!(v["max_staleness"], "2500ms");
+        assert_eq!(v["cache_ttl"], "2m");
+        assert_eq!(v["request_timeout"], "10s");
+        assert_eq!(v["log_format"], "text");
+        assert_eq!(v["database_url"], serde_json::Value::Null);
+        assert_eq!(
+            v["decision_log_mask"],
+            serde_json::json!(["user", "context"])
+        );
+        // Every setting a config file may name is there, under that name.
+        let object = v.as_object().unwrap();
+        for name in setting_names() {
+            assert!(object.contains_key(&name), "{name} missing from {v}");
+        }
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::from_millis(90_000)), "90s");
+    }
+
+    #[test]
+    fn config_file_errors_name_the_file_line_and_setting() {
+        let dir = std::env::temp_dir().join(format!("authzd-config-errors-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("authzd.toml");
+        let f = file.display().to_string();
+        let parse = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            match parse_cli(vec!["authzd".into(), "--config".into(), f.clone()]) {
+                Ok(_) => panic!("{text:?} was accepted"),
+                Err(e) => e.to_string(),
+            }
+        };
+        assert_eq!(
+            parse("listen = \"127.0.0.1:1\"\n# comment\nmax_stalenes = \"5s\"\n"),
+            format!(
+                "config file {f} line 3: unknown setting `max_stalenes`; did you mean `max_staleness`?"
+            )
+        );
+        assert!(
+            parse("zzz_qqq = 1\n")
+                .contains("line 1: unknown setting `zzz_qqq`; settings are named like the flags"),
+        );
+        assert_eq!(
+            parse("\nmax_staleness = \"5 hours\"\n"),
+            format!(
+                "config file {f} line 2: `max_staleness = \"5 hours\"`: \"5 hours\" has unknown unit \" hours\"; use ms, s or m"
+            )
+        );
+        let err = parse("log_format = \"yaml\"\n");
+        assert!(
+            err.starts_with(&format!(
+                "config file {f} line 1: `log_format = \"yaml\"`: "
+            )),
+            "{err}"
+        );
+        assert!(err.contains("text") && err.contains("json"), "{err}");
+        let err = parse("max_batch = \"lots\"\n");
+        assert!(
+            err.starts_with(&format!("config file {f} line 1: `max_batch = \"lots\"`: ")),
+            "{err}"
+        );
+        assert_eq!(
+            parse("insecure = 3\n"),
+            format!(
+                "config file {f} line 1: `insecure = 3`: `insecure` is a switch: write `insecure = true` or `insecure = false`"
+            )
+        );
+        assert_eq!(
+            parse("max_batch = true\n"),
+            format!(
+                "config file {f} line 1: `max_batch = true`: `max_batch` takes a value, not true or false"
+            )
+        );
+        let err = parse("listen = \n");
+        assert!(err.starts_with(&format!("config file {f}: ")), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+        // A bad flag on the command line is still clap's to report.
+        std::fs::write(&file, "max_batch = 5\n").unwrap();
+        assert!(matches!(
+            parse_cli(vec![
+                "authzd".into(),
+                "--config".into(),
+                f.clone(),
+                "--max-batch".into(),
+                "x".into()
+            ]),
+            Err(CliError::Clap(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Role {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Check => "check",
             Role::Admin => "admin",
@@ -377,6 +377,8 @@ pub struct GateLayer {
     timeout: Duration,
     metrics: Option<Arc<Metrics>>,
     refusal: Option<Refusal>,
+    /// The server's failures already logged, so a flood of them is a line a second.
+    faults: Arc<crate::telemetry::FaultLog>,
 }
 
 /// Why the server does not serve the two services right now (its catalog disagrees with the
@@ -401,6 +403,7 @@ impl GateLayer {
             timeout,
             metrics,
             refusal: None,
+            faults: Arc::default(),
         }
     }
 
@@ -504,20 +507,64 @@ where
             return Box::pin(inner.call(req));
         }
         let metrics = layer.metrics.clone();
+        let faults = layer.faults.clone();
         let start = std::time::Instant::now();
         let span = crate::telemetry::rpc_span(&method, req.headers());
+        let peer = crate::telemetry::rpc_lines()
+            .then(|| peer_address(&req))
+            .flatten();
+        let mut facts = crate::telemetry::RequestFacts::default();
         let admitted = {
             let _inside = span.enter();
-            tracing::Instrument::instrument(admit(inner, layer, &service, req), span.clone())
+            tracing::Instrument::instrument(
+                admit(inner, layer, &service, req, &mut facts),
+                span.clone(),
+            )
         };
         Box::pin(async move {
-            let out = admitted.await;
-            if let (Some(m), Ok(response)) = (&metrics, &out) {
-                m.request(&method, response_code(response), start.elapsed());
+            // The handler runs inside: it records its tenant and revision in `facts`.
+            let mut handled = std::pin::pin!(crate::telemetry::with_facts(facts, admitted));
+            let out = handled.as_mut().await;
+            let facts = handled
+                .as_mut()
+                .take_value()
+                .map(std::cell::RefCell::into_inner)
+                .unwrap_or_default();
+            if let Ok(response) = &out {
+                let code = response_code(response);
+                let took = start.elapsed();
+                if let Some(m) = &metrics {
+                    m.request(&method, code, took);
+                    if let Some(tenant) = &facts.tenant {
+                        m.tenant_request(tenant, code != "OK");
+                    }
+                }
+                let status = (code != "OK")
+                    .then(|| Status::from_header_map(response.headers()))
+                    .flatten();
+                crate::telemetry::log_rpc(
+                    &crate::telemetry::Finished {
+                        path: &method,
+                        code,
+                        message: status.as_ref().map(Status::message),
+                        took,
+                        facts: &facts,
+                        peer,
+                    },
+                    &faults,
+                );
             }
             out
         })
     }
+}
+
+/// The caller's address, from the connection's info (plaintext or TLS).
+fn peer_address(req: &http::Request<Body>) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+        .or_else(|| req.extensions().get::<PeerInfo>().map(|p| p.remote_addr))
 }
 
 /// Authenticates, authorizes and admits one request, then runs it under its deadline.
@@ -526,6 +573,7 @@ fn admit<S>(
     layer: GateLayer,
     service: &str,
     mut req: http::Request<Body>,
+    facts: &mut crate::telemetry::RequestFacts,
 ) -> Reply<S::Error>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
@@ -535,6 +583,7 @@ where
         Ok(found) => found,
         Err(status) => return Box::pin(async move { Ok(refuse(status)) }),
     };
+    facts.role = Some(role.name());
     if !role.allows(service) {
         let msg = format!("{} may not call {service}", credential.describe(role));
         // A credential reaching for a service its role lacks is an escalation attempt: logged
@@ -546,7 +595,7 @@ where
             .next()
             .unwrap_or_default()
             .to_owned();
-        tracing::warn!(method = %method, rule = "role", reason = %msg, "admin call refused");
+        tracing::info!(method = %method, rule = "role", reason = %msg, "admin call refused");
         if let Some(m) = &layer.metrics {
             m.refusal(
                 if m.knows(req.uri().path()) {

@@ -14,7 +14,9 @@
 //!   admission limits, deadlines.
 //! - [`tls`]: TLS material checked before serving, the server's own handshakes, client
 //!   certificate names.
-//! - [`config`]: the command line and `AUTHZ_*` environment.
+//! - [`config`]: the command line, `AUTHZ_*` environment and the config file.
+//! - [`decisions`]: the optional decision log (who was allowed what), written off the check
+//!   path.
 //! - [`catalog_test`]: `authzd catalog test`, a catalog's test file run through [`app`] over
 //!   the memory store.
 //! - [`validate`], [`error`]: input checks and the application's error type.
@@ -25,6 +27,7 @@ pub mod app;
 pub mod catalog_cli;
 pub mod catalog_test;
 pub mod config;
+pub mod decisions;
 pub mod error;
 pub mod gate;
 pub mod grpc;

@@ -1,7 +1,7 @@
 //! The `authzd` binary.
 
 use authz::app::Authz;
-use authz::config::{CatalogCommand, Cli, Command, LogFormat, MigrateArgs, ServeArgs};
+use authz::config::{CatalogCommand, CliError, Command, LogFormat, MigrateArgs, ServeArgs};
 use authz::gate::{ClientRoles, Keys};
 use authz::server::ServerOptions;
 use authz::store::Store;
@@ -13,19 +13,19 @@ use authz::store::postgres::{PgOptions, PostgresStore};
 use authz::tls::ServerTls;
 use authz_core::Catalog;
 use authz_core::admin::AdminOp;
-use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let args = match authz::config::args_with_config_file(std::env::args().collect()) {
-        Ok(args) => args,
-        Err(e) => {
+    let cli = match authz::config::parse_cli(std::env::args().collect()) {
+        Ok(cli) => cli,
+        // Usage errors, --help and --version: clap prints them and picks the exit code.
+        Err(CliError::Clap(e)) => e.exit(),
+        Err(CliError::Config(e)) => {
             eprintln!("authzd: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let cli = Cli::parse_from(args);
     let result = match cli.command {
         Some(Command::Catalog(command)) => catalog(command),
         Some(Command::Serve(args)) => serve(*args).map(|()| 0),
@@ -201,18 +201,38 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        let metrics = authz::metrics::Metrics::new().map_err(|e| format!("cannot set up metrics: {e}"))?;
+        let metrics = authz::metrics::Metrics::with_options(&authz::metrics::MetricsOptions {
+            top_tenants: args.metrics_top_tenants,
+        })
+        .map_err(|e| format!("cannot set up metrics: {e}"))?;
+        metrics.build_info(&catalog.name, &catalog.version);
+        metrics.max_staleness(args.max_staleness);
+        let decision_log = args
+            .decision_log
+            .as_deref()
+            .map(|target| {
+                authz::decisions::DecisionLog::open(
+                    authz::decisions::Target::parse(target),
+                    args.decision_log_sample,
+                    &args.decision_log_mask,
+                    metrics.decision_log(),
+                )
+            })
+            .transpose()?;
         let (store, kind) = open_store(&args, catalog.clone(), metrics.clone()).await?;
         tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
             listen = %args.listen,
             catalog = %catalog.name,
             catalog_version = %catalog.version,
             fingerprint = %catalog.fingerprint,
             store = kind,
-            max_staleness = ?args.max_staleness,
+            max_staleness = %authz::config::format_duration(args.max_staleness),
             authenticated,
+            decision_log = args.decision_log.as_deref(),
             "authzd serving"
         );
+        // In JSON logs the configuration is an object (see telemetry::EMBEDDED_JSON_FIELD).
         tracing::info!(config = %authz::config::redacted(&args), "effective configuration");
         if !authenticated {
             tracing::warn!("no API keys configured: callers are not authenticated and act as operators");
@@ -230,7 +250,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             }
         }
         let keys = Arc::new(keys);
-        tokio::spawn(reload_credentials(keys.clone(), client_roles.clone()));
+        tokio::spawn(reload_credentials(
+            keys.clone(),
+            client_roles.clone(),
+            decision_log.clone(),
+        ));
         let app = Arc::new(Authz::new(catalog, store).with_max_batch(args.max_batch));
         if let Some(addr) = args.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -257,6 +281,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             client_roles,
             connections,
             watch: args.watch(),
+            decision_log: decision_log.clone(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut draining = stop_rx.clone();
@@ -275,6 +300,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 let _ = draining.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(?grace, "shutdown grace period over; exiting with requests still in flight"),
+        }
+        if let Some(log) = &decision_log {
+            log.flush(std::time::Duration::from_secs(5));
         }
         tracing::info!("authzd stopped");
         telemetry.shutdown();
@@ -362,8 +390,13 @@ impl Reloadable {
     }
 }
 
-/// Re-reads the API keys and the client roles on SIGHUP and when their files change.
-async fn reload_credentials(keys: Arc<Keys>, client_roles: Option<Arc<ClientRoles>>) {
+/// Re-reads the API keys and the client roles on SIGHUP and when their files change; reopens
+/// the decision log file on SIGHUP (after log rotation).
+async fn reload_credentials(
+    keys: Arc<Keys>,
+    client_roles: Option<Arc<ClientRoles>>,
+    decision_log: Option<Arc<authz::decisions::DecisionLog>>,
+) {
     let mut watched = vec![Reloadable {
         what: "API keys",
         file: keys.file().cloned(),
@@ -400,6 +433,9 @@ async fn reload_credentials(keys: Arc<Keys>, client_roles: Option<Arc<ClientRole
             () = hangup => {
                 for w in &watched {
                     w.reload("SIGHUP");
+                }
+                if let Some(log) = &decision_log {
+                    log.reopen();
                 }
             }
             _ = tick.tick() => {

@@ -42,6 +42,8 @@ pub struct ServerOptions {
     pub connections: crate::transport::ConnectionOptions,
     /// Watch stream limits.
     pub watch: crate::grpc::watch::WatchOptions,
+    /// Where decided checks are logged, if anywhere.
+    pub decision_log: Option<Arc<crate::decisions::DecisionLog>>,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +58,7 @@ impl Default for ServerOptions {
             client_roles: None,
             connections: crate::transport::ConnectionOptions::default(),
             watch: crate::grpc::watch::WatchOptions::default(),
+            decision_log: None,
         }
     }
 }
@@ -74,7 +77,11 @@ pub async fn run(
     health
         .set_service_status("liveness", tonic_health::ServingStatus::Serving)
         .await;
-    let readiness = tokio::spawn(report_readiness(app.clone(), health));
+    let readiness = tokio::spawn(report_readiness(
+        app.clone(),
+        health,
+        options.metrics.clone(),
+    ));
     let _stop_reporting = AbortOnDrop(readiness);
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -113,9 +120,12 @@ pub async fn run(
         Arc::new(move || app.catalog_refusal())
     });
     let max = options.max_message_bytes;
-    let authz = AuthzServiceServer::new(AuthzApi::new(app.clone(), options.metrics.clone(), watch))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let authz = AuthzServiceServer::new(
+        AuthzApi::new(app.clone(), options.metrics.clone(), watch)
+            .with_decision_log(options.decision_log.clone()),
+    )
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let admin = AdminServiceServer::new(
         AdminApi::new(app, options.metrics.clone()).with_max_message_bytes(max),
     )
@@ -157,10 +167,16 @@ pub async fn run(
 }
 
 /// Keeps gRPC health in step with the store's readiness (database reachable, listener
-/// subscribed): both services and the server as a whole ("").
-async fn report_readiness(app: Arc<Authz>, health: tonic_health::server::HealthReporter) {
+/// subscribed): both services and the server as a whole (""). Each change is logged and
+/// counted (`authz_ready`, `authz_readiness_changes_total`).
+async fn report_readiness(
+    app: Arc<Authz>,
+    health: tonic_health::server::HealthReporter,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+) {
     use tonic_health::ServingStatus;
     let mut last: Option<bool> = None;
+    let mut since = std::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tick.tick().await;
@@ -168,11 +184,25 @@ async fn report_readiness(app: Arc<Authz>, health: tonic_health::server::HealthR
         if last == Some(r.ready) {
             continue;
         }
+        if let Some(m) = &metrics {
+            // The first report is where readiness starts, not a change.
+            m.readiness(r.ready, last.is_some());
+        }
+        let after = since.elapsed();
+        since = std::time::Instant::now();
         let status = if r.ready {
-            tracing::info!("ready");
+            match last {
+                None => tracing::info!("ready"),
+                Some(_) => tracing::info!(not_ready_for = ?after, "ready"),
+            }
             ServingStatus::Serving
         } else {
-            tracing::warn!(reason = %r.reason, "not ready");
+            match last {
+                // Starting up: the listener has not subscribed yet. Worth a warning only if
+                // it lasts, which `ready` (with `not_ready_for`) or its absence will show.
+                None => tracing::info!(reason = %r.reason, "not ready yet"),
+                Some(_) => tracing::warn!(reason = %r.reason, "not ready"),
+            }
             ServingStatus::NotServing
         };
         for service in ["", "authz.v1.AuthzService", "authz.v1.AdminService"] {

@@ -1,6 +1,14 @@
-//! Logs and traces. Logs go to stderr as text or JSON (`RUST_LOG` sets levels). When an OTLP
-//! endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT`), spans are exported over OTLP/gRPC;
-//! the gate opens a span per RPC whose parent is the W3C `traceparent` of the request.
+//! Logs and traces. Logs go to stderr as text or JSON (`RUST_LOG` sets levels); text is
+//! coloured only on a terminal (and never with `NO_COLOR` set). When an OTLP endpoint is
+//! configured (`OTEL_EXPORTER_OTLP_ENDPOINT`), spans are exported over OTLP/gRPC; the gate
+//! opens a span per RPC whose parent is the W3C `traceparent` of the request.
+//!
+//! The gate logs every RPC once it has answered ([`log_rpc`]): one line at debug under the
+//! target `authz::rpc` (`RUST_LOG=info,authz::rpc=debug`), and the server's own failures
+//! (INTERNAL, UNAVAILABLE, ...) at warn or error, at most once a second per method and code
+//! with the number held back. Handlers tell it the tenant and the revision they answered at
+//! through a task-local ([`tenant`], [`answered_at`]); nothing else of a request is logged (no
+//! key, no context value).
 
 use crate::config::LogFormat;
 use opentelemetry::trace::TracerProvider as _;
@@ -43,10 +51,12 @@ pub fn init(
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(colour(&std::io::stderr()))
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
+            .map_event_format(EmbedJson)
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed(),
@@ -122,9 +132,225 @@ pub fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
     span
 }
 
-/// Records the request's tenant on the current RPC span.
+/// Records the request's tenant on the current RPC span, and for the gate's RPC log line and
+/// per-tenant metrics (an id that is not a valid one is left out).
 pub fn tenant(tenant_id: &str) {
     tracing::Span::current().record("tenant", tenant_id);
+    if crate::validate::id("tenant_id", tenant_id).is_ok() {
+        let _ = FACTS.try_with(|f| f.borrow_mut().tenant = Some(tenant_id.to_owned()));
+    }
+}
+
+/// Records the revision an answer was decided or committed at, for the RPC log line.
+pub fn answered_at(revision: &str) {
+    if let Ok(r) = revision.parse::<u64>() {
+        let _ = FACTS.try_with(|f| f.borrow_mut().revision = Some(r));
+    }
+}
+
+/// What an RPC's handler tells the gate about it, and what the gate knows of the caller.
+#[derive(Debug, Default)]
+pub struct RequestFacts {
+    /// The tenant the request names (a valid id), if any.
+    pub tenant: Option<String>,
+    /// The revision the answer carries, if any.
+    pub revision: Option<u64>,
+    /// The caller's role (`check`, `admin`, `operator`), once authenticated.
+    pub role: Option<&'static str>,
+}
+
+tokio::task_local! {
+    static FACTS: std::cell::RefCell<RequestFacts>;
+}
+
+/// Runs `f` (an RPC's handler) with `facts` for [`tenant`] and [`answered_at`] to fill in;
+/// `take_value` on the pinned future gives them back once it is done.
+pub fn with_facts<F: std::future::Future>(
+    facts: RequestFacts,
+    f: F,
+) -> tokio::task::futures::TaskLocalFuture<std::cell::RefCell<RequestFacts>, F> {
+    FACTS.scope(std::cell::RefCell::new(facts), f)
+}
+
+/// Whether text logs on `stream` get ANSI colours: only on a terminal, and not when `NO_COLOR`
+/// is set (<https://no-color.org>). Logs written to a file or a pipe stay plain.
+fn colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The field whose text, when it is a JSON object, the JSON log format embeds as an object
+/// rather than as a string (the start-up configuration).
+pub const EMBEDDED_JSON_FIELD: &str = "config";
+
+/// The JSON event format, with the [`EMBEDDED_JSON_FIELD`] of an event embedded as a JSON
+/// value: `"config":{"listen":...}` rather than `"config":"{\"listen\":...}"`. Only events
+/// that have the field pay for it; the rest of the line is left exactly as formatted.
+struct EmbedJson<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for EmbedJson<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if event
+            .metadata()
+            .fields()
+            .field(EMBEDDED_JSON_FIELD)
+            .is_none()
+        {
+            return self.0.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.0.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        let mut text = None;
+        event.record(
+            &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+                if field.name() == EMBEDDED_JSON_FIELD {
+                    text = Some(format!("{value:?}"));
+                }
+            },
+        );
+        writer.write_str(&embed(&line, text.as_deref()))
+    }
+}
+
+/// `line` with the field's quoted text replaced by the text itself, when it is a JSON object.
+fn embed(line: &str, text: Option<&str>) -> String {
+    let Some(text) = text else {
+        return line.to_owned();
+    };
+    let is_object = serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_object());
+    let Ok(quoted) = serde_json::to_string(text) else {
+        return line.to_owned();
+    };
+    let field = format!("\"{EMBEDDED_JSON_FIELD}\":{quoted}");
+    if !is_object || !line.contains(&field) {
+        return line.to_owned();
+    }
+    line.replacen(&field, &format!("\"{EMBEDDED_JSON_FIELD}\":{text}"), 1)
+}
+
+/// How an RPC ended, for [`log_rpc`].
+pub struct Finished<'a> {
+    /// The request path, `/authz.v1.AuthzService/Check`.
+    pub path: &'a str,
+    /// The canonical code name (`OK`, `UNAVAILABLE`, ...).
+    pub code: &'static str,
+    /// The status message, for a response that is not OK.
+    pub message: Option<&'a str>,
+    pub took: std::time::Duration,
+    pub facts: &'a RequestFacts,
+    /// The caller's address, when known.
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+/// Whether the per-RPC debug line is wanted (so the gate reads the peer only then).
+pub fn rpc_lines() -> bool {
+    tracing::enabled!(target: "authz::rpc", tracing::Level::DEBUG)
+}
+
+/// Logs an RPC that has answered: one line at debug under `authz::rpc`, and, when the code is
+/// the server's failure, a warning (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) or an
+/// error (INTERNAL, UNKNOWN, DATA_LOSS) with the status message, which carries the cause chain.
+/// Failures are logged at most once a second per method and code (`faults`), with the number
+/// of those held back since the last line.
+pub fn log_rpc(done: &Finished<'_>, faults: &FaultLog) {
+    let line = rpc_lines();
+    let fault = fault_level(done.code);
+    if !line && fault.is_none() {
+        return;
+    }
+    let (service, method) = split_path(done.path);
+    let tenant = done.facts.tenant.as_deref().unwrap_or("");
+    let latency_ms = (done.took.as_secs_f64() * 1e6).round() / 1e3;
+    if line {
+        tracing::debug!(
+            target: "authz::rpc",
+            service,
+            method,
+            tenant,
+            code = done.code,
+            latency_ms,
+            revision = done.facts.revision,
+            role = done.facts.role,
+            peer = done.peer.map(tracing::field::display),
+            error = done.message,
+            "rpc"
+        );
+    }
+    let Some(level) = fault else {
+        return;
+    };
+    let Some(count) = faults.occurred(done.path, done.code) else {
+        return;
+    };
+    let error = done.message.unwrap_or("");
+    let held_back = count - 1;
+    match level {
+        tracing::Level::ERROR => tracing::error!(
+            target: "authz::rpc",
+            service, method, tenant, code = done.code, latency_ms, error, held_back,
+            "request failed"
+        ),
+        _ => tracing::warn!(
+            target: "authz::rpc",
+            service, method, tenant, code = done.code, latency_ms, error, held_back,
+            "request failed"
+        ),
+    }
+}
+
+/// The level of a status code that means the server failed, not the caller.
+fn fault_level(code: &str) -> Option<tracing::Level> {
+    match code {
+        "INTERNAL" | "UNKNOWN" | "DATA_LOSS" => Some(tracing::Level::ERROR),
+        "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "RESOURCE_EXHAUSTED" => Some(tracing::Level::WARN),
+        _ => None,
+    }
+}
+
+/// `/authz.v1.AuthzService/Check` → (`authz.v1.AuthzService`, `Check`).
+fn split_path(path: &str) -> (&str, &str) {
+    path.trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("", path))
+}
+
+/// Failures already logged, per method and code, each let through once a second.
+#[derive(Default)]
+pub struct FaultLog {
+    seen: std::sync::Mutex<std::collections::HashMap<(String, &'static str), Throttled>>,
+}
+
+/// Distinct (path, code) pairs tracked; past it, unknown paths share one entry.
+const FAULT_KEYS: usize = 1024;
+
+impl FaultLog {
+    /// `Some(n)`: log now, `n` failures (this one included) since the last line.
+    fn occurred(&self, path: &str, code: &'static str) -> Option<u64> {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Some(1);
+        };
+        let key = if seen.len() >= FAULT_KEYS && !seen.contains_key(&(path.to_owned(), code)) {
+            ("(other)".to_owned(), code)
+        } else {
+            (path.to_owned(), code)
+        };
+        seen.entry(key)
+            .or_insert_with(|| Throttled::new(std::time::Duration::from_secs(1)))
+            .occurred()
+    }
 }
 
 /// Lets a warning that can repeat many times a second through at most once per interval, and
@@ -162,8 +388,30 @@ impl Throttled {
 
 #[cfg(test)]
 mod tests {
-    use super::Throttled;
+    use super::{Throttled, embed, split_path};
     use std::time::Duration;
+
+    #[test]
+    fn an_embedded_object_replaces_its_quoted_text() {
+        let line = r#"{"timestamp":"t","level":"INFO","fields":{"message":"effective configuration","config":"{\"listen\":\"127.0.0.1:1\",\"max_staleness\":\"5s\"}"},"target":"authzd"}"#;
+        let text = r#"{"listen":"127.0.0.1:1","max_staleness":"5s"}"#;
+        let out = embed(line, Some(text));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["fields"]["config"]["max_staleness"], "5s");
+        assert_eq!(v["target"], "authzd");
+        // Not an object: left as a string.
+        let plain = r#"{"fields":{"config":"x"}}"#;
+        assert_eq!(embed(plain, Some("x")), plain);
+    }
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            split_path("/authz.v1.AuthzService/Check"),
+            ("authz.v1.AuthzService", "Check")
+        );
+        assert_eq!(split_path("/nonsense"), ("", "/nonsense"));
+    }
 
     #[test]
     fn throttled_lets_one_line_through_per_interval() {

@@ -35,7 +35,7 @@ impl AdminApi {
     /// dashboard.
     fn fail(&self, method: &'static str, actor: &str, e: Error) -> Status {
         if let Some(rule) = e.refused_by() {
-            tracing::warn!(
+            tracing::info!(
                 method,
                 actor = if actor.is_empty() { "(operator)" } else { actor },
                 rule,
@@ -50,7 +50,7 @@ impl AdminApi {
     }
 
     fn refuse(&self, method: &'static str, actor: &str, status: Status) -> Status {
-        tracing::warn!(
+        tracing::info!(
             method,
             actor = if actor.is_empty() {
                 "(operator)"
@@ -167,7 +167,7 @@ impl AdminApi {
         ))
     }
 
-    fn fitted<R: WithPreview>(&self, mut response: R) -> Reply<R> {
+    fn fitted<R: WithPreview + super::answer::Answer>(&self, mut response: R) -> Reply<R> {
         let budget = self.max_message_bytes.saturating_sub(1024);
         let mut excess = response.encoded_len().saturating_sub(budget);
         if let Some(preview) = response.preview_mut() {
@@ -234,8 +234,8 @@ fn require_actor(role: Role, actor: &str) -> Result<(), Status> {
     Ok(())
 }
 
-fn ok<T>(t: T) -> Reply<T> {
-    Ok(Response::new(t))
+fn ok<T: super::answer::Answer>(t: T) -> Reply<T> {
+    super::answer::respond(t)
 }
 
 #[tonic::async_trait]
@@ -246,8 +246,10 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::CreateTenantResponse> {
         const METHOD: &str = "CreateTenant";
         if gate::role(&request) != Role::Operator {
-            return Err(Status::permission_denied(
-                "only an `operator` key may create tenants",
+            return Err(self.refuse(
+                METHOD,
+                "",
+                Status::permission_denied("only an `operator` key may create tenants"),
             ));
         }
         let r = request.into_inner();

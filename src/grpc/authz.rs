@@ -5,6 +5,7 @@ use super::pb::{self, authz_service_server::AuthzService};
 use super::status::{code, to_status};
 use super::watch::{Subscription, WatchHub};
 use crate::app::{Authz, CheckInput, TargetInput};
+use crate::decisions::Decision;
 use authz_core::decide;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -13,6 +14,7 @@ pub struct AuthzApi {
     app: Arc<Authz>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     watch: Arc<WatchHub>,
+    decisions: Option<Arc<crate::decisions::DecisionLog>>,
 }
 
 impl AuthzApi {
@@ -25,7 +27,14 @@ impl AuthzApi {
             app,
             metrics,
             watch,
+            decisions: None,
         }
+    }
+
+    /// Logs every decided check to `log`.
+    pub fn with_decision_log(mut self, log: Option<Arc<crate::decisions::DecisionLog>>) -> Self {
+        self.decisions = log;
+        self
     }
 
     fn decided(&self, allowed: bool) {
@@ -191,6 +200,7 @@ impl AuthzService for AuthzApi {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        let role = crate::gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
@@ -208,7 +218,7 @@ impl AuthzService for AuthzApi {
             .map_err(to_status)?;
         let catalog = self.app.catalog();
         self.decided(checked.decision.allowed);
-        Ok(Response::new(pb::CheckResponse {
+        let response = pb::CheckResponse {
             allowed: checked.decision.allowed,
             missing_permissions: convert::missing(catalog, &checked),
             denied_by_restriction: convert::restriction_denial(catalog, &checked),
@@ -218,13 +228,34 @@ impl AuthzService for AuthzApi {
                 .explanation
                 .as_ref()
                 .map(|e| convert::explanation(catalog, e, checked.resource.as_ref())),
-        }))
+        };
+        if let Some(log) = &self.decisions {
+            log.record(&Decision {
+                method: "Check",
+                role: role.name(),
+                tenant: &r.tenant_id,
+                user: &input.user_id,
+                target: input.target.as_ref(),
+                resource: input.resource.as_ref(),
+                context: &input.context,
+                allowed: response.allowed,
+                missing: &response.missing_permissions,
+                restricted_by: response
+                    .denied_by_restriction
+                    .as_ref()
+                    .map(|d| d.resource_type.as_str()),
+                revision,
+                item: None,
+            });
+        }
+        super::answer::respond(response)
     }
 
     async fn batch_check(
         &self,
         request: Request<pb::BatchCheckRequest>,
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let role = crate::gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
@@ -255,13 +286,36 @@ impl AuthzService for AuthzApi {
         }
         let results = results
             .into_iter()
-            .map(|res| match res {
-                Ok(checked) => pb::BatchCheckResult {
-                    allowed: checked.decision.allowed,
-                    missing_permissions: convert::missing(catalog, &checked),
-                    denied_by_restriction: convert::restriction_denial(catalog, &checked),
-                    error: None,
-                },
+            .enumerate()
+            .map(|(i, res)| match res {
+                Ok(checked) => {
+                    let result = pb::BatchCheckResult {
+                        allowed: checked.decision.allowed,
+                        missing_permissions: convert::missing(catalog, &checked),
+                        denied_by_restriction: convert::restriction_denial(catalog, &checked),
+                        error: None,
+                    };
+                    if let (Some(log), Some(input)) = (&self.decisions, items.get(i)) {
+                        log.record(&Decision {
+                            method: "BatchCheck",
+                            role: role.name(),
+                            tenant: &r.tenant_id,
+                            user: &input.user_id,
+                            target: input.target.as_ref(),
+                            resource: input.resource.as_ref(),
+                            context: &input.context,
+                            allowed: result.allowed,
+                            missing: &result.missing_permissions,
+                            restricted_by: result
+                                .denied_by_restriction
+                                .as_ref()
+                                .map(|d| d.resource_type.as_str()),
+                            revision,
+                            item: Some(i),
+                        });
+                    }
+                    result
+                }
                 Err(e) => pb::BatchCheckResult {
                     allowed: false,
                     missing_permissions: Vec::new(),
@@ -273,10 +327,10 @@ impl AuthzService for AuthzApi {
                 },
             })
             .collect();
-        Ok(Response::new(pb::BatchCheckResponse {
+        super::answer::respond(pb::BatchCheckResponse {
             results,
             revision: convert::revision(revision),
-        }))
+        })
     }
 
     async fn get_effective_permissions(
@@ -298,7 +352,7 @@ impl AuthzService for AuthzApi {
             Some(_) => decide::UserState::Active,
         };
         let user = subject.user.as_deref();
-        Ok(Response::new(pb::GetEffectivePermissionsResponse {
+        super::answer::respond(pb::GetEffectivePermissionsResponse {
             permissions: decide::effective_permissions(&subject)
                 .into_iter()
                 .map(|e| pb::EffectivePermission {
@@ -326,7 +380,7 @@ impl AuthzService for AuthzApi {
             user_status: convert::user_state(state).to_owned(),
             roles: self.app.roles_of(&subject),
             revision: convert::revision(revision),
-        }))
+        })
     }
 
     async fn list_allowed_resources(
@@ -347,10 +401,10 @@ impl AuthzService for AuthzApi {
             )
             .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::ListAllowedResourcesResponse {
+        super::answer::respond(pb::ListAllowedResourcesResponse {
             all: allowed.all,
             resource_ids: allowed.ids,
             revision: convert::revision(revision),
-        }))
+        })
     }
 }

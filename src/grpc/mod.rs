@@ -2,6 +2,7 @@
 //! from application errors to statuses. Protobuf types go no deeper than this module.
 
 pub mod admin;
+mod answer;
 pub mod authz;
 pub mod convert;
 mod status;

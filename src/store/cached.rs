@@ -840,6 +840,7 @@ impl Store for CachedStore {
             cache_entries: entries,
             cache_weight_bytes: weight,
             listener_connected: self.listener.connected(),
+            listener_staleness: self.listener.staleness(),
             listener_reconnects: self.listener.reconnects(),
             listener_flushes: self.listener.flushes(),
             listener_notifications: self.listener.notifications(),

@@ -238,7 +238,15 @@ async fn session(
     state.confirm(subscribed);
     state.backend_pid.store(pid, Ordering::Release);
     state.connected.store(true, Ordering::Release);
-    tracing::info!(backend_pid = pid, "change listener subscribed");
+    tracing::info!(
+        backend_pid = pid,
+        reconnects = state.reconnects(),
+        "change listener subscribed"
+    );
+    tracing::info!(
+        reason = "the change listener subscribed: changes committed while it was not listening may have been missed",
+        "cache flushed"
+    );
 
     let mut sent: BTreeMap<u64, Instant> = BTreeMap::new();
     let mut seq: u64 = 0;
@@ -288,6 +296,7 @@ async fn session(
                         // Never drop a change: an unreadable one flushes everything.
                         tracing::error!(error = %e, "unreadable change notification; flushing the cache");
                         sink.flush();
+                        tracing::info!(reason = "an unreadable change notification", "cache flushed");
                         state.flushes.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -1053,6 +1053,9 @@ pub struct StoreStats {
     pub cache_entries: u64,
     pub cache_weight_bytes: u64,
     pub listener_connected: bool,
+    /// How long ago the newest point is up to which every commit is known to have reached the
+    /// cache (`None` before the first subscription).
+    pub listener_staleness: Option<std::time::Duration>,
     pub listener_reconnects: u64,
     pub listener_flushes: u64,
     pub listener_notifications: u64,

@@ -95,6 +95,62 @@ impl Daemon {
         }
     }
 
+    /// The first JSON log line `matches` accepts, among the lines already seen or the next
+    /// ones; fails after 30 s or when the process ends without logging one.
+    pub async fn json_line(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let parse = |line: &str| serde_json::from_str::<serde_json::Value>(line).ok();
+        if let Some(v) = self
+            .seen
+            .iter()
+            .filter_map(|l| parse(l))
+            .find(|v| matches(v))
+        {
+            return v;
+        }
+        self.next_json_line(what, matches).await
+    }
+
+    /// The next JSON log line `matches` accepts, among the lines not read yet (for lines that
+    /// repeat, such as `ready`).
+    pub async fn next_json_line(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let parse = |line: &str| serde_json::from_str::<serde_json::Value>(line).ok();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if let Some(v) = parse(&line).filter(|v| matches(v)) {
+                        return v;
+                    }
+                }
+                Ok(None) | Err(_) => panic!(
+                    "authzd never logged {what}; its log:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every line logged so far (as far as the tests have read).
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// Reads whatever the process has logged meanwhile, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().unwrap().to_string();
         assert!(
@@ -210,6 +266,36 @@ fn every_serve_flag_is_documented() {
             );
         }
     }
+}
+
+/// A mistake in the config file is reported with the file, the line and the setting (the
+/// closest one for a misspelt name), not as an unknown command-line flag.
+#[test]
+fn config_file_mistakes_name_the_file_line_and_setting() {
+    let dir = std::env::temp_dir().join(format!("authzd-config-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("authzd.toml");
+    let f = file.display().to_string();
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nmax_stalenes = \"5s\"\n").unwrap();
+    let out = authzd(&["serve", "--config", &f]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "authzd: config file {f} line 2: unknown setting `max_stalenes`; did you mean `max_staleness`?\n"
+        )
+    );
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\n\nmax_batch = -3\n").unwrap();
+    let out = authzd(&["serve", "--config", &f]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "authzd: config file {f} line 3: `max_batch = -3`: "
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -380,6 +466,10 @@ async fn database_problems_at_start_name_their_cause_and_the_fix() {
     assert!(!ok);
     assert!(err.contains("cannot connect to the database"), "{err}");
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(
+        err.contains("is Postgres running and listening on the host and port of --database-url?"),
+        "{err}"
+    );
     assert!(!err.contains("s3cret-Passw0rd"), "{err}");
 
     let missing = crate::pg::with_database(crate::pg::admin_url(), "authz_no_such_database");
@@ -389,7 +479,25 @@ async fn database_problems_at_start_name_their_cause_and_the_fix() {
         err.contains("database \"authz_no_such_database\" does not exist"),
         "{err}"
     );
+    assert!(
+        err.contains("create the database, or correct its name in --database-url"),
+        "{err}"
+    );
     assert!(!err.trim_end().ends_with("db error"), "{err}");
+
+    // A user the server does not let in: whether it says the role does not exist (trust
+    // authentication) or the password is wrong, the fix is in the URL's user and password.
+    let (_, host) = crate::pg::admin_url()
+        .split_once("://")
+        .map(|(_, rest)| rest.rsplit_once('@').map_or(("", rest), |(u, h)| (u, h)))
+        .unwrap();
+    let stranger = format!("postgres://authz_no_such_role:s3cret-Passw0rd@{host}");
+    let (ok, err) = serve_briefly(&[&listen[..], &["--database-url", &stranger]].concat()).await;
+    assert!(!ok);
+    assert!(err.contains("cannot connect to the database"), "{err}");
+    assert!(err.contains("authz_no_such_role"), "{err}");
+    assert!(err.contains(": check the user"), "{err}");
+    assert!(!err.contains("s3cret-Passw0rd"), "{err}");
 
     let (unmigrated, _) = crate::pg::fresh_database().await;
     let (ok, err) = serve_briefly(&[&listen[..], &["--database-url", &unmigrated]].concat()).await;

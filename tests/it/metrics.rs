@@ -93,20 +93,20 @@ async fn metrics_after_traffic() {
     assert!(
         value(
             &text,
-            r#"authz_requests_total{code="OK",method="/authz.v1.AuthzService/Check"}"#
+            r#"authz_requests_total{code="OK",method="Check",service="authz.v1.AuthzService"}"#
         ) >= 4.0
     );
     assert_eq!(
         value(
             &text,
-            r#"authz_requests_total{code="INVALID_ARGUMENT",method="/authz.v1.AuthzService/Check"}"#
+            r#"authz_requests_total{code="INVALID_ARGUMENT",method="Check",service="authz.v1.AuthzService"}"#
         ),
         1.0
     );
     assert!(
         value(
             &text,
-            r#"authz_request_duration_seconds_count{code="OK",method="/authz.v1.AdminService/GrantPermissions"}"#
+            r#"authz_request_duration_seconds_count{code="OK",method="GrantPermissions",service="authz.v1.AdminService"}"#
         ) >= 1.0
     );
     assert_eq!(
@@ -120,7 +120,7 @@ async fn metrics_after_traffic() {
     assert_eq!(
         value(
             &text,
-            r#"authz_requests_total{code="UNIMPLEMENTED",method="unknown"}"#
+            r#"authz_requests_total{code="UNIMPLEMENTED",method="unknown",service="unknown"}"#
         ),
         1.0
     );
@@ -140,4 +140,47 @@ async fn metrics_after_traffic() {
     assert!(value(&text, "authz_db_pool_connections") >= 1.0);
     assert!(value(&text, "authz_db_pool_available") >= 0.0);
     assert!(value(&text, "authz_db_pool_waiting") >= 0.0);
+    // The listener confirms its cache often; the bound is what the server was given.
+    assert!(value(&text, "authz_listener_staleness_seconds") < MAX_STALENESS.as_secs_f64());
+    // The busiest tenant's own series (the one tenant here).
+    // CreateTenant, AddGroupMembers, five Checks, a BatchCheck and a GrantPermissions; the
+    // unknown method never reached a handler, so it names no tenant.
+    assert_eq!(
+        value(&text, r#"authz_tenant_requests_total{tenant="t"}"#),
+        9.0
+    );
+    assert_eq!(
+        value(&text, r#"authz_tenant_request_errors_total{tenant="t"}"#),
+        1.0,
+        "the unknown permission"
+    );
+}
+
+/// A memory-store server has no cache, listener or pool: it shows none of their series (a
+/// listener that does not exist is not "down").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_store_shows_no_listener() {
+    let metrics = Metrics::new().unwrap();
+    let app = spawn_gated(ServerOptions {
+        metrics: Some(metrics.clone()),
+        ..ServerOptions::default()
+    })
+    .await;
+    app.tenant("t").await;
+    let text = metrics.render(app.app.store_stats());
+    for absent in [
+        "authz_listener_connected",
+        "authz_cache_hits_total",
+        "authz_db_pool_connections",
+        "authz_invalidation_lag_seconds",
+    ] {
+        assert!(!text.contains(absent), "{absent} in:\n{text}");
+    }
+    assert_eq!(
+        value(
+            &text,
+            r#"authz_requests_total{code="OK",method="CreateTenant",service="authz.v1.AdminService"}"#
+        ),
+        1.0
+    );
 }

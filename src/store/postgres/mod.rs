@@ -145,14 +145,46 @@ pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
 fn pool_err(e: PoolError) -> StoreError {
     match e {
         // Whatever the database answered, failing to get a connection means it is unavailable.
-        PoolError::Backend(e) => {
-            StoreError::Unavailable(format!("cannot connect to the database: {}", describe(&e)))
-        }
+        PoolError::Backend(e) => StoreError::Unavailable(match connect_hint(&e) {
+            Some(hint) => format!("cannot connect to the database: {}: {hint}", describe(&e)),
+            None => format!("cannot connect to the database: {}", describe(&e)),
+        }),
         PoolError::Timeout(_) => {
             StoreError::Unavailable("no database connection became available in time".to_owned())
         }
         other => StoreError::Unavailable(describe(&other)),
     }
+}
+
+/// What to do about a connection the database refused, for the causes an operator fixes in
+/// the URL or on the server.
+fn connect_hint(e: &tokio_postgres::Error) -> Option<&'static str> {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        return if *code == SqlState::INVALID_PASSWORD {
+            Some("check the user and password in --database-url (AUTHZ_DATABASE_URL)")
+        } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            Some("check the user in --database-url and that the server's pg_hba.conf lets it in")
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            Some("create the database, or correct its name in --database-url")
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            Some("the server is at max_connections: lower --db-pool-size or raise max_connections")
+        } else {
+            None
+        };
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Some(
+                    "is Postgres running and listening on the host and port of --database-url?",
+                );
+            }
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// True when an error means the connection, not the statement, failed: worth one retry on a
