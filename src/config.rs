@@ -131,6 +131,14 @@ fn with_config_file(args: Vec<String>) -> Result<(Vec<String>, Option<ConfigFile
     let Some(path) = path else {
         return Ok((args, None));
     };
+    // The file holds serve settings: `migrate` and `catalog` take their own flags (and the
+    // environment), so an AUTHZ_CONFIG set for the server does not break them.
+    if args
+        .get(1)
+        .is_some_and(|a| !a.starts_with('-') && a != "serve")
+    {
+        return Ok((args, None));
+    }
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read config file {path}: {e}"))?;
     let table: toml::Table = toml::from_str(&text)
@@ -897,6 +905,11 @@ mod tests {
                 .unwrap_err()
                 .contains("not a setting name")
         );
+        // Other commands do not read it (a server's AUTHZ_CONFIG must not break `migrate`).
+        let migrate: Vec<String> = ["authzd", "migrate", "--config", &f]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(args_with_config_file(migrate.clone()).unwrap(), migrate);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

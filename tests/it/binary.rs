@@ -285,6 +285,18 @@ fn config_file_mistakes_name_the_file_line_and_setting() {
             "authzd: config file {f} line 2: unknown setting `max_stalenes`; did you mean `max_staleness`?\n"
         )
     );
+    // A server's AUTHZ_CONFIG does not break `authzd migrate` (which takes its own flags).
+    let out = Command::new(env!("CARGO_BIN_EXE_authzd"))
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://authz@127.0.0.1:1/authz",
+        ])
+        .env("AUTHZ_CONFIG", &file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to the database"), "{err}");
     std::fs::write(&file, "listen = \"127.0.0.1:0\"\n\nmax_batch = -3\n").unwrap();
     let out = authzd(&["serve", "--config", &f]);
     assert!(!out.status.success());
