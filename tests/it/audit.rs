@@ -354,7 +354,18 @@ async fn all_revisions(app: &TestApp) -> Vec<String> {
 /// resources, 10,000 scoped grants, a group of 10,000 copied) each leave an audit event that
 /// reads back, one page at a time or many: snapshots record what fits and count the rest.
 async fn the_largest_accepted_writes_keep_the_audit_log_readable(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    // What is measured here is the audit log's size, not latency: a debug build on a loaded
+    // machine may need more than the default 10 s for a 10,000-user preview of every owners
+    // permission.
+    let app = crate::helpers::spawn_with_options(
+        backend,
+        MAESTRA,
+        authz::server::ServerOptions {
+            request_timeout: std::time::Duration::from_secs(120),
+            ..authz::server::ServerOptions::default()
+        },
+    )
+    .await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let members: Vec<String> = (0..validate_max_list())
