@@ -159,7 +159,14 @@ impl AuthzService for AuthzApi {
             after,
             tx,
         ));
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as Self::WatchStream);
+        // Where the stream starts, so a client can resume from it before the first change.
+        if let Ok(value) = convert::revision(after).parse() {
+            response
+                .metadata_mut()
+                .insert(convert::WATCH_AFTER_REVISION, value);
+        }
+        Ok(response)
     }
 
     async fn check(
@@ -185,6 +192,7 @@ impl AuthzService for AuthzApi {
         self.decided(checked.decision.allowed);
         Ok(Response::new(pb::CheckResponse {
             allowed: checked.decision.allowed,
+            decision: convert::decision(checked.decision.allowed).into(),
             missing_permissions: convert::missing(catalog, &checked),
             denied_by_restriction: convert::restriction_denial(catalog, &checked),
             revision: convert::revision(revision),
@@ -211,7 +219,7 @@ impl AuthzService for AuthzApi {
                 target: item_target(i.target),
                 resource: convert::resource_in(i.resource),
                 context: i.context.into_iter().collect(),
-                explain: false,
+                explain: i.explain,
             })
             .collect();
         let (results, revision) = self
@@ -233,14 +241,22 @@ impl AuthzService for AuthzApi {
             .map(|res| match res {
                 Ok(checked) => pb::BatchCheckResult {
                     allowed: checked.decision.allowed,
+                    decision: convert::decision(checked.decision.allowed).into(),
                     missing_permissions: convert::missing(catalog, &checked),
                     denied_by_restriction: convert::restriction_denial(catalog, &checked),
+                    explanation: checked
+                        .decision
+                        .explanation
+                        .as_ref()
+                        .map(|e| convert::explanation(catalog, e, checked.resource.as_ref())),
                     error: None,
                 },
                 Err(e) => pb::BatchCheckResult {
                     allowed: false,
+                    decision: pb::Decision::Unspecified.into(),
                     missing_permissions: Vec::new(),
                     denied_by_restriction: None,
+                    explanation: None,
                     error: Some(pb::ItemError {
                         code: code(&e) as i32,
                         message: e.to_string(),

@@ -656,7 +656,9 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
         rule: authz_core::admin::Rule::default(),
         dry_run: false,
     };
-    pg.upsert_user("acme", &operator, "ann", "", "").await.unwrap();
+    pg.upsert_user("acme", &operator, "ann", "", "")
+        .await
+        .unwrap();
     pg.load_subject("acme", "ann").await.unwrap();
 
     let v2 = file(
@@ -678,5 +680,9 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
     refused(pg.load_subject("acme", "ann").await.unwrap_err());
     assert!(!pg.guard().serving());
     let rows = crate::pg::query(&url, "SELECT count(*) FROM users WHERE user_id = 'bob'").await;
-    assert_eq!(rows[0].get::<_, i64>(0), 0, "the refused write left nothing");
+    assert_eq!(
+        rows[0].get::<_, i64>(0),
+        0,
+        "the refused write left nothing"
+    );
 }
