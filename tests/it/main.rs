@@ -9,6 +9,7 @@ mod audit;
 mod binary;
 mod catalog_test;
 mod check;
+mod client;
 mod daemon;
 mod delegation;
 mod deploy;
