@@ -121,7 +121,7 @@ impl Client {
     /// let answers = client
     ///     .batch_check("acme")
     ///     .item(BatchItem::permission("alice", "view_reports"))
-    ///     .item(BatchItem::action("bob", "flows.add_flow").context("multibrand", false))
+    ///     .item(BatchItem::action("bob", "flows.add_a_flow").context("multibrand", false))
     ///     .await?;
     /// for result in &answers.results {
     ///     match result {
