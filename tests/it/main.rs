@@ -13,6 +13,7 @@ mod client;
 mod daemon;
 mod delegation;
 mod deploy;
+mod examples;
 mod faults;
 mod gate;
 mod helpers;
