@@ -25,6 +25,7 @@ mod metrics;
 mod model;
 mod pg;
 mod preview;
+mod proto;
 mod replicas;
 mod soak;
 mod surface;
