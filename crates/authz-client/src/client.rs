@@ -412,8 +412,8 @@ impl ClientBuilder {
                 .iter()
                 .map(|a| {
                     let url = self.url(a);
-                    let channel = self.channel(&url, None)?;
-                    Ok(Arc::new(Replica::new(url, channel)))
+                    let (calls, streams) = self.channels(&url, None)?;
+                    Ok(Arc::new(Replica::new(url, calls, streams)))
                 })
                 .collect(),
             Target::Dns { host, port } => {
@@ -434,8 +434,8 @@ impl ClientBuilder {
                 urls.dedup();
                 urls.into_iter()
                     .map(|url| {
-                        let channel = self.channel(&url, Some(host))?;
-                        Ok(Arc::new(Replica::new(url, channel)))
+                        let (calls, streams) = self.channels(&url, Some(host))?;
+                        Ok(Arc::new(Replica::new(url, calls, streams)))
                     })
                     .collect()
             }
@@ -454,13 +454,15 @@ impl ClientBuilder {
         }
     }
 
-    fn channel(&self, url: &str, tls_domain: Option<&str>) -> Result<Channel, Error> {
+    /// A replica's two channels: one for calls, as lean as the generated stubs' default (a
+    /// call's deadline is what finds a dead connection), and one for Watch streams with HTTP/2
+    /// keepalive (a quiet stream has no deadline). Both connect on first use.
+    fn channels(&self, url: &str, tls_domain: Option<&str>) -> Result<(Channel, Channel), Error> {
         let mut endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| Error::Config(format!("{url:?} is not an address: {e}")))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
+            .tcp_keepalive(Some(Duration::from_secs(60)));
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.config(tls_domain))
@@ -470,7 +472,12 @@ impl ClientBuilder {
                 .tls_config(Tls::new().config(tls_domain))
                 .map_err(|e| Error::Config(format!("TLS for {url}: {e}")))?;
         }
-        Ok(endpoint.connect_lazy())
+        let streams = endpoint
+            .clone()
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        Ok((endpoint.connect_lazy(), streams.connect_lazy()))
     }
 }
 
@@ -566,11 +573,13 @@ impl Freshness {
     }
 }
 
-/// Whether a call may be tried again after UNAVAILABLE.
+/// Whether a call may be tried again after UNAVAILABLE, and which channel it takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Read,
     Write,
+    /// Opening a Watch stream: retried like a read, on the replica's stream channel.
+    Stream,
 }
 
 pub(crate) struct Inner {
@@ -712,9 +721,10 @@ impl Client {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let inner = &self.inner;
-        let deadline = timeout.or(inner.timeout).map(|t| Instant::now() + t);
+        let timeout = timeout.or(inner.timeout);
+        let deadline = timeout.map(|t| Instant::now() + t);
         let max_attempts = match kind {
-            Kind::Read => inner.retry.max_attempts.max(1),
+            Kind::Read | Kind::Stream => inner.retry.max_attempts.max(1),
             Kind::Write => 1,
         };
         let mut tried: Vec<String> = Vec::new();
@@ -726,13 +736,23 @@ impl Client {
             };
             let meta = RequestMeta {
                 key: inner.key.clone(),
-                timeout: deadline.map(|d| d.saturating_duration_since(Instant::now())),
+                // The first attempt states the whole timeout: the same `grpc-timeout` on every
+                // call, which HTTP/2 header compression then sends as an index. Retries state
+                // what is left.
+                timeout: match (n, timeout, deadline) {
+                    (1, t, _) => t,
+                    (_, _, d) => d.map(|d| d.saturating_duration_since(Instant::now())),
+                },
             };
-            let fut = attempt(replica.channel.clone(), meta);
+            let channel = match kind {
+                Kind::Stream => replica.streams.clone(),
+                Kind::Read | Kind::Write => replica.channel.clone(),
+            };
+            let fut = attempt(channel, meta);
             let result = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, fut).await {
                     Ok(r) => r,
-                    Err(_) => Err(deadline_passed(method, timeout.or(inner.timeout))),
+                    Err(_) => Err(deadline_passed(method, timeout)),
                 },
                 None => fut.await,
             };

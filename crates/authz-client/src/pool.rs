@@ -1,4 +1,4 @@
-//! The replicas a client talks to: one channel each, their readiness, and which one serves a
+//! The replicas a client talks to: their channels, their readiness, and which one serves a
 //! tenant.
 //!
 //! Each tenant goes to one replica, chosen by rendezvous hashing of the tenant id over the
@@ -13,21 +13,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::transport::Channel;
 
-/// One replica: its address, its channel and whether it is ready.
+/// One replica: its address, its channels and whether it is ready.
 pub(crate) struct Replica {
     /// The address it is known by (`http://10.0.0.7:50051`): what the hash uses.
     pub id: String,
     seed: u64,
+    /// For calls: each has a deadline, which is how a dead connection shows.
     pub channel: Channel,
+    /// For Watch streams, which have none: HTTP/2 keepalive pings find a dead connection.
+    pub streams: Channel,
     ready: AtomicBool,
 }
 
 impl Replica {
-    pub fn new(id: String, channel: Channel) -> Replica {
+    pub fn new(id: String, channel: Channel, streams: Channel) -> Replica {
         Replica {
             seed: fnv1a(FNV_OFFSET, id.as_bytes()),
             id,
             channel,
+            streams,
             ready: AtomicBool::new(true),
         }
     }
@@ -130,7 +134,7 @@ mod tests {
                 let channel = tonic::transport::Endpoint::from_shared(id.clone())
                     .unwrap()
                     .connect_lazy();
-                Arc::new(Replica::new(id, channel))
+                Arc::new(Replica::new(id, channel.clone(), channel))
             })
             .collect();
         Pool::new(replicas)

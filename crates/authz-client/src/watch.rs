@@ -135,7 +135,7 @@ async fn open(
         .call(
             "/authz.v1.AuthzService/Watch",
             tenant,
-            crate::client::Kind::Read,
+            crate::client::Kind::Stream,
             None,
             |channel, meta| {
                 let mut req = tonic::Request::new(request.clone());
