@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark suite and writes docs/benchmarks.md:
-#   scripts/bench.sh            full run (seeds ~1M users; about 11 minutes on 2 cores with the builds done)
+#   scripts/bench.sh            full run (seeds ~1M users; about 15 minutes on 2 cores with the builds done)
 #   scripts/bench.sh --smoke    a small, quick run that keeps the harness working (no targets)
 # Installs what is missing: h2load (Debian package nghttp2-client) and Cerbos (npm package
 # @cerbos/cerbos-linux-x64, under target/peers). Uses AUTHZ_BENCH_DATABASE_URL, or a database
@@ -42,7 +42,8 @@ if $smoke; then
   "$bench" seed --url "$url" --tenants 20 --users 3000 --big-group 1000
   "$bench" postgres --url "$url" --samples 100 --report "$report"
   "$bench" inproc --url "$url" --sizes 1000 --checks 10000 --report "$report"
-  "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --duration 1 --rounds 1 --report "$report"
+  "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --duration 1 --rounds 1 \
+    --client-pairs 2 --client-secs 1 --report "$report"
   # The criterion bench in test mode: every engine set up, answers compared, each bench run once.
   cargo test -p authz-bench --bench decision >/dev/null
 else

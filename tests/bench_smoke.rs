@@ -49,6 +49,8 @@ async fn the_benchmark_harness_runs_end_to_end() {
         "| cerbos |",
         "| authz-check |",
         "| echo |",
+        "### Check through the client vs raw tonic stubs",
+        "| client / stubs |",
     ] {
         assert!(
             report.contains(section),

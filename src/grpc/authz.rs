@@ -193,7 +193,14 @@ impl AuthzService for AuthzApi {
             after,
             tx,
         ));
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as Self::WatchStream);
+        // Where the stream starts, so a client can resume from it before the first change.
+        if let Ok(value) = convert::revision(after).parse() {
+            response
+                .metadata_mut()
+                .insert(convert::WATCH_AFTER_REVISION, value);
+        }
+        Ok(response)
     }
 
     async fn check(
@@ -220,6 +227,7 @@ impl AuthzService for AuthzApi {
         self.decided(checked.decision.allowed);
         let response = pb::CheckResponse {
             allowed: checked.decision.allowed,
+            decision: convert::decision(checked.decision.allowed).into(),
             missing_permissions: convert::missing(catalog, &checked),
             denied_by_restriction: convert::restriction_denial(catalog, &checked),
             revision: convert::revision(revision),
@@ -267,7 +275,7 @@ impl AuthzService for AuthzApi {
                 target: item_target(i.target),
                 resource: convert::resource_in(i.resource),
                 context: i.context.into_iter().collect(),
-                explain: false,
+                explain: i.explain,
             })
             .collect();
         let (results, revision) = self
@@ -289,12 +297,17 @@ impl AuthzService for AuthzApi {
             .enumerate()
             .map(|(i, res)| match res {
                 Ok(checked) => {
-                    let result = pb::BatchCheckResult {
-                        allowed: checked.decision.allowed,
-                        missing_permissions: convert::missing(catalog, &checked),
-                        denied_by_restriction: convert::restriction_denial(catalog, &checked),
-                        error: None,
-                    };
+                    let result =
+                        pb::BatchCheckResult {
+                            allowed: checked.decision.allowed,
+                            decision: convert::decision(checked.decision.allowed).into(),
+                            missing_permissions: convert::missing(catalog, &checked),
+                            denied_by_restriction: convert::restriction_denial(catalog, &checked),
+                            explanation: checked.decision.explanation.as_ref().map(|e| {
+                                convert::explanation(catalog, e, checked.resource.as_ref())
+                            }),
+                            error: None,
+                        };
                     if let (Some(log), Some(input)) = (&self.decisions, items.get(i)) {
                         log.record(&Decision {
                             method: "BatchCheck",
@@ -318,8 +331,10 @@ impl AuthzService for AuthzApi {
                 }
                 Err(e) => pb::BatchCheckResult {
                     allowed: false,
+                    decision: pb::Decision::Unspecified.into(),
                     missing_permissions: Vec::new(),
                     denied_by_restriction: None,
+                    explanation: None,
                     error: Some(pb::ItemError {
                         code: code(&e) as i32,
                         message: e.to_string(),

@@ -12,6 +12,18 @@ pub fn revision(r: Revision) -> String {
     r.to_string()
 }
 
+/// The decision enum JSON always shows (proto3 JSON leaves out `allowed: false`).
+pub fn decision(allowed: bool) -> pb::Decision {
+    if allowed {
+        pb::Decision::Allowed
+    } else {
+        pb::Decision::Denied
+    }
+}
+
+/// The Watch response's initial metadata: the revision the stream starts after.
+pub const WATCH_AFTER_REVISION: &str = "authz-after-revision";
+
 pub fn consistency(c: Option<pb::Consistency>) -> Result<Consistency> {
     use pb::consistency::Requirement;
     Ok(match c.and_then(|c| c.requirement) {

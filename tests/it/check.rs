@@ -1189,7 +1189,95 @@ async fn missing_permissions_always_fix_the_check(backend: Backend) {
     );
 }
 
+/// Every decided check says DECISION_ALLOWED or DECISION_DENIED (a non-zero enum, so JSON shows
+/// it even when `allowed` is false and left out); an undecided batch item says neither and
+/// carries its error; batch items that ask to `explain` get the explanation Check would give.
+async fn decisions_are_explicit_and_batch_items_explain(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    app.add("t", "analysts", &["a"]).await;
+    let allowed = app
+        .check(perm_check("t", "a", "view_reports"))
+        .await
+        .unwrap();
+    assert_eq!(allowed.decision(), pb::Decision::Allowed);
+    let denied = app
+        .check(perm_check("t", "a", "delete_customers"))
+        .await
+        .unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.decision(), pb::Decision::Denied);
+    assert_eq!(denied.missing_permissions, ["delete_customers"]);
+
+    let item = |perm: &str, explain: bool| pb::BatchCheckItem {
+        user_id: "a".into(),
+        target: Some(pb::batch_check_item::Target::Permission(perm.into())),
+        explain,
+        ..Default::default()
+    };
+    let r = app
+        .authz
+        .clone()
+        .batch_check(pb::BatchCheckRequest {
+            tenant_id: "t".into(),
+            items: vec![
+                item("view_reports", true),
+                item("delete_customers", true),
+                item("delete_customers", false),
+                item("no_such_permission", true),
+            ],
+            consistency: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let d: Vec<_> = r.results.iter().map(|r| r.decision()).collect();
+    use pb::Decision::*;
+    assert_eq!(d, [Allowed, Denied, Denied, Unspecified]);
+    // The same explanation a single Check gives.
+    let single = app
+        .check(pb::CheckRequest {
+            explain: true,
+            ..perm_check("t", "a", "delete_customers")
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.results[1].explanation, single.explanation);
+    let held = r.results[0].explanation.as_ref().unwrap();
+    assert_eq!(held.permissions[0].sources, ["group:analysts"]);
+    assert!(r.results[2].explanation.is_none());
+    assert!(r.results[3].explanation.is_none() && r.results[3].error.is_some());
+}
+
+/// A Watch response's initial metadata says where the stream starts: the tenant's latest
+/// revision when `after_revision` is empty, else the one asked for.
+async fn watch_says_where_it_starts(backend: Backend) {
+    let app = spawn(backend, MAESTRA).await;
+    app.tenant("t").await;
+    app.add("t", "analysts", &["a"]).await;
+    let start = |after: &str| {
+        let mut authz = app.authz.clone();
+        let req = pb::WatchRequest {
+            tenant_id: "t".into(),
+            after_revision: after.into(),
+        };
+        async move {
+            let r = authz.watch(req).await.unwrap();
+            r.metadata()
+                .get("authz-after-revision")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(start("").await, "2");
+    assert_eq!(start("1").await, "1");
+}
+
 contract!(
+    decisions_are_explicit_and_batch_items_explain,
+    watch_says_where_it_starts,
     readme_walkthrough,
     every_standard_group_and_every_permission,
     every_action_for_every_group_over_grpc,

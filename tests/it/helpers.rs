@@ -42,6 +42,8 @@ pub struct TestApp {
     pub authz: AuthzServiceClient<Channel>,
     pub admin: AdminServiceClient<Channel>,
     pub channel: Channel,
+    /// Where the server listens.
+    pub addr: std::net::SocketAddr,
     pub catalog: Arc<Catalog>,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<JoinHandle<Result<(), authz::server::ServeError>>>,
@@ -56,6 +58,16 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             h.await.unwrap().unwrap();
         }
+    }
+
+    /// The server's address as a URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client of this server, built with the defaults.
+    pub async fn client(&self) -> authz_client::Client {
+        authz_client::Client::connect(self.url()).await.unwrap()
     }
 
     pub async fn tenant(&self, id: &str) {
@@ -251,6 +263,17 @@ pub async fn spawn_replica_full(
     server_options: authz::server::ServerOptions,
     cache_bytes: Option<u64>,
 ) -> TestApp {
+    replica(pg, catalog, after_load, server_options, cache_bytes, None).await
+}
+
+async fn replica(
+    pg: PgOptions,
+    catalog: &str,
+    after_load: Option<AfterLoad>,
+    server_options: authz::server::ServerOptions,
+    cache_bytes: Option<u64>,
+    listen_on: Option<tokio::net::TcpListener>,
+) -> TestApp {
     let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
     let url = pg.url.clone();
     let pg = Arc::new(PostgresStore::new(catalog.clone(), &pg).unwrap());
@@ -281,12 +304,30 @@ pub async fn spawn_replica_full(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    start_with(
+    let listener = match listen_on {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    start_on(
+        listener,
         catalog,
         cached.clone(),
         Some(url),
         Some(cached),
         server_options,
+    )
+    .await
+}
+
+/// A replica on an existing database, serving on `listener` (to come back on an address).
+pub async fn spawn_replica_on(url: &str, listener: tokio::net::TcpListener) -> TestApp {
+    replica(
+        PgOptions::new(url),
+        MAESTRA,
+        None,
+        authz::server::ServerOptions::default(),
+        None,
+        Some(listener),
     )
     .await
 }
@@ -330,8 +371,20 @@ async fn start_with(
     cached: Option<Arc<CachedStore>>,
     options: authz::server::ServerOptions,
 ) -> TestApp {
-    let app = Arc::new(Authz::new(catalog.clone(), store).with_max_batch(1000));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(listener, catalog, store, db_url, cached, options).await
+}
+
+/// A server over any store on a bound listener.
+pub async fn start_on(
+    listener: tokio::net::TcpListener,
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    db_url: Option<String>,
+    cached: Option<Arc<CachedStore>>,
+    options: authz::server::ServerOptions,
+) -> TestApp {
+    let app = Arc::new(Authz::new(catalog.clone(), store).with_max_batch(1000));
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(authz::server::run(listener, app.clone(), options, async {
@@ -350,6 +403,7 @@ async fn start_with(
         authz: AuthzServiceClient::new(channel.clone()),
         admin: AdminServiceClient::new(channel.clone()),
         channel,
+        addr,
         catalog,
         shutdown: Some(tx),
         server: Some(server),

@@ -90,6 +90,16 @@ enum Cmd {
         duration: u64,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Pairs of runs (stubs, client; which goes first alternating) for "Check through the
+        /// client vs raw tonic stubs".
+        #[arg(long, default_value_t = 30)]
+        client_pairs: usize,
+        /// Seconds per run of those pairs.
+        #[arg(long, default_value_t = 2)]
+        client_secs: u64,
+        /// Measure only the client against the stubs (no h2load, no Cerbos).
+        #[arg(long)]
+        client_only: bool,
         #[arg(long)]
         report: PathBuf,
     },
@@ -124,8 +134,23 @@ fn main() {
             cerbos,
             duration,
             rounds,
+            client_pairs,
+            client_secs,
+            client_only,
             report,
-        } => grpc(&authzd, &url, cerbos.as_deref(), duration, rounds, &report),
+        } => grpc(
+            &authzd,
+            &url,
+            cerbos.as_deref(),
+            Load {
+                secs: duration,
+                rounds,
+                client_pairs,
+                client_secs,
+                client_only,
+            },
+            &report,
+        ),
     }
 }
 
@@ -926,7 +951,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, secs: u64, rounds: usize, report: &Path) {
+/// How long the gRPC load runs.
+struct Load {
+    secs: u64,
+    rounds: usize,
+    client_pairs: usize,
+    client_secs: u64,
+    client_only: bool,
+}
+
+fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Path) {
+    let (secs, rounds) = (load.secs, load.rounds);
     let dir = std::env::temp_dir().join(format!("authz-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let catalog = Catalog::from_toml(MAESTRA).unwrap();
@@ -1034,6 +1069,7 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, secs: u64, rounds: usiz
     ];
 
     // Cerbos: roles = groups, actions = permissions, one resource policy, disk store.
+    let cerbos = cerbos.filter(|_| !load.client_only);
     let _cerbos = cerbos.map(|bin| {
         let policies = dir.join("policies");
         std::fs::create_dir_all(&policies).unwrap();
@@ -1145,6 +1181,19 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, secs: u64, rounds: usiz
         eprintln!("{}: grpc-status 0 with a real client", t.name);
     }
 
+    if load.client_only {
+        let text = rt.block_on(client_vs_stubs(
+            port,
+            &check_req,
+            load.client_secs,
+            load.client_pairs,
+        ));
+        print!("{text}");
+        append(report, &text);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+
     // Interleaved rounds, medians reported.
     let mut results: Vec<[Vec<f64>; 5]> = targets.iter().map(|_| Default::default()).collect();
     for round in 0..rounds {
@@ -1201,5 +1250,166 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, secs: u64, rounds: usiz
     );
     print!("{text}");
     append(report, &text);
+    let text = rt.block_on(client_vs_stubs(
+        port,
+        &check_req,
+        load.client_secs,
+        load.client_pairs,
+    ));
+    print!("{text}");
+    append(report, &text);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- Check through the client vs raw tonic stubs ----
+
+/// Checks per second with `concurrency` tasks calling for `secs`, and the latencies of one of
+/// them.
+async fn drive<F, Fut>(concurrency: usize, secs: u64, call: F) -> (f64, Vec<Duration>)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                let mut latencies = Vec::new();
+                while Instant::now() < stop {
+                    let t = Instant::now();
+                    assert!(call().await, "the benchmarked check should be an allow");
+                    if i == 0 {
+                        latencies.push(t.elapsed());
+                    }
+                    n += 1;
+                }
+                (n, latencies)
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut total = 0;
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (n, l) = t.await.unwrap();
+        total += n;
+        if !l.is_empty() {
+            latencies = l;
+        }
+    }
+    latencies.sort();
+    (total as f64 / started.elapsed().as_secs_f64(), latencies)
+}
+
+/// The same Check, a cache hit, sent by the Rust client and by the generated tonic stubs over
+/// one connection each: `pairs` pairs of runs of each (32 concurrent callers for throughput, then
+/// one caller for latency), which goes first alternating. The machine's load drifts (other
+/// processes share its cores), so the headline is the median of the pairs' ratios: the two runs
+/// of a pair are seconds apart.
+async fn client_vs_stubs(
+    port: u16,
+    check_req: &pb::CheckRequest,
+    secs: u64,
+    pairs: usize,
+) -> String {
+    let url = format!("http://127.0.0.1:{port}");
+    let channel = tonic::transport::Channel::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let stubs = pb::authz_service_client::AuthzServiceClient::new(channel);
+    let client = authz_client::Client::connect(&url).await.unwrap();
+    let (tenant, user) = (check_req.tenant_id.clone(), check_req.user_id.clone());
+    let Some(pb::check_request::Target::Permission(perm)) = check_req.target.clone() else {
+        panic!("the benchmarked check names a permission");
+    };
+    let raw = {
+        let (stubs, req) = (stubs.clone(), check_req.clone());
+        move || {
+            let (mut stubs, req) = (stubs.clone(), req.clone());
+            async move { stubs.check(req).await.unwrap().into_inner().allowed }
+        }
+    };
+    let typed = {
+        let (client, tenant, user, perm) =
+            (client.clone(), tenant.clone(), user.clone(), perm.clone());
+        move || {
+            let (client, tenant, user, perm) =
+                (client.clone(), tenant.clone(), user.clone(), perm.clone());
+            async move {
+                client
+                    .check(tenant, user)
+                    .permission(perm)
+                    .await
+                    .unwrap()
+                    .allowed
+            }
+        }
+    };
+    // Warm both paths.
+    drive(4, 1, raw.clone()).await;
+    drive(4, 1, typed.clone()).await;
+    let p50 = |l: &[Duration]| pct(l, 0.5).as_secs_f64() * 1e6;
+    let mut results: [Vec<f64>; 6] = Default::default();
+    for pair in 0..pairs {
+        let stubs_first = pair % 2 == 0;
+        let (stub_rps, client_rps) = if stubs_first {
+            let a = drive(32, secs, raw.clone()).await.0;
+            (a, drive(32, secs, typed.clone()).await.0)
+        } else {
+            let b = drive(32, secs, typed.clone()).await.0;
+            (drive(32, secs, raw.clone()).await.0, b)
+        };
+        let (stub_single, client_single) = if stubs_first {
+            let a = p50(&drive(1, secs, raw.clone()).await.1);
+            (a, p50(&drive(1, secs, typed.clone()).await.1))
+        } else {
+            let b = p50(&drive(1, secs, typed.clone()).await.1);
+            (p50(&drive(1, secs, raw.clone()).await.1), b)
+        };
+        eprintln!(
+            "pair {pair}: stubs {stub_rps:.0}/s, client {client_rps:.0}/s ({:.3}); single p50 stubs {stub_single:.1} µs, client {client_single:.1} µs ({:.3})",
+            client_rps / stub_rps,
+            client_single / stub_single
+        );
+        for (i, v) in [
+            stub_rps,
+            client_rps,
+            client_rps / stub_rps,
+            stub_single,
+            client_single,
+            client_single / stub_single,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            results[i].push(v);
+        }
+    }
+    let [
+        stub_rps,
+        client_rps,
+        rps_ratio,
+        stub_p50,
+        client_p50,
+        p50_ratio,
+    ] = results.map(median);
+    format!(
+        "### Check through the client vs raw tonic stubs\n\n\
+         The same Check (a cache hit) from this process to authzd on loopback: by the generated \
+         tonic stubs (`AuthzServiceClient`), and by `authz-client` (`client.check(t, u).permission(p)`, \
+         with its routing, read-your-writes lookup, deadline and retry wrapper). {pairs} pairs \
+         of runs of {secs} s, which goes first alternating: 32 concurrent callers on one \
+         connection for throughput, then one caller for latency. Medians; the ratio is the \
+         median of the pairs' ratios (the two runs of a pair are seconds apart, so load from \
+         other processes on the shared cores cancels out).\n\n\
+         | path | checks/s (32 callers) | single-caller p50 |\n|---|---:|---:|\n\
+         | raw tonic stubs | {stub_rps:.0} | {stub_p50:.1} µs |\n\
+         | authz-client | {client_rps:.0} | {client_p50:.1} µs |\n\
+         | client / stubs | {rps_ratio:.3}× | {p50_ratio:.3}× |\n\n\
+         Target: the client within 5% of the stubs (≥ 0.95× the checks/s, ≤ 1.05× the p50).\n\n"
+    )
 }
