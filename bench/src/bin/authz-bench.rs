@@ -1182,7 +1182,12 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
     }
 
     if load.client_only {
-        let text = rt.block_on(client_vs_stubs(port, &check_req, load.client_secs, load.client_pairs));
+        let text = client_runtime().block_on(client_vs_stubs(
+            port,
+            &check_req,
+            load.client_secs,
+            load.client_pairs,
+        ));
         print!("{text}");
         append(report, &text);
         let _ = std::fs::remove_dir_all(&dir);
@@ -1245,10 +1250,25 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
     );
     print!("{text}");
     append(report, &text);
-    let text = rt.block_on(client_vs_stubs(port, &check_req, load.client_secs, load.client_pairs));
+    let text = client_runtime().block_on(client_vs_stubs(
+        port,
+        &check_req,
+        load.client_secs,
+        load.client_pairs,
+    ));
     print!("{text}");
     append(report, &text);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One thread for the callers and both connections, so neither path's connection lands on
+/// another worker than its callers (which would add a cross-thread wake-up to every call of one
+/// path and not the other).
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 // ---- Check through the client vs raw tonic stubs ----
@@ -1298,7 +1318,12 @@ where
 /// one caller for latency), which goes first alternating. The machine's load drifts (other
 /// processes share its cores), so the headline is the median of the pairs' ratios: the two runs
 /// of a pair are seconds apart.
-async fn client_vs_stubs(port: u16, check_req: &pb::CheckRequest, secs: u64, pairs: usize) -> String {
+async fn client_vs_stubs(
+    port: u16,
+    check_req: &pb::CheckRequest,
+    secs: u64,
+    pairs: usize,
+) -> String {
     let url = format!("http://127.0.0.1:{port}");
     let channel = tonic::transport::Channel::from_shared(url.clone())
         .unwrap()
@@ -1319,7 +1344,8 @@ async fn client_vs_stubs(port: u16, check_req: &pb::CheckRequest, secs: u64, pai
         }
     };
     let typed = {
-        let (client, tenant, user, perm) = (client.clone(), tenant.clone(), user.clone(), perm.clone());
+        let (client, tenant, user, perm) =
+            (client.clone(), tenant.clone(), user.clone(), perm.clone());
         move || {
             let (client, tenant, user, perm) =
                 (client.clone(), tenant.clone(), user.clone(), perm.clone());
@@ -1373,14 +1399,22 @@ async fn client_vs_stubs(port: u16, check_req: &pb::CheckRequest, secs: u64, pai
             results[i].push(v);
         }
     }
-    let [stub_rps, client_rps, rps_ratio, stub_p50, client_p50, p50_ratio] = results.map(median);
+    let [
+        stub_rps,
+        client_rps,
+        rps_ratio,
+        stub_p50,
+        client_p50,
+        p50_ratio,
+    ] = results.map(median);
     format!(
         "### Check through the client vs raw tonic stubs\n\n\
          The same Check (a cache hit) from this process to authzd on loopback: by the generated \
          tonic stubs (`AuthzServiceClient`), and by `authz-client` (`client.check(t, u).permission(p)`, \
-         with its routing, read-your-writes lookup, deadline and retry wrapper). {pairs} pairs \
-         of runs of {secs} s, which goes first alternating: 32 concurrent callers on one \
-         connection for throughput, then one caller for latency. Medians; the ratio is the \
+         with its routing, read-your-writes lookup, deadline and retry wrapper), callers and \
+         connections on one thread. {pairs} pairs of runs of {secs} s, which goes first \
+         alternating: 32 concurrent callers on one connection for throughput, then one caller \
+         for latency. Medians; the ratio is the \
          median of the pairs' ratios (the two runs of a pair are seconds apart, so load from \
          other processes on the shared cores cancels out).\n\n\
          | path | checks/s (32 callers) | single-caller p50 |\n|---|---:|---:|\n\
