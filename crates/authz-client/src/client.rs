@@ -607,9 +607,8 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Ok(mut h) = self.health.lock()
-            && let Some(task) = h.take()
-        {
+        // The health task holds only a weak reference; stop it with the client.
+        if let Some(task) = self.health.lock().ok().and_then(|mut h| h.take()) {
             task.abort();
         }
     }
