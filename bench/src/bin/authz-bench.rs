@@ -1182,7 +1182,7 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
     }
 
     if load.client_only {
-        let text = rt.block_on(client_vs_stubs(
+        let text = client_runtime().block_on(client_vs_stubs(
             port,
             &check_req,
             load.client_secs,
@@ -1250,7 +1250,7 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
     );
     print!("{text}");
     append(report, &text);
-    let text = rt.block_on(client_vs_stubs(
+    let text = client_runtime().block_on(client_vs_stubs(
         port,
         &check_req,
         load.client_secs,
@@ -1259,6 +1259,16 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
     print!("{text}");
     append(report, &text);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One thread for the callers and both connections, so neither path's connection lands on
+/// another worker than its callers (which would add a cross-thread wake-up to every call of one
+/// path and not the other).
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 // ---- Check through the client vs raw tonic stubs ----
@@ -1401,9 +1411,10 @@ async fn client_vs_stubs(
         "### Check through the client vs raw tonic stubs\n\n\
          The same Check (a cache hit) from this process to authzd on loopback: by the generated \
          tonic stubs (`AuthzServiceClient`), and by `authz-client` (`client.check(t, u).permission(p)`, \
-         with its routing, read-your-writes lookup, deadline and retry wrapper). {pairs} pairs \
-         of runs of {secs} s, which goes first alternating: 32 concurrent callers on one \
-         connection for throughput, then one caller for latency. Medians; the ratio is the \
+         with its routing, read-your-writes lookup, deadline and retry wrapper), callers and \
+         connections on one thread. {pairs} pairs of runs of {secs} s, which goes first \
+         alternating: 32 concurrent callers on one connection for throughput, then one caller \
+         for latency. Medians; the ratio is the \
          median of the pairs' ratios (the two runs of a pair are seconds apart, so load from \
          other processes on the shared cores cancels out).\n\n\
          | path | checks/s (32 callers) | single-caller p50 |\n|---|---:|---:|\n\

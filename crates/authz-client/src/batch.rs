@@ -200,7 +200,7 @@ impl BatchCheckRequest<'_> {
                     .call(
                         "/authz.v1.AuthzService/BatchCheck",
                         &request.tenant_id,
-                        Kind::Read,
+                        Kind::Check,
                         timeout,
                         |channel, meta| {
                             let req = meta.request(request.clone());

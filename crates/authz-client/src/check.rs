@@ -114,7 +114,7 @@ impl CheckRequest<'_> {
             .call(
                 "/authz.v1.AuthzService/Check",
                 &request.tenant_id,
-                Kind::Read,
+                Kind::Check,
                 self.timeout,
                 |channel, meta| {
                     let req = meta.request(request.clone());
@@ -212,7 +212,7 @@ impl EffectivePermissionsRequest<'_> {
             .call(
                 "/authz.v1.AuthzService/GetEffectivePermissions",
                 &request.tenant_id,
-                Kind::Read,
+                Kind::Check,
                 self.timeout,
                 |channel, meta| {
                     let req = meta.request(request.clone());
@@ -315,7 +315,7 @@ impl AllowedResourcesRequest<'_> {
             .call(
                 "/authz.v1.AuthzService/ListAllowedResources",
                 &request.tenant_id,
-                Kind::Read,
+                Kind::Check,
                 self.timeout,
                 |channel, meta| {
                     let req = meta.request(request.clone());

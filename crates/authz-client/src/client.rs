@@ -282,8 +282,10 @@ impl ClientBuilder {
     }
 
     /// The default deadline of every call, retries included (10 s unless set; `None`: no
-    /// deadline). Calls can set their own. The server also learns it (`grpc-timeout`) and stops
-    /// working on a call whose caller has given up.
+    /// deadline). Calls can set their own. Admin calls also send it to the server
+    /// (`grpc-timeout`), which stops working on a call whose caller has given up; checks, which
+    /// the server answers in microseconds, do not (it would cost the server a timer per check,
+    /// and its own `--request-timeout` bounds them).
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeout = timeout.into();
         self
@@ -573,10 +575,17 @@ impl Freshness {
     }
 }
 
-/// Whether a call may be tried again after UNAVAILABLE, and which channel it takes.
+/// Whether a call may be tried again after UNAVAILABLE, which channel it takes, and whether
+/// the server is told its deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// A check (Check, BatchCheck, effective permissions, allowed resources): retried. The
+    /// server answers in microseconds and its `--request-timeout` bounds the rest, so the
+    /// deadline is the client's alone: sending it would cost the server a timer per check.
+    Check,
+    /// An admin read: retried; the server is sent the deadline (`grpc-timeout`).
     Read,
+    /// A write: never retried; the server is sent the deadline.
     Write,
     /// Opening a Watch stream: retried like a read, on the replica's stream channel.
     Stream,
@@ -598,9 +607,8 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Ok(mut h) = self.health.lock()
-            && let Some(task) = h.take()
-        {
+        // The health task holds only a weak reference; stop it with the client.
+        if let Some(task) = self.health.lock().ok().and_then(|mut h| h.take()) {
             task.abort();
         }
     }
@@ -724,7 +732,7 @@ impl Client {
         let timeout = timeout.or(inner.timeout);
         let deadline = timeout.map(|t| Instant::now() + t);
         let max_attempts = match kind {
-            Kind::Read | Kind::Stream => inner.retry.max_attempts.max(1),
+            Kind::Check | Kind::Read | Kind::Stream => inner.retry.max_attempts.max(1),
             Kind::Write => 1,
         };
         let mut tried: Vec<String> = Vec::new();
@@ -739,14 +747,15 @@ impl Client {
                 // The first attempt states the whole timeout: the same `grpc-timeout` on every
                 // call, which HTTP/2 header compression then sends as an index. Retries state
                 // what is left.
-                timeout: match (n, timeout, deadline) {
-                    (1, t, _) => t,
-                    (_, _, d) => d.map(|d| d.saturating_duration_since(Instant::now())),
+                timeout: match (kind, n, timeout, deadline) {
+                    (Kind::Check | Kind::Stream, ..) => None,
+                    (_, 1, t, _) => t,
+                    (.., d) => d.map(|d| d.saturating_duration_since(Instant::now())),
                 },
             };
             let channel = match kind {
                 Kind::Stream => replica.streams.clone(),
-                Kind::Read | Kind::Write => replica.channel.clone(),
+                Kind::Check | Kind::Read | Kind::Write => replica.channel.clone(),
             };
             let fut = attempt(channel, meta);
             let result = match deadline {
