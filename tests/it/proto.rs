@@ -10,6 +10,9 @@ const BUF: &str = "buf-bin==1.75.0";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn buf() -> PathBuf {
+    // The tests run in parallel: one sets the virtualenv up while the others wait for it.
+    static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SETUP.lock().unwrap_or_else(|e| e.into_inner());
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("buf-venv");
     let buf = venv.join("bin/buf");
     if Command::new(&buf)
