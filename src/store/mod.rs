@@ -596,42 +596,46 @@ pub enum Written {
 impl Committed<Written> {
     /// The user a user write returns.
     pub fn user(self) -> Result<Committed<UserInfo>> {
-        let Committed {
-            value,
-            revision,
-            preview,
-            touched,
-        } = self;
-        match value {
-            Written::User(value) => Ok(Committed {
-                value,
-                revision,
-                preview,
-                touched,
-            }),
-            other => Err(StoreError::Internal(format!(
-                "a user write returned {other:?}"
-            ))),
-        }
+        self.expect("user", |w| match w {
+            Written::User(u) => Some(u),
+            _ => None,
+        })
     }
 
     /// The group a group write returns.
     pub fn group(self) -> Result<Committed<GroupInfo>> {
+        self.expect("group", |w| match w {
+            Written::Group(g) => Some(g),
+            _ => None,
+        })
+    }
+
+    /// The value `pick` takes out of a `what` write; any other is a store's mistake.
+    fn expect<U>(
+        self,
+        what: &str,
+        pick: impl FnOnce(Written) -> Option<U>,
+    ) -> Result<Committed<U>> {
         let Committed {
             value,
             revision,
             preview,
             touched,
         } = self;
-        match value {
-            Written::Group(value) => Ok(Committed {
+        let kind = match &value {
+            Written::Nothing => "nothing",
+            Written::User(_) => "a user",
+            Written::Group(_) => "a group",
+        };
+        match pick(value) {
+            Some(value) => Ok(Committed {
                 value,
                 revision,
                 preview,
                 touched,
             }),
-            other => Err(StoreError::Internal(format!(
-                "a group write returned {other:?}"
+            None => Err(StoreError::Internal(format!(
+                "a {what} write returned {kind}"
             ))),
         }
     }
