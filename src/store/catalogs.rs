@@ -188,12 +188,8 @@ impl CatalogGuard {
         self.verified.store(id, Ordering::Release);
     }
 
-    /// Lets data read under record `id` through, checking the record first when it is new to
-    /// this replica; UNAVAILABLE with the reason when this replica must not serve it.
-    pub async fn admit(&self, tx: &Transaction<'_>, id: i64) -> Result<()> {
-        if id != self.verified() {
-            self.check(tx, id).await?;
-        }
+    /// UNAVAILABLE with the reason while this replica must not serve.
+    pub fn serves(&self) -> Result<()> {
         match self.refusal() {
             None => Ok(()),
             Some(r) => Err(StoreError::CatalogMismatch(r)),

@@ -339,15 +339,12 @@ impl PostgresStore {
     /// Lets data read under catalog record `id` through; checks the record first when it is
     /// new to this replica.
     async fn admit(&self, id: i64) -> Result<()> {
-        if id == self.guard.verified() {
-            return match self.guard.refusal() {
-                None => Ok(()),
-                Some(r) => Err(StoreError::CatalogMismatch(r)),
-            };
+        if id != self.guard.verified() {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg)?;
+            self.guard.check(&tx, id).await?;
         }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        self.guard.admit(&tx, id).await
+        self.guard.serves()
     }
 
     /// Checks the database's newest catalog record again (a notification announced one, or
