@@ -94,6 +94,17 @@ fn group(key: &str, permissions: &[&str]) -> pb::CreateGroupRequest {
     }
 }
 
+/// A database on the default catalog where ann is in "Layout of email templates", and a
+/// catalog file without that group: its URL and the file.
+async fn a_layout_member_and_a_catalog_without_the_group() -> (String, String) {
+    let a = crate::helpers::spawn_pg_gated(authz::server::ServerOptions::default()).await;
+    let url = a.db_url.clone().unwrap();
+    a.tenant("acme").await;
+    a.add("acme", "layout_of_email_templates", &["ann"]).await;
+    a.stop().await;
+    (url, file(&maestra_without_layout()))
+}
+
 /// The default catalog without its "Layout of email templates" group.
 fn maestra_without_layout() -> String {
     let start = MAESTRA
@@ -243,12 +254,7 @@ async fn another_products_catalog_is_refused_and_lists_what_it_would_reinterpret
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_system_group_keeps_no_leftover_members() {
-    let a = crate::helpers::spawn_pg_gated(authz::server::ServerOptions::default()).await;
-    let url = a.db_url.clone().unwrap();
-    a.tenant("acme").await;
-    a.add("acme", "layout_of_email_templates", &["ann"]).await;
-    a.stop().await;
-    let new = file(&maestra_without_layout());
+    let (url, new) = a_layout_member_and_a_catalog_without_the_group().await;
     let err = refused_start(&url, &new).await;
     contains_all(
         &err,
@@ -744,12 +750,7 @@ async fn an_apply_that_renames_stored_keys_stops_replicas_that_do_not_know_the_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mappings_are_carried_out_only_when_a_conflict_needs_them() {
-    let a = crate::helpers::spawn_pg_gated(authz::server::ServerOptions::default()).await;
-    let url = a.db_url.clone().unwrap();
-    a.tenant("acme").await;
-    a.add("acme", "layout_of_email_templates", &["ann"]).await;
-    a.stop().await;
-    let new = file(&maestra_without_layout());
+    let (url, new) = a_layout_member_and_a_catalog_without_the_group().await;
     // Into a custom group the tenant does not have: unresolved, named with its tenants.
     let (code, out, _) = authzd(&[
         "catalog",
