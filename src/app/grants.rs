@@ -1,0 +1,155 @@
+//! Grants and restrictions.
+
+use super::*;
+
+impl Authz {
+    fn grants(
+        &self,
+        caller: &Caller,
+        permissions: &[String],
+        resource: Option<&ResourceInput>,
+    ) -> Result<Grants> {
+        if permissions.is_empty() {
+            return Err(Error::Invalid(
+                "permissions must name at least one permission".to_owned(),
+            ));
+        }
+        let set = self.visible_permissions(caller, "permissions", permissions)?;
+        Ok(match resource {
+            None => Grants::Unscoped(set),
+            Some(r) => {
+                let resource = self.resource("resource", r)?;
+                Grants::Scoped(
+                    set.iter()
+                        .map(|permission| ScopedGrant {
+                            permission,
+                            resource: resource.clone(),
+                        })
+                        .collect(),
+                )
+            }
+        })
+    }
+
+    pub async fn grant(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        user_id: &str,
+        permissions: &[String],
+        resource: Option<&ResourceInput>,
+    ) -> Result<Committed<()>> {
+        validate::id("user_id", user_id)?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        let grants = self.grants(&caller, permissions, resource)?;
+        let (permissions, scoped) = match &grants {
+            Grants::Unscoped(set) => (set.clone(), Vec::new()),
+            Grants::Scoped(list) => (PermSet::new(), list.clone()),
+        };
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::Give {
+                user: user_id.to_owned(),
+                permissions,
+                scoped,
+            },
+        );
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::Grant {
+                    user_id,
+                    grants: &grants,
+                },
+            )
+            .await?
+            .nothing())
+    }
+
+    pub async fn revoke(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        user_id: &str,
+        permissions: &[String],
+        resource: Option<&ResourceInput>,
+    ) -> Result<Committed<()>> {
+        validate::id("user_id", user_id)?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        let grants = self.grants(&caller, permissions, resource)?;
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::TakeFrom {
+                users: vec![user_id.to_owned()],
+            },
+        );
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::Revoke {
+                    user_id,
+                    grants: &grants,
+                },
+            )
+            .await?
+            .nothing())
+    }
+
+    pub async fn set_restrictions(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        user_id: &str,
+        resource_type: &str,
+        resource_ids: &[String],
+        clear: bool,
+    ) -> Result<Committed<()>> {
+        validate::id("user_id", user_id)?;
+        let t = self.resource_type("resource_type", resource_type)?;
+        let ids = match (clear, resource_ids.is_empty()) {
+            (true, true) => None,
+            (true, false) => {
+                return Err(Error::Invalid(
+                    "clear is set and resource_ids is not empty; send one or the other".to_owned(),
+                ));
+            }
+            (false, true) => {
+                return Err(Error::Invalid(
+                    "resource_ids is empty; list the resources the user is limited to, or set clear to lift the restriction".to_owned(),
+                ));
+            }
+            (false, false) => {
+                validate::ids("resource_ids", resource_ids)?;
+                Some(resource_ids.iter().cloned().collect::<BTreeSet<_>>())
+            }
+        };
+        let caller = Self::writer(tenant_id, call.actor)?;
+        // Limiting takes access away and lifting gives it back: an actor must hold everything
+        // the user holds, and an actor limited on the type limits only within its own list.
+        let rule = Rule::new(
+            AdminOp::RestrictUsers,
+            Effect::Restrict {
+                user: user_id.to_owned(),
+                resource_type: t,
+                ids: ids.clone(),
+            },
+        );
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::SetRestriction {
+                    user_id,
+                    resource_type: t,
+                    ids,
+                },
+            )
+            .await?
+            .nothing())
+    }
+}

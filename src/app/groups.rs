@@ -1,0 +1,434 @@
+//! Groups.
+
+use super::*;
+
+impl Authz {
+    fn system_view(&self, g: &authz_core::catalog::SystemGroup, member_count: u64) -> GroupView {
+        GroupView {
+            def: GroupDef {
+                key: g.key.clone(),
+                name: g.name.clone(),
+                description: g.description.clone(),
+                permissions: g.grants.permissions.clone(),
+                scoped: Vec::new(),
+            },
+            system: true,
+            internal: g.internal,
+            version: 0,
+            member_count,
+        }
+    }
+
+    /// A group as the caller may see it: actors see no internal permissions or scoped grants.
+    fn group_for(&self, caller: &Caller, mut view: GroupView) -> GroupView {
+        if caller.is_actor() {
+            let internal = self.catalog.internal_permissions();
+            view.def.permissions.difference_with(internal);
+            view.def.scoped.retain(|g| !internal.contains(g.permission));
+        }
+        view
+    }
+
+    fn custom_view(info: GroupInfo) -> GroupView {
+        GroupView {
+            def: info.def,
+            system: false,
+            internal: false,
+            version: info.version,
+            member_count: info.member_count,
+        }
+    }
+
+    fn scoped_grants(
+        &self,
+        caller: &Caller,
+        field: &str,
+        grants: &[(String, ResourceInput)],
+    ) -> Result<Vec<ScopedGrant>> {
+        validate::list_len(field, grants.len())?;
+        let mut out: Vec<ScopedGrant> = grants
+            .iter()
+            .map(|(p, r)| {
+                Ok(ScopedGrant {
+                    permission: self.visible_permission(
+                        caller,
+                        &format!("{field}.permission"),
+                        p,
+                    )?,
+                    resource: self.resource(&format!("{field}.resource"), r)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn read_only(&self, key: &str) -> Result<()> {
+        if self.catalog.group(key).is_some() {
+            return Err(Error::Precondition(format!(
+                "group `{key}` is a system group from the catalog and can't be changed or deleted; duplicate it into a custom group instead"
+            )));
+        }
+        Ok(())
+    }
+
+    fn new_group_key(&self, field: &str, key: &str) -> Result<()> {
+        validate::group_key(field, key)?;
+        if self.catalog.group(key).is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "group `{key}` is a system group in every tenant; choose another key"
+            )));
+        }
+        Ok(())
+    }
+
+    fn group_name(field: &str, name: &str) -> Result<()> {
+        if name.trim().is_empty() {
+            return Err(Error::Invalid(format!("{field} is required")));
+        }
+        validate::text(field, name)
+    }
+
+    pub async fn create_group(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        group: &GroupInput,
+    ) -> Result<Committed<GroupView>> {
+        self.new_group_key("group.key", &group.key)?;
+        Self::group_name("group.name", &group.name)?;
+        validate::text("group.description", &group.description)?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        let def = GroupDef {
+            key: group.key.clone(),
+            name: group.name.clone(),
+            description: group.description.clone(),
+            permissions: self.visible_permissions(
+                &caller,
+                "group.permissions",
+                &group.permissions,
+            )?,
+            scoped: self.scoped_grants(&caller, "group.scoped_grants", &group.scoped_grants)?,
+        };
+        let rule = Rule::new(
+            AdminOp::EditGroups,
+            Effect::NewGroup {
+                permissions: def.permissions.clone(),
+                scoped: def.scoped.clone(),
+                members_of: None,
+            },
+        );
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::CreateGroup { def },
+            )
+            .await?
+            .group()?
+            .map(|info| self.group_for(&caller, Self::custom_view(info))))
+    }
+
+    pub async fn get_group(&self, tenant_id: &str, actor: &str, key: &str) -> Result<GroupView> {
+        validate::group_key("group_key", key)?;
+        let caller = self.caller(tenant_id, actor, AdminOp::ViewGroups).await?;
+        if self.hidden_from(&caller, key) {
+            return Err(Self::no_group(key));
+        }
+        let view = match self.catalog.group(key) {
+            Some(g) => {
+                let members = self.store.member_count(tenant_id, key).await?;
+                self.system_view(g, members)
+            }
+            None => Self::custom_view(self.store.get_group(tenant_id, key).await?),
+        };
+        Ok(self.group_for(&caller, view))
+    }
+
+    /// System and custom groups together, sorted by key.
+    pub async fn list_groups(
+        &self,
+        tenant_id: &str,
+        actor: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<GroupView>, String)> {
+        let caller = self.caller(tenant_id, actor, AdminOp::ViewGroups).await?;
+        let req = page_request(page_size, page_token)?;
+        let custom = self.store.list_groups(tenant_id, &req).await?;
+        let mut system: Vec<&authz_core::catalog::SystemGroup> = self
+            .catalog
+            .groups()
+            .iter()
+            .filter(|g| !self.hidden_from(&caller, &g.key))
+            .filter(|g| req.after.as_deref().is_none_or(|a| g.key.as_str() > a))
+            .collect();
+        system.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut merged: Vec<GroupView> = Vec::with_capacity(req.size + 1);
+        for g in system {
+            let members = self.store.member_count(tenant_id, &g.key).await?;
+            merged.push(self.system_view(g, members));
+        }
+        merged.extend(custom.items.into_iter().map(Self::custom_view));
+        merged.sort_by(|a, b| a.def.key.cmp(&b.def.key));
+        // Custom groups after the page's last custom one exist when the store said so; system
+        // groups past the cut exist when the merge is longer than the page.
+        let more = custom.more || merged.len() > req.size;
+        merged.truncate(req.size);
+        let next = validate::next_page_token(merged.last().map(|g| g.def.key.as_str()), more);
+        Ok((
+            merged
+                .into_iter()
+                .map(|g| self.group_for(&caller, g))
+                .collect(),
+            next,
+        ))
+    }
+
+    pub async fn update_group(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        key: &str,
+        group: &GroupInput,
+        mask: &[String],
+        expected_version: Option<u64>,
+    ) -> Result<Committed<GroupView>> {
+        validate::group_key("group_key", key)?;
+        if self.hidden_from(&Caller::actor_marker(call.actor), key) {
+            return Err(Self::no_group(key));
+        }
+        self.read_only(key)?;
+        if mask.is_empty() {
+            return Err(Error::Invalid(
+                "update_mask is required: list the fields to change (name, description, permissions, scoped_grants) or \"*\"".to_owned(),
+            ));
+        }
+        let caller = Self::writer(tenant_id, call.actor)?;
+        let mut patch = GroupPatch::default();
+        for path in mask {
+            let all = path == "*";
+            match path.as_str() {
+                "*" | "name" | "description" | "permissions" | "scoped_grants" => {}
+                "key" => {
+                    return Err(Error::Invalid(
+                        "update_mask: a group's key can't be changed; duplicate the group under a new key instead".to_owned(),
+                    ));
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "update_mask: unknown field `{other}`; use name, description, permissions, scoped_grants or \"*\""
+                    )));
+                }
+            }
+            if all || path == "name" {
+                Self::group_name("group.name", &group.name)?;
+                patch.name = Some(group.name.clone());
+            }
+            if all || path == "description" {
+                validate::text("group.description", &group.description)?;
+                patch.description = Some(group.description.clone());
+            }
+            if all || path == "permissions" {
+                patch.permissions = Some(self.visible_permissions(
+                    &caller,
+                    "group.permissions",
+                    &group.permissions,
+                )?);
+            }
+            if all || path == "scoped_grants" {
+                patch.scoped = Some(self.scoped_grants(
+                    &caller,
+                    "group.scoped_grants",
+                    &group.scoped_grants,
+                )?);
+            }
+        }
+        // An actor may only put into the group what it holds: the store checks what the change
+        // adds against the group as it is inside the write.
+        let rule = Rule::new(
+            AdminOp::EditGroups,
+            Effect::EditGroup {
+                group: key.to_owned(),
+                permissions: patch.permissions.clone(),
+                scoped: patch.scoped.clone(),
+            },
+        );
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::UpdateGroup {
+                    key,
+                    patch,
+                    expected_version,
+                },
+            )
+            .await?
+            .group()?
+            .map(|info| self.group_for(&caller, Self::custom_view(info))))
+    }
+
+    pub async fn delete_group(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Committed<()>> {
+        validate::group_key("group_key", key)?;
+        if self.hidden_from(&Caller::actor_marker(call.actor), key) {
+            return Err(Self::no_group(key));
+        }
+        self.read_only(key)?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        let rule = Rule::new(AdminOp::EditGroups, Effect::Nothing);
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::DeleteGroup {
+                    key,
+                    expected_version,
+                },
+            )
+            .await?
+            .nothing())
+    }
+
+    pub async fn duplicate_group(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        d: &DuplicateInput,
+    ) -> Result<Committed<GroupView>> {
+        validate::group_key("source_group_key", &d.source_group_key)?;
+        self.new_group_key("new_key", &d.new_key)?;
+        if !d.new_name.is_empty() {
+            Self::group_name("new_name", &d.new_name)?;
+        }
+        let caller = Self::writer(tenant_id, call.actor)?;
+        if self.hidden_from(&caller, &d.source_group_key) {
+            return Err(Self::no_group(&d.source_group_key));
+        }
+        // An actor copies what it can see of the source: never its internal permissions.
+        let source = self.group_for(
+            &caller,
+            self.get_group(tenant_id, "", &d.source_group_key).await?,
+        );
+        let def = GroupDef {
+            key: d.new_key.clone(),
+            name: if d.new_name.is_empty() {
+                format!("{} (copy)", source.def.name)
+            } else {
+                d.new_name.clone()
+            },
+            description: source.def.description.clone(),
+            permissions: if d.copy_permissions {
+                source.def.permissions.clone()
+            } else {
+                PermSet::new()
+            },
+            scoped: if d.copy_scoped_grants {
+                source.def.scoped.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        // Copying members assigns them the new group, so the actor must hold what it gives,
+        // within its reach of each member, and may edit users.
+        let members_of = d.copy_members.then_some(d.source_group_key.as_str());
+        let mut rule = Rule::new(
+            AdminOp::EditGroups,
+            Effect::NewGroup {
+                permissions: def.permissions.clone(),
+                scoped: def.scoped.clone(),
+                members_of: members_of.map(str::to_owned),
+            },
+        );
+        if d.copy_members {
+            rule.ops.push(AdminOp::EditUsers);
+        }
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::DuplicateGroup { def, members_of },
+            )
+            .await?
+            .group()?
+            .map(|info| self.group_for(&caller, Self::custom_view(info))))
+    }
+
+    pub async fn add_members(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        key: &str,
+        user_ids: &[String],
+    ) -> Result<Committed<()>> {
+        validate::group_key("group_key", key)?;
+        validate::ids("user_ids", user_ids)?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        if self.hidden_from(&caller, key) {
+            return Err(Self::no_group(key));
+        }
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::Assign {
+                group: key.to_owned(),
+                users: user_ids.to_vec(),
+            },
+        );
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::AddMembers {
+                    group: self.group_ref(key),
+                    user_ids,
+                },
+            )
+            .await?
+            .nothing())
+    }
+
+    pub async fn remove_members(
+        &self,
+        tenant_id: &str,
+        call: &AdminCall<'_>,
+        key: &str,
+        user_ids: &[String],
+    ) -> Result<Committed<()>> {
+        validate::group_key("group_key", key)?;
+        validate::ids("user_ids", user_ids)?;
+        let caller = Self::writer(tenant_id, call.actor)?;
+        if self.hidden_from(&caller, key) {
+            return Err(Self::no_group(key));
+        }
+        let rule = Rule::new(
+            AdminOp::EditUsers,
+            Effect::TakeFrom {
+                users: user_ids.to_vec(),
+            },
+        );
+        Ok(self
+            .store
+            .write(
+                tenant_id,
+                &caller.ctx(call.mode, rule),
+                Write::RemoveMembers {
+                    group: self.group_ref(key),
+                    user_ids,
+                },
+            )
+            .await?
+            .nothing())
+    }
+}

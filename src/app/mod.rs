@@ -1,0 +1,251 @@
+//! The application: validates requests, resolves names against the catalog, applies the
+//! product's rules and calls the store. It speaks plain Rust types; the gRPC edge converts.
+
+use crate::error::{Error, Result};
+use crate::store::{
+    Change, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision,
+    Store, TenantInfo, UserInfo, WriteCtx,
+};
+use crate::store::{Committed, ImportRow, Write};
+use crate::validate;
+use authz_core::admin::{self as rules, Actor, AdminOp, Effect, ImportGrant, Refusal, Rule};
+use authz_core::decide::{self, Decision, Query, Target};
+use authz_core::expr::Expr;
+use authz_core::model::{
+    GroupGrants, ResourceRef, ResourceTypeId, ScopedGrant, Subject, UserStatus,
+};
+use authz_core::{Catalog, PermId, PermSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+mod audit;
+mod caller;
+mod changes;
+mod check;
+mod grants;
+mod groups;
+mod import;
+mod resolve;
+mod tenants;
+mod users;
+
+/// Most items in one BatchCheck.
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+/// Most context flags in one check.
+pub const MAX_CONTEXT_FLAGS: usize = 64;
+
+/// What a check asks for, by name.
+#[derive(Clone, Debug)]
+pub enum TargetInput {
+    Permission(String),
+    Action(String),
+    Expression(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ResourceInput {
+    pub resource_type: String,
+    pub id: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckInput {
+    pub user_id: String,
+    pub target: Option<TargetInput>,
+    pub resource: Option<ResourceInput>,
+    pub context: HashMap<String, bool>,
+    pub explain: bool,
+}
+
+/// A decided check, with the resource it was asked on (for rendering sources).
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub decision: Decision,
+    pub resource: Option<ResourceRef>,
+}
+
+/// A group as shown to callers: a custom group of the tenant or a catalog system group.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub def: GroupDef,
+    pub system: bool,
+    pub internal: bool,
+    pub version: u64,
+    pub member_count: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GroupInput {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<String>,
+    pub scoped_grants: Vec<(String, ResourceInput)>,
+}
+
+/// A check whose names are resolved.
+struct Prepared<'c> {
+    target: Resolved<'c>,
+    resource: Option<ResourceRef>,
+}
+
+/// A resolved target: an inline expression is parsed per request and owned here.
+enum Resolved<'c> {
+    Permission(PermId),
+    Action(&'c authz_core::catalog::Action),
+    Expression(Expr),
+}
+
+impl Resolved<'_> {
+    fn as_target(&self) -> Target<'_> {
+        match self {
+            Resolved::Permission(p) => Target::Permission(*p),
+            Resolved::Action(a) => Target::Action(a),
+            Resolved::Expression(e) => Target::Expression(e),
+        }
+    }
+}
+
+pub struct Authz {
+    catalog: Arc<Catalog>,
+    store: Arc<dyn Store>,
+    max_batch: usize,
+}
+
+impl Authz {
+    pub fn new(catalog: Arc<Catalog>, store: Arc<dyn Store>) -> Self {
+        Self {
+            catalog,
+            store,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn readiness(&self) -> crate::store::Readiness {
+        self.store.readiness()
+    }
+
+    /// Why the store does not serve (its catalog disagrees with the database's), or `None`.
+    pub fn catalog_refusal(&self) -> Option<String> {
+        self.store.catalog_refusal()
+    }
+
+    pub fn store_stats(&self) -> Option<crate::store::StoreStats> {
+        self.store.stats()
+    }
+}
+
+/// Who makes an admin call.
+enum Caller {
+    Operator,
+    Actor { id: String, subject: Subject },
+}
+
+impl Caller {
+    fn is_actor(&self) -> bool {
+        matches!(self, Caller::Actor { .. })
+    }
+
+    /// What the store records about the caller, the rule it decides for an actor inside the
+    /// write, and whether to commit.
+    fn ctx(&self, mode: WriteMode, rule: Rule) -> WriteCtx {
+        WriteCtx {
+            actor: match self {
+                Caller::Operator => None,
+                Caller::Actor { id, .. } => Some(id.clone()),
+            },
+            rule,
+            dry_run: mode == WriteMode::DryRun,
+        }
+    }
+
+    /// A caller that only says whether an actor is named, for checks that need no subject.
+    fn actor_marker(actor: &str) -> Caller {
+        if actor.is_empty() {
+            Caller::Operator
+        } else {
+            Caller::Actor {
+                id: actor.to_owned(),
+                subject: Subject::default(),
+            }
+        }
+    }
+
+    /// Applies a rule to an actor; operators pass.
+    fn check(&self, rule: impl FnOnce(&Actor<'_>) -> Result<(), Refusal>) -> Result<()> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Actor { id, subject } => rule(&Actor {
+                user_id: id,
+                subject,
+            })
+            .map_err(Error::Refused),
+        }
+    }
+}
+
+/// One row of ImportUsers, as sent.
+#[derive(Clone, Debug, Default)]
+pub struct ImportInput {
+    pub user_id: String,
+    pub display_name: String,
+    pub email: String,
+    pub group_keys: Vec<String>,
+    pub permissions: Vec<String>,
+}
+
+/// Whether a mutation commits or only previews.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    #[default]
+    Commit,
+    /// Validate and compute everything, including the preview; commit nothing.
+    DryRun,
+}
+
+/// Who makes an admin mutation, and how.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdminCall<'a> {
+    /// The acting user; empty for an operator.
+    pub actor: &'a str,
+    pub mode: WriteMode,
+}
+
+/// Filters of ListAuditEvents.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<std::time::SystemTime>,
+    pub until: Option<std::time::SystemTime>,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// What DuplicateGroup copies.
+#[derive(Clone, Debug, Default)]
+pub struct DuplicateInput {
+    pub source_group_key: String,
+    pub new_key: String,
+    pub new_name: String,
+    pub copy_permissions: bool,
+    pub copy_scoped_grants: bool,
+    pub copy_members: bool,
+}
+
+fn page_request(page_size: i32, page_token: &str) -> Result<PageRequest> {
+    Ok(PageRequest {
+        size: validate::page_size(page_size)?,
+        after: validate::page_token(page_token)?,
+    })
+}
