@@ -22,6 +22,7 @@ use crate::app::{
 };
 use crate::config::{CatalogTestArgs, OutputFormat};
 use crate::error::Error;
+use crate::ids::{By, GroupKey, Paging, TenantId, UserId, UserIds};
 use crate::store::Consistency;
 use crate::store::memory::MemoryStore;
 use authz_core::Catalog;
@@ -636,6 +637,9 @@ pub async fn run(catalog: Arc<Catalog>, text: &str) -> Result<Report, Invalid> {
     let runner = Runner {
         app: Authz::new(catalog.clone(), Arc::new(MemoryStore::new(catalog.clone()))),
         catalog: catalog.clone(),
+        tenant: TenantId::parse("tenant_id", TENANT).map_err(|e| Invalid {
+            problems: vec![Problem::file(e.to_string())],
+        })?,
     };
     runner.load_fixtures(&file, &lines).await?;
     // In the order of the file: admin calls are dry runs, so no case sees another's effect.
@@ -1233,6 +1237,7 @@ fn scoped_inputs(list: &[String]) -> Vec<(String, ResourceInput)> {
 struct Runner {
     app: Authz,
     catalog: Arc<Catalog>,
+    tenant: TenantId,
 }
 
 /// A case's result before it is named.
@@ -1270,14 +1275,13 @@ fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
 }
 
 impl Runner {
-    const OPERATOR: AdminCall<'static> = AdminCall {
-        actor: "",
-        mode: WriteMode::Commit,
-    };
-
     async fn load_fixtures(&self, file: &TestFile, lines: &Lines) -> Result<(), Invalid> {
         let app = &self.app;
-        let op = &Self::OPERATOR;
+        let op = &AdminCall {
+            by: By::Operator,
+            mode: WriteMode::Commit,
+        };
+        let tenant = &self.tenant;
         let fail = |line: usize, item: String, e: Error| Invalid {
             problems: vec![Problem {
                 line: Some(line),
@@ -1285,7 +1289,7 @@ impl Runner {
                 message: e.to_string(),
             }],
         };
-        app.create_tenant(TENANT, "catalog test")
+        app.create_tenant(tenant, "catalog test")
             .await
             .map_err(|e| Invalid {
                 problems: vec![Problem::file(e.to_string())],
@@ -1299,38 +1303,39 @@ impl Runner {
                 permissions: group.permissions.clone(),
                 scoped_grants: scoped_inputs(&group.scoped),
             };
-            app.create_group(TENANT, op, &input)
+            app.create_group(tenant, op, &input)
                 .await
                 .map_err(|e| fail(lines.of(g), format!("custom_groups {:?}", group.key), e))?;
         }
         for u in &file.users {
             let user = u.get_ref();
             let at = |e: Error| fail(lines.of(u), format!("users {:?}", user.id), e);
-            app.upsert_user(TENANT, op, &user.id, "", "")
-                .await
-                .map_err(at)?;
+            let id = UserId::parse("id", user.id.as_str()).map_err(at)?;
+            app.upsert_user(tenant, op, &id, "", "").await.map_err(at)?;
             for g in &user.groups {
-                app.add_members(TENANT, op, g, std::slice::from_ref(&user.id))
+                let key = GroupKey::parse("groups", g.as_str()).map_err(at)?;
+                let users = UserIds::parse("id", vec![user.id.clone()]).map_err(at)?;
+                app.add_members(tenant, op, &key, &users)
                     .await
                     .map_err(at)?;
             }
             if !user.permissions.is_empty() {
-                app.grant(TENANT, op, &user.id, &user.permissions, None)
+                app.grant(tenant, op, &id, &user.permissions, None)
                     .await
                     .map_err(at)?;
             }
             for (permission, resource) in scoped_inputs(&user.scoped) {
-                app.grant(TENANT, op, &user.id, &[permission], Some(&resource))
+                app.grant(tenant, op, &id, &[permission], Some(&resource))
                     .await
                     .map_err(at)?;
             }
             for (resource_type, ids) in &user.restrictions {
-                app.set_restrictions(TENANT, op, &user.id, resource_type, ids, false)
+                app.set_restrictions(tenant, op, &id, resource_type, ids, false)
                     .await
                     .map_err(at)?;
             }
             if user.status == Status::Blocked {
-                app.set_user_status(TENANT, op, &user.id, Some(UserStatus::Blocked))
+                app.set_user_status(tenant, op, &id, Some(UserStatus::Blocked))
                     .await
                     .map_err(at)?;
             }
@@ -1374,7 +1379,10 @@ impl Runner {
             context: c.context.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             explain: true,
         };
-        let result = self.app.check(TENANT, &input, Consistency::Full).await;
+        let result = self
+            .app
+            .check(&self.tenant, &input, Consistency::Full)
+            .await;
         let mut expected = Vec::new();
         if let Some(a) = c.allowed {
             expected.push(format!("allowed = {a}"));
@@ -1446,7 +1454,15 @@ impl Runner {
 
     async fn effective(&self, c: &EffectiveCase) -> Judged {
         // GetEffectivePermissions' own reading of a user.
-        let (subject, _) = match self.app.subject(TENANT, &c.user, Consistency::Full).await {
+        let user = match UserId::parse("user", c.user.as_str()) {
+            Ok(u) => u,
+            Err(e) => return Judged::Invalid(e.to_string()),
+        };
+        let (subject, _) = match self
+            .app
+            .subject(&self.tenant, &user, Consistency::Full)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return Judged::Invalid(e.to_string()),
         };
@@ -1598,23 +1614,38 @@ impl Runner {
     /// The operation as `actor`, a dry run for every write.
     async fn call(&self, actor: &str, op: Op<'_>) -> Result<(), Error> {
         let app = &self.app;
-        let call = AdminCall {
-            actor,
+        let tenant = &self.tenant;
+        let actor = &By::parse("actor", actor)?;
+        let call = &AdminCall {
+            by: actor.clone(),
             mode: WriteMode::DryRun,
         };
-        let call = &call;
+        let user = |id: &str| UserId::parse("user", id);
+        let group = |key: &str| GroupKey::parse("group", key);
         match op {
             Op::Grant(g) => {
                 let resource = g.resource.as_deref().and_then(resource_input);
-                app.grant(TENANT, call, &g.user, &g.permissions, resource.as_ref())
-                    .await
-                    .map(drop)
+                app.grant(
+                    tenant,
+                    call,
+                    &user(&g.user)?,
+                    &g.permissions,
+                    resource.as_ref(),
+                )
+                .await
+                .map(drop)
             }
             Op::Revoke(g) => {
                 let resource = g.resource.as_deref().and_then(resource_input);
-                app.revoke(TENANT, call, &g.user, &g.permissions, resource.as_ref())
-                    .await
-                    .map(drop)
+                app.revoke(
+                    tenant,
+                    call,
+                    &user(&g.user)?,
+                    &g.permissions,
+                    resource.as_ref(),
+                )
+                .await
+                .map(drop)
             }
             Op::CreateGroup(g) => {
                 let input = GroupInput {
@@ -1624,7 +1655,7 @@ impl Runner {
                     permissions: g.permissions.clone(),
                     scoped_grants: scoped_inputs(&g.scoped),
                 };
-                app.create_group(TENANT, call, &input).await.map(drop)
+                app.create_group(tenant, call, &input).await.map(drop)
             }
             Op::UpdateGroup(g) => {
                 let mut mask = Vec::new();
@@ -1648,43 +1679,60 @@ impl Runner {
                     mask.push("scoped_grants".to_owned());
                     input.scoped_grants = scoped_inputs(s);
                 }
-                app.update_group(TENANT, call, &g.group, &input, &mask, None)
+                app.update_group(tenant, call, &group(&g.group)?, &input, &mask, None)
                     .await
                     .map(drop)
             }
             Op::DeleteGroup(g) => app
-                .delete_group(TENANT, call, &g.group, None)
+                .delete_group(tenant, call, &group(&g.group)?, None)
                 .await
                 .map(drop),
             Op::DuplicateGroup(d) => {
                 let input = DuplicateInput {
-                    source_group_key: d.group.clone(),
+                    source_group_key: group(&d.group)?,
                     new_key: d.new_key.clone(),
                     new_name: d.new_name.clone(),
                     copy_permissions: d.copy_permissions,
                     copy_scoped_grants: d.copy_scoped_grants,
                     copy_members: d.copy_members,
                 };
-                app.duplicate_group(TENANT, call, &input).await.map(drop)
+                app.duplicate_group(tenant, call, &input).await.map(drop)
             }
             Op::AddMembers(m) => app
-                .add_members(TENANT, call, &m.group, &m.users)
+                .add_members(
+                    tenant,
+                    call,
+                    &group(&m.group)?,
+                    &UserIds::parse("users", m.users.clone())?,
+                )
                 .await
                 .map(drop),
             Op::RemoveMembers(m) => app
-                .remove_members(TENANT, call, &m.group, &m.users)
+                .remove_members(
+                    tenant,
+                    call,
+                    &group(&m.group)?,
+                    &UserIds::parse("users", m.users.clone())?,
+                )
                 .await
                 .map(drop),
             Op::SetStatus(s) => app
-                .set_user_status(TENANT, call, &s.user, Some(s.status.into()))
+                .set_user_status(tenant, call, &user(&s.user)?, Some(s.status.into()))
                 .await
                 .map(drop),
             Op::Restrict(r) => app
-                .set_restrictions(TENANT, call, &r.user, &r.resource_type, &r.ids, r.clear)
+                .set_restrictions(
+                    tenant,
+                    call,
+                    &user(&r.user)?,
+                    &r.resource_type,
+                    &r.ids,
+                    r.clear,
+                )
                 .await
                 .map(drop),
             Op::Upsert(p) => app
-                .upsert_user(TENANT, call, &p.user, &p.display_name, &p.email)
+                .upsert_user(tenant, call, &user(&p.user)?, &p.display_name, &p.email)
                 .await
                 .map(drop),
             Op::Import(i) => {
@@ -1699,27 +1747,32 @@ impl Runner {
                         permissions: r.permissions.clone(),
                     })
                     .collect();
-                app.import_users(TENANT, call, &rows).await.map(drop)
+                app.import_users(tenant, call, &rows).await.map(drop)
             }
             Op::GetUser(u) => app
-                .get_user(TENANT, actor, &u.user, Consistency::Full)
+                .get_user(tenant, actor, &user(&u.user)?, Consistency::Full)
                 .await
                 .map(drop),
             Op::ListUsers(l) => app
                 .list_users(
-                    TENANT,
+                    tenant,
                     actor,
-                    l.group.as_deref().unwrap_or(""),
-                    0,
-                    "",
+                    l.group.as_deref().map(group).transpose()?.as_ref(),
+                    &Paging::default(),
                     Consistency::Full,
                 )
                 .await
                 .map(drop),
-            Op::GetGroup(g) => app.get_group(TENANT, actor, &g.group).await.map(drop),
-            Op::ListGroups => app.list_groups(TENANT, actor, 0, "").await.map(drop),
+            Op::GetGroup(g) => app
+                .get_group(tenant, actor, &group(&g.group)?)
+                .await
+                .map(drop),
+            Op::ListGroups => app
+                .list_groups(tenant, actor, &Paging::default())
+                .await
+                .map(drop),
             Op::ListAudit => app
-                .list_audit(TENANT, actor, AuditFilter::default())
+                .list_audit(tenant, actor, AuditFilter::default())
                 .await
                 .map(drop),
         }

@@ -31,6 +31,7 @@ pub mod decisions;
 pub mod error;
 pub mod gate;
 pub mod grpc;
+pub mod ids;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -6,14 +6,11 @@ impl Authz {
     /// Audit events, newest first, with the next page token.
     pub async fn list_audit(
         &self,
-        tenant_id: &str,
-        reader: &str,
+        tenant_id: &TenantId,
+        by: &By,
         filter: AuditFilter,
     ) -> Result<(Vec<Change>, String)> {
-        let caller = self.caller(tenant_id, reader, AdminOp::ViewAudit).await?;
-        if let Some(a) = &filter.actor {
-            validate::id("filter_actor_user_id", a)?;
-        }
+        let caller = self.caller(tenant_id, by, AdminOp::ViewAudit).await?;
         if let Some(t) = &filter.target {
             validate::id("filter_target", t)?;
             if !["group:", "user:", "users:"]
@@ -32,15 +29,15 @@ impl Authz {
                 ));
             }
         }
-        let size = validate::page_size(filter.page_size)?;
-        let before_revision = match validate::page_token(&filter.page_token)? {
+        let size = filter.page.size();
+        let before_revision = match filter.page.after() {
             None => None,
-            Some(t) => Some(validate::revision_token(&t).ok_or_else(|| {
+            Some(t) => Some(validate::revision_token(t).ok_or_else(|| {
                 Error::Invalid("page_token is not one this server issued; pass next_page_token from the previous response".to_owned())
             })?),
         };
         let query = crate::store::AuditQuery {
-            actor: filter.actor,
+            actor: filter.actor.map(UserId::into_string),
             target: filter.target,
             since: filter.since,
             until: filter.until,

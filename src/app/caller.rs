@@ -7,35 +7,23 @@ impl Authz {
     /// with its own, fully consistent, permissions.
     pub(super) async fn caller(
         &self,
-        tenant_id: &str,
-        actor_user_id: &str,
+        tenant_id: &TenantId,
+        by: &By,
         op: AdminOp,
     ) -> Result<Caller> {
-        validate::id("tenant_id", tenant_id)?;
-        if actor_user_id.is_empty() {
+        let By::Actor(actor) = by else {
             return Ok(Caller::Operator);
-        }
-        validate::id("actor_user_id", actor_user_id)?;
+        };
         let (subject, _) = self
             .store
-            .subject(tenant_id, actor_user_id, Consistency::Full)
+            .subject(tenant_id, actor, Consistency::Full)
             .await?;
         let caller = Caller::Actor {
-            id: actor_user_id.to_owned(),
+            id: actor.clone(),
             subject,
         };
         caller.check(|a| rules::authorize(&self.catalog, a, op))?;
         Ok(caller)
-    }
-
-    /// Who makes an admin write: an operator (no actor named) or an actor, whose rights the
-    /// store decides inside the write itself (`WriteCtx::rule`), never before it.
-    pub(super) fn writer(tenant_id: &str, actor_user_id: &str) -> Result<Caller> {
-        validate::id("tenant_id", tenant_id)?;
-        if !actor_user_id.is_empty() {
-            validate::id("actor_user_id", actor_user_id)?;
-        }
-        Ok(Caller::actor_marker(actor_user_id))
     }
 
     /// A permission key as the caller may name it: internal ones do not exist for actors.
@@ -92,7 +80,7 @@ impl Authz {
     /// The grants a group gives, for the delegation rule.
     pub(super) async fn group_grants(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         key: &str,
     ) -> Result<Arc<GroupGrants>> {
         match self.catalog.group(key) {
@@ -105,6 +93,56 @@ impl Authz {
                     scoped: info.def.scoped,
                 }))
             }
+        }
+    }
+}
+
+/// Who makes an admin call, as the application knows it: an operator, or an actor with its
+/// subject when the call needed it.
+pub(super) enum Caller {
+    Operator,
+    Actor { id: UserId, subject: Subject },
+}
+
+impl Caller {
+    /// Who makes an admin write: its rights are decided by the store inside the write itself
+    /// (`WriteCtx::rule`), never before it, so no subject is read here.
+    pub(super) fn writer(by: &By) -> Caller {
+        match by {
+            By::Operator => Caller::Operator,
+            By::Actor(id) => Caller::Actor {
+                id: id.clone(),
+                subject: Subject::default(),
+            },
+        }
+    }
+
+    pub(super) fn is_actor(&self) -> bool {
+        matches!(self, Caller::Actor { .. })
+    }
+
+    /// What the store records about the caller, the rule it decides for an actor inside the
+    /// write, and whether to commit.
+    pub(super) fn ctx(&self, mode: WriteMode, rule: Rule) -> WriteCtx {
+        WriteCtx {
+            actor: match self {
+                Caller::Operator => None,
+                Caller::Actor { id, .. } => Some(id.as_str().to_owned()),
+            },
+            rule,
+            dry_run: mode == WriteMode::DryRun,
+        }
+    }
+
+    /// Applies a rule to an actor; operators pass.
+    pub(super) fn check(&self, rule: impl FnOnce(&Actor<'_>) -> Result<(), Refusal>) -> Result<()> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Actor { id, subject } => rule(&Actor {
+                user_id: id,
+                subject,
+            })
+            .map_err(Error::Refused),
         }
     }
 }

@@ -10,11 +10,10 @@ impl Authz {
 
     pub async fn changes_since(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         after: Revision,
         limit: usize,
     ) -> Result<Vec<crate::store::Change>> {
-        validate::id("tenant_id", tenant_id)?;
         Ok(self.store.changes_since(tenant_id, after, limit).await?)
     }
 
@@ -24,8 +23,11 @@ impl Authz {
     }
 
     /// Where a Watch starts: after the given revision token, or after the tenant's latest.
-    pub async fn watch_start(&self, tenant_id: &str, after_revision: &str) -> Result<Revision> {
-        validate::id("tenant_id", tenant_id)?;
+    pub async fn watch_start(
+        &self,
+        tenant_id: &TenantId,
+        after_revision: &str,
+    ) -> Result<Revision> {
         let latest = self.store.get_tenant(tenant_id).await?.revision;
         if after_revision.is_empty() {
             return Ok(latest);

@@ -64,11 +64,10 @@ impl Authz {
 
     pub async fn check(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         input: &CheckInput,
         consistency: Consistency,
     ) -> Result<(Checked, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
         let prepared = self.prepare(input)?;
         let (subject, revision) = self
             .store
@@ -81,11 +80,10 @@ impl Authz {
     /// Each distinct user is loaded once. The revision is the oldest any item was decided at.
     pub async fn batch_check(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         items: &[CheckInput],
         consistency: Consistency,
     ) -> Result<(Vec<Result<Checked>>, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
         if items.is_empty() {
             return Err(Error::Invalid(
                 "items is empty; send at least one check".to_owned(),
@@ -129,25 +127,21 @@ impl Authz {
 
     pub async fn subject(
         &self,
-        tenant_id: &str,
-        user_id: &str,
+        tenant_id: &TenantId,
+        user_id: &UserId,
         consistency: Consistency,
     ) -> Result<(Subject, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
-        validate::id("user_id", user_id)?;
         Ok(self.store.subject(tenant_id, user_id, consistency).await?)
     }
 
     pub async fn allowed_resources(
         &self,
-        tenant_id: &str,
-        user_id: &str,
+        tenant_id: &TenantId,
+        user_id: &UserId,
         permission: &str,
         resource_type: &str,
         consistency: Consistency,
     ) -> Result<(decide::AllowedResources, Revision)> {
-        validate::id("tenant_id", tenant_id)?;
-        validate::id("user_id", user_id)?;
         let p = self.permission("permission", permission)?;
         let t = self.resource_type("resource_type", resource_type)?;
         let (subject, revision) = self.store.subject(tenant_id, user_id, consistency).await?;
@@ -166,7 +160,7 @@ impl Authz {
     /// Refuses an `at_least_as_fresh` token newer than the tenant's latest revision.
     pub(super) async fn fresh_enough(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         consistency: Consistency,
     ) -> Result<()> {
         if let Consistency::AtLeast(requested) = consistency {

@@ -33,14 +33,13 @@ impl Authz {
 
     pub async fn grant(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        user_id: &str,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        user_id: &UserId,
         permissions: &[String],
         resource: Option<&ResourceInput>,
     ) -> Result<Committed<()>> {
-        validate::id("user_id", user_id)?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         let grants = self.grants(&caller, permissions, resource)?;
         let (permissions, scoped) = match &grants {
             Grants::Unscoped(set) => (set.clone(), Vec::new()),
@@ -49,7 +48,7 @@ impl Authz {
         let rule = Rule::new(
             AdminOp::EditUsers,
             Effect::Give {
-                user: user_id.to_owned(),
+                user: user_id.to_string(),
                 permissions,
                 scoped,
             },
@@ -70,19 +69,18 @@ impl Authz {
 
     pub async fn revoke(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        user_id: &str,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        user_id: &UserId,
         permissions: &[String],
         resource: Option<&ResourceInput>,
     ) -> Result<Committed<()>> {
-        validate::id("user_id", user_id)?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         let grants = self.grants(&caller, permissions, resource)?;
         let rule = Rule::new(
             AdminOp::EditUsers,
             Effect::TakeFrom {
-                users: vec![user_id.to_owned()],
+                users: vec![user_id.to_string()],
             },
         );
         Ok(self
@@ -101,14 +99,13 @@ impl Authz {
 
     pub async fn set_restrictions(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        user_id: &str,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        user_id: &UserId,
         resource_type: &str,
         resource_ids: &[String],
         clear: bool,
     ) -> Result<Committed<()>> {
-        validate::id("user_id", user_id)?;
         let t = self.resource_type("resource_type", resource_type)?;
         let ids = match (clear, resource_ids.is_empty()) {
             (true, true) => None,
@@ -127,13 +124,13 @@ impl Authz {
                 Some(resource_ids.iter().cloned().collect::<BTreeSet<_>>())
             }
         };
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         // Limiting takes access away and lifting gives it back: an actor must hold everything
         // the user holds, and an actor limited on the type limits only within its own list.
         let rule = Rule::new(
             AdminOp::RestrictUsers,
             Effect::Restrict {
-                user: user_id.to_owned(),
+                user: user_id.to_string(),
                 resource_type: t,
                 ids: ids.clone(),
             },

@@ -92,14 +92,14 @@ impl Authz {
 
     pub async fn create_group(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
+        tenant_id: &TenantId,
+        call: &AdminCall,
         group: &GroupInput,
     ) -> Result<Committed<GroupView>> {
         self.new_group_key("group.key", &group.key)?;
         Self::group_name("group.name", &group.name)?;
         validate::text("group.description", &group.description)?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         let def = GroupDef {
             key: group.key.clone(),
             name: group.name.clone(),
@@ -131,9 +131,13 @@ impl Authz {
             .map(|info| self.group_for(&caller, Self::custom_view(info))))
     }
 
-    pub async fn get_group(&self, tenant_id: &str, actor: &str, key: &str) -> Result<GroupView> {
-        validate::group_key("group_key", key)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::ViewGroups).await?;
+    pub async fn get_group(
+        &self,
+        tenant_id: &TenantId,
+        by: &By,
+        key: &GroupKey,
+    ) -> Result<GroupView> {
+        let caller = self.caller(tenant_id, by, AdminOp::ViewGroups).await?;
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
@@ -150,23 +154,21 @@ impl Authz {
     /// System and custom groups together, sorted by key.
     pub async fn list_groups(
         &self,
-        tenant_id: &str,
-        actor: &str,
-        page_size: i32,
-        page_token: &str,
+        tenant_id: &TenantId,
+        by: &By,
+        page: &Paging,
     ) -> Result<(Vec<GroupView>, String)> {
-        let caller = self.caller(tenant_id, actor, AdminOp::ViewGroups).await?;
-        let req = page_request(page_size, page_token)?;
-        let custom = self.store.list_groups(tenant_id, &req).await?;
+        let caller = self.caller(tenant_id, by, AdminOp::ViewGroups).await?;
+        let custom = self.store.list_groups(tenant_id, &page.0).await?;
         let mut system: Vec<&authz_core::catalog::SystemGroup> = self
             .catalog
             .groups()
             .iter()
             .filter(|g| !self.hidden_from(&caller, &g.key))
-            .filter(|g| req.after.as_deref().is_none_or(|a| g.key.as_str() > a))
+            .filter(|g| page.after().is_none_or(|a| g.key.as_str() > a))
             .collect();
         system.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut merged: Vec<GroupView> = Vec::with_capacity(req.size + 1);
+        let mut merged: Vec<GroupView> = Vec::with_capacity(page.size() + 1);
         for g in system {
             let members = self.store.member_count(tenant_id, &g.key).await?;
             merged.push(self.system_view(g, members));
@@ -175,8 +177,8 @@ impl Authz {
         merged.sort_by(|a, b| a.def.key.cmp(&b.def.key));
         // Custom groups after the page's last custom one exist when the store said so; system
         // groups past the cut exist when the merge is longer than the page.
-        let more = custom.more || merged.len() > req.size;
-        merged.truncate(req.size);
+        let more = custom.more || merged.len() > page.size();
+        merged.truncate(page.size());
         let next = validate::next_page_token(merged.last().map(|g| g.def.key.as_str()), more);
         Ok((
             merged
@@ -189,15 +191,14 @@ impl Authz {
 
     pub async fn update_group(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        key: &str,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        key: &GroupKey,
         group: &GroupInput,
         mask: &[String],
         expected_version: Option<u64>,
     ) -> Result<Committed<GroupView>> {
-        validate::group_key("group_key", key)?;
-        if self.hidden_from(&Caller::actor_marker(call.actor), key) {
+        if self.hidden_from(&Caller::writer(&call.by), key) {
             return Err(Self::no_group(key));
         }
         self.read_only(key)?;
@@ -206,7 +207,7 @@ impl Authz {
                 "update_mask is required: list the fields to change (name, description, permissions, scoped_grants) or \"*\"".to_owned(),
             ));
         }
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         let mut patch = GroupPatch::default();
         for path in mask {
             let all = path == "*";
@@ -251,7 +252,7 @@ impl Authz {
         let rule = Rule::new(
             AdminOp::EditGroups,
             Effect::EditGroup {
-                group: key.to_owned(),
+                group: key.to_string(),
                 permissions: patch.permissions.clone(),
                 scoped: patch.scoped.clone(),
             },
@@ -274,17 +275,16 @@ impl Authz {
 
     pub async fn delete_group(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        key: &str,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        key: &GroupKey,
         expected_version: Option<u64>,
     ) -> Result<Committed<()>> {
-        validate::group_key("group_key", key)?;
-        if self.hidden_from(&Caller::actor_marker(call.actor), key) {
+        if self.hidden_from(&Caller::writer(&call.by), key) {
             return Err(Self::no_group(key));
         }
         self.read_only(key)?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         let rule = Rule::new(AdminOp::EditGroups, Effect::Nothing);
         Ok(self
             .store
@@ -302,23 +302,23 @@ impl Authz {
 
     pub async fn duplicate_group(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
+        tenant_id: &TenantId,
+        call: &AdminCall,
         d: &DuplicateInput,
     ) -> Result<Committed<GroupView>> {
-        validate::group_key("source_group_key", &d.source_group_key)?;
         self.new_group_key("new_key", &d.new_key)?;
         if !d.new_name.is_empty() {
             Self::group_name("new_name", &d.new_name)?;
         }
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         if self.hidden_from(&caller, &d.source_group_key) {
             return Err(Self::no_group(&d.source_group_key));
         }
         // An actor copies what it can see of the source: never its internal permissions.
         let source = self.group_for(
             &caller,
-            self.get_group(tenant_id, "", &d.source_group_key).await?,
+            self.get_group(tenant_id, &By::Operator, &d.source_group_key)
+                .await?,
         );
         let def = GroupDef {
             key: d.new_key.clone(),
@@ -367,21 +367,19 @@ impl Authz {
 
     pub async fn add_members(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        key: &str,
-        user_ids: &[String],
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        key: &GroupKey,
+        user_ids: &UserIds,
     ) -> Result<Committed<()>> {
-        validate::group_key("group_key", key)?;
-        validate::ids("user_ids", user_ids)?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
         let rule = Rule::new(
             AdminOp::EditUsers,
             Effect::Assign {
-                group: key.to_owned(),
+                group: key.to_string(),
                 users: user_ids.to_vec(),
             },
         );
@@ -392,7 +390,7 @@ impl Authz {
                 &caller.ctx(call.mode, rule),
                 Write::AddMembers {
                     group: self.group_ref(key),
-                    user_ids,
+                    user_ids: &user_ids[..],
                 },
             )
             .await?
@@ -401,14 +399,12 @@ impl Authz {
 
     pub async fn remove_members(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        key: &str,
-        user_ids: &[String],
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        key: &GroupKey,
+        user_ids: &UserIds,
     ) -> Result<Committed<()>> {
-        validate::group_key("group_key", key)?;
-        validate::ids("user_ids", user_ids)?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
@@ -425,7 +421,7 @@ impl Authz {
                 &caller.ctx(call.mode, rule),
                 Write::RemoveMembers {
                     group: self.group_ref(key),
-                    user_ids,
+                    user_ids: &user_ids[..],
                 },
             )
             .await?

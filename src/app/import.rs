@@ -7,8 +7,8 @@ impl Authz {
     /// admin rules per row inside that write. A refused import lists each row's problems.
     pub async fn import_users(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
+        tenant_id: &TenantId,
+        call: &AdminCall,
         rows: &[ImportInput],
     ) -> Result<Committed<usize>> {
         if rows.is_empty() {
@@ -17,7 +17,7 @@ impl Authz {
             ));
         }
         validate::list_len("rows", rows.len())?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         let mut groups: HashMap<String, std::result::Result<Arc<GroupGrants>, String>> =
             HashMap::new();
         let mut seen: HashMap<&str, usize> = HashMap::new();

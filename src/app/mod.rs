@@ -2,9 +2,10 @@
 //! product's rules and calls the store. It speaks plain Rust types; the gRPC edge converts.
 
 use crate::error::{Error, Result};
+pub use crate::ids::{By, GroupKey, Paging, TenantId, UserId, UserIds};
 use crate::store::{
-    Change, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, PageRequest, Revision,
-    Store, TenantInfo, UserInfo, WriteCtx,
+    Change, Consistency, Grants, GroupDef, GroupInfo, GroupPatch, GroupRef, Revision, Store,
+    TenantInfo, UserInfo, WriteCtx,
 };
 use crate::store::{Committed, ImportRow, Write};
 use crate::validate;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 mod audit;
 mod caller;
+use caller::Caller;
 mod changes;
 mod check;
 mod grants;
@@ -51,6 +53,8 @@ pub struct ResourceInput {
 
 #[derive(Clone, Debug)]
 pub struct CheckInput {
+    /// Validated with the rest of the check, so that a batch item's invalid id is that item's
+    /// error and the other items still answer.
     pub user_id: String,
     pub target: Option<TargetInput>,
     pub resource: Option<ResourceInput>,
@@ -145,55 +149,6 @@ impl Authz {
     }
 }
 
-/// Who makes an admin call.
-enum Caller {
-    Operator,
-    Actor { id: String, subject: Subject },
-}
-
-impl Caller {
-    fn is_actor(&self) -> bool {
-        matches!(self, Caller::Actor { .. })
-    }
-
-    /// What the store records about the caller, the rule it decides for an actor inside the
-    /// write, and whether to commit.
-    fn ctx(&self, mode: WriteMode, rule: Rule) -> WriteCtx {
-        WriteCtx {
-            actor: match self {
-                Caller::Operator => None,
-                Caller::Actor { id, .. } => Some(id.clone()),
-            },
-            rule,
-            dry_run: mode == WriteMode::DryRun,
-        }
-    }
-
-    /// A caller that only says whether an actor is named, for checks that need no subject.
-    fn actor_marker(actor: &str) -> Caller {
-        if actor.is_empty() {
-            Caller::Operator
-        } else {
-            Caller::Actor {
-                id: actor.to_owned(),
-                subject: Subject::default(),
-            }
-        }
-    }
-
-    /// Applies a rule to an actor; operators pass.
-    fn check(&self, rule: impl FnOnce(&Actor<'_>) -> Result<(), Refusal>) -> Result<()> {
-        match self {
-            Caller::Operator => Ok(()),
-            Caller::Actor { id, subject } => rule(&Actor {
-                user_id: id,
-                subject,
-            })
-            .map_err(Error::Refused),
-        }
-    }
-}
-
 /// One row of ImportUsers, as sent.
 #[derive(Clone, Debug, Default)]
 pub struct ImportInput {
@@ -214,38 +169,29 @@ pub enum WriteMode {
 }
 
 /// Who makes an admin mutation, and how.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AdminCall<'a> {
-    /// The acting user; empty for an operator.
-    pub actor: &'a str,
+#[derive(Clone, Debug)]
+pub struct AdminCall {
+    pub by: By,
     pub mode: WriteMode,
 }
 
 /// Filters of ListAuditEvents.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
-    pub actor: Option<String>,
+    pub actor: Option<UserId>,
     pub target: Option<String>,
     pub since: Option<std::time::SystemTime>,
     pub until: Option<std::time::SystemTime>,
-    pub page_size: i32,
-    pub page_token: String,
+    pub page: Paging,
 }
 
 /// What DuplicateGroup copies.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct DuplicateInput {
-    pub source_group_key: String,
+    pub source_group_key: GroupKey,
     pub new_key: String,
     pub new_name: String,
     pub copy_permissions: bool,
     pub copy_scoped_grants: bool,
     pub copy_members: bool,
-}
-
-fn page_request(page_size: i32, page_token: &str) -> Result<PageRequest> {
-    Ok(PageRequest {
-        size: validate::page_size(page_size)?,
-        after: validate::page_token(page_token)?,
-    })
 }

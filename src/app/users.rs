@@ -5,22 +5,21 @@ use super::*;
 impl Authz {
     pub async fn upsert_user(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        user_id: &str,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        user_id: &UserId,
         display_name: &str,
         email: &str,
     ) -> Result<Committed<UserInfo>> {
-        validate::id("user_id", user_id)?;
         validate::text("display_name", display_name)?;
         validate::text("email", email)?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         // Who an existing user is (an email is how accounts are recovered) changes only by an
         // actor that could give the user everything it holds.
         let rule = Rule::new(
             AdminOp::EditUsers,
             Effect::Profile {
-                user: user_id.to_owned(),
+                user: user_id.to_string(),
             },
         );
         let done = self
@@ -43,13 +42,12 @@ impl Authz {
     /// truth, so every consistency is met; a token from the future is refused as for checks.
     pub async fn get_user(
         &self,
-        tenant_id: &str,
-        actor: &str,
-        user_id: &str,
+        tenant_id: &TenantId,
+        by: &By,
+        user_id: &UserId,
         consistency: Consistency,
     ) -> Result<UserInfo> {
-        validate::id("user_id", user_id)?;
-        let caller = self.caller(tenant_id, actor, AdminOp::ViewUsers).await?;
+        let caller = self.caller(tenant_id, by, AdminOp::ViewUsers).await?;
         self.fresh_enough(tenant_id, consistency).await?;
         let user = self.store.get_user(tenant_id, user_id).await?;
         Ok(self.user_view(&caller, user))
@@ -57,29 +55,26 @@ impl Authz {
 
     pub async fn list_users(
         &self,
-        tenant_id: &str,
-        actor: &str,
-        group_key: &str,
-        page_size: i32,
-        page_token: &str,
+        tenant_id: &TenantId,
+        by: &By,
+        group_key: Option<&GroupKey>,
+        page: &Paging,
         consistency: Consistency,
     ) -> Result<(Vec<UserInfo>, String)> {
-        let caller = self.caller(tenant_id, actor, AdminOp::ViewUsers).await?;
+        let caller = self.caller(tenant_id, by, AdminOp::ViewUsers).await?;
         self.fresh_enough(tenant_id, consistency).await?;
-        let group = if group_key.is_empty() {
-            None
-        } else {
-            validate::group_key("group_key", group_key)?;
+        let group = if let Some(group_key) = group_key {
             if self.hidden_from(&caller, group_key) {
                 return Err(Self::no_group(group_key));
             }
             if let GroupRef::Custom(k) = self.group_ref(group_key) {
                 self.store.get_group(tenant_id, k).await?;
             }
-            Some(group_key)
+            Some(group_key.as_str())
+        } else {
+            None
         };
-        let req = page_request(page_size, page_token)?;
-        let page = self.store.list_users(tenant_id, group, &req).await?;
+        let page = self.store.list_users(tenant_id, group, &page.0).await?;
         let next =
             validate::next_page_token(page.items.last().map(|u| u.user_id.as_str()), page.more);
         Ok((
@@ -93,23 +88,22 @@ impl Authz {
 
     pub async fn set_user_status(
         &self,
-        tenant_id: &str,
-        call: &AdminCall<'_>,
-        user_id: &str,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        user_id: &UserId,
         status: Option<UserStatus>,
     ) -> Result<Committed<UserInfo>> {
-        validate::id("user_id", user_id)?;
         let status = status
             .ok_or_else(|| Error::Invalid("status is required: ACTIVE or BLOCKED".to_owned()))?;
-        let caller = Self::writer(tenant_id, call.actor)?;
+        let caller = Caller::writer(&call.by);
         // Blocking takes everything away and unblocking gives it back: either way an actor
         // must hold everything the user holds.
         let effect = match status {
             UserStatus::Blocked => Effect::TakeFrom {
-                users: vec![user_id.to_owned()],
+                users: vec![user_id.to_string()],
             },
             UserStatus::Active => Effect::Unblock {
-                user: user_id.to_owned(),
+                user: user_id.to_string(),
             },
         };
         let rule = Rule::new(AdminOp::BlockUsers, effect);

@@ -6,6 +6,7 @@ use super::status::to_status;
 use crate::app::Authz;
 use crate::error::Error;
 use crate::gate::{self, Role};
+use crate::ids::{By, GroupKey, Paging, TenantId, UserId, UserIds};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -33,11 +34,11 @@ impl AdminApi {
     /// The status of a failed call. A call an admin rule refused is logged (who, what, which
     /// rule and what was missing; never a key) and counted, so escalation attempts show on a
     /// dashboard.
-    fn fail(&self, method: &'static str, actor: &str, e: Error) -> Status {
+    fn fail(&self, method: &'static str, by: &By, e: Error) -> Status {
         if let Some(rule) = e.refused_by() {
             tracing::info!(
                 method,
-                actor = if actor.is_empty() { "(operator)" } else { actor },
+                actor = by.actor().map_or("(operator)", |a| a.as_str()),
                 rule,
                 reason = %e,
                 "admin call refused"
@@ -114,6 +115,26 @@ fn fit_audit_page(
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// A tenant call's tenant and caller, validated.
+struct Admitted {
+    tenant: TenantId,
+    by: By,
+}
+
+impl Admitted {
+    /// A mutation by this caller, committed or only previewed.
+    fn call(&self, dry_run: bool) -> crate::app::AdminCall {
+        crate::app::AdminCall {
+            by: self.by.clone(),
+            mode: if dry_run {
+                crate::app::WriteMode::DryRun
+            } else {
+                crate::app::WriteMode::Commit
+            },
+        }
+    }
+}
+
 /// A mutation's response, which carries the write's preview.
 trait WithPreview: prost::Message {
     fn preview_mut(&mut self) -> Option<&mut pb::Preview>;
@@ -149,22 +170,41 @@ impl AdminApi {
     /// users that fit and says `truncated` (the write itself is committed either way).
     /// The start of every tenant call: the request, its tenant recorded on the RPC's span, and
     /// the caller's key allowed to make it as asked (an `admin` key must name an actor).
-    fn admit<R: TenantCall>(&self, method: &'static str, request: Request<R>) -> Result<R, Status> {
+    /// The tenant and the caller are validated here, once, into types.
+    fn admit<R: TenantCall>(
+        &self,
+        method: &'static str,
+        request: Request<R>,
+    ) -> Result<(R, Admitted), Status> {
         let role = gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(r.tenant_id());
         require_actor(role, r.actor_user_id())
             .map_err(|s| self.refuse(method, r.actor_user_id(), s))?;
-        Ok(r)
+        let admitted = TenantId::parse("tenant_id", r.tenant_id())
+            .and_then(|tenant| {
+                Ok(Admitted {
+                    tenant,
+                    by: By::parse("actor_user_id", r.actor_user_id())?,
+                })
+            })
+            .map_err(|e| self.fail(method, &By::Operator, e))?;
+        Ok((r, admitted))
     }
 
     /// A write's preview as the caller may see it (an actor never sees internal permissions).
-    fn preview(&self, preview: &crate::store::Preview, actor: &str) -> Option<pb::Preview> {
-        Some(convert::preview(
-            self.app.catalog(),
-            preview,
-            !actor.is_empty(),
-        ))
+    /// An input validated at the edge, or the status that says what to fix.
+    fn valid<T>(
+        &self,
+        method: &'static str,
+        by: &By,
+        v: crate::error::Result<T>,
+    ) -> Result<T, Status> {
+        v.map_err(|e| self.fail(method, by, e))
+    }
+
+    fn preview(&self, preview: &crate::store::Preview, by: &By) -> Option<pb::Preview> {
+        Some(convert::preview(self.app.catalog(), preview, by.is_actor()))
     }
 
     fn fitted<R: WithPreview + super::answer::Answer>(&self, mut response: R) -> Reply<R> {
@@ -254,11 +294,16 @@ impl AdminService for AdminApi {
         }
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        let tenant = self.valid(
+            METHOD,
+            &By::Operator,
+            TenantId::parse("tenant_id", r.tenant_id.as_str()),
+        )?;
         let t = self
             .app
-            .create_tenant(&r.tenant_id, &r.display_name)
+            .create_tenant(&tenant, &r.display_name)
             .await
-            .map_err(|e| self.fail(METHOD, "", e))?;
+            .map_err(|e| self.fail(METHOD, &By::Operator, e))?;
         ok(pb::CreateTenantResponse {
             revision: convert::revision(t.revision),
             tenant: Some(convert::tenant(t)),
@@ -270,12 +315,12 @@ impl AdminService for AdminApi {
         request: Request<pb::GetTenantRequest>,
     ) -> Reply<pb::GetTenantResponse> {
         const METHOD: &str = "GetTenant";
-        let r = self.admit(METHOD, request)?;
+        let (_, a) = self.admit(METHOD, request)?;
         let t = self
             .app
-            .get_tenant(&r.tenant_id, &r.actor_user_id)
+            .get_tenant(&a.tenant, &a.by)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         ok(pb::GetTenantResponse {
             tenant: Some(convert::tenant(t)),
         })
@@ -295,11 +340,16 @@ impl AdminService for AdminApi {
             ));
         }
         let r = request.into_inner();
+        let page = self.valid(
+            METHOD,
+            &By::Operator,
+            Paging::parse(r.page_size, &r.page_token),
+        )?;
         let (tenants, next) = self
             .app
-            .list_tenants(r.page_size, &r.page_token)
+            .list_tenants(&page)
             .await
-            .map_err(|e| self.fail(METHOD, "", e))?;
+            .map_err(|e| self.fail(METHOD, &By::Operator, e))?;
         ok(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(convert::tenant).collect(),
             next_page_token: next,
@@ -311,13 +361,14 @@ impl AdminService for AdminApi {
         request: Request<pb::UpsertUserRequest>,
     ) -> Reply<pb::UpsertUserResponse> {
         const METHOD: &str = "UpsertUser";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
+        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
         let done = self
             .app
-            .upsert_user(&r.tenant_id, &call, &r.user_id, &r.display_name, &r.email)
+            .upsert_user(&a.tenant, &call, &user, &r.display_name, &r.email)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::UpsertUserResponse {
             user: Some(convert::user(
                 self.app.catalog(),
@@ -326,7 +377,7 @@ impl AdminService for AdminApi {
                 Vec::new(),
             )),
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -335,8 +386,8 @@ impl AdminService for AdminApi {
         request: Request<pb::ImportUsersRequest>,
     ) -> Reply<pb::ImportUsersResponse> {
         const METHOD: &str = "ImportUsers";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
         let rows: Vec<crate::app::ImportInput> = r
             .rows
             .into_iter()
@@ -350,26 +401,27 @@ impl AdminService for AdminApi {
             .collect();
         let done = self
             .app
-            .import_users(&r.tenant_id, &call, &rows)
+            .import_users(&a.tenant, &call, &rows)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::ImportUsersResponse {
             imported: i32::try_from(done.value).unwrap_or(i32::MAX),
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
         const METHOD: &str = "GetUser";
-        let r = self.admit(METHOD, request)?;
-        let consistency = convert::consistency(r.consistency.clone())
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+        let (r, a) = self.admit(METHOD, request)?;
+        let consistency =
+            convert::consistency(r.consistency.clone()).map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
         let u = self
             .app
-            .get_user(&r.tenant_id, &r.actor_user_id, &r.user_id, consistency)
+            .get_user(&a.tenant, &a.by, &user, consistency)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         let roles = self.app.roles_of_set(&u.effective);
         ok(pb::GetUserResponse {
             user: Some(convert::user(self.app.catalog(), &r.tenant_id, u, roles)),
@@ -381,21 +433,24 @@ impl AdminService for AdminApi {
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
         const METHOD: &str = "ListUsers";
-        let r = self.admit(METHOD, request)?;
-        let consistency = convert::consistency(r.consistency.clone())
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+        let (r, a) = self.admit(METHOD, request)?;
+        let consistency =
+            convert::consistency(r.consistency.clone()).map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let group = if r.group_key.is_empty() {
+            None
+        } else {
+            Some(self.valid(
+                METHOD,
+                &a.by,
+                GroupKey::parse("group_key", r.group_key.as_str()),
+            )?)
+        };
+        let page = self.valid(METHOD, &a.by, Paging::parse(r.page_size, &r.page_token))?;
         let (users, next) = self
             .app
-            .list_users(
-                &r.tenant_id,
-                &r.actor_user_id,
-                &r.group_key,
-                r.page_size,
-                &r.page_token,
-                consistency,
-            )
+            .list_users(&a.tenant, &a.by, group.as_ref(), &page, consistency)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         let catalog = self.app.catalog();
         let mut out = Vec::with_capacity(users.len());
         for u in users {
@@ -413,15 +468,15 @@ impl AdminService for AdminApi {
         request: Request<pb::SetUserStatusRequest>,
     ) -> Reply<pb::SetUserStatusResponse> {
         const METHOD: &str = "SetUserStatus";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
-        let status =
-            convert::status_in(r.status).map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
+        let status = convert::status_in(r.status).map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
         let done = self
             .app
-            .set_user_status(&r.tenant_id, &call, &r.user_id, status)
+            .set_user_status(&a.tenant, &call, &user, status)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::SetUserStatusResponse {
             user: Some(convert::user(
                 self.app.catalog(),
@@ -430,7 +485,7 @@ impl AdminService for AdminApi {
                 Vec::new(),
             )),
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -439,18 +494,18 @@ impl AdminService for AdminApi {
         request: Request<pb::CreateGroupRequest>,
     ) -> Reply<pb::CreateGroupResponse> {
         const METHOD: &str = "CreateGroup";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
         let input = convert::group_in(r.group);
         let done = self
             .app
-            .create_group(&r.tenant_id, &call, &input)
+            .create_group(&a.tenant, &call, &input)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::CreateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -459,12 +514,17 @@ impl AdminService for AdminApi {
         request: Request<pb::GetGroupRequest>,
     ) -> Reply<pb::GetGroupResponse> {
         const METHOD: &str = "GetGroup";
-        let r = self.admit(METHOD, request)?;
+        let (r, a) = self.admit(METHOD, request)?;
+        let key = self.valid(
+            METHOD,
+            &a.by,
+            GroupKey::parse("group_key", r.group_key.as_str()),
+        )?;
         let g = self
             .app
-            .get_group(&r.tenant_id, &r.actor_user_id, &r.group_key)
+            .get_group(&a.tenant, &a.by, &key)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         ok(pb::GetGroupResponse {
             group: Some(convert::group(self.app.catalog(), g)),
         })
@@ -475,12 +535,13 @@ impl AdminService for AdminApi {
         request: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
         const METHOD: &str = "ListGroups";
-        let r = self.admit(METHOD, request)?;
+        let (r, a) = self.admit(METHOD, request)?;
+        let page = self.valid(METHOD, &a.by, Paging::parse(r.page_size, &r.page_token))?;
         let (groups, next) = self
             .app
-            .list_groups(&r.tenant_id, &r.actor_user_id, r.page_size, &r.page_token)
+            .list_groups(&a.tenant, &a.by, &page)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         let catalog = self.app.catalog();
         ok(pb::ListGroupsResponse {
             groups: groups
@@ -496,27 +557,32 @@ impl AdminService for AdminApi {
         request: Request<pb::UpdateGroupRequest>,
     ) -> Reply<pb::UpdateGroupResponse> {
         const METHOD: &str = "UpdateGroup";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
+        let key = self.valid(
+            METHOD,
+            &a.by,
+            GroupKey::parse("group_key", r.group_key.as_str()),
+        )?;
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let input = convert::group_in(r.group);
         let done = self
             .app
             .update_group(
-                &r.tenant_id,
+                &a.tenant,
                 &call,
-                &r.group_key,
+                &key,
                 &input,
                 &mask,
                 convert::expected_version(r.expected_version)
-                    .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?,
+                    .map_err(|e| self.fail(METHOD, &a.by, e))?,
             )
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::UpdateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -525,18 +591,23 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
         const METHOD: &str = "DeleteGroup";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
         let expected = convert::expected_version(r.expected_version)
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let key = self.valid(
+            METHOD,
+            &a.by,
+            GroupKey::parse("group_key", r.group_key.as_str()),
+        )?;
         let done = self
             .app
-            .delete_group(&r.tenant_id, &call, &r.group_key, expected)
+            .delete_group(&a.tenant, &call, &key, expected)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::DeleteGroupResponse {
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -545,10 +616,14 @@ impl AdminService for AdminApi {
         request: Request<pb::DuplicateGroupRequest>,
     ) -> Reply<pb::DuplicateGroupResponse> {
         const METHOD: &str = "DuplicateGroup";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
         let input = crate::app::DuplicateInput {
-            source_group_key: r.source_group_key,
+            source_group_key: self.valid(
+                METHOD,
+                &a.by,
+                GroupKey::parse("source_group_key", r.source_group_key),
+            )?,
             new_key: r.new_key,
             new_name: r.new_name,
             copy_permissions: r.copy_permissions,
@@ -557,13 +632,13 @@ impl AdminService for AdminApi {
         };
         let done = self
             .app
-            .duplicate_group(&r.tenant_id, &call, &input)
+            .duplicate_group(&a.tenant, &call, &input)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::DuplicateGroupResponse {
             group: Some(convert::group(self.app.catalog(), done.value)),
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -572,16 +647,22 @@ impl AdminService for AdminApi {
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Reply<pb::AddGroupMembersResponse> {
         const METHOD: &str = "AddGroupMembers";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
+        let key = self.valid(
+            METHOD,
+            &a.by,
+            GroupKey::parse("group_key", r.group_key.as_str()),
+        )?;
+        let users = self.valid(METHOD, &a.by, UserIds::parse("user_ids", r.user_ids))?;
         let done = self
             .app
-            .add_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
+            .add_members(&a.tenant, &call, &key, &users)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::AddGroupMembersResponse {
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -590,16 +671,22 @@ impl AdminService for AdminApi {
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Reply<pb::RemoveGroupMembersResponse> {
         const METHOD: &str = "RemoveGroupMembers";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
+        let key = self.valid(
+            METHOD,
+            &a.by,
+            GroupKey::parse("group_key", r.group_key.as_str()),
+        )?;
+        let users = self.valid(METHOD, &a.by, UserIds::parse("user_ids", r.user_ids))?;
         let done = self
             .app
-            .remove_members(&r.tenant_id, &call, &r.group_key, &r.user_ids)
+            .remove_members(&a.tenant, &call, &key, &users)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::RemoveGroupMembersResponse {
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -608,23 +695,18 @@ impl AdminService for AdminApi {
         request: Request<pb::GrantPermissionsRequest>,
     ) -> Reply<pb::GrantPermissionsResponse> {
         const METHOD: &str = "GrantPermissions";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
         let resource = convert::resource_in(r.resource);
+        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
         let done = self
             .app
-            .grant(
-                &r.tenant_id,
-                &call,
-                &r.user_id,
-                &r.permissions,
-                resource.as_ref(),
-            )
+            .grant(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::GrantPermissionsResponse {
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -633,23 +715,18 @@ impl AdminService for AdminApi {
         request: Request<pb::RevokePermissionsRequest>,
     ) -> Reply<pb::RevokePermissionsResponse> {
         const METHOD: &str = "RevokePermissions";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
         let resource = convert::resource_in(r.resource);
+        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
         let done = self
             .app
-            .revoke(
-                &r.tenant_id,
-                &call,
-                &r.user_id,
-                &r.permissions,
-                resource.as_ref(),
-            )
+            .revoke(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::RevokePermissionsResponse {
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -658,23 +735,24 @@ impl AdminService for AdminApi {
         request: Request<pb::SetRestrictionsRequest>,
     ) -> Reply<pb::SetRestrictionsResponse> {
         const METHOD: &str = "SetRestrictions";
-        let r = self.admit(METHOD, request)?;
-        let call = convert::call(&r.actor_user_id, r.dry_run);
+        let (r, a) = self.admit(METHOD, request)?;
+        let call = a.call(r.dry_run);
+        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
         let done = self
             .app
             .set_restrictions(
-                &r.tenant_id,
+                &a.tenant,
                 &call,
-                &r.user_id,
+                &user,
                 &r.resource_type,
                 &r.resource_ids,
                 r.clear,
             )
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         self.fitted(pb::SetRestrictionsResponse {
             revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &r.actor_user_id),
+            preview: self.preview(&done.preview, &a.by),
         })
     }
 
@@ -683,22 +761,28 @@ impl AdminService for AdminApi {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
         const METHOD: &str = "ListAuditEvents";
-        let r = self.admit(METHOD, request)?;
+        let (r, a) = self.admit(METHOD, request)?;
+        let actor = if r.filter_actor_user_id.is_empty() {
+            None
+        } else {
+            Some(self.valid(
+                METHOD,
+                &a.by,
+                UserId::parse("filter_actor_user_id", r.filter_actor_user_id),
+            )?)
+        };
         let filter = crate::app::AuditFilter {
-            actor: Some(r.filter_actor_user_id).filter(|a| !a.is_empty()),
+            actor,
             target: Some(r.filter_target).filter(|t| !t.is_empty()),
-            since: convert::time_in("since", r.since)
-                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?,
-            until: convert::time_in("until", r.until)
-                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?,
-            page_size: r.page_size,
-            page_token: r.page_token,
+            since: convert::time_in("since", r.since).map_err(|e| self.fail(METHOD, &a.by, e))?,
+            until: convert::time_in("until", r.until).map_err(|e| self.fail(METHOD, &a.by, e))?,
+            page: self.valid(METHOD, &a.by, Paging::parse(r.page_size, &r.page_token))?,
         };
         let (events, next) = self
             .app
-            .list_audit(&r.tenant_id, &r.actor_user_id, filter)
+            .list_audit(&a.tenant, &a.by, filter)
             .await
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+            .map_err(|e| self.fail(METHOD, &a.by, e))?;
         // What the response may hold, less room for its own framing and the page token.
         let budget = self.max_message_bytes.saturating_sub(1024);
         ok(fit_audit_page(events, next, budget))
@@ -742,19 +826,19 @@ impl AdminService for AdminApi {
         const METHOD: &str = "ListPermissions";
         let operator = gate::role(&request) == Role::Operator;
         let r = request.into_inner();
-        if !r.actor_user_id.is_empty() {
-            crate::validate::id("actor_user_id", &r.actor_user_id)
-                .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
-        }
-        crate::validate::text("section", &r.section)
-            .map_err(|e| self.fail(METHOD, &r.actor_user_id, e))?;
+        let by = self.valid(
+            METHOD,
+            &By::Operator,
+            By::parse("actor_user_id", r.actor_user_id.as_str()),
+        )?;
+        self.valid(METHOD, &by, crate::validate::text("section", &r.section))?;
         let permissions = self
             .app
             .catalog()
             .permissions()
             .iter()
             .filter(|p| r.section.is_empty() || p.section == r.section)
-            .filter(|p| !p.internal || (operator && r.actor_user_id.is_empty()))
+            .filter(|p| !p.internal || (operator && !by.is_actor()))
             .map(|p| pb::Permission {
                 key: p.key.clone(),
                 name: p.name.clone(),

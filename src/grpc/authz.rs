@@ -6,6 +6,7 @@ use super::status::{code, to_status};
 use super::watch::{Subscription, WatchHub};
 use crate::app::{Authz, CheckInput, TargetInput};
 use crate::decisions::Decision;
+use crate::ids::{TenantId, UserId};
 use authz_core::decide;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -111,7 +112,7 @@ async fn follow(
     mut after: u64,
     tx: tokio::sync::mpsc::Sender<Result<pb::WatchResponse, Status>>,
 ) {
-    let tenant = subscription.tenant().to_owned();
+    let tenant = subscription.tenant().clone();
     loop {
         // What was announced before this read; the read covers it.
         let announced = subscription.latest();
@@ -174,11 +175,11 @@ impl AuthzService for AuthzApi {
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
         // Limits before the database: a refused stream costs no database work.
-        crate::validate::id("tenant_id", &r.tenant_id).map_err(to_status)?;
-        let subscription = self.watch.subscribe(&r.tenant_id)?;
+        let tenant = TenantId::parse("tenant_id", r.tenant_id).map_err(to_status)?;
+        let subscription = self.watch.subscribe(&tenant)?;
         let after = self
             .app
-            .watch_start(&r.tenant_id, &r.after_revision)
+            .watch_start(&tenant, &r.after_revision)
             .await
             .map_err(to_status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
@@ -210,6 +211,7 @@ impl AuthzService for AuthzApi {
         let role = crate::gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        let tenant = TenantId::parse("tenant_id", r.tenant_id).map_err(to_status)?;
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let input = CheckInput {
             user_id: r.user_id,
@@ -220,7 +222,7 @@ impl AuthzService for AuthzApi {
         };
         let (checked, revision) = self
             .app
-            .check(&r.tenant_id, &input, consistency)
+            .check(&tenant, &input, consistency)
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
@@ -241,7 +243,7 @@ impl AuthzService for AuthzApi {
             log.record(&Decision {
                 method: "Check",
                 role: role.name(),
-                tenant: &r.tenant_id,
+                tenant: &tenant,
                 user: &input.user_id,
                 target: input.target.as_ref(),
                 resource: input.resource.as_ref(),
@@ -266,6 +268,7 @@ impl AuthzService for AuthzApi {
         let role = crate::gate::role(&request);
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        let tenant = TenantId::parse("tenant_id", r.tenant_id).map_err(to_status)?;
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let items: Vec<CheckInput> = r
             .items
@@ -280,7 +283,7 @@ impl AuthzService for AuthzApi {
             .collect();
         let (results, revision) = self
             .app
-            .batch_check(&r.tenant_id, &items, consistency)
+            .batch_check(&tenant, &items, consistency)
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
@@ -312,7 +315,7 @@ impl AuthzService for AuthzApi {
                         log.record(&Decision {
                             method: "BatchCheck",
                             role: role.name(),
-                            tenant: &r.tenant_id,
+                            tenant: &tenant,
                             user: &input.user_id,
                             target: input.target.as_ref(),
                             resource: input.resource.as_ref(),
@@ -354,10 +357,15 @@ impl AuthzService for AuthzApi {
     ) -> Result<Response<pb::GetEffectivePermissionsResponse>, Status> {
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        let tenant = TenantId::parse("tenant_id", r.tenant_id).map_err(to_status)?;
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let (subject, revision) = self
             .app
-            .subject(&r.tenant_id, &r.user_id, consistency)
+            .subject(
+                &tenant,
+                &UserId::parse("user_id", r.user_id).map_err(to_status)?,
+                consistency,
+            )
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
@@ -404,12 +412,13 @@ impl AuthzService for AuthzApi {
     ) -> Result<Response<pb::ListAllowedResourcesResponse>, Status> {
         let r = request.into_inner();
         crate::telemetry::tenant(&r.tenant_id);
+        let tenant = TenantId::parse("tenant_id", r.tenant_id).map_err(to_status)?;
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
         let (allowed, revision) = self
             .app
             .allowed_resources(
-                &r.tenant_id,
-                &r.user_id,
+                &tenant,
+                &UserId::parse("user_id", r.user_id).map_err(to_status)?,
                 &r.permission,
                 &r.resource_type,
                 consistency,

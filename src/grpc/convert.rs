@@ -284,18 +284,6 @@ pub fn audit_event(c: crate::store::Change) -> pb::AuditEvent {
     }
 }
 
-/// Who makes a mutation, and whether it only previews.
-pub fn call(actor: &str, dry_run: bool) -> crate::app::AdminCall<'_> {
-    crate::app::AdminCall {
-        actor,
-        mode: if dry_run {
-            crate::app::WriteMode::DryRun
-        } else {
-            crate::app::WriteMode::Commit
-        },
-    }
-}
-
 /// A preview as its caller may see it: to an actor (`hide_internal`), internal permissions
 /// are left out, and so is a user whose only change is internal.
 pub fn preview(catalog: &Catalog, p: &crate::store::Preview, hide_internal: bool) -> pb::Preview {

@@ -15,6 +15,7 @@
 
 use super::pb;
 use crate::app::Authz;
+use crate::ids::TenantId;
 use crate::metrics::{Metrics, WatchLimit};
 use crate::store::{CommitEvent, Revision};
 use crate::telemetry::Throttled;
@@ -146,7 +147,7 @@ impl WatchHub {
     /// Registers one stream of `tenant`, or refuses it: RESOURCE_EXHAUSTED at a limit,
     /// UNAVAILABLE once the server is shutting down. Register before reading the change log,
     /// so no commit falls between the read and the wait.
-    pub fn subscribe(&self, tenant: &str) -> Result<Subscription, Status> {
+    pub fn subscribe(&self, tenant: &TenantId) -> Result<Subscription, Status> {
         let shared = &self.shared;
         if *shared.closing.borrow() {
             return Err(Status::unavailable(SHUTTING_DOWN));
@@ -163,7 +164,7 @@ impl WatchHub {
                 ),
             ));
         }
-        let streams = state.tenants.get(tenant).map_or(0, |w| w.streams);
+        let streams = state.tenants.get(tenant.as_str()).map_or(0, |w| w.streams);
         if streams >= options.max_streams_per_tenant {
             drop(state);
             return Err(shared.refuse(
@@ -176,7 +177,7 @@ impl WatchHub {
         }
         let watched = state
             .tenants
-            .entry(tenant.to_owned())
+            .entry(tenant.to_string())
             .or_insert_with(|| Watched {
                 latest: watch::channel(0).0,
                 streams: 0,
@@ -191,7 +192,7 @@ impl WatchHub {
         }
         Ok(Subscription {
             shared: shared.clone(),
-            tenant: tenant.to_owned(),
+            tenant: tenant.clone(),
             latest,
             closing: shared.closing.subscribe(),
         })
@@ -284,13 +285,13 @@ async fn pump(app: Arc<Authz>, shared: Arc<Shared>, mut commits: crate::store::C
 /// One registered stream: the tenant's latest announced revision, and the shutdown signal.
 pub struct Subscription {
     shared: Arc<Shared>,
-    tenant: String,
+    tenant: TenantId,
     latest: watch::Receiver<Revision>,
     closing: watch::Receiver<bool>,
 }
 
 impl Subscription {
-    pub fn tenant(&self) -> &str {
+    pub fn tenant(&self) -> &TenantId {
         &self.tenant
     }
 
@@ -321,10 +322,10 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let mut state = self.shared.state();
         state.open = state.open.saturating_sub(1);
-        if let Some(w) = state.tenants.get_mut(&self.tenant) {
+        if let Some(w) = state.tenants.get_mut(self.tenant.as_str()) {
             w.streams = w.streams.saturating_sub(1);
             if w.streams == 0 {
-                state.tenants.remove(&self.tenant);
+                state.tenants.remove(self.tenant.as_str());
             }
         }
         let open = state.open;
