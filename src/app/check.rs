@@ -163,14 +163,9 @@ impl Authz {
         tenant_id: &TenantId,
         consistency: Consistency,
     ) -> Result<()> {
-        if let Consistency::AtLeast(requested) = consistency {
+        if let Consistency::AtLeast(_) = consistency {
             let latest = self.store.get_tenant(tenant_id).await?.revision;
-            if requested > latest {
-                return Err(Error::Store(crate::store::StoreError::FutureRevision {
-                    requested,
-                    latest,
-                }));
-            }
+            crate::store::rules::check_fresh(consistency, latest)?;
         }
         Ok(())
     }

@@ -797,12 +797,7 @@ impl Store for CachedStore {
         } else {
             self.cached_subject(tenant_id, user_id, min).await?
         };
-        if revision < min {
-            return Err(StoreError::FutureRevision {
-                requested: min,
-                latest: revision,
-            });
-        }
+        super::rules::check_fresh(consistency, revision)?;
         Ok((subject, revision))
     }
 

@@ -605,7 +605,15 @@ async fn lifting_a_limit_needs_what_the_user_holds(backend: Backend) {
 
     // Narrowing takes access away, widening and lifting give it back: each needs everything
     // the owner holds.
-    let rev = app.app.get_tenant("t", "").await.unwrap().revision;
+    let rev = app
+        .app
+        .get_tenant(
+            &authz::ids::TenantId::parse("t", "t").unwrap(),
+            &authz::ids::By::Operator,
+        )
+        .await
+        .unwrap()
+        .revision;
     for (ids, clear) in [
         (&["a"][..], false),
         (&["a", "c"][..], false),
@@ -619,7 +627,17 @@ async fn lifting_a_limit_needs_what_the_user_holds(backend: Backend) {
             &["delete_customers"],
         );
     }
-    assert_eq!(app.app.get_tenant("t", "").await.unwrap().revision, rev);
+    assert_eq!(
+        app.app
+            .get_tenant(
+                &authz::ids::TenantId::parse("t", "t").unwrap(),
+                &authz::ids::By::Operator
+            )
+            .await
+            .unwrap()
+            .revision,
+        rev
+    );
     assert!(!app.check(on("owner", "c")).await.unwrap().allowed);
 
     // For a user holding only what the actor holds, lifting is fine.

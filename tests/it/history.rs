@@ -326,7 +326,11 @@ async fn concurrent_history_replays_without_a_refused_write(backend: Backend) {
         tally.push(format!("{who}={ok}/{refused}"));
     }
 
-    let changes = app.app.changes_since("t", 1, 100_000).await.unwrap();
+    let changes = app
+        .app
+        .changes_since(&authz::ids::TenantId::parse("t", "t").unwrap(), 1, 100_000)
+        .await
+        .unwrap();
     let mut model = Model::default();
     let mut checked = 0;
     for (i, change) in changes.iter().enumerate() {

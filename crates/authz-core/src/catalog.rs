@@ -9,7 +9,7 @@
 use crate::admin::AdminOp;
 use crate::expr::{Expr, ExprError, FlagId, Names};
 use crate::key::{is_valid_key, key_from_name};
-use crate::model::{GroupGrants, ResourceTypeId};
+use crate::model::{GroupGrants, ResourceTypeId, Subject, UserGrants};
 use crate::permset::{PermId, PermSet};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -261,6 +261,28 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// A user's subject: its own grants and each of its groups' — a system group's from this
+    /// catalog, a custom group's from `custom` (a key `custom` does not know gives nothing).
+    /// Every store assembles subjects here.
+    pub fn subject(
+        &self,
+        user: Arc<UserGrants>,
+        mut custom: impl FnMut(&str) -> Option<Arc<GroupGrants>>,
+    ) -> Subject {
+        let groups = user
+            .groups
+            .iter()
+            .filter_map(|k| match self.group(k) {
+                Some(g) => Some(g.grants.clone()),
+                None => custom(k),
+            })
+            .collect();
+        Subject {
+            user: Some(user),
+            groups,
+        }
+    }
+
     /// Parses and validates a catalog file.
     pub fn from_toml(text: &str) -> Result<Catalog, CatalogError> {
         let file: File = toml::from_str(text).map_err(|e| CatalogError::Syntax(e.to_string()))?;

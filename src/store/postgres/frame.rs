@@ -157,24 +157,14 @@ impl PostgresStore {
         let subjects = users
             .into_iter()
             .map(|u| {
-                let groups = u
-                    .groups
-                    .iter()
-                    .filter_map(|k| match self.catalog.group(k) {
-                        Some(g) => Some(g.grants.clone()),
-                        None => loaded.get(k).cloned(),
-                    })
-                    .collect();
-                let subject = Subject {
-                    user: Some(Arc::new(UserGrants {
-                        status: u.status,
-                        groups: u.groups,
-                        direct: u.direct,
-                        scoped: u.scoped,
-                        restrictions: u.restrictions,
-                    })),
-                    groups,
-                };
+                let grants = Arc::new(UserGrants {
+                    status: u.status,
+                    groups: u.groups,
+                    direct: u.direct,
+                    scoped: u.scoped,
+                    restrictions: u.restrictions,
+                });
+                let subject = self.catalog.subject(grants, |k| loaded.get(k).cloned());
                 (u.user_id, subject)
             })
             .collect();

@@ -10,7 +10,7 @@ impl Store for PostgresStore {
         ctx: &WriteCtx,
         write: Write<'_>,
     ) -> Result<Committed<Written>> {
-        crate::store::dispatch(self, tenant_id, ctx, write).await
+        self.carry_out(tenant_id, ctx, write).await
     }
 
     async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
@@ -181,14 +181,7 @@ impl Store for PostgresStore {
         consistency: Consistency,
     ) -> Result<(Subject, Revision)> {
         let (subject, revision) = self.load_subject(tenant_id, user_id).await?;
-        if let Consistency::AtLeast(requested) = consistency {
-            if requested > revision {
-                return Err(StoreError::FutureRevision {
-                    requested,
-                    latest: revision,
-                });
-            }
-        }
+        rules::check_fresh(consistency, revision)?;
         Ok((subject, revision))
     }
 

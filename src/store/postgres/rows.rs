@@ -88,16 +88,21 @@ impl PostgresStore {
         // Admin reads also carry the custom groups' permissions: the effective set (and so
         // the roles) comes from the same snapshot as the rest of the user.
         if let Ok(group_perms) = row.try_get::<_, Vec<String>>("gp") {
-            if info.status == UserStatus::Active {
-                let mut set = info.direct.clone();
-                set.union_with(&self.perms(&group_perms));
-                for g in &info.groups {
-                    if let Some(sys) = self.catalog.group(g) {
-                        set.union_with(&sys.grants.permissions);
-                    }
-                }
-                info.effective = set;
-            }
+            // The custom groups' permissions come as one union: every custom group reads it.
+            let custom = Arc::new(GroupGrants {
+                permissions: self.perms(&group_perms),
+                ..GroupGrants::default()
+            });
+            let grants = Arc::new(UserGrants {
+                status: info.status,
+                groups: info.groups.clone(),
+                direct: info.direct.clone(),
+                ..UserGrants::default()
+            });
+            info.effective = self
+                .catalog
+                .subject(grants, |_| Some(custom.clone()))
+                .effective();
         }
         info
     }
@@ -328,20 +333,9 @@ impl PostgresStore {
             revision = revision.min(more_rev);
             loaded.extend(more);
         }
-        let groups = user
-            .groups
-            .iter()
-            .filter_map(|k| match self.catalog.group(k) {
-                Some(g) => Some(g.grants.clone()),
-                None => loaded.iter().find(|g| &g.key == k).cloned().map(Arc::new),
-            })
-            .collect();
-        Ok((
-            Subject {
-                user: Some(Arc::new(user)),
-                groups,
-            },
-            revision,
-        ))
+        let subject = self.catalog.subject(Arc::new(user), |k| {
+            loaded.iter().find(|g| g.key == k).cloned().map(Arc::new)
+        });
+        Ok((subject, revision))
     }
 }

@@ -2,8 +2,83 @@
 
 use super::*;
 
-#[async_trait]
-impl WriteOps for PostgresStore {
+impl PostgresStore {
+    /// Carries out `write`: the one place a `Write` becomes this store's statements.
+    pub(super) async fn carry_out(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        write: Write<'_>,
+    ) -> Result<Committed<Written>> {
+        let at = At {
+            tenant_id,
+            ctx,
+            op: Op::of(&write),
+        };
+        Ok(match write {
+            Write::UpsertUser {
+                user_id,
+                display_name,
+                email,
+            } => self
+                .upsert_user(at, user_id, display_name, email)
+                .await?
+                .map(Written::User),
+            Write::ImportUsers { rows } => self
+                .import_users(at, rows)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::SetUserStatus { user_id, status } => self
+                .set_user_status(at, user_id, status)
+                .await?
+                .map(Written::User),
+            Write::CreateGroup { def } => self.create_group(at, def).await?.map(Written::Group),
+            Write::DuplicateGroup { def, members_of } => self
+                .duplicate_group(at, def, members_of)
+                .await?
+                .map(Written::Group),
+            Write::UpdateGroup {
+                key,
+                patch,
+                expected_version,
+            } => self
+                .update_group(at, key, patch, expected_version)
+                .await?
+                .map(Written::Group),
+            Write::DeleteGroup {
+                key,
+                expected_version,
+            } => self
+                .delete_group(at, key, expected_version)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::AddMembers { group, user_ids } => self
+                .add_members(at, group, user_ids)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::RemoveMembers { group, user_ids } => self
+                .remove_members(at, group, user_ids)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::Grant { user_id, grants } => self
+                .grant(at, user_id, grants)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::Revoke { user_id, grants } => self
+                .revoke(at, user_id, grants)
+                .await?
+                .map(|()| Written::Nothing),
+            Write::SetRestriction {
+                user_id,
+                resource_type,
+                ids,
+            } => self
+                .set_restriction(at, user_id, resource_type, ids)
+                .await?
+                .map(|()| Written::Nothing),
+        })
+    }
+
     async fn upsert_user(
         &self,
         at: At<'_>,
@@ -166,28 +241,17 @@ impl WriteOps for PostgresStore {
                 .await
                 .map_err(pg)?
                 .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-            let actual = rev(row.get(0));
-            if let Some(expected) = expected_version.filter(|e| *e != actual) {
-                return Err(StoreError::VersionMismatch {
-                    key: key.to_owned(),
-                    expected,
-                    actual,
-                });
-            }
-            // A stored key the catalog does not know is never dropped by an edit, and an actor's
-            // edit keeps the internal permissions it cannot see.
-            let internal = self.catalog.internal_permissions();
-            let kept: Vec<String> = row
+            rules::check_version(key, expected_version, rev(row.get(0)))?;
+            // A stored key the catalog does not know is never dropped by an edit.
+            let kept = rules::kept_on_edit(&self.catalog, ctx.actor.is_some());
+            let kept_keys: Vec<String> = row
                 .get::<_, Vec<String>>(1)
                 .into_iter()
-                .filter(|k| match self.catalog.resolve(k) {
-                    None => true,
-                    Some(p) => ctx.actor.is_some() && internal.contains(p),
-                })
+                .filter(|k| self.catalog.resolve(k).is_none_or(|p| kept.contains(p)))
                 .collect();
             let permissions = patch.permissions.as_ref().map(|p| {
                 let mut keys = self.keys(p);
-                keys.extend(kept.iter().cloned());
+                keys.extend(kept_keys.iter().cloned());
                 keys.sort();
                 keys.dedup();
                 keys
@@ -207,11 +271,7 @@ impl WriteOps for PostgresStore {
             .await
             .map_err(pg)?;
             if let Some(scoped) = &patch.scoped {
-                let keep: Vec<String> = if ctx.actor.is_some() {
-                    self.keys(internal)
-                } else {
-                    Vec::new()
-                };
+                let keep: Vec<String> = self.keys(&kept);
                 tx.execute(
                     "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2
                      AND permission <> ALL($3)",
@@ -252,21 +312,8 @@ impl WriteOps for PostgresStore {
                 .await
                 .map_err(pg)?
                 .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-            let actual = rev(row.get(0));
-            if let Some(expected) = expected_version.filter(|e| *e != actual) {
-                return Err(StoreError::VersionMismatch {
-                    key: key.to_owned(),
-                    expected,
-                    actual,
-                });
-            }
-            let members = rev(row.get(1));
-            if members > 0 {
-                return Err(StoreError::GroupNotEmpty {
-                    key: key.to_owned(),
-                    members,
-                });
-            }
+            rules::check_version(key, expected_version, rev(row.get(0)))?;
+            rules::check_empty(key, rev(row.get(1)))?;
             tx.execute(
                 "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
                 &[&tenant_id, &key],
