@@ -3,10 +3,11 @@
 use super::convert;
 use super::pb::{self, admin_service_server::AdminService};
 use super::status::to_status;
-use crate::app::Authz;
+use crate::app::{Authz, GroupView};
 use crate::error::Error;
 use crate::gate::{self, Role};
 use crate::ids::{By, GroupKey, Paging, TenantId, UserId, UserIds};
+use crate::store::Committed;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -166,11 +167,9 @@ with_preview!(
 );
 
 impl AdminApi {
-    /// A mutation's response within the message limit: a preview too large for it keeps the
-    /// users that fit and says `truncated` (the write itself is committed either way).
-    /// The start of every tenant call: the request, its tenant recorded on the RPC's span, and
-    /// the caller's key allowed to make it as asked (an `admin` key must name an actor).
-    /// The tenant and the caller are validated here, once, into types.
+    /// The start of every tenant call: its tenant recorded on the RPC's span, the caller's key
+    /// allowed to make it as asked (an `admin` key must name an actor), and the tenant and the
+    /// caller validated, once, into types.
     fn admit<R: TenantCall>(
         &self,
         method: &'static str,
@@ -192,21 +191,77 @@ impl AdminApi {
         Ok((r, admitted))
     }
 
-    /// A write's preview as the caller may see it (an actor never sees internal permissions).
-    /// An input validated at the edge, or the status that says what to fix.
-    fn valid<T>(
+    /// A tenant call: admitted, then `call` with the application, the tenant and the caller.
+    /// Whatever fails — the request's own fields as they are parsed, or the call — becomes the
+    /// status that says what to fix, a refusal logged and counted.
+    async fn tenant_call<R: TenantCall, T>(
         &self,
         method: &'static str,
-        by: &By,
-        v: crate::error::Result<T>,
+        request: Request<R>,
+        call: impl AsyncFnOnce(&Authz, &Admitted, R) -> crate::error::Result<T>,
+    ) -> Result<(T, Admitted), Status> {
+        let (r, a) = self.admit(method, request)?;
+        match call(&self.app, &a, r).await {
+            Ok(t) => Ok((t, a)),
+            Err(e) => Err(self.fail(method, &a.by, e)),
+        }
+    }
+
+    /// An operator-wide call: only an `operator` key may `what`.
+    fn operator_call<R>(
+        &self,
+        method: &'static str,
+        request: Request<R>,
+        what: &str,
+    ) -> Result<R, Status> {
+        if gate::role(&request) != Role::Operator {
+            return Err(self.refuse(
+                method,
+                "",
+                Status::permission_denied(format!("only an `operator` key may {what}")),
+            ));
+        }
+        Ok(request.into_inner())
+    }
+
+    /// An operator's call; its error becomes the status that says what to fix.
+    async fn operator<T>(
+        &self,
+        method: &'static str,
+        call: impl AsyncFnOnce() -> crate::error::Result<T>,
     ) -> Result<T, Status> {
-        v.map_err(|e| self.fail(method, by, e))
+        call()
+            .await
+            .map_err(|e| self.fail(method, &By::Operator, e))
     }
 
-    fn preview(&self, preview: &crate::store::Preview, by: &By) -> Option<pb::Preview> {
-        Some(convert::preview(self.app.catalog(), preview, by.is_actor()))
+    /// A write's revision, and its preview as the caller may see it (an actor never sees
+    /// internal permissions).
+    fn written<T>(&self, done: &Committed<T>, a: &Admitted) -> (String, Option<pb::Preview>) {
+        (
+            convert::revision(done.revision),
+            Some(convert::preview(
+                self.app.catalog(),
+                &done.preview,
+                a.by.is_actor(),
+            )),
+        )
     }
 
+    /// A group write's response: the group, the revision and the preview.
+    fn group_written<R: WithPreview + super::answer::Answer>(
+        &self,
+        done: Committed<GroupView>,
+        a: &Admitted,
+        response: impl FnOnce(Option<pb::Group>, String, Option<pb::Preview>) -> R,
+    ) -> Reply<R> {
+        let (revision, preview) = self.written(&done, a);
+        let group = Some(convert::group(self.app.catalog(), done.value));
+        self.fitted(response(group, revision, preview))
+    }
+
+    /// A mutation's response within the message limit: a preview too large for it keeps the
+    /// users that fit and says `truncated` (the write itself is committed either way).
     fn fitted<R: WithPreview + super::answer::Answer>(&self, mut response: R) -> Reply<R> {
         let budget = self.max_message_bytes.saturating_sub(1024);
         let mut excess = response.encoded_len().saturating_sub(budget);
@@ -285,25 +340,14 @@ impl AdminService for AdminApi {
         request: Request<pb::CreateTenantRequest>,
     ) -> Reply<pb::CreateTenantResponse> {
         const METHOD: &str = "CreateTenant";
-        if gate::role(&request) != Role::Operator {
-            return Err(self.refuse(
-                METHOD,
-                "",
-                Status::permission_denied("only an `operator` key may create tenants"),
-            ));
-        }
-        let r = request.into_inner();
+        let r = self.operator_call(METHOD, request, "create tenants")?;
         crate::telemetry::tenant(&r.tenant_id);
-        let tenant = self.valid(
-            METHOD,
-            &By::Operator,
-            TenantId::parse("tenant_id", r.tenant_id.as_str()),
-        )?;
         let t = self
-            .app
-            .create_tenant(&tenant, &r.display_name)
-            .await
-            .map_err(|e| self.fail(METHOD, &By::Operator, e))?;
+            .operator(METHOD, async || {
+                let tenant = TenantId::parse("tenant_id", r.tenant_id)?;
+                self.app.create_tenant(&tenant, &r.display_name).await
+            })
+            .await?;
         ok(pb::CreateTenantResponse {
             revision: convert::revision(t.revision),
             tenant: Some(convert::tenant(t)),
@@ -314,13 +358,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Reply<pb::GetTenantResponse> {
-        const METHOD: &str = "GetTenant";
-        let (_, a) = self.admit(METHOD, request)?;
-        let t = self
-            .app
-            .get_tenant(&a.tenant, &a.by)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let (t, _) = self
+            .tenant_call("GetTenant", request, async |app, a, _| {
+                app.get_tenant(&a.tenant, &a.by).await
+            })
+            .await?;
         ok(pb::GetTenantResponse {
             tenant: Some(convert::tenant(t)),
         })
@@ -332,24 +374,13 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::ListTenantsResponse> {
         const METHOD: &str = "ListTenants";
         // Tenants are every customer's: listing them is an operator-wide read.
-        if gate::role(&request) != Role::Operator {
-            return Err(self.refuse(
-                METHOD,
-                "",
-                Status::permission_denied("only an `operator` key may list tenants"),
-            ));
-        }
-        let r = request.into_inner();
-        let page = self.valid(
-            METHOD,
-            &By::Operator,
-            Paging::parse(r.page_size, &r.page_token),
-        )?;
+        let r = self.operator_call(METHOD, request, "list tenants")?;
         let (tenants, next) = self
-            .app
-            .list_tenants(&page)
-            .await
-            .map_err(|e| self.fail(METHOD, &By::Operator, e))?;
+            .operator(METHOD, async || {
+                let page = Paging::parse(r.page_size, &r.page_token)?;
+                self.app.list_tenants(&page).await
+            })
+            .await?;
         ok(pb::ListTenantsResponse {
             tenants: tenants.into_iter().map(convert::tenant).collect(),
             next_page_token: next,
@@ -360,24 +391,24 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpsertUserRequest>,
     ) -> Reply<pb::UpsertUserResponse> {
-        const METHOD: &str = "UpsertUser";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
-        let done = self
-            .app
-            .upsert_user(&a.tenant, &call, &user, &r.display_name, &r.email)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let (done, a) = self
+            .tenant_call("UpsertUser", request, async |app, a, r| {
+                let user = UserId::parse("user_id", r.user_id)?;
+                let call = a.call(r.dry_run);
+                app.upsert_user(&a.tenant, &call, &user, &r.display_name, &r.email)
+                    .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
         self.fitted(pb::UpsertUserResponse {
             user: Some(convert::user(
                 self.app.catalog(),
-                &r.tenant_id,
+                &a.tenant,
                 done.value,
                 Vec::new(),
             )),
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
+            revision,
+            preview,
         })
     }
 
@@ -385,46 +416,41 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ImportUsersRequest>,
     ) -> Reply<pb::ImportUsersResponse> {
-        const METHOD: &str = "ImportUsers";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let rows: Vec<crate::app::ImportInput> = r
-            .rows
-            .into_iter()
-            .map(|row| crate::app::ImportInput {
-                user_id: row.user_id,
-                display_name: row.display_name,
-                email: row.email,
-                group_keys: row.group_keys,
-                permissions: row.permissions,
+        let (done, a) = self
+            .tenant_call("ImportUsers", request, async |app, a, r| {
+                let rows: Vec<crate::app::ImportInput> = r
+                    .rows
+                    .into_iter()
+                    .map(|row| crate::app::ImportInput {
+                        user_id: row.user_id,
+                        display_name: row.display_name,
+                        email: row.email,
+                        group_keys: row.group_keys,
+                        permissions: row.permissions,
+                    })
+                    .collect();
+                app.import_users(&a.tenant, &a.call(r.dry_run), &rows).await
             })
-            .collect();
-        let done = self
-            .app
-            .import_users(&a.tenant, &call, &rows)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
         self.fitted(pb::ImportUsersResponse {
             imported: i32::try_from(done.value).unwrap_or(i32::MAX),
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
+            revision,
+            preview,
         })
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
-        const METHOD: &str = "GetUser";
-        let (r, a) = self.admit(METHOD, request)?;
-        let consistency =
-            convert::consistency(r.consistency.clone()).map_err(|e| self.fail(METHOD, &a.by, e))?;
-        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
-        let u = self
-            .app
-            .get_user(&a.tenant, &a.by, &user, consistency)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let (u, a) = self
+            .tenant_call("GetUser", request, async |app, a, r| {
+                let consistency = convert::consistency(r.consistency)?;
+                let user = UserId::parse("user_id", r.user_id)?;
+                app.get_user(&a.tenant, &a.by, &user, consistency).await
+            })
+            .await?;
         let roles = self.app.roles_of_set(&u.effective);
         ok(pb::GetUserResponse {
-            user: Some(convert::user(self.app.catalog(), &r.tenant_id, u, roles)),
+            user: Some(convert::user(self.app.catalog(), &a.tenant, u, roles)),
         })
     }
 
@@ -432,33 +458,28 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
-        const METHOD: &str = "ListUsers";
-        let (r, a) = self.admit(METHOD, request)?;
-        let consistency =
-            convert::consistency(r.consistency.clone()).map_err(|e| self.fail(METHOD, &a.by, e))?;
-        let group = if r.group_key.is_empty() {
-            None
-        } else {
-            Some(self.valid(
-                METHOD,
-                &a.by,
-                GroupKey::parse("group_key", r.group_key.as_str()),
-            )?)
-        };
-        let page = self.valid(METHOD, &a.by, Paging::parse(r.page_size, &r.page_token))?;
-        let (users, next) = self
-            .app
-            .list_users(&a.tenant, &a.by, group.as_ref(), &page, consistency)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let ((users, next), a) = self
+            .tenant_call("ListUsers", request, async |app, a, r| {
+                let consistency = convert::consistency(r.consistency)?;
+                let group = match r.group_key.as_str() {
+                    "" => None,
+                    key => Some(GroupKey::parse("group_key", key)?),
+                };
+                let page = Paging::parse(r.page_size, &r.page_token)?;
+                app.list_users(&a.tenant, &a.by, group.as_ref(), &page, consistency)
+                    .await
+            })
+            .await?;
         let catalog = self.app.catalog();
-        let mut out = Vec::with_capacity(users.len());
-        for u in users {
-            let roles = self.app.roles_of_set(&u.effective);
-            out.push(convert::user(catalog, &r.tenant_id, u, roles));
-        }
+        let users = users
+            .into_iter()
+            .map(|u| {
+                let roles = self.app.roles_of_set(&u.effective);
+                convert::user(catalog, &a.tenant, u, roles)
+            })
+            .collect();
         ok(pb::ListUsersResponse {
-            users: out,
+            users,
             next_page_token: next,
         })
     }
@@ -467,25 +488,24 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetUserStatusRequest>,
     ) -> Reply<pb::SetUserStatusResponse> {
-        const METHOD: &str = "SetUserStatus";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let status = convert::status_in(r.status).map_err(|e| self.fail(METHOD, &a.by, e))?;
-        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
-        let done = self
-            .app
-            .set_user_status(&a.tenant, &call, &user, status)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let (done, a) = self
+            .tenant_call("SetUserStatus", request, async |app, a, r| {
+                let status = convert::status_in(r.status)?;
+                let user = UserId::parse("user_id", r.user_id)?;
+                app.set_user_status(&a.tenant, &a.call(r.dry_run), &user, status)
+                    .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
         self.fitted(pb::SetUserStatusResponse {
             user: Some(convert::user(
                 self.app.catalog(),
-                &r.tenant_id,
+                &a.tenant,
                 done.value,
                 Vec::new(),
             )),
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
+            revision,
+            preview,
         })
     }
 
@@ -493,19 +513,19 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Reply<pb::CreateGroupResponse> {
-        const METHOD: &str = "CreateGroup";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let input = convert::group_in(r.group);
-        let done = self
-            .app
-            .create_group(&a.tenant, &call, &input)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::CreateGroupResponse {
-            group: Some(convert::group(self.app.catalog(), done.value)),
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
+        let (done, a) = self
+            .tenant_call("CreateGroup", request, async |app, a, r| {
+                let input = convert::group_in(r.group);
+                app.create_group(&a.tenant, &a.call(r.dry_run), &input)
+                    .await
+            })
+            .await?;
+        self.group_written(done, &a, |group, revision, preview| {
+            pb::CreateGroupResponse {
+                group,
+                revision,
+                preview,
+            }
         })
     }
 
@@ -513,18 +533,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Reply<pb::GetGroupResponse> {
-        const METHOD: &str = "GetGroup";
-        let (r, a) = self.admit(METHOD, request)?;
-        let key = self.valid(
-            METHOD,
-            &a.by,
-            GroupKey::parse("group_key", r.group_key.as_str()),
-        )?;
-        let g = self
-            .app
-            .get_group(&a.tenant, &a.by, &key)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let (g, _) = self
+            .tenant_call("GetGroup", request, async |app, a, r| {
+                let key = GroupKey::parse("group_key", r.group_key)?;
+                app.get_group(&a.tenant, &a.by, &key).await
+            })
+            .await?;
         ok(pb::GetGroupResponse {
             group: Some(convert::group(self.app.catalog(), g)),
         })
@@ -534,14 +548,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
-        const METHOD: &str = "ListGroups";
-        let (r, a) = self.admit(METHOD, request)?;
-        let page = self.valid(METHOD, &a.by, Paging::parse(r.page_size, &r.page_token))?;
-        let (groups, next) = self
-            .app
-            .list_groups(&a.tenant, &a.by, &page)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let ((groups, next), _) = self
+            .tenant_call("ListGroups", request, async |app, a, r| {
+                let page = Paging::parse(r.page_size, &r.page_token)?;
+                app.list_groups(&a.tenant, &a.by, &page).await
+            })
+            .await?;
         let catalog = self.app.catalog();
         ok(pb::ListGroupsResponse {
             groups: groups
@@ -556,33 +568,23 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> Reply<pb::UpdateGroupResponse> {
-        const METHOD: &str = "UpdateGroup";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let key = self.valid(
-            METHOD,
-            &a.by,
-            GroupKey::parse("group_key", r.group_key.as_str()),
-        )?;
-        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let input = convert::group_in(r.group);
-        let done = self
-            .app
-            .update_group(
-                &a.tenant,
-                &call,
-                &key,
-                &input,
-                &mask,
-                convert::expected_version(r.expected_version)
-                    .map_err(|e| self.fail(METHOD, &a.by, e))?,
-            )
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::UpdateGroupResponse {
-            group: Some(convert::group(self.app.catalog(), done.value)),
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
+        let (done, a) = self
+            .tenant_call("UpdateGroup", request, async |app, a, r| {
+                let key = GroupKey::parse("group_key", r.group_key)?;
+                let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+                let input = convert::group_in(r.group);
+                let expected = convert::expected_version(r.expected_version)?;
+                let call = a.call(r.dry_run);
+                app.update_group(&a.tenant, &call, &key, &input, &mask, expected)
+                    .await
+            })
+            .await?;
+        self.group_written(done, &a, |group, revision, preview| {
+            pb::UpdateGroupResponse {
+                group,
+                revision,
+                preview,
+            }
         })
     }
 
@@ -590,55 +592,42 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
-        const METHOD: &str = "DeleteGroup";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let expected = convert::expected_version(r.expected_version)
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        let key = self.valid(
-            METHOD,
-            &a.by,
-            GroupKey::parse("group_key", r.group_key.as_str()),
-        )?;
-        let done = self
-            .app
-            .delete_group(&a.tenant, &call, &key, expected)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::DeleteGroupResponse {
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
-        })
+        let (done, a) = self
+            .tenant_call("DeleteGroup", request, async |app, a, r| {
+                let key = GroupKey::parse("group_key", r.group_key)?;
+                let expected = convert::expected_version(r.expected_version)?;
+                app.delete_group(&a.tenant, &a.call(r.dry_run), &key, expected)
+                    .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
+        self.fitted(pb::DeleteGroupResponse { revision, preview })
     }
 
     async fn duplicate_group(
         &self,
         request: Request<pb::DuplicateGroupRequest>,
     ) -> Reply<pb::DuplicateGroupResponse> {
-        const METHOD: &str = "DuplicateGroup";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let input = crate::app::DuplicateInput {
-            source_group_key: self.valid(
-                METHOD,
-                &a.by,
-                GroupKey::parse("source_group_key", r.source_group_key),
-            )?,
-            new_key: r.new_key,
-            new_name: r.new_name,
-            copy_permissions: r.copy_permissions,
-            copy_scoped_grants: r.copy_scoped_grants,
-            copy_members: r.copy_members,
-        };
-        let done = self
-            .app
-            .duplicate_group(&a.tenant, &call, &input)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::DuplicateGroupResponse {
-            group: Some(convert::group(self.app.catalog(), done.value)),
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
+        let (done, a) = self
+            .tenant_call("DuplicateGroup", request, async |app, a, r| {
+                let input = crate::app::DuplicateInput {
+                    source_group_key: GroupKey::parse("source_group_key", r.source_group_key)?,
+                    new_key: r.new_key,
+                    new_name: r.new_name,
+                    copy_permissions: r.copy_permissions,
+                    copy_scoped_grants: r.copy_scoped_grants,
+                    copy_members: r.copy_members,
+                };
+                app.duplicate_group(&a.tenant, &a.call(r.dry_run), &input)
+                    .await
+            })
+            .await?;
+        self.group_written(done, &a, |group, revision, preview| {
+            pb::DuplicateGroupResponse {
+                group,
+                revision,
+                preview,
+            }
         })
     }
 
@@ -646,143 +635,111 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Reply<pb::AddGroupMembersResponse> {
-        const METHOD: &str = "AddGroupMembers";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let key = self.valid(
-            METHOD,
-            &a.by,
-            GroupKey::parse("group_key", r.group_key.as_str()),
-        )?;
-        let users = self.valid(METHOD, &a.by, UserIds::parse("user_ids", r.user_ids))?;
-        let done = self
-            .app
-            .add_members(&a.tenant, &call, &key, &users)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::AddGroupMembersResponse {
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
-        })
+        let (done, a) = self
+            .tenant_call("AddGroupMembers", request, async |app, a, r| {
+                let key = GroupKey::parse("group_key", r.group_key)?;
+                let users = UserIds::parse("user_ids", r.user_ids)?;
+                app.add_members(&a.tenant, &a.call(r.dry_run), &key, &users)
+                    .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
+        self.fitted(pb::AddGroupMembersResponse { revision, preview })
     }
 
     async fn remove_group_members(
         &self,
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Reply<pb::RemoveGroupMembersResponse> {
-        const METHOD: &str = "RemoveGroupMembers";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let key = self.valid(
-            METHOD,
-            &a.by,
-            GroupKey::parse("group_key", r.group_key.as_str()),
-        )?;
-        let users = self.valid(METHOD, &a.by, UserIds::parse("user_ids", r.user_ids))?;
-        let done = self
-            .app
-            .remove_members(&a.tenant, &call, &key, &users)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::RemoveGroupMembersResponse {
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
-        })
+        let (done, a) = self
+            .tenant_call("RemoveGroupMembers", request, async |app, a, r| {
+                let key = GroupKey::parse("group_key", r.group_key)?;
+                let users = UserIds::parse("user_ids", r.user_ids)?;
+                app.remove_members(&a.tenant, &a.call(r.dry_run), &key, &users)
+                    .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
+        self.fitted(pb::RemoveGroupMembersResponse { revision, preview })
     }
 
     async fn grant_permissions(
         &self,
         request: Request<pb::GrantPermissionsRequest>,
     ) -> Reply<pb::GrantPermissionsResponse> {
-        const METHOD: &str = "GrantPermissions";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let resource = convert::resource_in(r.resource);
-        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
-        let done = self
-            .app
-            .grant(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::GrantPermissionsResponse {
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
-        })
+        let (done, a) = self
+            .tenant_call("GrantPermissions", request, async |app, a, r| {
+                let user = UserId::parse("user_id", r.user_id)?;
+                let resource = convert::resource_in(r.resource);
+                let call = a.call(r.dry_run);
+                app.grant(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
+                    .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
+        self.fitted(pb::GrantPermissionsResponse { revision, preview })
     }
 
     async fn revoke_permissions(
         &self,
         request: Request<pb::RevokePermissionsRequest>,
     ) -> Reply<pb::RevokePermissionsResponse> {
-        const METHOD: &str = "RevokePermissions";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let resource = convert::resource_in(r.resource);
-        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
-        let done = self
-            .app
-            .revoke(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::RevokePermissionsResponse {
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
-        })
+        let (done, a) = self
+            .tenant_call("RevokePermissions", request, async |app, a, r| {
+                let user = UserId::parse("user_id", r.user_id)?;
+                let resource = convert::resource_in(r.resource);
+                let call = a.call(r.dry_run);
+                app.revoke(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
+                    .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
+        self.fitted(pb::RevokePermissionsResponse { revision, preview })
     }
 
     async fn set_restrictions(
         &self,
         request: Request<pb::SetRestrictionsRequest>,
     ) -> Reply<pb::SetRestrictionsResponse> {
-        const METHOD: &str = "SetRestrictions";
-        let (r, a) = self.admit(METHOD, request)?;
-        let call = a.call(r.dry_run);
-        let user = self.valid(METHOD, &a.by, UserId::parse("user_id", r.user_id.as_str()))?;
-        let done = self
-            .app
-            .set_restrictions(
-                &a.tenant,
-                &call,
-                &user,
-                &r.resource_type,
-                &r.resource_ids,
-                r.clear,
-            )
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
-        self.fitted(pb::SetRestrictionsResponse {
-            revision: convert::revision(done.revision),
-            preview: self.preview(&done.preview, &a.by),
-        })
+        let (done, a) = self
+            .tenant_call("SetRestrictions", request, async |app, a, r| {
+                let user = UserId::parse("user_id", r.user_id)?;
+                let call = a.call(r.dry_run);
+                app.set_restrictions(
+                    &a.tenant,
+                    &call,
+                    &user,
+                    &r.resource_type,
+                    &r.resource_ids,
+                    r.clear,
+                )
+                .await
+            })
+            .await?;
+        let (revision, preview) = self.written(&done, &a);
+        self.fitted(pb::SetRestrictionsResponse { revision, preview })
     }
 
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
-        const METHOD: &str = "ListAuditEvents";
-        let (r, a) = self.admit(METHOD, request)?;
-        let actor = if r.filter_actor_user_id.is_empty() {
-            None
-        } else {
-            Some(self.valid(
-                METHOD,
-                &a.by,
-                UserId::parse("filter_actor_user_id", r.filter_actor_user_id),
-            )?)
-        };
-        let filter = crate::app::AuditFilter {
-            actor,
-            target: Some(r.filter_target).filter(|t| !t.is_empty()),
-            since: convert::time_in("since", r.since).map_err(|e| self.fail(METHOD, &a.by, e))?,
-            until: convert::time_in("until", r.until).map_err(|e| self.fail(METHOD, &a.by, e))?,
-            page: self.valid(METHOD, &a.by, Paging::parse(r.page_size, &r.page_token))?,
-        };
-        let (events, next) = self
-            .app
-            .list_audit(&a.tenant, &a.by, filter)
-            .await
-            .map_err(|e| self.fail(METHOD, &a.by, e))?;
+        let ((events, next), _) = self
+            .tenant_call("ListAuditEvents", request, async |app, a, r| {
+                let actor = match r.filter_actor_user_id.as_str() {
+                    "" => None,
+                    id => Some(UserId::parse("filter_actor_user_id", id)?),
+                };
+                let filter = crate::app::AuditFilter {
+                    actor,
+                    target: Some(r.filter_target).filter(|t| !t.is_empty()),
+                    since: convert::time_in("since", r.since)?,
+                    until: convert::time_in("until", r.until)?,
+                    page: Paging::parse(r.page_size, &r.page_token)?,
+                };
+                app.list_audit(&a.tenant, &a.by, filter).await
+            })
+            .await?;
         // What the response may hold, less room for its own framing and the page token.
         let budget = self.max_message_bytes.saturating_sub(1024);
         ok(fit_audit_page(events, next, budget))
@@ -826,12 +783,12 @@ impl AdminService for AdminApi {
         const METHOD: &str = "ListPermissions";
         let operator = gate::role(&request) == Role::Operator;
         let r = request.into_inner();
-        let by = self.valid(
-            METHOD,
-            &By::Operator,
-            By::parse("actor_user_id", r.actor_user_id.as_str()),
-        )?;
-        self.valid(METHOD, &by, crate::validate::text("section", &r.section))?;
+        let by = By::parse("actor_user_id", r.actor_user_id.as_str())
+            .and_then(|by| {
+                crate::validate::text("section", &r.section)?;
+                Ok(by)
+            })
+            .map_err(|e| self.fail(METHOD, &By::Operator, e))?;
         let permissions = self
             .app
             .catalog()
