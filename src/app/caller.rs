@@ -26,6 +26,22 @@ impl Authz {
         Ok(caller)
     }
 
+    /// Hands a write to the store with the caller's context: the store decides `rule` for an
+    /// actor inside the write.
+    pub(super) async fn commit(
+        &self,
+        tenant_id: &TenantId,
+        caller: &Caller,
+        mode: WriteMode,
+        rule: Rule,
+        write: Write<'_>,
+    ) -> Result<Committed<crate::store::Written>> {
+        Ok(self
+            .store
+            .write(tenant_id, &caller.ctx(mode, rule), write)
+            .await?)
+    }
+
     /// A permission key as the caller may name it: internal ones do not exist for actors.
     pub(super) fn visible_permission(
         &self,

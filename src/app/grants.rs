@@ -54,10 +54,11 @@ impl Authz {
             },
         );
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::Grant {
                     user_id,
                     grants: &grants,
@@ -84,10 +85,11 @@ impl Authz {
             },
         );
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::Revoke {
                     user_id,
                     grants: &grants,
@@ -136,10 +138,11 @@ impl Authz {
             },
         );
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::SetRestriction {
                     user_id,
                     resource_type: t,

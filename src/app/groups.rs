@@ -120,10 +120,11 @@ impl Authz {
             },
         );
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::CreateGroup { def },
             )
             .await?
@@ -258,10 +259,11 @@ impl Authz {
             },
         );
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::UpdateGroup {
                     key,
                     patch,
@@ -287,10 +289,11 @@ impl Authz {
         let caller = Caller::writer(&call.by);
         let rule = Rule::new(AdminOp::EditGroups, Effect::Nothing);
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::DeleteGroup {
                     key,
                     expected_version,
@@ -354,10 +357,11 @@ impl Authz {
             rule.ops.push(AdminOp::EditUsers);
         }
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::DuplicateGroup { def, members_of },
             )
             .await?
@@ -384,10 +388,11 @@ impl Authz {
             },
         );
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::AddMembers {
                     group: self.group_ref(key),
                     user_ids: &user_ids[..],
@@ -415,10 +420,11 @@ impl Authz {
             },
         );
         Ok(self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::RemoveMembers {
                     group: self.group_ref(key),
                     user_ids: &user_ids[..],

@@ -128,10 +128,11 @@ impl Authz {
             },
         );
         let done = self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::ImportUsers { rows: &valid },
             )
             .await?;

@@ -23,10 +23,11 @@ impl Authz {
             },
         );
         let done = self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::UpsertUser {
                     user_id,
                     display_name,
@@ -108,10 +109,11 @@ impl Authz {
         };
         let rule = Rule::new(AdminOp::BlockUsers, effect);
         let done = self
-            .store
-            .write(
+            .commit(
                 tenant_id,
-                &caller.ctx(call.mode, rule),
+                &caller,
+                call.mode,
+                rule,
                 Write::SetUserStatus { user_id, status },
             )
             .await?

@@ -10,10 +10,11 @@ const BUF: &str = "buf-bin==1.75.0";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn buf() -> PathBuf {
-    // The tests run in parallel: one sets the virtualenv up while the others wait for it.
-    static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    // The tests run in parallel, as threads or as processes: one sets the virtualenv up while
+    // the others wait for it, on a file lock.
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("buf-venv");
+    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
+    lock.lock().unwrap();
     let buf = venv.join("bin/buf");
     if Command::new(&buf)
         .arg("--version")
