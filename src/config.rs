@@ -1,5 +1,8 @@
 //! The command line: `authzd [serve]`, `authzd catalog check FILE`, `authzd catalog test
 //! CATALOG TESTS`. Every serve option also reads an `AUTHZ_*` environment variable.
+//!
+//! Longer than most: every option is declared here once, with its help text and environment
+//! variable, and the last quarter is its unit tests.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;

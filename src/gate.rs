@@ -14,6 +14,8 @@
 //!   server's limit or the caller's `grpc-timeout` if sooner (DEADLINE_EXCEEDED past it).
 //!
 //! Health and reflection stay open: probes and `grpcurl list` need no key.
+//!
+//! Longer than most: the last fifth is its unit tests, next to the layer they test.
 
 use crate::metrics::Metrics;
 use crate::tls::{ClientNames, PeerInfo};

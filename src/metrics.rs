@@ -26,6 +26,9 @@
 //! - `decision_log_records_total`, `decision_log_dropped_total` (only with `--decision-log`);
 //! - `process_*` (Linux): CPU seconds, resident and virtual memory, open and maximum file
 //!   descriptors, threads, start time.
+//!
+//! One file: every metric family is declared and documented in one place, so what `/metrics`
+//! exports can be read top to bottom against the dashboard.
 
 use crate::app::Authz;
 use crate::store::StoreStats;

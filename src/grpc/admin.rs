@@ -1,4 +1,7 @@
 //! `authz.v1.AdminService`: validate → convert → call the application → convert back.
+//!
+//! One file: the service's 23 RPCs, each a few lines of convert → call → convert back over
+//! `tenant_call`, read side by side; splitting them would scatter one trait impl.
 
 use super::convert;
 use super::pb::{self, admin_service_server::AdminService};

@@ -1,4 +1,6 @@
 //! AuthzService through the real server.
+//!
+//! Long: one test per kind of check, each run on both stores.
 
 use crate::helpers::*;
 use authz::grpc::pb;

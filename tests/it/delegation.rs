@@ -1,5 +1,7 @@
 //! The admin rules, enforced by the server with the actor's own permissions, and the escalation
 //! attempts an attacker would try. On both stores.
+//!
+//! Long: one test per admin rule and escalation attempt, each standing alone.
 
 use crate::helpers::*;
 use authz::grpc::pb;

@@ -1,5 +1,7 @@
 //! Every RPC, sent malformed and hostile requests: each gets its exact status code and a message
 //! that says what to fix, and the stored state is unchanged afterwards. On both stores.
+//!
+//! Long: one test per RPC and kind of malformed input, each standing alone.
 
 use crate::helpers::*;
 use authz::grpc::pb;

@@ -2,6 +2,8 @@
 //! catalog; a start with an incompatible one is refused with every conflict listed; `catalog
 //! diff` previews who gains or loses what; `catalog apply` carries a change out by declared
 //! mappings; replicas with different catalogs never answer with two meanings.
+//!
+//! Long: one scenario per catalog change, each standing alone on a database of its own.
 
 use crate::daemon::{Authzd, eventually};
 use crate::helpers::{MAESTRA, TOOLJET, assert_status, perm_check, spawn_replica};

@@ -4,6 +4,8 @@
 //!
 //! Cases per property: 12 by default, 48 with `AUTHZ_SLOW_TESTS` set (`.ci/run` sets it), or
 //! `PROPTEST_CASES`. A failure prints the shrunk operation sequence.
+//!
+//! Long: the reference model and the properties that compare the service with it belong together.
 
 use crate::helpers::*;
 use authz::grpc::pb;

@@ -2,6 +2,8 @@
 //! restricted actor, taking access away, reads made with an `admin` key, previews that show
 //! resource access and hide staff-only permissions, and refusals that show on a dashboard. On
 //! both stores.
+//!
+//! Long: one test per attack, each standing alone.
 
 use crate::helpers::*;
 use authz::grpc::pb;

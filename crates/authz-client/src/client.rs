@@ -1,5 +1,8 @@
 //! The client, how it is built, and the one path every call takes: pick the tenant's replica,
 //! attach the key and the deadline, retry reads that meet UNAVAILABLE.
+//!
+//! One file: the builder and the one path every call takes (replica, key, deadline, retries) belong
+//! together.
 
 use crate::error::Error;
 use crate::pool::{Pool, Replica};

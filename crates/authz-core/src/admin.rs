@@ -17,6 +17,9 @@
 //! A write's rules are one [`Rule`]: the operations it needs and its [`Effect`]. Stores check
 //! it with [`Rule::check`] on [`Facts`] read inside the write's own transaction, after the
 //! tenant's lock, so the decision and the write are one step in revision order.
+//!
+//! One file: every admin rule is a pure function over the same `Actor` and `Facts`, kept together
+//! so they can be read and reviewed as one policy.
 
 use crate::catalog::Catalog;
 use crate::model::{GroupGrants, ResourceTypeId, ScopedGrant, Subject};

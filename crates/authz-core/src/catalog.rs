@@ -5,6 +5,9 @@
 //! names by [`key_from_name`], so they always follow the key rule. Aliases are alternative
 //! names (the source documents spell some permissions two ways); an alias resolves to its
 //! permission wherever a key is accepted.
+//!
+//! Longer than most: the file format and its compiled form share every private index; the last
+//! fifth is its unit tests.
 
 use crate::admin::AdminOp;
 use crate::expr::{Expr, ExprError, FlagId, Names};

@@ -15,6 +15,9 @@
 //! custom group whose key a new system group takes, leftover memberships a new system group
 //! would adopt) is a [`Conflict`]. Conflicts are resolved only by declared [`Mappings`], which
 //! `catalog apply` carries out; nothing is ever dropped or reinterpreted silently.
+//!
+//! Long: the comparison, the stored-data conflicts, the mappings and the preview are one algorithm
+//! over the same two catalogs and their private indexes; its unit tests are the last fifth.
 
 use crate::admin::AdminOp;
 use crate::catalog::Catalog;

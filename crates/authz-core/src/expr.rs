@@ -6,6 +6,8 @@
 //! catalog while parsing, so an unknown permission or an undeclared flag is a parse error, never
 //! a leaf that evaluates to false. A pure conjunction of permissions also gets a bitset mask, so
 //! the common case is decided with a few word operations.
+//!
+//! Longer than most: the last quarter is its unit tests, next to the parser they test.
 
 use crate::permset::{PermId, PermSet};
 use std::fmt;

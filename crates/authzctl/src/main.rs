@@ -2,6 +2,9 @@
 //!
 //! Exit codes: 0 done (a check allowed), 3 a check denied (or any item of a batch), 1 the
 //! call failed (the server's code and message on stderr), 2 bad usage or an unusable file.
+//!
+//! One file: every subcommand is a short function from parsed arguments to one client call and its
+//! output; reading them together shows the command line as a user sees it.
 
 mod files;
 mod output;

@@ -1,438 +1,6 @@
-//! The catalog a Postgres database is served with.
-//!
-//! The database records every catalog it has been served with (`catalogs`, newest last). At
-//! start a replica compares its catalog with the newest record ([`PostgresStore::reconcile`]):
-//! the same → serve; a compatible successor → record it and serve; a compatible predecessor
-//! (this replica is one step behind a rolling update) → serve without recording; otherwise the
-//! start is refused with every conflict listed. `authzd catalog apply` carries out an
-//! incompatible change on purpose ([`PostgresStore::plan_catalog`] with `apply`).
-//!
-//! While serving, the replica's [`CatalogGuard`] keeps watch: every cache load and every write
-//! reads the newest record's id in the same snapshot as its data, and a replica whose catalog is
-//! incompatible with a newer record stops serving (UNAVAILABLE, readiness NOT_SERVING) instead
-//! of answering with another meaning.
-//!
-//! Catalog records and writes are serialised by an advisory lock: a write holds it shared, a
-//! record or an apply exclusively, so a write either commits before a new catalog is checked
-//! against the data or sees that catalog.
+//! Reconciling a replica's catalog at start, and planning (and applying) a catalog change.
 
-use super::notify::{self, Notice};
-use super::postgres::{PostgresStore, pg};
-use super::{PREVIEW_LIMIT, Result, StoreError};
-use authz_core::Catalog;
-use authz_core::evolve::{
-    self, Comparison, Mappings, StoredGroup, StoredUser, TenantData, TenantPreview, Usage,
-};
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
-use tokio_postgres::Transaction;
-
-/// The channel a new catalog record is announced on; the payload is its id.
-pub const CHANNEL: &str = "authz_catalog";
-/// Held shared by every write, exclusively by a catalog record or apply (advisory-lock key).
-pub const LOCK: i64 = 0x6175_7468_7a01;
-
-/// A recorded catalog.
-#[derive(Clone, Debug, Serialize)]
-pub struct Recorded {
-    pub id: i64,
-    pub fingerprint: String,
-    pub name: String,
-    pub version: String,
-    pub how: String,
-    /// RFC 3339, UTC.
-    pub recorded_at: String,
-    /// What `catalog apply` was told to do with stored data (empty for a start).
-    pub mappings: serde_json::Value,
-    #[serde(skip)]
-    pub source: String,
-}
-
-impl Recorded {
-    pub fn describe(&self) -> String {
-        format!(
-            "{} {} (fingerprint {}, record {})",
-            self.name, self.version, self.fingerprint, self.id
-        )
-    }
-
-    fn catalog(&self) -> std::result::Result<Catalog, String> {
-        Catalog::from_toml(&self.source).map_err(|e| {
-            format!(
-                "the database records catalog {}, which this build cannot read: {e}",
-                self.describe()
-            )
-        })
-    }
-}
-
-pub fn describe(c: &Catalog) -> String {
-    format!("{} {} (fingerprint {})", c.name, c.version, c.fingerprint)
-}
-
-const RECORD_COLUMNS: &str = "id, fingerprint, name, version, how,
-    to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), source, mappings";
-
-fn recorded(r: &tokio_postgres::Row) -> Recorded {
-    Recorded {
-        id: r.get(0),
-        fingerprint: r.get(1),
-        name: r.get(2),
-        version: r.get(3),
-        how: r.get(4),
-        recorded_at: r.get(5),
-        source: r.get(6),
-        mappings: r.get(7),
-    }
-}
-
-/// The newest record.
-pub async fn latest(tx: &Transaction<'_>) -> Result<Option<Recorded>> {
-    let row = tx
-        .query_opt(
-            &format!("SELECT {RECORD_COLUMNS} FROM catalogs ORDER BY id DESC LIMIT 1"),
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    Ok(row.as_ref().map(recorded))
-}
-
-async fn record_by_id(tx: &Transaction<'_>, id: i64) -> Result<Recorded> {
-    let row = tx
-        .query_one(
-            &format!("SELECT {RECORD_COLUMNS} FROM catalogs WHERE id = $1"),
-            &[&id],
-        )
-        .await
-        .map_err(pg)?;
-    Ok(recorded(&row))
-}
-
-/// What a replica may serve, kept in step with the database's newest catalog record.
-pub struct CatalogGuard {
-    own: Arc<Catalog>,
-    /// The newest record id checked; loads and writes that see it go ahead without a look.
-    verified: AtomicI64,
-    serving: AtomicBool,
-    state: RwLock<GuardState>,
-}
-
-#[derive(Default)]
-struct GuardState {
-    /// Why this replica serves nothing.
-    refusal: Option<String>,
-    /// Why this replica makes no writes: the database records a newer, compatible catalog (a
-    /// rollout is under way). Admin rules are decided with the newest catalog's groups, and
-    /// new system group keys stay free, so writes go to updated replicas.
-    behind: Option<String>,
-}
-
-impl CatalogGuard {
-    pub fn new(own: Arc<Catalog>) -> Self {
-        Self {
-            own,
-            // 0: no record. A database that records none is read with this catalog.
-            verified: AtomicI64::new(0),
-            serving: AtomicBool::new(true),
-            state: RwLock::new(GuardState::default()),
-        }
-    }
-
-    /// True while the replica's catalog agrees with the database's.
-    pub fn serving(&self) -> bool {
-        self.serving.load(Ordering::Acquire)
-    }
-
-    /// Why the replica does not serve, when it does not.
-    pub fn refusal(&self) -> Option<String> {
-        if self.serving() {
-            return None;
-        }
-        self.state.read().ok().and_then(|s| s.refusal.clone())
-    }
-
-    /// The id of the newest record checked.
-    pub fn verified(&self) -> i64 {
-        self.verified.load(Ordering::Acquire)
-    }
-
-    /// Why this replica must not write, when it must not: it serves nothing, or it is one
-    /// compatible step behind the database's catalog.
-    pub fn write_refusal(&self) -> Option<String> {
-        self.state
-            .read()
-            .ok()
-            .and_then(|s| s.refusal.clone().or_else(|| s.behind.clone()))
-    }
-
-    fn set(&self, id: i64, refusal: Option<String>, behind: Option<String>) {
-        if let Ok(mut s) = self.state.write() {
-            match (&refusal, &s.refusal) {
-                (Some(r), None) => tracing::error!(
-                    reason = %r,
-                    "catalog incompatible with the database's: not serving"
-                ),
-                (None, Some(_)) => tracing::info!(
-                    record = id,
-                    "catalog agrees with the database's again: serving"
-                ),
-                _ => {}
-            }
-            self.serving.store(refusal.is_none(), Ordering::Release);
-            s.refusal = refusal;
-            s.behind = behind;
-        }
-        self.verified.store(id, Ordering::Release);
-    }
-
-    /// UNAVAILABLE with the reason while this replica must not serve.
-    pub fn serves(&self) -> Result<()> {
-        match self.refusal() {
-            None => Ok(()),
-            Some(r) => Err(StoreError::CatalogMismatch(r)),
-        }
-    }
-
-    /// Compares this replica's catalog with record `id` and serves or stops accordingly. A
-    /// replica serves a record that is its own catalog or a compatible successor of it (a
-    /// rolling update in progress, this replica not yet updated).
-    pub async fn check(&self, tx: &Transaction<'_>, id: i64) -> Result<()> {
-        if id == 0 {
-            self.set(0, None, None);
-            return Ok(());
-        }
-        let rec = record_by_id(tx, id).await?;
-        if rec.fingerprint == self.own.fingerprint {
-            self.set(id, None, None);
-            return Ok(());
-        }
-        let recorded = match rec.catalog() {
-            Ok(c) => c,
-            Err(e) => {
-                self.set(id, Some(e), None);
-                return Ok(());
-            }
-        };
-        // The record is authoritative: this replica may serve it only when the record keeps
-        // every meaning this replica's catalog gives (a compatible successor). A record that
-        // is a predecessor was applied on purpose after this replica started (a rollback).
-        match successor(&self.own, &rec, &recorded) {
-            Ok(()) => self.set(
-                id,
-                None,
-                Some(format!(
-                    "this replica serves catalog {}, one compatible step behind the database's {} (a rollout is under way): it answers checks and reads, but admin writes go to replicas on the recorded catalog",
-                    describe(&self.own),
-                    rec.describe()
-                )),
-            ),
-            Err(report) => self.set(
-                id,
-                Some(format!(
-                    "this replica serves catalog {}, but the database now records {}, which is incompatible with it:\n{report}\nroll this replica onto the recorded catalog",
-                    describe(&self.own),
-                    rec.describe()
-                )),
-                None,
-            ),
-        }
-        Ok(())
-    }
-}
-
-/// Whether a replica on `own` may go on serving data recorded under `rec` (`recorded`, its
-/// catalog): `rec` must keep every meaning `own` gives. A record `catalog apply` made has
-/// rewritten stored keys to its own names, so it must also name every permission as `own`
-/// does. `Err` holds why not.
-fn successor(own: &Catalog, rec: &Recorded, recorded: &Catalog) -> std::result::Result<(), String> {
-    let ahead = evolve::compare(Some(own), recorded, None, &Mappings::default());
-    if !ahead.compatible() {
-        return Err(ahead.report());
-    }
-    let renamed: Vec<&str> = ahead
-        .changes
-        .iter()
-        .filter(|c| c.kind == "permission_renamed")
-        .map(|c| c.detail.as_str())
-        .collect();
-    if rec.how == "apply" && !renamed.is_empty() {
-        return Err(format!(
-            "  - `catalog apply` rewrote stored keys to the recorded catalog's names, which this catalog does not know: {}",
-            renamed.join("; ")
-        ));
-    }
-    Ok(())
-}
-
-/// The newest record's id (0 when there is none).
-pub async fn latest_id(tx: &Transaction<'_>) -> Result<i64> {
-    let row = tx
-        .query_one("SELECT coalesce(max(id), 0) FROM catalogs", &[])
-        .await
-        .map_err(pg)?;
-    Ok(row.get(0))
-}
-
-/// What a start found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Start {
-    /// The database records this catalog.
-    Same(i64),
-    /// This catalog was recorded (the first, or a compatible successor).
-    Recorded { id: i64, how: &'static str },
-    /// The database records a compatible successor of this catalog: a rolling update is under
-    /// way and this replica is one step behind.
-    Behind(i64),
-}
-
-/// Everything stored that a catalog gives meaning to, across tenants. `group_keys`: the system
-/// group keys of the catalogs compared, to find custom groups that use one.
-pub async fn usage(tx: &Transaction<'_>, group_keys: &[String]) -> Result<Usage> {
-    let mut usage = Usage::default();
-    let add = |map: &mut BTreeMap<String, evolve::Uses>, rows: Vec<tokio_postgres::Row>| {
-        for r in rows {
-            let tenant: String = r.get(0);
-            let key: String = r.get(1);
-            let n: i64 = r.get(2);
-            map.entry(key)
-                .or_default()
-                .add(&tenant, u64::try_from(n).unwrap_or(0));
-        }
-    };
-    let rows = tx
-        .query(
-            "SELECT tenant_id, k, count(*) FROM (
-                 SELECT tenant_id, unnest(direct) AS k FROM users
-                 UNION ALL SELECT tenant_id, unnest(permissions) FROM groups
-                 UNION ALL SELECT tenant_id, permission FROM user_scoped_grants
-                 UNION ALL SELECT tenant_id, permission FROM group_scoped_grants) x
-             GROUP BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    add(&mut usage.permissions, rows);
-    let rows = tx
-        .query(
-            "SELECT m.tenant_id, m.group_key, count(*) FROM memberships m
-             WHERE NOT EXISTS (SELECT 1 FROM groups g
-                               WHERE g.tenant_id = m.tenant_id AND g.group_key = m.group_key)
-             GROUP BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    add(&mut usage.system_memberships, rows);
-    let rows = tx
-        .query(
-            "SELECT tenant_id, group_key, 1::bigint FROM groups WHERE group_key = ANY($1)",
-            &[&group_keys],
-        )
-        .await
-        .map_err(pg)?;
-    add(&mut usage.custom_groups, rows);
-    let rows = tx
-        .query(
-            "SELECT tenant_id, t, count(*) FROM (
-                 SELECT tenant_id, resource_type AS t FROM user_scoped_grants
-                 UNION ALL SELECT tenant_id, resource_type FROM group_scoped_grants
-                 UNION ALL SELECT tenant_id, resource_type FROM restrictions) x
-             GROUP BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    add(&mut usage.resource_types, rows);
-    Ok(usage)
-}
-
-/// One tenant's users and custom groups as stored.
-pub async fn tenant_data(tx: &Transaction<'_>, tenant_id: &str) -> Result<TenantData> {
-    let users = tx
-        .query(
-            "SELECT u.user_id, u.status = 'active', u.direct,
-                 ARRAY(SELECT m.group_key FROM memberships m
-                       WHERE m.tenant_id = u.tenant_id AND m.user_id = u.user_id ORDER BY 1),
-                 ARRAY(SELECT s.permission FROM user_scoped_grants s
-                       WHERE s.tenant_id = u.tenant_id AND s.user_id = u.user_id ORDER BY s.permission, s.resource_type, s.resource_id),
-                 ARRAY(SELECT s.resource_type FROM user_scoped_grants s
-                       WHERE s.tenant_id = u.tenant_id AND s.user_id = u.user_id ORDER BY s.permission, s.resource_type, s.resource_id),
-                 ARRAY(SELECT s.resource_id FROM user_scoped_grants s
-                       WHERE s.tenant_id = u.tenant_id AND s.user_id = u.user_id ORDER BY s.permission, s.resource_type, s.resource_id),
-                 ARRAY(SELECT r.resource_type FROM restrictions r
-                       WHERE r.tenant_id = u.tenant_id AND r.user_id = u.user_id ORDER BY 1)
-             FROM users u WHERE u.tenant_id = $1 ORDER BY u.user_id",
-            &[&tenant_id],
-        )
-        .await
-        .map_err(pg)?;
-    let groups = tx
-        .query(
-            "SELECT g.group_key, g.permissions,
-                 ARRAY(SELECT s.permission FROM group_scoped_grants s
-                       WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key ORDER BY s.permission, s.resource_type, s.resource_id),
-                 ARRAY(SELECT s.resource_type FROM group_scoped_grants s
-                       WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key ORDER BY s.permission, s.resource_type, s.resource_id),
-                 ARRAY(SELECT s.resource_id FROM group_scoped_grants s
-                       WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key ORDER BY s.permission, s.resource_type, s.resource_id)
-             FROM groups g WHERE g.tenant_id = $1 ORDER BY g.group_key",
-            &[&tenant_id],
-        )
-        .await
-        .map_err(pg)?;
-    let triples = |r: &tokio_postgres::Row, at: usize| -> Vec<(String, String, String)> {
-        let p: Vec<String> = r.get(at);
-        let t: Vec<String> = r.get(at + 1);
-        let i: Vec<String> = r.get(at + 2);
-        p.into_iter()
-            .zip(t)
-            .zip(i)
-            .map(|((p, t), i)| (p, t, i))
-            .collect()
-    };
-    Ok(TenantData {
-        tenant_id: tenant_id.to_owned(),
-        users: users
-            .iter()
-            .map(|r| StoredUser {
-                id: r.get(0),
-                active: r.get(1),
-                direct: r.get(2),
-                groups: r.get(3),
-                scoped: triples(r, 4),
-                restricted: r.get(7),
-            })
-            .collect(),
-        groups: groups
-            .iter()
-            .map(|r| StoredGroup {
-                key: r.get(0),
-                permissions: r.get(1),
-                scoped: triples(r, 2),
-            })
-            .collect(),
-    })
-}
-
-async fn tenant_ids(tx: &Transaction<'_>) -> Result<Vec<String>> {
-    let rows = tx
-        .query("SELECT tenant_id FROM tenants ORDER BY 1", &[])
-        .await
-        .map_err(pg)?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// The system group keys of the catalogs compared.
-fn group_keys(old: Option<&Catalog>, new: &Catalog) -> Vec<String> {
-    let mut keys: BTreeSet<String> = new.groups().iter().map(|g| g.key.clone()).collect();
-    if let Some(o) = old {
-        keys.extend(o.groups().iter().map(|g| g.key.clone()));
-    }
-    keys.into_iter().collect()
-}
+use super::*;
 
 /// A catalog change planned against a database, and carried out when asked.
 #[derive(Debug, Serialize)]
@@ -485,7 +53,11 @@ pub struct Rewrite {
 }
 
 /// Data rewrites of an apply: stored key → its new key, or `""` to drop it.
-fn key_rewrites(new: &Catalog, usage: &Usage, m: &Mappings) -> (Vec<String>, Vec<String>) {
+pub(super) fn key_rewrites(
+    new: &Catalog,
+    usage: &Usage,
+    m: &Mappings,
+) -> (Vec<String>, Vec<String>) {
     let mut from = Vec::new();
     let mut to = Vec::new();
     for k in usage.permissions.keys() {
@@ -830,9 +402,9 @@ impl PostgresStore {
             let mut notice = Notice::new(
                 t,
                 u64::try_from(*revision).unwrap_or(0),
-                &super::Touched {
+                &crate::store::Touched {
                     all_users: true,
-                    ..super::Touched::default()
+                    ..crate::store::Touched::default()
                 },
             );
             notice.ag = true;
@@ -864,10 +436,10 @@ impl PostgresStore {
 }
 
 /// Most entries of any list an apply's audit event holds (as every audit record).
-const AUDIT_LIST: usize = 100;
+pub(super) const AUDIT_LIST: usize = 100;
 
 /// A user's change with each list cut to [`AUDIT_LIST`] entries.
-fn capped(u: &evolve::UserChange) -> evolve::UserChange {
+pub(super) fn capped(u: &evolve::UserChange) -> evolve::UserChange {
     let cut = |v: &Vec<String>| v.iter().take(AUDIT_LIST).cloned().collect();
     evolve::UserChange {
         user_id: u.user_id.clone(),
@@ -882,11 +454,11 @@ fn capped(u: &evolve::UserChange) -> evolve::UserChange {
     }
 }
 
-async fn usage_of(tx: &Transaction<'_>, new: &Catalog) -> Result<Usage> {
+pub(super) async fn usage_of(tx: &Transaction<'_>, new: &Catalog) -> Result<Usage> {
     usage(tx, &group_keys(None, new)).await
 }
 
-async fn insert_record(
+pub(super) async fn insert_record(
     tx: &Transaction<'_>,
     c: &Catalog,
     how: &str,
@@ -913,7 +485,12 @@ async fn insert_record(
 }
 
 /// The stored-data part of an apply, across tenants.
-async fn rewrite(tx: &Transaction<'_>, new: &Catalog, usage: &Usage, m: &Mappings) -> Result<()> {
+pub(super) async fn rewrite(
+    tx: &Transaction<'_>,
+    new: &Catalog,
+    usage: &Usage,
+    m: &Mappings,
+) -> Result<()> {
     let (from, to) = key_rewrites(new, usage, m);
     if !from.is_empty() {
         for (table, column, bump) in [
