@@ -289,60 +289,30 @@ pub(super) enum Op<'a> {
 impl AdminCase {
     /// Every operation an admin case may name, with what this case sets for it.
     pub(super) fn slots(&self) -> [(&'static str, Option<Op<'_>>); 17] {
-        [
-            (
-                "grant_permissions",
-                self.grant_permissions.as_ref().map(Op::Grant),
-            ),
-            (
-                "revoke_permissions",
-                self.revoke_permissions.as_ref().map(Op::Revoke),
-            ),
-            (
-                "create_group",
-                self.create_group.as_ref().map(Op::CreateGroup),
-            ),
-            (
-                "update_group",
-                self.update_group.as_ref().map(Op::UpdateGroup),
-            ),
-            (
-                "delete_group",
-                self.delete_group.as_ref().map(Op::DeleteGroup),
-            ),
-            (
-                "duplicate_group",
-                self.duplicate_group.as_ref().map(Op::DuplicateGroup),
-            ),
-            (
-                "add_group_members",
-                self.add_group_members.as_ref().map(Op::AddMembers),
-            ),
-            (
-                "remove_group_members",
-                self.remove_group_members.as_ref().map(Op::RemoveMembers),
-            ),
-            (
-                "set_user_status",
-                self.set_user_status.as_ref().map(Op::SetStatus),
-            ),
-            (
-                "set_restrictions",
-                self.set_restrictions.as_ref().map(Op::Restrict),
-            ),
-            ("upsert_user", self.upsert_user.as_ref().map(Op::Upsert)),
-            ("import_users", self.import_users.as_ref().map(Op::Import)),
-            ("get_user", self.get_user.as_ref().map(Op::GetUser)),
-            ("list_users", self.list_users.as_ref().map(Op::ListUsers)),
-            ("get_group", self.get_group.as_ref().map(Op::GetGroup)),
-            (
-                "list_groups",
-                self.list_groups.as_ref().map(|_| Op::ListGroups),
-            ),
-            (
-                "list_audit_events",
-                self.list_audit_events.as_ref().map(|_| Op::ListAudit),
-            ),
+        /// `(field name, the field's operation)`, for each field.
+        macro_rules! slots {
+            ($($field:ident => $op:expr),* $(,)?) => {
+                [$((stringify!($field), self.$field.as_ref().map($op))),*]
+            };
+        }
+        slots![
+            grant_permissions => Op::Grant,
+            revoke_permissions => Op::Revoke,
+            create_group => Op::CreateGroup,
+            update_group => Op::UpdateGroup,
+            delete_group => Op::DeleteGroup,
+            duplicate_group => Op::DuplicateGroup,
+            add_group_members => Op::AddMembers,
+            remove_group_members => Op::RemoveMembers,
+            set_user_status => Op::SetStatus,
+            set_restrictions => Op::Restrict,
+            upsert_user => Op::Upsert,
+            import_users => Op::Import,
+            get_user => Op::GetUser,
+            list_users => Op::ListUsers,
+            get_group => Op::GetGroup,
+            list_groups => |_| Op::ListGroups,
+            list_audit_events => |_| Op::ListAudit,
         ]
     }
 

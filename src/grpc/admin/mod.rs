@@ -1,7 +1,6 @@
-//! `authz.v1.AdminService`: validate → convert → call the application → convert back.
-//!
-//! One file: the service's 23 RPCs, each a few lines of convert → call → convert back over
-//! `tenant_call`, read side by side; splitting them would scatter one trait impl.
+//! `authz.v1.AdminService`: validate → convert → call the application → convert back. Every
+//! tenant RPC goes through [`AdminApi::serve`] (admission, one error mapping, a response within
+//! the message limit); what each does itself is its `TenantRpc` in `rpcs.rs`.
 
 use super::convert;
 use super::pb::{self, admin_service_server::AdminService};
@@ -9,10 +8,14 @@ use super::status::to_status;
 use crate::app::{Authz, GroupView};
 use crate::error::Error;
 use crate::gate::{self, Role};
-use crate::ids::{By, GroupKey, Paging, TenantId, UserId, UserIds};
+use crate::ids::{By, Paging, TenantId};
 use crate::store::Committed;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
+
+mod rpcs;
+
+use rpcs::TenantRpc;
 
 pub struct AdminApi {
     app: Arc<Authz>,
@@ -139,7 +142,7 @@ impl Admitted {
     }
 }
 
-/// A mutation's response, which carries the write's preview.
+/// A response, which may carry a write's preview (`None` for reads).
 trait WithPreview: prost::Message {
     fn preview_mut(&mut self) -> Option<&mut pb::Preview>;
 }
@@ -169,6 +172,25 @@ with_preview!(
     SetRestrictionsResponse
 );
 
+macro_rules! without_preview {
+    ($($t:ident),* $(,)?) => {
+        $(impl WithPreview for pb::$t {
+            fn preview_mut(&mut self) -> Option<&mut pb::Preview> {
+                None
+            }
+        })*
+    };
+}
+
+without_preview!(
+    GetTenantResponse,
+    GetUserResponse,
+    ListUsersResponse,
+    GetGroupResponse,
+    ListGroupsResponse,
+    ListAuditEventsResponse,
+);
+
 impl AdminApi {
     /// The start of every tenant call: its tenant recorded on the RPC's span, the caller's key
     /// allowed to make it as asked (an `admin` key must name an actor), and the tenant and the
@@ -194,20 +216,20 @@ impl AdminApi {
         Ok((r, admitted))
     }
 
-    /// A tenant call: admitted, then `call` with the application, the tenant and the caller.
-    /// Whatever fails — the request's own fields as they are parsed, or the call — becomes the
-    /// status that says what to fix, a refusal logged and counted.
-    async fn tenant_call<R: TenantCall, T>(
-        &self,
-        method: &'static str,
-        request: Request<R>,
-        call: impl AsyncFnOnce(&Authz, &Admitted, R) -> crate::error::Result<T>,
-    ) -> Result<(T, Admitted), Status> {
-        let (r, a) = self.admit(method, request)?;
-        match call(&self.app, &a, r).await {
-            Ok(t) => Ok((t, a)),
-            Err(e) => Err(self.fail(method, &a.by, e)),
+    /// Every tenant RPC: admitted, then its own `call`; whatever fails — the request's own
+    /// fields as they are parsed, or the call — becomes the status that says what to fix, a
+    /// refusal logged and counted; a write's preview is cut to fit the message limit.
+    async fn serve<R: TenantRpc>(&self, request: Request<R>) -> Reply<R::Response> {
+        let (r, a) = self.admit(R::METHOD, request)?;
+        match r.call(self, &a).await {
+            Ok(response) => self.fitted(response),
+            Err(e) => Err(self.fail(R::METHOD, &a.by, e)),
         }
+    }
+
+    /// A user as the response shows it, with its roles.
+    fn user(&self, a: &Admitted, info: crate::store::UserInfo, roles: Vec<String>) -> pb::User {
+        convert::user(self.app.catalog(), &a.tenant, info, roles)
     }
 
     /// An operator-wide call: only an `operator` key may `what`.
@@ -251,16 +273,15 @@ impl AdminApi {
         )
     }
 
-    /// A group write's response: the group, the revision and the preview.
-    fn group_written<R: WithPreview + super::answer::Answer>(
+    /// A group write's answer: the group, the revision and the preview.
+    fn group_written(
         &self,
         done: Committed<GroupView>,
         a: &Admitted,
-        response: impl FnOnce(Option<pb::Group>, String, Option<pb::Preview>) -> R,
-    ) -> Reply<R> {
+    ) -> (Option<pb::Group>, String, Option<pb::Preview>) {
         let (revision, preview) = self.written(&done, a);
         let group = Some(convert::group(self.app.catalog(), done.value));
-        self.fitted(response(group, revision, preview))
+        (group, revision, preview)
     }
 
     /// A mutation's response within the message limit: a preview too large for it keeps the
@@ -361,14 +382,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Reply<pb::GetTenantResponse> {
-        let (t, _) = self
-            .tenant_call("GetTenant", request, async |app, a, _| {
-                app.get_tenant(&a.tenant, &a.by).await
-            })
-            .await?;
-        ok(pb::GetTenantResponse {
-            tenant: Some(convert::tenant(t)),
-        })
+        self.serve(request).await
     }
 
     async fn list_tenants(
@@ -394,358 +408,116 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpsertUserRequest>,
     ) -> Reply<pb::UpsertUserResponse> {
-        let (done, a) = self
-            .tenant_call("UpsertUser", request, async |app, a, r| {
-                let user = UserId::parse("user_id", r.user_id)?;
-                let call = a.call(r.dry_run);
-                app.upsert_user(&a.tenant, &call, &user, &r.display_name, &r.email)
-                    .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::UpsertUserResponse {
-            user: Some(convert::user(
-                self.app.catalog(),
-                &a.tenant,
-                done.value,
-                Vec::new(),
-            )),
-            revision,
-            preview,
-        })
+        self.serve(request).await
     }
 
     async fn import_users(
         &self,
         request: Request<pb::ImportUsersRequest>,
     ) -> Reply<pb::ImportUsersResponse> {
-        let (done, a) = self
-            .tenant_call("ImportUsers", request, async |app, a, r| {
-                let rows: Vec<crate::app::ImportInput> = r
-                    .rows
-                    .into_iter()
-                    .map(|row| crate::app::ImportInput {
-                        user_id: row.user_id,
-                        display_name: row.display_name,
-                        email: row.email,
-                        group_keys: row.group_keys,
-                        permissions: row.permissions,
-                    })
-                    .collect();
-                app.import_users(&a.tenant, &a.call(r.dry_run), &rows).await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::ImportUsersResponse {
-            imported: i32::try_from(done.value).unwrap_or(i32::MAX),
-            revision,
-            preview,
-        })
+        self.serve(request).await
     }
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
-        let (u, a) = self
-            .tenant_call("GetUser", request, async |app, a, r| {
-                let consistency = convert::consistency(r.consistency)?;
-                let user = UserId::parse("user_id", r.user_id)?;
-                app.get_user(&a.tenant, &a.by, &user, consistency).await
-            })
-            .await?;
-        let roles = self.app.roles_of_set(&u.effective);
-        ok(pb::GetUserResponse {
-            user: Some(convert::user(self.app.catalog(), &a.tenant, u, roles)),
-        })
+        self.serve(request).await
     }
 
     async fn list_users(
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Reply<pb::ListUsersResponse> {
-        let ((users, next), a) = self
-            .tenant_call("ListUsers", request, async |app, a, r| {
-                let consistency = convert::consistency(r.consistency)?;
-                let group = match r.group_key.as_str() {
-                    "" => None,
-                    key => Some(GroupKey::parse("group_key", key)?),
-                };
-                let page = Paging::parse(r.page_size, &r.page_token)?;
-                app.list_users(&a.tenant, &a.by, group.as_ref(), &page, consistency)
-                    .await
-            })
-            .await?;
-        let catalog = self.app.catalog();
-        let users = users
-            .into_iter()
-            .map(|u| {
-                let roles = self.app.roles_of_set(&u.effective);
-                convert::user(catalog, &a.tenant, u, roles)
-            })
-            .collect();
-        ok(pb::ListUsersResponse {
-            users,
-            next_page_token: next,
-        })
+        self.serve(request).await
     }
 
     async fn set_user_status(
         &self,
         request: Request<pb::SetUserStatusRequest>,
     ) -> Reply<pb::SetUserStatusResponse> {
-        let (done, a) = self
-            .tenant_call("SetUserStatus", request, async |app, a, r| {
-                let status = convert::status_in(r.status)?;
-                let user = UserId::parse("user_id", r.user_id)?;
-                app.set_user_status(&a.tenant, &a.call(r.dry_run), &user, status)
-                    .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::SetUserStatusResponse {
-            user: Some(convert::user(
-                self.app.catalog(),
-                &a.tenant,
-                done.value,
-                Vec::new(),
-            )),
-            revision,
-            preview,
-        })
+        self.serve(request).await
     }
 
     async fn create_group(
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Reply<pb::CreateGroupResponse> {
-        let (done, a) = self
-            .tenant_call("CreateGroup", request, async |app, a, r| {
-                let input = convert::group_in(r.group);
-                app.create_group(&a.tenant, &a.call(r.dry_run), &input)
-                    .await
-            })
-            .await?;
-        self.group_written(done, &a, |group, revision, preview| {
-            pb::CreateGroupResponse {
-                group,
-                revision,
-                preview,
-            }
-        })
+        self.serve(request).await
     }
 
     async fn get_group(
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Reply<pb::GetGroupResponse> {
-        let (g, _) = self
-            .tenant_call("GetGroup", request, async |app, a, r| {
-                let key = GroupKey::parse("group_key", r.group_key)?;
-                app.get_group(&a.tenant, &a.by, &key).await
-            })
-            .await?;
-        ok(pb::GetGroupResponse {
-            group: Some(convert::group(self.app.catalog(), g)),
-        })
+        self.serve(request).await
     }
 
     async fn list_groups(
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Reply<pb::ListGroupsResponse> {
-        let ((groups, next), _) = self
-            .tenant_call("ListGroups", request, async |app, a, r| {
-                let page = Paging::parse(r.page_size, &r.page_token)?;
-                app.list_groups(&a.tenant, &a.by, &page).await
-            })
-            .await?;
-        let catalog = self.app.catalog();
-        ok(pb::ListGroupsResponse {
-            groups: groups
-                .into_iter()
-                .map(|g| convert::group(catalog, g))
-                .collect(),
-            next_page_token: next,
-        })
+        self.serve(request).await
     }
 
     async fn update_group(
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> Reply<pb::UpdateGroupResponse> {
-        let (done, a) = self
-            .tenant_call("UpdateGroup", request, async |app, a, r| {
-                let key = GroupKey::parse("group_key", r.group_key)?;
-                let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-                let input = convert::group_in(r.group);
-                let expected = convert::expected_version(r.expected_version)?;
-                let call = a.call(r.dry_run);
-                app.update_group(&a.tenant, &call, &key, &input, &mask, expected)
-                    .await
-            })
-            .await?;
-        self.group_written(done, &a, |group, revision, preview| {
-            pb::UpdateGroupResponse {
-                group,
-                revision,
-                preview,
-            }
-        })
+        self.serve(request).await
     }
 
     async fn delete_group(
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Reply<pb::DeleteGroupResponse> {
-        let (done, a) = self
-            .tenant_call("DeleteGroup", request, async |app, a, r| {
-                let key = GroupKey::parse("group_key", r.group_key)?;
-                let expected = convert::expected_version(r.expected_version)?;
-                app.delete_group(&a.tenant, &a.call(r.dry_run), &key, expected)
-                    .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::DeleteGroupResponse { revision, preview })
+        self.serve(request).await
     }
 
     async fn duplicate_group(
         &self,
         request: Request<pb::DuplicateGroupRequest>,
     ) -> Reply<pb::DuplicateGroupResponse> {
-        let (done, a) = self
-            .tenant_call("DuplicateGroup", request, async |app, a, r| {
-                let input = crate::app::DuplicateInput {
-                    source_group_key: GroupKey::parse("source_group_key", r.source_group_key)?,
-                    new_key: r.new_key,
-                    new_name: r.new_name,
-                    copy_permissions: r.copy_permissions,
-                    copy_scoped_grants: r.copy_scoped_grants,
-                    copy_members: r.copy_members,
-                };
-                app.duplicate_group(&a.tenant, &a.call(r.dry_run), &input)
-                    .await
-            })
-            .await?;
-        self.group_written(done, &a, |group, revision, preview| {
-            pb::DuplicateGroupResponse {
-                group,
-                revision,
-                preview,
-            }
-        })
+        self.serve(request).await
     }
 
     async fn add_group_members(
         &self,
         request: Request<pb::AddGroupMembersRequest>,
     ) -> Reply<pb::AddGroupMembersResponse> {
-        let (done, a) = self
-            .tenant_call("AddGroupMembers", request, async |app, a, r| {
-                let key = GroupKey::parse("group_key", r.group_key)?;
-                let users = UserIds::parse("user_ids", r.user_ids)?;
-                app.add_members(&a.tenant, &a.call(r.dry_run), &key, &users)
-                    .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::AddGroupMembersResponse { revision, preview })
+        self.serve(request).await
     }
 
     async fn remove_group_members(
         &self,
         request: Request<pb::RemoveGroupMembersRequest>,
     ) -> Reply<pb::RemoveGroupMembersResponse> {
-        let (done, a) = self
-            .tenant_call("RemoveGroupMembers", request, async |app, a, r| {
-                let key = GroupKey::parse("group_key", r.group_key)?;
-                let users = UserIds::parse("user_ids", r.user_ids)?;
-                app.remove_members(&a.tenant, &a.call(r.dry_run), &key, &users)
-                    .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::RemoveGroupMembersResponse { revision, preview })
+        self.serve(request).await
     }
 
     async fn grant_permissions(
         &self,
         request: Request<pb::GrantPermissionsRequest>,
     ) -> Reply<pb::GrantPermissionsResponse> {
-        let (done, a) = self
-            .tenant_call("GrantPermissions", request, async |app, a, r| {
-                let user = UserId::parse("user_id", r.user_id)?;
-                let resource = convert::resource_in(r.resource);
-                let call = a.call(r.dry_run);
-                app.grant(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
-                    .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::GrantPermissionsResponse { revision, preview })
+        self.serve(request).await
     }
 
     async fn revoke_permissions(
         &self,
         request: Request<pb::RevokePermissionsRequest>,
     ) -> Reply<pb::RevokePermissionsResponse> {
-        let (done, a) = self
-            .tenant_call("RevokePermissions", request, async |app, a, r| {
-                let user = UserId::parse("user_id", r.user_id)?;
-                let resource = convert::resource_in(r.resource);
-                let call = a.call(r.dry_run);
-                app.revoke(&a.tenant, &call, &user, &r.permissions, resource.as_ref())
-                    .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::RevokePermissionsResponse { revision, preview })
+        self.serve(request).await
     }
 
     async fn set_restrictions(
         &self,
         request: Request<pb::SetRestrictionsRequest>,
     ) -> Reply<pb::SetRestrictionsResponse> {
-        let (done, a) = self
-            .tenant_call("SetRestrictions", request, async |app, a, r| {
-                let user = UserId::parse("user_id", r.user_id)?;
-                let call = a.call(r.dry_run);
-                app.set_restrictions(
-                    &a.tenant,
-                    &call,
-                    &user,
-                    &r.resource_type,
-                    &r.resource_ids,
-                    r.clear,
-                )
-                .await
-            })
-            .await?;
-        let (revision, preview) = self.written(&done, &a);
-        self.fitted(pb::SetRestrictionsResponse { revision, preview })
+        self.serve(request).await
     }
 
     async fn list_audit_events(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
-        let ((events, next), _) = self
-            .tenant_call("ListAuditEvents", request, async |app, a, r| {
-                let actor = match r.filter_actor_user_id.as_str() {
-                    "" => None,
-                    id => Some(UserId::parse("filter_actor_user_id", id)?),
-                };
-                let filter = crate::app::AuditFilter {
-                    actor,
-                    target: Some(r.filter_target).filter(|t| !t.is_empty()),
-                    since: convert::time_in("since", r.since)?,
-                    until: convert::time_in("until", r.until)?,
-                    page: Paging::parse(r.page_size, &r.page_token)?,
-                };
-                app.list_audit(&a.tenant, &a.by, filter).await
-            })
-            .await?;
-        // What the response may hold, less room for its own framing and the page token.
-        let budget = self.max_message_bytes.saturating_sub(1024);
-        ok(fit_audit_page(events, next, budget))
+        self.serve(request).await
     }
 
     async fn get_catalog(
