@@ -125,13 +125,29 @@ impl Authz {
         Ok((out, revision))
     }
 
-    pub async fn subject(
+    /// What GetEffectivePermissions shows of a user, from one snapshot.
+    pub async fn effective(
         &self,
         tenant_id: &TenantId,
         user_id: &UserId,
         consistency: Consistency,
-    ) -> Result<(Subject, Revision)> {
-        Ok(self.store.subject(tenant_id, user_id, consistency).await?)
+    ) -> Result<(Effective, Revision)> {
+        let (subject, revision) = self.store.subject(tenant_id, user_id, consistency).await?;
+        let state = match &subject.user {
+            None => decide::UserState::Unknown,
+            Some(_) if !subject.is_active() => decide::UserState::Blocked,
+            Some(_) => decide::UserState::Active,
+        };
+        let user = subject.user.as_deref();
+        let view = Effective {
+            state,
+            permissions: decide::effective_permissions(&subject),
+            scoped: decide::scoped_grants(&subject),
+            restrictions: user.map(|u| u.restrictions.clone()).unwrap_or_default(),
+            groups: user.map(|u| u.groups.clone()).unwrap_or_default(),
+            roles: self.roles_of(&subject),
+        };
+        Ok((view, revision))
     }
 
     pub async fn allowed_resources(

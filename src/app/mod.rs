@@ -69,6 +69,18 @@ pub struct Checked {
     pub resource: Option<ResourceRef>,
 }
 
+/// A user's effective access as GetEffectivePermissions shows it: each permission and scoped
+/// grant with where it comes from, the limits, the groups, the state and the derived roles.
+#[derive(Clone, Debug)]
+pub struct Effective {
+    pub state: decide::UserState,
+    pub permissions: Vec<decide::EffectivePermission>,
+    pub scoped: Vec<(ScopedGrant, decide::Source)>,
+    pub restrictions: Vec<authz_core::model::Restriction>,
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+}
+
 /// A group as shown to callers: a custom group of the tenant or a catalog system group.
 #[derive(Clone, Debug)]
 pub struct GroupView {

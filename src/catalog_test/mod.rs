@@ -34,7 +34,6 @@ use crate::ids::{By, GroupKey, Paging, TenantId, UserId, UserIds};
 use crate::store::Consistency;
 use crate::store::memory::MemoryStore;
 use authz_core::Catalog;
-use authz_core::decide;
 use authz_core::key::{closest, key_from_name};
 use authz_core::model::UserStatus;
 use serde::Deserialize;

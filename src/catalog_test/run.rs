@@ -234,16 +234,16 @@ impl Runner {
             Ok(u) => u,
             Err(e) => return Judged::Invalid(e.to_string()),
         };
-        let (subject, _) = match self
+        let (view, _) = match self
             .app
-            .subject(&self.tenant, &user, Consistency::Full)
+            .effective(&self.tenant, &user, Consistency::Full)
             .await
         {
             Ok(s) => s,
             Err(e) => return Judged::Invalid(e.to_string()),
         };
         let catalog = &self.catalog;
-        let effective = decide::effective_permissions(&subject);
+        let effective = &view.permissions;
         let held: BTreeSet<String> = effective
             .iter()
             .map(|e| catalog.key(e.permission).to_owned())
@@ -255,9 +255,10 @@ impl Runner {
                 (catalog.key(e.permission), from.join(", "))
             })
             .collect();
-        let roles: BTreeSet<String> = self.app.roles_of(&subject).into_iter().collect();
-        let scoped: BTreeSet<String> = decide::scoped_grants(&subject)
-            .into_iter()
+        let roles: BTreeSet<String> = view.roles.iter().cloned().collect();
+        let scoped: BTreeSet<String> = view
+            .scoped
+            .iter()
             .map(|(g, _)| {
                 format!(
                     "{}@{}:{}",

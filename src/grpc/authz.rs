@@ -7,7 +7,6 @@ use super::watch::{Subscription, WatchHub};
 use crate::app::{Authz, CheckInput, TargetInput};
 use crate::decisions::Decision;
 use crate::ids::{TenantId, UserId};
-use authz_core::decide;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -359,31 +358,23 @@ impl AuthzService for AuthzApi {
         crate::telemetry::tenant(&r.tenant_id);
         let tenant = TenantId::parse("tenant_id", r.tenant_id).map_err(to_status)?;
         let consistency = convert::consistency(r.consistency).map_err(to_status)?;
-        let (subject, revision) = self
-            .app
-            .subject(
-                &tenant,
-                &UserId::parse("user_id", r.user_id).map_err(to_status)?,
-                consistency,
-            )
+        let user = UserId::parse("user_id", r.user_id).map_err(to_status)?;
+        let (view, revision) = (self.app)
+            .effective(&tenant, &user, consistency)
             .await
             .map_err(to_status)?;
         let catalog = self.app.catalog();
-        let state = match &subject.user {
-            None => decide::UserState::Unknown,
-            Some(_) if !subject.is_active() => decide::UserState::Blocked,
-            Some(_) => decide::UserState::Active,
-        };
-        let user = subject.user.as_deref();
         super::answer::respond(pb::GetEffectivePermissionsResponse {
-            permissions: decide::effective_permissions(&subject)
+            permissions: view
+                .permissions
                 .into_iter()
                 .map(|e| pb::EffectivePermission {
                     key: catalog.key(e.permission).to_owned(),
                     sources: e.sources.iter().map(|s| s.render(catalog, None)).collect(),
                 })
                 .collect(),
-            scoped_grants: decide::scoped_grants(&subject)
+            scoped_grants: view
+                .scoped
                 .into_iter()
                 .map(|(g, source)| pb::EffectiveScopedGrant {
                     permission: catalog.key(g.permission).to_owned(),
@@ -391,17 +382,14 @@ impl AuthzService for AuthzApi {
                     source: source.render(catalog, None),
                 })
                 .collect(),
-            restrictions: user
-                .map(|u| {
-                    u.restrictions
-                        .iter()
-                        .map(|x| convert::restriction_out(catalog, x))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            group_keys: user.map(|u| u.groups.clone()).unwrap_or_default(),
-            user_status: convert::user_state(state).to_owned(),
-            roles: self.app.roles_of(&subject),
+            restrictions: view
+                .restrictions
+                .iter()
+                .map(|x| convert::restriction_out(catalog, x))
+                .collect(),
+            group_keys: view.groups,
+            user_status: convert::user_state(view.state).to_owned(),
+            roles: view.roles,
             revision: convert::revision(revision),
         })
     }
