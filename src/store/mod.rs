@@ -14,7 +14,7 @@ pub mod postgres;
 pub(crate) mod rules;
 mod write;
 
-pub(crate) use write::{At, Op};
+pub(crate) use write::Op;
 pub use write::{Write, Written};
 
 use async_trait::async_trait;

@@ -157,13 +157,6 @@ impl Op {
     }
 }
 
-/// Where a write runs: its tenant, its caller's context and what it is.
-pub(crate) struct At<'a> {
-    pub tenant_id: &'a str,
-    pub ctx: &'a WriteCtx,
-    pub op: Op,
-}
-
 /// What a write returns besides its revision and preview.
 #[derive(Clone, Debug)]
 pub enum Written {

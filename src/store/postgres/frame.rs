@@ -292,28 +292,12 @@ impl PostgresStore {
     }
 
     /// The one frame of every tenant write: a checked-out connection, a transaction, the
-    /// tenant's lock and the admin rule ([`Self::begin`]), the audit record of what `op`
+    /// tenant's lock and the admin rule ([`Self::begin`]), the audit record of what the op
     /// touches as it was, then `body`, then the preview, the change log, NOTIFY and commit
     /// ([`Self::commit`]); a dry run rolls back after the preview.
+    /// `plan` gives the write's `Op`, and may read state under the lock (the members a
+    /// duplicate copies); `body` sees what the op touches.
     pub(super) async fn frame<T>(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        op: Op,
-        body: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T>,
-    ) -> Result<Committed<T>> {
-        self.frame_planned(
-            tenant_id,
-            ctx,
-            async |_| Ok(op),
-            async |tx, _| body(tx).await,
-        )
-        .await
-    }
-
-    /// [`Self::frame`] for a write whose `Op` depends on state read after the tenant's lock
-    /// (the members a duplicate copies); `body` sees what the op touches.
-    pub(super) async fn frame_planned<T>(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,

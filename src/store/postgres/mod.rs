@@ -14,7 +14,7 @@ mod writes;
 use super::ImportRow;
 use super::catalogs::{CatalogGuard, LOCK as CATALOG_LOCK};
 use super::notify::{CHANNEL, Notice};
-use super::{Access, At, Committed, Op, PREVIEW_LIMIT, Write, Written, rules};
+use super::{Access, Committed, Op, PREVIEW_LIMIT, Write, Written, rules};
 use super::{
     AuditQuery, Change, CommitEvent, CommitSignal, Consistency, Grants, GroupDef, GroupInfo,
     GroupPatch, GroupRef, Page, PageRequest, Readiness, Result, Revision, Store, StoreError,

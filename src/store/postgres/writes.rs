@@ -2,474 +2,459 @@
 
 use super::*;
 
+type Tx<'t> = deadpool_postgres::Transaction<'t>;
+
+/// Where a write's statements run: its transaction and its tenant.
+type In<'a, 't> = (&'a Tx<'t>, &'a str);
+
 impl PostgresStore {
-    /// Carries out `write`: the one place a `Write` becomes this store's statements.
+    /// Carries out `write` in the one transaction frame: the one place a `Write` becomes this
+    /// store's statements.
     pub(super) async fn carry_out(
         &self,
         tenant_id: &str,
         ctx: &WriteCtx,
         write: Write<'_>,
     ) -> Result<Committed<Written>> {
-        let at = At {
+        let op = Op::of(&write);
+        let write = &write;
+        self.frame(
             tenant_id,
             ctx,
-            op: Op::of(&write),
-        };
-        Ok(match write {
-            Write::UpsertUser {
-                user_id,
-                display_name,
-                email,
-            } => self
-                .upsert_user(at, user_id, display_name, email)
-                .await?
-                .map(Written::User),
-            Write::ImportUsers { rows } => self
-                .import_users(at, rows)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::SetUserStatus { user_id, status } => self
-                .set_user_status(at, user_id, status)
-                .await?
-                .map(Written::User),
-            Write::CreateGroup { def } => self.create_group(at, def).await?.map(Written::Group),
-            Write::DuplicateGroup { def, members_of } => self
-                .duplicate_group(at, def, members_of)
-                .await?
-                .map(Written::Group),
-            Write::UpdateGroup {
-                key,
-                patch,
-                expected_version,
-            } => self
-                .update_group(at, key, patch, expected_version)
-                .await?
-                .map(Written::Group),
-            Write::DeleteGroup {
-                key,
-                expected_version,
-            } => self
-                .delete_group(at, key, expected_version)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::AddMembers { group, user_ids } => self
-                .add_members(at, group, user_ids)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::RemoveMembers { group, user_ids } => self
-                .remove_members(at, group, user_ids)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::Grant { user_id, grants } => self
-                .grant(at, user_id, grants)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::Revoke { user_id, grants } => self
-                .revoke(at, user_id, grants)
-                .await?
-                .map(|()| Written::Nothing),
-            Write::SetRestriction {
-                user_id,
-                resource_type,
-                ids,
-            } => self
-                .set_restriction(at, user_id, resource_type, ids)
-                .await?
-                .map(|()| Written::Nothing),
-        })
-    }
-
-    async fn upsert_user(
-        &self,
-        at: At<'_>,
-        user_id: &str,
-        display_name: &str,
-        email: &str,
-    ) -> Result<Committed<UserInfo>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            tx.execute(
-                "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
-                &[&tenant_id, &user_id, &display_name, &email],
-            )
-            .await
-            .map_err(pg)?;
-            self.read_user(tx, tenant_id, user_id).await
-        })
+            async |tx| self.plan(tx, tenant_id, write, op).await,
+            async |tx, touched| self.statements(tx, tenant_id, ctx, write, touched).await,
+        )
         .await
     }
 
-    async fn import_users(&self, at: At<'_>, rows: &[ImportRow]) -> Result<Committed<()>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            let custom: BTreeSet<&String> = rows
-                .iter()
-                .flat_map(|r| &r.groups)
-                .filter(|g| self.catalog.group(g).is_none())
-                .collect();
-            let custom: Vec<&String> = custom.into_iter().collect();
-            let found: BTreeSet<String> = tx
+    /// What the write touches beyond what the request says, read after the tenant's lock: the
+    /// members a duplicate copies (the audit record and the preview name each of them).
+    async fn plan(
+        &self,
+        tx: &Tx<'_>,
+        tenant_id: &str,
+        write: &Write<'_>,
+        mut op: Op,
+    ) -> Result<Op> {
+        if let Write::DuplicateGroup {
+            members_of: Some(src),
+            ..
+        } = write
+        {
+            op.touched.users = tx
                 .query(
-                    "SELECT group_key FROM groups WHERE tenant_id = $1 AND group_key = ANY($2) FOR SHARE",
-                    &[&tenant_id, &custom],
+                    "SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_key = $2 ORDER BY user_id",
+                    &[&tenant_id, src],
                 )
                 .await
                 .map_err(pg)?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            if let Some(missing) = custom.iter().find(|g| !found.contains(g.as_str())) {
-                return Err(StoreError::GroupNotFound((*missing).clone()));
+        }
+        Ok(op)
+    }
+
+    /// The write's own statements, inside the frame.
+    async fn statements(
+        &self,
+        tx: &Tx<'_>,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        write: &Write<'_>,
+        touched: &crate::store::Touched,
+    ) -> Result<Written> {
+        let t = (tx, tenant_id);
+        Ok(match write {
+            Write::UpsertUser {
+                user_id,
+                display_name,
+                email,
+            } => Written::User(self.upsert_user(t, user_id, display_name, email).await?),
+            Write::ImportUsers { rows } => {
+                self.import_users(t, rows).await?;
+                Written::Nothing
             }
-            for r in rows {
-                tx.execute(
-                    "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-                         display_name = coalesce(nullif($3, ''), users.display_name),
-                         email = coalesce(nullif($4, ''), users.email),
-                         direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
-                    &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
-                )
-                .await
-                .map_err(pg)?;
-                tx.execute(
-                    "INSERT INTO memberships (tenant_id, user_id, group_key)
-                     SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
-                    &[&tenant_id, &r.user_id, &r.groups],
-                )
-                .await
-                .map_err(pg)?;
+            Write::SetUserStatus { user_id, status } => {
+                Written::User(self.set_user_status(t, user_id, *status).await?)
             }
-            Ok(())
+            Write::CreateGroup { def } => {
+                Written::Group(self.create_group(t, def.clone(), 0).await?)
+            }
+            Write::DuplicateGroup { def, members_of } => {
+                let copied = touched.users.len() as u64;
+                let info = self.create_group(t, def.clone(), copied).await?;
+                if let Some(src) = members_of {
+                    tx.execute(
+                        "INSERT INTO memberships (tenant_id, user_id, group_key)
+                         SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2",
+                        &[&tenant_id, src, &def.key],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                Written::Group(info)
+            }
+            Write::UpdateGroup {
+                key,
+                patch,
+                expected_version,
+            } => Written::Group(
+                self.update_group(t, ctx, key, patch, *expected_version)
+                    .await?,
+            ),
+            Write::DeleteGroup {
+                key,
+                expected_version,
+            } => {
+                self.delete_group(t, key, *expected_version).await?;
+                Written::Nothing
+            }
+            Write::AddMembers { group, user_ids } => {
+                self.add_members(t, *group, user_ids).await?;
+                Written::Nothing
+            }
+            Write::RemoveMembers { group, user_ids } => {
+                self.remove_members(t, *group, user_ids).await?;
+                Written::Nothing
+            }
+            Write::Grant { user_id, grants } => {
+                self.grant(t, user_id, grants).await?;
+                Written::Nothing
+            }
+            Write::Revoke { user_id, grants } => {
+                self.revoke(t, user_id, grants).await?;
+                Written::Nothing
+            }
+            Write::SetRestriction {
+                user_id,
+                resource_type,
+                ids,
+            } => {
+                self.set_restriction(t, user_id, *resource_type, ids.clone())
+                    .await?;
+                Written::Nothing
+            }
         })
+    }
+
+    async fn upsert_user(
+        &self,
+        (tx, tenant_id): In<'_, '_>,
+        user_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<UserInfo> {
+        tx.execute(
+            "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
+            &[&tenant_id, &user_id, &display_name, &email],
+        )
         .await
+        .map_err(pg)?;
+        self.read_user(tx, tenant_id, user_id).await
+    }
+
+    async fn import_users(&self, (tx, tenant_id): In<'_, '_>, rows: &[ImportRow]) -> Result<()> {
+        let custom: BTreeSet<&String> = rows
+            .iter()
+            .flat_map(|r| &r.groups)
+            .filter(|g| self.catalog.group(g).is_none())
+            .collect();
+        let custom: Vec<&String> = custom.into_iter().collect();
+        let found: BTreeSet<String> = tx
+            .query(
+                "SELECT group_key FROM groups WHERE tenant_id = $1 AND group_key = ANY($2) FOR SHARE",
+                &[&tenant_id, &custom],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(missing) = custom.iter().find(|g| !found.contains(g.as_str())) {
+            return Err(StoreError::GroupNotFound((*missing).clone()));
+        }
+        for r in rows {
+            tx.execute(
+                "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+                     display_name = coalesce(nullif($3, ''), users.display_name),
+                     email = coalesce(nullif($4, ''), users.email),
+                     direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
+                &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "INSERT INTO memberships (tenant_id, user_id, group_key)
+                 SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
+                &[&tenant_id, &r.user_id, &r.groups],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        Ok(())
     }
 
     async fn set_user_status(
         &self,
-        at: At<'_>,
+        (tx, tenant_id): In<'_, '_>,
         user_id: &str,
         status: UserStatus,
-    ) -> Result<Committed<UserInfo>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            tx.execute(
-                "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
-                &[&tenant_id, &user_id, &status_text(status)],
-            )
-            .await
-            .map_err(pg)?;
-            self.read_user(tx, tenant_id, user_id).await
-        })
+    ) -> Result<UserInfo> {
+        tx.execute(
+            "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
+            &[&tenant_id, &user_id, &status_text(status)],
+        )
         .await
+        .map_err(pg)?;
+        self.read_user(tx, tenant_id, user_id).await
     }
 
-    async fn create_group(&self, at: At<'_>, def: GroupDef) -> Result<Committed<GroupInfo>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            self.insert_group(tx, tenant_id, &def).await?;
-            Ok(GroupInfo {
-                def,
-                version: 1,
-                member_count: 0,
-            })
-        })
-        .await
-    }
-
-    async fn duplicate_group(
+    async fn create_group(
         &self,
-        at: At<'_>,
+        (tx, tenant_id): In<'_, '_>,
         def: GroupDef,
-        members_of: Option<&str>,
-    ) -> Result<Committed<GroupInfo>> {
-        let At { tenant_id, ctx, op } = at;
-        let plan = async |tx: &deadpool_postgres::Transaction<'_>| {
-            // The copied members, read after the tenant's lock: the audit record and the
-            // preview name each of them.
-            let mut op = op;
-            if let Some(src) = members_of {
-                op.touched.users = tx
-                    .query(
-                        "SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_key = $2 ORDER BY user_id",
-                        &[&tenant_id, &src],
-                    )
-                    .await
-                    .map_err(pg)?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-            }
-            Ok(op)
-        };
-        self.frame_planned(tenant_id, ctx, plan, async |tx, touched| {
-            self.insert_group(tx, tenant_id, &def).await?;
-            if let Some(src) = members_of {
-                tx.execute(
-                    "INSERT INTO memberships (tenant_id, user_id, group_key)
-                     SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2",
-                    &[&tenant_id, &src, &def.key],
-                )
-                .await
-                .map_err(pg)?;
-            }
-            Ok(GroupInfo {
-                def,
-                version: 1,
-                member_count: touched.users.len() as u64,
-            })
+        members: u64,
+    ) -> Result<GroupInfo> {
+        self.insert_group(tx, tenant_id, &def).await?;
+        Ok(GroupInfo {
+            def,
+            version: 1,
+            member_count: members,
         })
-        .await
     }
 
     async fn update_group(
         &self,
-        at: At<'_>,
+        (tx, tenant_id): In<'_, '_>,
+        ctx: &WriteCtx,
         key: &str,
-        patch: GroupPatch,
+        patch: &GroupPatch,
         expected_version: Option<u64>,
-    ) -> Result<Committed<GroupInfo>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            let row = tx
-                .query_opt(
-                    "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
-                    &[&tenant_id, &key],
-                )
-                .await
-                .map_err(pg)?
-                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-            rules::check_version(key, expected_version, rev(row.get(0)))?;
-            // A stored key the catalog does not know is never dropped by an edit.
-            let kept = rules::kept_on_edit(&self.catalog, ctx.actor.is_some());
-            let kept_keys: Vec<String> = row
-                .get::<_, Vec<String>>(1)
-                .into_iter()
-                .filter(|k| self.catalog.resolve(k).is_none_or(|p| kept.contains(p)))
-                .collect();
-            let permissions = patch.permissions.as_ref().map(|p| {
-                let mut keys = self.keys(p);
-                keys.extend(kept_keys.iter().cloned());
-                keys.sort();
-                keys.dedup();
-                keys
-            });
+    ) -> Result<GroupInfo> {
+        let row = tx
+            .query_opt(
+                "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+                &[&tenant_id, &key],
+            )
+            .await
+            .map_err(pg)?
+            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+        rules::check_version(key, expected_version, rev(row.get(0)))?;
+        // A stored key the catalog does not know is never dropped by an edit.
+        let kept = rules::kept_on_edit(&self.catalog, ctx.actor.is_some());
+        let kept_keys: Vec<String> = row
+            .get::<_, Vec<String>>(1)
+            .into_iter()
+            .filter(|k| self.catalog.resolve(k).is_none_or(|p| kept.contains(p)))
+            .collect();
+        let permissions = patch.permissions.as_ref().map(|p| {
+            let mut keys = self.keys(p);
+            keys.extend(kept_keys.iter().cloned());
+            keys.sort();
+            keys.dedup();
+            keys
+        });
+        tx.execute(
+            "UPDATE groups SET name = coalesce($3, name), description = coalesce($4, description),
+                    permissions = coalesce($5, permissions), version = version + 1
+             WHERE tenant_id = $1 AND group_key = $2",
+            &[
+                &tenant_id,
+                &key,
+                &patch.name,
+                &patch.description,
+                &permissions,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        if let Some(scoped) = &patch.scoped {
+            let keep: Vec<String> = self.keys(&kept);
             tx.execute(
-                "UPDATE groups SET name = coalesce($3, name), description = coalesce($4, description),
-                        permissions = coalesce($5, permissions), version = version + 1
-                 WHERE tenant_id = $1 AND group_key = $2",
-                &[
-                    &tenant_id,
-                    &key,
-                    &patch.name,
-                    &patch.description,
-                    &permissions,
-                ],
+                "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2
+                 AND permission <> ALL($3)",
+                &[&tenant_id, &key, &keep],
             )
             .await
             .map_err(pg)?;
-            if let Some(scoped) = &patch.scoped {
-                let keep: Vec<String> = self.keys(&kept);
-                tx.execute(
-                    "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2
-                     AND permission <> ALL($3)",
-                    &[&tenant_id, &key, &keep],
-                )
-                .await
-                .map_err(pg)?;
-                self.insert_group_scoped(tx, tenant_id, key, scoped)
-                    .await?;
-            }
-            let row = tx
-                .query_one(
-                    &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = $2"),
-                    &[&tenant_id, &key],
-                )
-                .await
-                .map_err(pg)?;
-            let info = self.group_info(&row);
-            Ok(info)
-        })
-        .await
-    }
-
-    async fn delete_group(
-        &self,
-        at: At<'_>,
-        key: &str,
-        expected_version: Option<u64>,
-    ) -> Result<Committed<()>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            let row = tx
-                .query_opt(
-                    "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
-                     FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
-                    &[&tenant_id, &key],
-                )
-                .await
-                .map_err(pg)?
-                .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-            rules::check_version(key, expected_version, rev(row.get(0)))?;
-            rules::check_empty(key, rev(row.get(1)))?;
-            tx.execute(
-                "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
+            self.insert_group_scoped(tx, tenant_id, key, scoped).await?;
+        }
+        let row = tx
+            .query_one(
+                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = $2"),
                 &[&tenant_id, &key],
             )
             .await
             .map_err(pg)?;
-            Ok(())
-        })
+        let info = self.group_info(&row);
+        Ok(info)
+    }
+
+    async fn delete_group(
+        &self,
+        (tx, tenant_id): In<'_, '_>,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<()> {
+        let row = tx
+            .query_opt(
+                "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+                 FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+                &[&tenant_id, &key],
+            )
+            .await
+            .map_err(pg)?
+            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+        rules::check_version(key, expected_version, rev(row.get(0)))?;
+        rules::check_empty(key, rev(row.get(1)))?;
+        tx.execute(
+            "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
+            &[&tenant_id, &key],
+        )
         .await
+        .map_err(pg)?;
+        Ok(())
     }
 
     async fn add_members(
         &self,
-        at: At<'_>,
+        (tx, tenant_id): In<'_, '_>,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Committed<()>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            check_group(tx, tenant_id, group).await?;
-            ensure_users(tx, tenant_id, user_ids).await?;
-            tx.execute(
-                "INSERT INTO memberships (tenant_id, user_id, group_key)
-                 SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
-                &[&tenant_id, &user_ids, &group.key()],
-            )
-            .await
-            .map_err(pg)?;
-            Ok(())
-        })
+    ) -> Result<()> {
+        check_group(tx, tenant_id, group).await?;
+        ensure_users(tx, tenant_id, user_ids).await?;
+        tx.execute(
+            "INSERT INTO memberships (tenant_id, user_id, group_key)
+             SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
+            &[&tenant_id, &user_ids, &group.key()],
+        )
         .await
+        .map_err(pg)?;
+        Ok(())
     }
 
     async fn remove_members(
         &self,
-        at: At<'_>,
+        (tx, tenant_id): In<'_, '_>,
         group: GroupRef<'_>,
         user_ids: &[String],
-    ) -> Result<Committed<()>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            check_group(tx, tenant_id, group).await?;
-            tx.execute(
-                "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
-                &[&tenant_id, &group.key(), &user_ids],
-            )
-            .await
-            .map_err(pg)?;
-            Ok(())
-        })
+    ) -> Result<()> {
+        check_group(tx, tenant_id, group).await?;
+        tx.execute(
+            "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
+            &[&tenant_id, &group.key(), &user_ids],
+        )
         .await
+        .map_err(pg)?;
+        Ok(())
     }
 
-    async fn grant(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
-            match grants {
-                Grants::Unscoped(set) => {
-                    tx.execute(
-                        "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
-                         WHERE tenant_id = $1 AND user_id = $2",
-                        &[&tenant_id, &user_id, &self.keys(set)],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-                Grants::Scoped(list) => {
-                    let (p, t, i) = scoped_arrays(&self.catalog, list);
-                    tx.execute(
-                        "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
-                         SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-                        &[&tenant_id, &user_id, &p, &t, &i],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn revoke(&self, at: At<'_>, user_id: &str, grants: &Grants) -> Result<Committed<()>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            let found = tx
-                .query_opt(
-                    "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
-                    &[&tenant_id, &user_id],
+    async fn grant(
+        &self,
+        (tx, tenant_id): In<'_, '_>,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<()> {
+        ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
+        match grants {
+            Grants::Unscoped(set) => {
+                tx.execute(
+                    "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
+                     WHERE tenant_id = $1 AND user_id = $2",
+                    &[&tenant_id, &user_id, &self.keys(set)],
                 )
                 .await
                 .map_err(pg)?;
-            if found.is_none() {
-                return Err(StoreError::UserNotFound(user_id.to_owned()));
             }
-            match grants {
-                Grants::Unscoped(set) => {
-                    tx.execute(
-                        "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
-                         WHERE tenant_id = $1 AND user_id = $2",
-                        &[&tenant_id, &user_id, &self.keys(set)],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-                Grants::Scoped(list) => {
-                    let (p, t, i) = scoped_arrays(&self.catalog, list);
-                    tx.execute(
-                        "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
-                         AND (permission, resource_type, resource_id) IN
-                             (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
-                        &[&tenant_id, &user_id, &p, &t, &i],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
+            Grants::Scoped(list) => {
+                let (p, t, i) = scoped_arrays(&self.catalog, list);
+                tx.execute(
+                    "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
+                     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+                    &[&tenant_id, &user_id, &p, &t, &i],
+                )
+                .await
+                .map_err(pg)?;
             }
-            Ok(())
-        })
-        .await
+        }
+        Ok(())
+    }
+
+    async fn revoke(
+        &self,
+        (tx, tenant_id): In<'_, '_>,
+        user_id: &str,
+        grants: &Grants,
+    ) -> Result<()> {
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
+                &[&tenant_id, &user_id],
+            )
+            .await
+            .map_err(pg)?;
+        if found.is_none() {
+            return Err(StoreError::UserNotFound(user_id.to_owned()));
+        }
+        match grants {
+            Grants::Unscoped(set) => {
+                tx.execute(
+                    "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
+                     WHERE tenant_id = $1 AND user_id = $2",
+                    &[&tenant_id, &user_id, &self.keys(set)],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            Grants::Scoped(list) => {
+                let (p, t, i) = scoped_arrays(&self.catalog, list);
+                tx.execute(
+                    "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
+                     AND (permission, resource_type, resource_id) IN
+                         (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
+                    &[&tenant_id, &user_id, &p, &t, &i],
+                )
+                .await
+                .map_err(pg)?;
+            }
+        }
+        Ok(())
     }
 
     async fn set_restriction(
         &self,
-        at: At<'_>,
+        (tx, tenant_id): In<'_, '_>,
         user_id: &str,
         resource_type: ResourceTypeId,
         ids: Option<BTreeSet<String>>,
-    ) -> Result<Committed<()>> {
-        let At { tenant_id, ctx, op } = at;
-        self.frame(tenant_id, ctx, op, async |tx| {
-            ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
-            let type_key = self.catalog.resource_type_key(resource_type);
-            match ids {
-                Some(ids) => {
-                    let ids: Vec<String> = ids.into_iter().collect();
-                    tx.execute(
-                        "INSERT INTO restrictions (tenant_id, user_id, resource_type, resource_ids) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (tenant_id, user_id, resource_type) DO UPDATE SET resource_ids = $4",
-                        &[&tenant_id, &user_id, &type_key, &ids],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM restrictions WHERE tenant_id = $1 AND user_id = $2 AND resource_type = $3",
-                        &[&tenant_id, &user_id, &type_key],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
+    ) -> Result<()> {
+        ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
+        let type_key = self.catalog.resource_type_key(resource_type);
+        match ids {
+            Some(ids) => {
+                let ids: Vec<String> = ids.into_iter().collect();
+                tx.execute(
+                    "INSERT INTO restrictions (tenant_id, user_id, resource_type, resource_ids) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tenant_id, user_id, resource_type) DO UPDATE SET resource_ids = $4",
+                    &[&tenant_id, &user_id, &type_key, &ids],
+                )
+                .await
+                .map_err(pg)?;
             }
-            Ok(())
-        })
-        .await
+            None => {
+                tx.execute(
+                    "DELETE FROM restrictions WHERE tenant_id = $1 AND user_id = $2 AND resource_type = $3",
+                    &[&tenant_id, &user_id, &type_key],
+                )
+                .await
+                .map_err(pg)?;
+            }
+        }
+        Ok(())
     }
 }
