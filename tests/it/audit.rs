@@ -357,7 +357,7 @@ async fn the_largest_accepted_writes_keep_the_audit_log_readable(backend: Backen
     // What is measured here is the audit log's size, not latency: a debug build on a loaded
     // machine may need more than the default 10 s for a 10,000-user preview of every owners
     // permission.
-    let app = crate::helpers::TestServer::on(backend)
+    let app = TestServer::on(backend)
         .options(authz::server::ServerOptions {
             request_timeout: std::time::Duration::from_secs(120),
             ..authz::server::ServerOptions::default()

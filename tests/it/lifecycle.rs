@@ -99,7 +99,7 @@ fn group(key: &str, permissions: &[&str]) -> pb::CreateGroupRequest {
 /// A database on the default catalog where ann is in "Layout of email templates", and a
 /// catalog file without that group: its URL and the file.
 async fn a_layout_member_and_a_catalog_without_the_group() -> (String, String) {
-    let a = crate::helpers::TestServer::fresh_postgres().start().await;
+    let a = TestServer::fresh_postgres().start().await;
     let url = a.db_url.clone().unwrap();
     a.tenant("acme").await;
     a.add("acme", "layout_of_email_templates", &["ann"]).await;
@@ -123,7 +123,7 @@ fn maestra_with_support() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_system_group_on_a_custom_groups_key_is_refused_until_apply_renames_the_custom_group()
 {
-    let a = crate::helpers::TestServer::fresh_postgres().start().await;
+    let a = TestServer::fresh_postgres().start().await;
     let url = a.db_url.clone().unwrap();
     a.tenant("acme").await;
     a.admin
@@ -231,7 +231,7 @@ async fn a_new_system_group_on_a_custom_groups_key_is_refused_until_apply_rename
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_products_catalog_is_refused_and_lists_what_it_would_reinterpret() {
-    let a = crate::helpers::TestServer::fresh_postgres().start().await;
+    let a = TestServer::fresh_postgres().start().await;
     let url = a.db_url.clone().unwrap();
     a.tenant("acme").await;
     a.admin
