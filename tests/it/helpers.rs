@@ -292,6 +292,7 @@ impl TestServer {
         self
     }
 
+    /// Opens the store, starts the server and connects its clients.
     pub async fn start(self) -> TestApp {
         let listener = match self.listener {
             Some(l) => l,
