@@ -6,6 +6,8 @@
 //! - [`store`]: the [`store::Store`] trait and its backends ([`store::memory`]).
 //! - [`grpc`]: the wire edge: generated protobuf types, `AuthzService` and `AdminService`,
 //!   conversions, and the one error → status mapping.
+//! - [`open`]: opens the store a server runs on (memory, or Postgres behind the cache), for
+//!   the binary and the tests alike.
 //! - [`server`]: serves the services, health and reflection on a bound listener.
 //! - [`telemetry`]: logs, OTLP traces, the span per RPC with the caller's W3C trace context.
 //! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
@@ -33,6 +35,7 @@ pub mod gate;
 pub mod grpc;
 pub mod ids;
 pub mod metrics;
+pub mod open;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -3,12 +3,8 @@
 use authz::app::Authz;
 use authz::config::{CatalogCommand, CliError, Command, LogFormat, MigrateArgs, ServeArgs};
 use authz::gate::{ClientRoles, Keys};
+use authz::open::{StoreConfig, open_store};
 use authz::server::ServerOptions;
-use authz::store::Store;
-use authz::store::cached::{CacheOptions, CachedStore, LagObserver};
-use authz::store::catalogs::Start;
-use authz::store::listener::ListenerOptions;
-use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
 use authz::tls::ServerTls;
 use authz_core::Catalog;
@@ -219,7 +215,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 )
             })
             .transpose()?;
-        let (store, kind) = open_store(&args, catalog.clone(), metrics.clone()).await?;
+        let opened = open_store(
+            StoreConfig::from_args(&args, metrics.clone()),
+            catalog.clone(),
+        )
+        .await?;
+        let (store, kind) = (opened.store(), opened.kind());
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             listen = %args.listen,
@@ -476,63 +477,6 @@ fn migrate(args: &MigrateArgs) -> Result<(), String> {
         }
         Ok(())
     })
-}
-
-/// The memory store, or Postgres behind the per-replica cache when a database URL is given.
-async fn open_store(
-    args: &ServeArgs,
-    catalog: Arc<Catalog>,
-    metrics: Arc<authz::metrics::Metrics>,
-) -> Result<(Arc<dyn Store>, &'static str), String> {
-    let Some(url) = &args.database_url else {
-        return Ok((Arc::new(MemoryStore::new(catalog)), "memory"));
-    };
-    let options = PgOptions {
-        url: url.clone(),
-        pool_size: args.db_pool_size,
-        statement_timeout: args.db_statement_timeout,
-        connect_timeout: args.db_connect_timeout,
-    };
-    let pg = PostgresStore::new(catalog.clone(), &options).map_err(|e| e.to_string())?;
-    if args.migrate {
-        let applied = pg
-            .migrate()
-            .await
-            .map_err(|e| format!("migration failed: {e}"))?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "applied schema migrations");
-        }
-    }
-    pg.check_schema().await.map_err(|e| e.to_string())?;
-    // The database's catalog: record this one, serve one step behind, or refuse.
-    match pg.reconcile().await? {
-        Start::Same(id) => tracing::info!(record = id, "the database records this catalog"),
-        Start::Recorded { id, how } => {
-            tracing::info!(record = id, how, "catalog recorded in the database")
-        }
-        Start::Behind(id) => tracing::warn!(
-            record = id,
-            "the database records a newer, compatible catalog (a rollout is under way): serving this one until this replica is updated"
-        ),
-    }
-    let cache = CacheOptions {
-        max_bytes: args.cache_max_mib.saturating_mul(1024 * 1024),
-        ttl: args.cache_ttl,
-        max_staleness: args.max_staleness,
-        listener: ListenerOptions {
-            heartbeat: args.heartbeat_interval,
-            heartbeat_timeout: (args.heartbeat_interval * 4).max(std::time::Duration::from_secs(1)),
-            ..ListenerOptions::default()
-        },
-        after_load: None,
-        lag_observer: Some(LagObserver(Arc::new(move |lag| {
-            metrics.invalidation_lag(lag)
-        }))),
-    };
-    Ok((
-        Arc::new(CachedStore::start(Arc::new(pg), catalog, cache)),
-        "postgres",
-    ))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -14,7 +14,7 @@ fn group(key: &str, name: &str, perms: &[&str]) -> pb::Group {
 }
 
 async fn tenants(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     let mut admin = app.admin.clone();
     for id in ["c", "a", "b"] {
         app.tenant(id).await;
@@ -93,7 +93,7 @@ async fn tenants(backend: Backend) {
 }
 
 async fn users(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let u = admin
@@ -207,7 +207,7 @@ async fn users(backend: Backend) {
 }
 
 async fn custom_group_lifecycle(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let created = admin
@@ -325,7 +325,7 @@ async fn custom_group_lifecycle(backend: Backend) {
 }
 
 async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let owners = admin
@@ -416,7 +416,7 @@ async fn system_groups_are_read_only_and_listed_with_custom_ones(backend: Backen
 }
 
 async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let create = |g: pb::Group| pb::CreateGroupRequest {
@@ -628,7 +628,7 @@ async fn bad_admin_requests_get_clear_errors_and_change_nothing(backend: Backend
 }
 
 async fn catalog_reads(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     let mut admin = app.admin.clone();
     let c = admin
         .get_catalog(pb::GetCatalogRequest {})
@@ -688,7 +688,7 @@ async fn catalog_reads(backend: Backend) {
 /// ImportUsers rows add to what users have: a row's empty display name or email leaves the
 /// stored one as it was; a given one replaces it.
 async fn import_leaves_profile_fields_a_row_leaves_empty(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     for (id, name, email) in [

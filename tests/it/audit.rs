@@ -50,7 +50,7 @@ async fn events(app: &TestApp, req: pb::ListAuditEventsRequest) -> Vec<pb::Audit
 }
 
 async fn every_committed_mutation_is_audited_with_before_and_after(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     app.add("t", "owners", &["boss"]).await;
@@ -253,7 +253,7 @@ async fn every_committed_mutation_is_audited_with_before_and_after(backend: Back
 }
 
 async fn reading_the_audit_log_needs_its_permission_and_hides_staff_data(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "analysts", &["ann"]).await;
     app.add("t", "marketers", &["mia"]).await;
@@ -357,15 +357,13 @@ async fn the_largest_accepted_writes_keep_the_audit_log_readable(backend: Backen
     // What is measured here is the audit log's size, not latency: a debug build on a loaded
     // machine may need more than the default 10 s for a 10,000-user preview of every owners
     // permission.
-    let app = crate::helpers::spawn_with_options(
-        backend,
-        MAESTRA,
-        authz::server::ServerOptions {
+    let app = TestServer::on(backend)
+        .options(authz::server::ServerOptions {
             request_timeout: std::time::Duration::from_secs(120),
             ..authz::server::ServerOptions::default()
-        },
-    )
-    .await;
+        })
+        .start()
+        .await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let members: Vec<String> = (0..validate_max_list())
@@ -524,7 +522,10 @@ async fn audit_pages_stop_at_what_a_response_holds(backend: Backend) {
         max_message_bytes: bytes,
         ..Default::default()
     };
-    let app = spawn_with_options(backend, MAESTRA, options(1024 * 1024)).await;
+    let app = TestServer::on(backend)
+        .options(options(1024 * 1024))
+        .start()
+        .await;
     app.tenant("t").await;
     for (n, group) in ["analysts", "analysts", "marketers", "owners"]
         .iter()
@@ -589,7 +590,10 @@ async fn audit_pages_stop_at_what_a_response_holds(backend: Backend) {
     streamed.reverse();
     assert_eq!(streamed, expected);
 
-    let app = spawn_with_options(backend, MAESTRA, options(300 * 1024)).await;
+    let app = TestServer::on(backend)
+        .options(options(300 * 1024))
+        .start()
+        .await;
     app.tenant("t").await;
     app.grant("t", "small", &["view_reports"], None).await;
     let ids: Vec<String> = (0..1000).map(|i| longest_id("u", i)).collect();

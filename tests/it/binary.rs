@@ -527,7 +527,7 @@ async fn requests_to_a_database_without_the_schema_say_to_migrate() {
     use crate::helpers::*;
     use authz::grpc::pb;
     use tonic::Code;
-    let app = spawn(Backend::Postgres, MAESTRA).await;
+    let app = TestServer::fresh_postgres().start().await;
     app.tenant("t").await;
     let (client, conn) =
         tokio_postgres::connect(app.db_url.as_ref().unwrap(), tokio_postgres::NoTls)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tonic::Code;
 
 async fn readme_walkthrough(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("acme").await;
     app.add("acme", "analysts", &["alice"]).await;
     assert!(app.allowed("acme", "alice", "export_customers").await);
@@ -39,7 +39,7 @@ async fn readme_walkthrough(backend: Backend) {
 
 /// Every standard group, every permission of the catalog: the answer is membership.
 async fn every_standard_group_and_every_permission(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let c = app.catalog.clone();
     for group in c.groups() {
@@ -88,7 +88,7 @@ async fn every_standard_group_and_every_permission(backend: Backend) {
 /// Every action for every standard group, without and with every context flag, agrees with
 /// the core's decision: nothing is lost between the wire and the core.
 async fn every_action_for_every_group_over_grpc(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let c = app.catalog.clone();
     let all_flags: Vec<&str> = c.context_flags().iter().map(|f| f.key.as_str()).collect();
@@ -160,7 +160,7 @@ async fn every_action_for_every_group_over_grpc(backend: Backend) {
 }
 
 async fn direct_grants_blocking_and_unknown_users(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "accountants", &["bob"]).await;
     assert!(!app.allowed("t", "bob", "view_reports").await);
@@ -225,7 +225,7 @@ async fn direct_grants_blocking_and_unknown_users(backend: Backend) {
 }
 
 async fn aliases_work_wherever_keys_do(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "accountants", &["acc"]).await;
     assert!(app.allowed("t", "acc", "view_billing_detalization").await);
@@ -242,7 +242,7 @@ async fn aliases_work_wherever_keys_do(backend: Backend) {
 }
 
 async fn expressions_and_context_flags(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "analysts", &["ann"]).await;
     let expr = |e: &str, flags: &[(&str, bool)]| pb::CheckRequest {
@@ -292,7 +292,7 @@ async fn expressions_and_context_flags(backend: Backend) {
 }
 
 async fn explanations_name_groups_and_grants(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "analysts", &["ann"]).await;
     app.add("t", "marketers", &["ann"]).await;
@@ -322,7 +322,7 @@ async fn explanations_name_groups_and_grants(backend: Backend) {
 }
 
 async fn restrictions_and_scoped_grants_on_resources(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "marketers", &["m"]).await;
     let mut admin = app.admin.clone();
@@ -425,7 +425,7 @@ async fn restrictions_and_scoped_grants_on_resources(backend: Backend) {
 }
 
 async fn tooljet_group_scoped_grants(backend: Backend) {
-    let app = spawn(backend, TOOLJET).await;
+    let app = TestServer::on(backend).catalog(TOOLJET).start().await;
     app.tenant("ws").await;
     let mut admin = app.admin.clone();
     admin
@@ -468,7 +468,7 @@ async fn tooljet_group_scoped_grants(backend: Backend) {
 }
 
 async fn batch_items_fail_alone(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "analysts", &["a"]).await;
     let item = |user: &str, perm: &str| pb::BatchCheckItem {
@@ -536,7 +536,7 @@ async fn batch_items_fail_alone(backend: Backend) {
 }
 
 async fn revisions_and_consistency(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let rev = app.add("t", "analysts", &["a"]).await;
     assert_eq!(rev, "2");
@@ -580,7 +580,7 @@ async fn revisions_and_consistency(backend: Backend) {
 }
 
 async fn bad_check_requests_get_clear_errors(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let base = perm_check("t", "u", "view_reports");
     let expr = |e: String| pb::CheckRequest {
@@ -689,7 +689,7 @@ async fn bad_check_requests_get_clear_errors(backend: Backend) {
 
 async fn watch_streams_committed_changes(backend: Backend) {
     use tokio_stream::StreamExt;
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.tenant("other").await;
     let r1 = app.add("t", "analysts", &["a", "b"]).await;
@@ -817,7 +817,7 @@ type FlagCase<'a> = (String, Vec<(&'a str, bool)>, Result<bool, Vec<String>>);
 /// `!ctx.flag | permission` would otherwise drop the permission. Run over every declared flag
 /// and every catalog action that tests one.
 async fn context_flags_are_never_read_as_false(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.grant("t", "fe", &["edit_flows"], None).await;
     assert_status(
@@ -974,7 +974,7 @@ expression = "!ctx.beta | use_beta"
 key = "feature.risky"
 expression = "!ctx.risky | approve_risk"
 "#;
-    let app = spawn(backend, CATALOG).await;
+    let app = TestServer::on(backend).catalog(CATALOG).start().await;
     app.tenant("t").await;
     let open = |flags: &[&str]| action_check("t", "u", "feature.open", flags);
     app.grant("t", "u", &["approve_risk"], None).await;
@@ -1042,7 +1042,7 @@ async fn set_up(app: &TestApp, kind: &str, user: &str) {
 /// scoped grants, restrictions and blocks; permissions, actions and expressions; with and
 /// without resources of the restricted type and another.
 async fn missing_permissions_always_fix_the_check(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
 
     // The probe's case: restricted to folder f2, asking on f1.
@@ -1195,7 +1195,7 @@ async fn missing_permissions_always_fix_the_check(backend: Backend) {
 /// it even when `allowed` is false and left out); an undecided batch item says neither and
 /// carries its error; batch items that ask to `explain` get the explanation Check would give.
 async fn decisions_are_explicit_and_batch_items_explain(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "analysts", &["a"]).await;
     let allowed = app
@@ -1254,7 +1254,7 @@ async fn decisions_are_explicit_and_batch_items_explain(backend: Backend) {
 /// A Watch response's initial metadata says where the stream starts: the tenant's latest
 /// revision when `after_revision` is empty, else the one asked for.
 async fn watch_says_where_it_starts(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "analysts", &["a"]).await;
     let start = |after: &str| {

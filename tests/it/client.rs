@@ -44,7 +44,7 @@ async fn add_members(client: &Client, tenant: &str, group: &str, users: &[&str])
 /// What the crate's documentation shows, end to end: writes through the admin API, then
 /// checks, explanations, batches, effective permissions and allowed resources.
 async fn the_documented_calls_work(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     let client = app.client().await;
     create_tenant(&client, "acme").await;
     let rev = add_members(&client, "acme", "analysts", &["alice"]).await;
@@ -135,7 +135,7 @@ async fn the_documented_calls_work(backend: Backend) {
 /// off, or with an explicit consistency, the same check is a cache hit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_after_a_write_are_at_least_as_fresh_as_the_write() {
-    let app = spawn(Backend::Postgres, MAESTRA).await;
+    let app = TestServer::fresh_postgres().start().await;
     let stats = app.cached.as_ref().unwrap().stats();
     let client = app.client().await;
     let plain = Client::builder()
@@ -330,7 +330,7 @@ async fn reads_are_retried_on_unavailable_and_writes_are_not() {
 /// DEADLINE_EXCEEDED when its deadline passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_end_at_their_deadline() {
-    let app = spawn(Backend::Memory, MAESTRA).await;
+    let app = TestServer::memory().start().await;
     let client = app.client().await;
     create_tenant(&client, "t").await;
     let held = app.memory.as_ref().unwrap().hold_writes().await;
@@ -360,7 +360,7 @@ async fn calls_end_at_their_deadline() {
 /// A batch larger than the server's limit (1000) is split, sent concurrently and answered in
 /// the order of its items; each item's answer is its own.
 async fn large_batches_are_split_and_answered_in_order(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     let client = app.client().await;
     create_tenant(&client, "t").await;
     add_members(&client, "t", "analysts", &["a"]).await;
@@ -405,12 +405,12 @@ async fn large_batches_are_split_and_answered_in_order(backend: Backend) {
 /// others stay), and takes its tenants back when it is ready again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_routed_to_one_replica_each_and_fail_over() {
-    let first = spawn(Backend::Postgres, MAESTRA).await;
+    let first = TestServer::fresh_postgres().start().await;
     let url = first.db_url.clone().unwrap();
     let mut replicas = vec![
         first,
-        spawn_replica(&url, MAESTRA).await,
-        spawn_replica(&url, MAESTRA).await,
+        TestServer::postgres(&url).start().await,
+        TestServer::postgres(&url).start().await,
     ];
     let client = Client::builder()
         .endpoints(replicas.iter().map(|r| r.url()))
@@ -496,7 +496,7 @@ async fn tenants_are_routed_to_one_replica_each_and_fail_over() {
 
     // It comes back on its address: its tenants go home again.
     let listener = tokio::net::TcpListener::bind(gone_addr).await.unwrap();
-    let back = spawn_replica_on(&url, listener).await;
+    let back = TestServer::postgres(&url).listener(listener).start().await;
     client.refresh_health().await;
     assert!(client.replicas().contains(&(gone_url.clone(), true)));
     for (t, h) in tenants.iter().zip(&home) {
@@ -519,8 +519,8 @@ async fn tenants_are_routed_to_one_replica_each_and_fail_over() {
 /// The health loop notices on its own that a replica stopped, and that it came back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_is_followed_without_calls() {
-    let a = spawn(Backend::Memory, MAESTRA).await;
-    let b = spawn(Backend::Memory, MAESTRA).await;
+    let a = TestServer::memory().start().await;
+    let b = TestServer::memory().start().await;
     let client = Client::builder()
         .endpoints([a.url(), b.url()])
         .health_interval(Duration::from_millis(50))
@@ -556,9 +556,9 @@ async fn next(changes: &mut authz_client::Changes) -> authz_client::Change {
 /// and broken before its first change, it resumes from where the server said it started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_from_the_last_revision_on_another_replica() {
-    let first = spawn(Backend::Postgres, MAESTRA).await;
+    let first = TestServer::fresh_postgres().start().await;
     let url = first.db_url.clone().unwrap();
-    let second = spawn_replica(&url, MAESTRA).await;
+    let second = TestServer::postgres(&url).start().await;
     first.tenant("t").await;
     let client = Client::builder()
         .endpoints([first.url(), second.url()])
@@ -633,11 +633,8 @@ async fn tls_mutual_tls_and_keys() {
         )),
         ..ServerOptions::default()
     };
-    let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());
-    let store = Arc::new(MemoryStore::new(catalog.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = start_on(listener, catalog, store, None, None, options).await;
+    let app = TestServer::memory().options(options).start().await;
+    let port = app.addr.port();
     let tls = authz_client::Tls::new()
         .ca_certificate(ca.pem.clone())
         .identity(identity.0.clone(), identity.1.clone())
@@ -700,7 +697,7 @@ async fn tls_mutual_tls_and_keys() {
 /// A DNS name's addresses are the replicas; configuration mistakes are named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dns_name_and_configuration_errors() {
-    let app = spawn(Backend::Memory, MAESTRA).await;
+    let app = TestServer::memory().start().await;
     let client = Client::builder()
         .dns(&format!("localhost:{}", app.addr.port()))
         .unwrap()

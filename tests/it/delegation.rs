@@ -10,7 +10,7 @@ use tonic::Code;
 /// A tenant with an owner, an analyst, and a "group admin" who may edit groups and users but
 /// holds little else.
 async fn setup(backend: Backend) -> TestApp {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "owners", &["owner"]).await;
     app.add("t", "analysts", &["analyst"]).await;

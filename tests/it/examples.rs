@@ -66,7 +66,7 @@ async fn the_python_example_checks_with_generated_stubs() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let app = spawn(Backend::Memory, MAESTRA).await;
+    let app = TestServer::memory().start().await;
     let out = tokio::process::Command::new(&python)
         .arg(Path::new(ROOT).join("examples/python/check.py"))
         .env("PYTHONPATH", &generated)

@@ -10,7 +10,6 @@ use crate::helpers::*;
 use crate::pg::{Cluster, admin_execute};
 use authz::grpc::pb;
 use authz::server::ServerOptions;
-use authz::store::postgres::PgOptions;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::Code;
@@ -312,8 +311,8 @@ async fn finish(
 }
 
 async fn setup_pair(url: &str) -> (TestApp, TestApp) {
-    let a = spawn_replica(url, MAESTRA).await;
-    let b = spawn_replica(url, MAESTRA).await;
+    let a = TestServer::postgres(url).start().await;
+    let b = TestServer::postgres(url).start().await;
     a.tenant("t").await;
     a.grant("t", "victim", &[PERM], None).await;
     assert!(b.allowed("t", "victim", PERM).await);
@@ -441,21 +440,16 @@ async fn postgres_stopped_and_restarted_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_database_and_an_exhausted_pool_time_out_cleanly() {
     let (url, db) = crate::pg::fresh_database().await;
-    let mut pg = PgOptions::new(&url);
-    pg.pool_size = 2;
-    pg.connect_timeout = Duration::from_secs(5);
     let request_timeout = Duration::from_millis(800);
-    let app = spawn_replica_full(
-        pg,
-        MAESTRA,
-        None,
-        ServerOptions {
+    let app = TestServer::postgres(&url)
+        .pool_size(2)
+        .connect_timeout(Duration::from_secs(5))
+        .options(ServerOptions {
             request_timeout,
             ..ServerOptions::default()
-        },
-        None,
-    )
-    .await;
+        })
+        .start()
+        .await;
     app.tenant("t").await;
     app.add("t", "analysts", &["warm"]).await;
     // Let that write's own notification arrive before warming the entry: arriving later, it

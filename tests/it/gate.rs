@@ -30,11 +30,13 @@ async fn gated() -> TestApp {
         None,
     )
     .unwrap();
-    spawn_gated(ServerOptions {
-        keys: Some(Arc::new(keys)),
-        ..ServerOptions::default()
-    })
-    .await
+    TestServer::memory()
+        .options(ServerOptions {
+            keys: Some(Arc::new(keys)),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -157,11 +159,13 @@ async fn keys_reload_and_keep_the_old_ones_on_a_bad_file() {
     let file = dir.join("keys");
     std::fs::write(&file, format!("# rotated keys\ncheck:{CHECK}\n")).unwrap();
     let keys = Arc::new(Keys::load("", Some(file.clone())).unwrap());
-    let app = spawn_gated(ServerOptions {
-        keys: Some(keys.clone()),
-        ..ServerOptions::default()
-    })
-    .await;
+    let app = TestServer::memory()
+        .options(ServerOptions {
+            keys: Some(keys.clone()),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
     let mut authz = AuthzServiceClient::new(app.channel.clone());
     let check = || perm_check("t", "u", "view_reports");
     assert_status(
@@ -237,12 +241,14 @@ async fn hold_tenant_row(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_and_stalls_hit_their_deadline() {
-    let app = spawn_pg_gated(ServerOptions {
-        max_concurrent: 1,
-        request_timeout: Duration::from_millis(800),
-        ..ServerOptions::default()
-    })
-    .await;
+    let app = TestServer::fresh_postgres()
+        .options(ServerOptions {
+            max_concurrent: 1,
+            request_timeout: Duration::from_millis(800),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
     app.tenant("t").await;
     let (lock, driver) = hold_tenant_row(&app, "t").await;
     // One write blocks on the lock and holds the only slot...
@@ -322,11 +328,13 @@ async fn overload_is_shed_and_stalls_hit_their_deadline() {
 
 #[tokio::test]
 async fn oversized_messages_are_refused() {
-    let app = spawn_gated(ServerOptions {
-        max_message_bytes: 1024,
-        ..ServerOptions::default()
-    })
-    .await;
+    let app = TestServer::memory()
+        .options(ServerOptions {
+            max_message_bytes: 1024,
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
     let big = pb::CheckRequest {
         target: Some(pb::check_request::Target::Expression(
             "view_reports |".repeat(200),

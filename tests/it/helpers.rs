@@ -4,11 +4,12 @@ use authz::app::Authz;
 use authz::grpc::pb;
 use authz::grpc::pb::admin_service_client::AdminServiceClient;
 use authz::grpc::pb::authz_service_client::AuthzServiceClient;
+use authz::open::{OpenedStore, PostgresConfig, StoreConfig, open_store};
 use authz::store::Store;
-use authz::store::cached::{AfterLoad, CacheOptions, CachedStore};
+use authz::store::cached::{AfterLoad, CacheOptions, CachedStore, LagObserver};
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
-use authz::store::postgres::{PgOptions, PostgresStore};
+use authz::store::postgres::PgOptions;
 use authz_core::Catalog;
 use std::time::Duration;
 
@@ -175,213 +176,193 @@ impl Drop for TestApp {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(MAESTRA).await
-}
-
-pub async fn spawn_app_with(catalog: &str) -> TestApp {
-    spawn(Backend::Memory, catalog).await
-}
-
-/// Starts the server on the backend: Postgres gets a fresh, migrated database.
-pub async fn spawn(backend: Backend, catalog: &str) -> TestApp {
-    match backend {
-        Backend::Memory => {
-            let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
-            let store = Arc::new(MemoryStore::new(catalog.clone()));
-            let mut app = start(catalog, store.clone(), None, None).await;
-            app.memory = Some(store);
-            app
-        }
-        Backend::Postgres => {
-            let (url, _) = crate::pg::fresh_database().await;
-            let app = spawn_replica(&url, catalog).await;
-            app.cached
-                .as_ref()
-                .unwrap()
-                .inner()
-                .migrate()
-                .await
-                .unwrap();
-            app
-        }
-    }
-}
-
-/// Starts the server on the backend with these admission options (message size, ...).
-pub async fn spawn_with_options(
-    backend: Backend,
-    catalog: &str,
+/// Starts a test server: the store (memory, a fresh Postgres database, a replica on an existing
+/// one, or any store), the catalog (Maestra unless told), admission options (the defaults
+/// unless told), and for Postgres the pool and cache. Postgres is opened with
+/// [`authz::open::open_store`], as `authzd` opens it, and the server starts once the change
+/// listener has subscribed.
+///
+/// `TestServer::on(backend).catalog(TOOLJET).start().await`,
+/// `TestServer::postgres(&url).after_load(hook).start().await`.
+pub struct TestServer {
+    source: Source,
+    catalog: Arc<Catalog>,
     options: authz::server::ServerOptions,
-) -> TestApp {
-    match backend {
-        Backend::Memory => {
-            let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
-            let store = Arc::new(MemoryStore::new(catalog.clone()));
-            start_with(catalog, store, None, None, options).await
-        }
-        Backend::Postgres => {
-            let (url, _) = crate::pg::fresh_database().await;
-            spawn_replica_full(PgOptions::new(url), catalog, None, options, None).await
-        }
-    }
-}
-
-/// Another replica on an existing database (migrated by the first).
-pub async fn spawn_replica(url: &str, catalog: &str) -> TestApp {
-    spawn_replica_with(url, catalog, None).await
-}
-
-pub async fn spawn_replica_with(
-    url: &str,
-    catalog: &str,
-    after_load: Option<AfterLoad>,
-) -> TestApp {
-    spawn_replica_full(
-        PgOptions::new(url),
-        catalog,
-        after_load,
-        authz::server::ServerOptions::default(),
-        None,
-    )
-    .await
-}
-
-/// A Postgres-backed server on a fresh, migrated database with these admission options (and,
-/// when they carry metrics, invalidation lags recorded there).
-pub async fn spawn_pg_gated(options: authz::server::ServerOptions) -> TestApp {
-    let (url, _) = crate::pg::fresh_database().await;
-    spawn_replica_full(PgOptions::new(url), MAESTRA, None, options, None).await
-}
-
-/// A replica with these store and admission options (pool size, statement timeout, deadlines),
-/// and a cache of `cache_bytes` when given.
-pub async fn spawn_replica_full(
-    pg: PgOptions,
-    catalog: &str,
-    after_load: Option<AfterLoad>,
-    server_options: authz::server::ServerOptions,
+    listener: Option<tokio::net::TcpListener>,
+    pool_size: Option<usize>,
+    connect_timeout: Option<Duration>,
     cache_bytes: Option<u64>,
-) -> TestApp {
-    replica(pg, catalog, after_load, server_options, cache_bytes, None).await
-}
-
-async fn replica(
-    pg: PgOptions,
-    catalog: &str,
     after_load: Option<AfterLoad>,
-    server_options: authz::server::ServerOptions,
-    cache_bytes: Option<u64>,
-    listen_on: Option<tokio::net::TcpListener>,
-) -> TestApp {
-    let catalog = Arc::new(Catalog::from_toml(catalog).unwrap());
-    let url = pg.url.clone();
-    let pg = Arc::new(PostgresStore::new(catalog.clone(), &pg).unwrap());
-    pg.migrate().await.unwrap();
-    pg.reconcile().await.unwrap();
-    let defaults = CacheOptions::default();
-    let options = CacheOptions {
-        max_bytes: cache_bytes.unwrap_or(defaults.max_bytes),
-        max_staleness: MAX_STALENESS,
-        listener: ListenerOptions {
-            heartbeat: Duration::from_millis(100),
-            heartbeat_timeout: Duration::from_millis(1000),
-            max_backoff: Duration::from_millis(500),
-        },
-        after_load,
-        lag_observer: server_options.metrics.clone().map(|m| {
-            authz::store::cached::LagObserver(Arc::new(move |lag| m.invalidation_lag(lag)))
-        }),
-        ..defaults
-    };
-    let cached = Arc::new(CachedStore::start(pg, catalog.clone(), options));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !cached.listener().connected() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "listener never subscribed: {}",
-            cached.listener().last_error()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+enum Source {
+    Memory,
+    /// A fresh database, migrated.
+    FreshPostgres,
+    /// An existing database (migrated when it is not yet).
+    Postgres(String),
+    Store(Arc<dyn Store>),
+}
+
+impl TestServer {
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            catalog: Arc::new(Catalog::from_toml(MAESTRA).unwrap()),
+            options: authz::server::ServerOptions::default(),
+            listener: None,
+            pool_size: None,
+            connect_timeout: None,
+            cache_bytes: None,
+            after_load: None,
+        }
     }
-    let listener = match listen_on {
-        Some(l) => l,
-        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    };
-    start_on(
-        listener,
-        catalog,
-        cached.clone(),
-        Some(url),
-        Some(cached),
-        server_options,
-    )
-    .await
+
+    /// The memory store.
+    pub fn memory() -> Self {
+        Self::new(Source::Memory)
+    }
+
+    /// Postgres on a fresh, migrated database, behind the cache.
+    pub fn fresh_postgres() -> Self {
+        Self::new(Source::FreshPostgres)
+    }
+
+    /// The memory store or a fresh Postgres database: the contract suite runs both.
+    pub fn on(backend: Backend) -> Self {
+        match backend {
+            Backend::Memory => Self::memory(),
+            Backend::Postgres => Self::fresh_postgres(),
+        }
+    }
+
+    /// Another replica on the database at `url`, behind its own cache.
+    pub fn postgres(url: &str) -> Self {
+        Self::new(Source::Postgres(url.to_owned()))
+    }
+
+    /// A server straight over `store`, which serves `catalog`.
+    pub fn over(catalog: Arc<Catalog>, store: Arc<dyn Store>) -> Self {
+        Self {
+            catalog,
+            ..Self::new(Source::Store(store))
+        }
+    }
+
+    /// The catalog served (Maestra by default).
+    pub fn catalog(mut self, toml: &str) -> Self {
+        self.catalog = Arc::new(Catalog::from_toml(toml).unwrap());
+        self
+    }
+
+    /// Admission options (keys, limits, deadlines, metrics, TLS, ...). With metrics, a Postgres
+    /// server's invalidation lags are recorded there too.
+    pub fn options(mut self, options: authz::server::ServerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Serves on this listener instead of a new one on `127.0.0.1:0`.
+    pub fn listener(mut self, listener: tokio::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Postgres: the connection pool's size.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = Some(size);
+        self
+    }
+
+    /// Postgres: how long a connection may take to open.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Postgres: the cache's size bound in bytes.
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = Some(bytes);
+        self
+    }
+
+    /// Postgres: a hook the cache runs after each load, before it installs the entry.
+    pub fn after_load(mut self, hook: AfterLoad) -> Self {
+        self.after_load = Some(hook);
+        self
+    }
+
+    /// Opens the store, starts the server and connects its clients.
+    pub async fn start(self) -> TestApp {
+        let listener = match self.listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let url = match self.source {
+            Source::Memory => None,
+            Source::FreshPostgres => Some(crate::pg::fresh_database().await.0),
+            Source::Postgres(url) => Some(url),
+            Source::Store(store) => {
+                return serve(listener, self.catalog, store, None, self.options).await;
+            }
+        };
+        let config = match &url {
+            None => StoreConfig::Memory,
+            Some(url) => {
+                let mut connection = PgOptions::new(url);
+                connection.pool_size = self.pool_size.unwrap_or(connection.pool_size);
+                connection.connect_timeout =
+                    self.connect_timeout.unwrap_or(connection.connect_timeout);
+                let defaults = CacheOptions::default();
+                StoreConfig::Postgres(PostgresConfig {
+                    connection,
+                    migrate: true,
+                    cache: CacheOptions {
+                        max_bytes: self.cache_bytes.unwrap_or(defaults.max_bytes),
+                        max_staleness: MAX_STALENESS,
+                        listener: ListenerOptions {
+                            heartbeat: Duration::from_millis(100),
+                            heartbeat_timeout: Duration::from_millis(1000),
+                            max_backoff: Duration::from_millis(500),
+                        },
+                        after_load: self.after_load,
+                        lag_observer: self
+                            .options
+                            .metrics
+                            .clone()
+                            .map(|m| LagObserver(Arc::new(move |lag| m.invalidation_lag(lag)))),
+                        ..defaults
+                    },
+                })
+            }
+        };
+        let opened = open_store(config, self.catalog.clone()).await.unwrap();
+        if let OpenedStore::Postgres(cached) = &opened {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !cached.listener().connected() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "listener never subscribed: {}",
+                    cached.listener().last_error()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let mut app = serve(listener, self.catalog, opened.store(), url, self.options).await;
+        match opened {
+            OpenedStore::Memory(store) => app.memory = Some(store),
+            OpenedStore::Postgres(cached) => app.cached = Some(cached),
+        }
+        app
+    }
 }
 
-/// A replica on an existing database, serving on `listener` (to come back on an address).
-pub async fn spawn_replica_on(url: &str, listener: tokio::net::TcpListener) -> TestApp {
-    replica(
-        PgOptions::new(url),
-        MAESTRA,
-        None,
-        authz::server::ServerOptions::default(),
-        None,
-        Some(listener),
-    )
-    .await
-}
-
-async fn start(
-    catalog: Arc<Catalog>,
-    store: Arc<dyn Store>,
-    db_url: Option<String>,
-    cached: Option<Arc<CachedStore>>,
-) -> TestApp {
-    start_with(
-        catalog,
-        store,
-        db_url,
-        cached,
-        authz::server::ServerOptions::default(),
-    )
-    .await
-}
-
-/// A server over any store, with these options.
-pub async fn spawn_store(
-    catalog: Arc<Catalog>,
-    store: Arc<dyn Store>,
-    options: authz::server::ServerOptions,
-) -> TestApp {
-    start_with(catalog, store, None, None, options).await
-}
-
-/// The memory store behind a server with these admission options.
-pub async fn spawn_gated(options: authz::server::ServerOptions) -> TestApp {
-    let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());
-    let store = Arc::new(MemoryStore::new(catalog.clone()));
-    start_with(catalog, store, None, None, options).await
-}
-
-async fn start_with(
-    catalog: Arc<Catalog>,
-    store: Arc<dyn Store>,
-    db_url: Option<String>,
-    cached: Option<Arc<CachedStore>>,
-    options: authz::server::ServerOptions,
-) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start_on(listener, catalog, store, db_url, cached, options).await
-}
-
-/// A server over any store on a bound listener.
-pub async fn start_on(
+/// Serves the app over `store` on `listener` and connects to it.
+async fn serve(
     listener: tokio::net::TcpListener,
     catalog: Arc<Catalog>,
     store: Arc<dyn Store>,
     db_url: Option<String>,
-    cached: Option<Arc<CachedStore>>,
     options: authz::server::ServerOptions,
 ) -> TestApp {
     let app = Arc::new(Authz::new(catalog.clone(), store).with_max_batch(1000));
@@ -398,7 +379,7 @@ pub async fn start_on(
     TestApp {
         app: app.clone(),
         db_url,
-        cached,
+        cached: None,
         memory: None,
         authz: AuthzServiceClient::new(channel.clone()),
         admin: AdminServiceClient::new(channel.clone()),

@@ -268,9 +268,9 @@ impl Model {
 }
 
 async fn concurrent_history_replays_without_a_refused_write(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     let replica = match &app.db_url {
-        Some(url) => Some(spawn_replica(url, MAESTRA).await),
+        Some(url) => Some(TestServer::postgres(url).start().await),
         None => None,
     };
     app.tenant("t").await;

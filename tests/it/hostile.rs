@@ -1267,7 +1267,7 @@ fn cases(app: &TestApp) -> Vec<Case> {
 }
 
 async fn every_rpc_refuses_bad_input_and_changes_nothing(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.tenant("other").await;
     app.add("t", "analysts", &["u"]).await;

@@ -35,7 +35,7 @@ where
 /// user it acts on; `g` is a custom group with `view_reports` (`a` is not in it); `empty` is a
 /// custom group without members.
 async fn setup(backend: Backend) -> TestApp {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.grant(
         "t",

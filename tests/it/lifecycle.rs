@@ -6,7 +6,7 @@
 //! Long: one scenario per catalog change, each standing alone on a database of its own.
 
 use crate::daemon::{Authzd, eventually};
-use crate::helpers::{MAESTRA, TOOLJET, assert_status, perm_check, spawn_replica};
+use crate::helpers::{MAESTRA, TOOLJET, TestServer, assert_status, perm_check};
 use authz::grpc::pb;
 use authz::grpc::pb::admin_service_client::AdminServiceClient;
 use authz::grpc::pb::authz_service_client::AuthzServiceClient;
@@ -99,7 +99,7 @@ fn group(key: &str, permissions: &[&str]) -> pb::CreateGroupRequest {
 /// A database on the default catalog where ann is in "Layout of email templates", and a
 /// catalog file without that group: its URL and the file.
 async fn a_layout_member_and_a_catalog_without_the_group() -> (String, String) {
-    let a = crate::helpers::spawn_pg_gated(authz::server::ServerOptions::default()).await;
+    let a = TestServer::fresh_postgres().start().await;
     let url = a.db_url.clone().unwrap();
     a.tenant("acme").await;
     a.add("acme", "layout_of_email_templates", &["ann"]).await;
@@ -123,7 +123,7 @@ fn maestra_with_support() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_system_group_on_a_custom_groups_key_is_refused_until_apply_renames_the_custom_group()
 {
-    let a = crate::helpers::spawn_pg_gated(authz::server::ServerOptions::default()).await;
+    let a = TestServer::fresh_postgres().start().await;
     let url = a.db_url.clone().unwrap();
     a.tenant("acme").await;
     a.admin
@@ -231,7 +231,7 @@ async fn a_new_system_group_on_a_custom_groups_key_is_refused_until_apply_rename
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_products_catalog_is_refused_and_lists_what_it_would_reinterpret() {
-    let a = crate::helpers::spawn_pg_gated(authz::server::ServerOptions::default()).await;
+    let a = TestServer::fresh_postgres().start().await;
     let url = a.db_url.clone().unwrap();
     a.tenant("acme").await;
     a.admin
@@ -348,7 +348,7 @@ edit_groups = "edit_reports"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_permission_still_granted_is_refused_until_dropped_and_renames_follow_aliases() {
     let (url, _) = crate::pg::fresh_database().await;
-    let a = spawn_replica(&url, SMALL).await;
+    let a = TestServer::postgres(&url).catalog(SMALL).start().await;
     a.tenant("acme").await;
     a.grant("acme", "ann", &["send_test_messages", "view_reports"], None)
         .await;
@@ -422,7 +422,7 @@ async fn a_removed_permission_still_granted_is_refused_until_dropped_and_renames
     .await;
     assert_eq!(code, 0, "{out}");
 
-    let b = spawn_replica(&url, &new_text).await;
+    let b = TestServer::postgres(&url).catalog(&new_text).start().await;
     let g = b
         .admin
         .clone()
@@ -584,7 +584,7 @@ async fn replicas_agree_on_the_catalog_through_a_rollout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_or_load_after_an_apply_is_refused_even_before_the_replica_hears_of_it() {
     let (url, _) = crate::pg::fresh_database().await;
-    let a = spawn_replica(&url, SMALL).await;
+    let a = TestServer::postgres(&url).catalog(SMALL).start().await;
     a.tenant("acme").await;
     a.grant("acme", "ann", &["view_reports"], None).await;
     let cached = a.cached.clone().unwrap();
@@ -712,7 +712,7 @@ async fn the_store_checks_the_record_inside_every_write_and_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_that_renames_stored_keys_stops_replicas_that_do_not_know_the_new_names() {
     let (url, _) = crate::pg::fresh_database().await;
-    let a = spawn_replica(&url, SMALL).await;
+    let a = TestServer::postgres(&url).catalog(SMALL).start().await;
     a.tenant("acme").await;
     a.grant("acme", "ann", &["view_reports"], None).await;
     let renamed = file(

@@ -1,6 +1,6 @@
 //! Integration tests: the real server on a port, real gRPC clients.
 //!
-//! One test binary with modules (see `helpers::spawn_app`).
+//! One test binary with modules (see `helpers::TestServer`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

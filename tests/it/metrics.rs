@@ -31,11 +31,13 @@ pub fn value(text: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_traffic() {
     let metrics = Metrics::new().unwrap();
-    let app = spawn_pg_gated(ServerOptions {
-        metrics: Some(metrics.clone()),
-        ..ServerOptions::default()
-    })
-    .await;
+    let app = TestServer::fresh_postgres()
+        .options(ServerOptions {
+            metrics: Some(metrics.clone()),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let authz_app = app.app.clone();
@@ -161,11 +163,13 @@ async fn metrics_after_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_store_shows_no_listener() {
     let metrics = Metrics::new().unwrap();
-    let app = spawn_gated(ServerOptions {
-        metrics: Some(metrics.clone()),
-        ..ServerOptions::default()
-    })
-    .await;
+    let app = TestServer::memory()
+        .options(ServerOptions {
+            metrics: Some(metrics.clone()),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
     app.tenant("t").await;
     let text = metrics.render(app.app.store_stats());
     for absent in [

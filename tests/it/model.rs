@@ -666,7 +666,7 @@ fn the_service_behaves_like_the_model(backend: Backend) {
         .enable_all()
         .build()
         .unwrap();
-    let app = rt.block_on(spawn(backend, MAESTRA));
+    let app = rt.block_on(TestServer::on(backend).start());
     let (pool, system) = rt.block_on(pool_and_system(&app, &MAESTRA_BRANDS));
     let users: Vec<String> = (0..USERS).map(user).collect();
     let steps = AtomicUsize::new(0);
@@ -745,8 +745,8 @@ fn no_actor_sequence_raises_anyone_above_the_actor(backend: Backend) {
         .enable_all()
         .build()
         .unwrap();
-    let maestra = rt.block_on(spawn(backend, MAESTRA));
-    let tooljet = rt.block_on(spawn(backend, TOOLJET));
+    let maestra = rt.block_on(TestServer::on(backend).start());
+    let tooljet = rt.block_on(TestServer::on(backend).catalog(TOOLJET).start());
     let app_of = |s: &Setting| {
         if s.catalog == MAESTRA {
             &maestra

@@ -36,7 +36,7 @@ async fn revision(app: &TestApp) -> String {
 }
 
 async fn a_dry_run_previews_exactly_what_a_commit_does(backend: Backend) {
-    let app = spawn(backend, TOOLJET).await;
+    let app = TestServer::on(backend).catalog(TOOLJET).start().await;
     app.tenant("ws").await;
     let mut admin = app.admin.clone();
     admin

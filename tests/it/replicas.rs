@@ -11,8 +11,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 async fn pair() -> (TestApp, TestApp) {
-    let a = spawn(Backend::Postgres, MAESTRA).await;
-    let b = spawn_replica(a.db_url.as_ref().unwrap(), MAESTRA).await;
+    let a = TestServer::fresh_postgres().start().await;
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .start()
+        .await;
     (a, b)
 }
 
@@ -496,7 +498,7 @@ async fn a_load_racing_a_revoke_never_leaves_a_stale_entry() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::sync::Notify;
 
-    let a = spawn(Backend::Postgres, MAESTRA).await;
+    let a = TestServer::fresh_postgres().start().await;
     let armed = Arc::new(AtomicBool::new(false));
     let reached = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
@@ -512,7 +514,10 @@ async fn a_load_racing_a_revoke_never_leaves_a_stale_entry() {
             })
         }))
     };
-    let b = spawn_replica_with(a.db_url.as_ref().unwrap(), MAESTRA, Some(hook)).await;
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .after_load(hook)
+        .start()
+        .await;
     a.tenant("t").await;
     a.add("t", "analysts", &["u"]).await;
 
@@ -564,7 +569,7 @@ async fn a_load_racing_a_revoke_never_leaves_a_stale_entry() {
 /// failing the requests that would have used them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_pool_connections_are_replaced_transparently() {
-    let a = spawn(Backend::Postgres, MAESTRA).await;
+    let a = TestServer::fresh_postgres().start().await;
     a.tenant("t").await;
     a.add("t", "analysts", &["u"]).await;
     let db = database(&a);
@@ -610,7 +615,7 @@ async fn killed_pool_connections_are_replaced_transparently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warmed_replica_answers_from_cache_and_still_sees_revokes() {
     use std::sync::atomic::Ordering;
-    let a = spawn(Backend::Postgres, MAESTRA).await;
+    let a = TestServer::fresh_postgres().start().await;
     for t in ["t1", "t2"] {
         a.tenant(t).await;
         a.add(t, "analysts", &["u0", "u1", "u2"]).await;
@@ -630,7 +635,9 @@ async fn a_warmed_replica_answers_from_cache_and_still_sees_revokes() {
         .await
         .unwrap();
     a.add("t2", "g", &["u1"]).await;
-    let b = spawn_replica(a.db_url.as_ref().unwrap(), MAESTRA).await;
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .start()
+        .await;
     let cache = b.cached.as_ref().unwrap();
     assert_eq!(cache.warm(5).await.unwrap(), 5, "stops at the limit");
     assert_eq!(cache.warm(1000).await.unwrap(), 6);

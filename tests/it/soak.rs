@@ -7,7 +7,6 @@
 
 use crate::helpers::*;
 use authz::grpc::pb;
-use authz::store::postgres::PgOptions;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,15 +41,10 @@ async fn a_long_mixed_load_keeps_memory_bounded() {
         .unwrap_or(if crate::slow() { 60 } else { 5 });
     let windows = secs.clamp(2, 12);
     let window = Duration::from_secs(secs) / windows as u32;
-    let (url, _) = crate::pg::fresh_database().await;
-    let app = spawn_replica_full(
-        PgOptions::new(&url),
-        MAESTRA,
-        None,
-        authz::server::ServerOptions::default(),
-        Some(CACHE_BYTES),
-    )
-    .await;
+    let app = TestServer::fresh_postgres()
+        .cache_bytes(CACHE_BYTES)
+        .start()
+        .await;
     app.tenant("t").await;
     // A working set far over the cache: 5,000 users, a third in each of three groups.
     let users: Vec<String> = (0..USERS).map(|i| format!("u{i}")).collect();

@@ -3,7 +3,8 @@
 //! answers the same calls the same way.
 
 use crate::helpers::{MAESTRA, MAX_STALENESS};
-use authz::store::cached::{CacheOptions, CachedStore};
+use authz::open::{OpenedStore, PostgresConfig, StoreConfig, open_store};
+use authz::store::cached::CacheOptions;
 use authz::store::listener::ListenerOptions;
 use authz::store::memory::MemoryStore;
 use authz::store::postgres::{PgOptions, PostgresStore};
@@ -34,33 +35,40 @@ async fn store(engine: Engine) -> Arc<dyn Store> {
     let catalog = catalog();
     let store: Arc<dyn Store> = match engine {
         Engine::Memory => Arc::new(MemoryStore::new(catalog)),
-        Engine::Postgres | Engine::Cached => {
+        Engine::Postgres => {
             let (url, _) = crate::pg::fresh_database().await;
-            let pg = PostgresStore::new(catalog.clone(), &PgOptions::new(url)).unwrap();
+            let pg = PostgresStore::new(catalog, &PgOptions::new(url)).unwrap();
             pg.migrate().await.unwrap();
             pg.reconcile().await.unwrap();
-            if let Engine::Postgres = engine {
-                Arc::new(pg)
-            } else {
-                let cached = Arc::new(CachedStore::start(
-                    Arc::new(pg),
-                    catalog,
-                    CacheOptions {
-                        max_staleness: MAX_STALENESS,
-                        listener: ListenerOptions {
-                            heartbeat: Duration::from_millis(100),
-                            ..ListenerOptions::default()
-                        },
-                        ..CacheOptions::default()
+            Arc::new(pg)
+        }
+        Engine::Cached => {
+            // Opened as `authzd` opens it.
+            let (url, _) = crate::pg::fresh_database().await;
+            let config = PostgresConfig {
+                migrate: true,
+                cache: CacheOptions {
+                    max_staleness: MAX_STALENESS,
+                    listener: ListenerOptions {
+                        heartbeat: Duration::from_millis(100),
+                        ..ListenerOptions::default()
                     },
-                ));
-                crate::daemon::eventually("the listener subscribes", || {
-                    let c = cached.clone();
-                    async move { c.listener().connected().then_some(()) }
-                })
-                .await;
-                cached
-            }
+                    ..CacheOptions::default()
+                },
+                ..PostgresConfig::new(url)
+            };
+            let OpenedStore::Postgres(cached) = open_store(StoreConfig::Postgres(config), catalog)
+                .await
+                .unwrap()
+            else {
+                unreachable!("a Postgres configuration opens Postgres")
+            };
+            crate::daemon::eventually("the listener subscribes", || {
+                let c = cached.clone();
+                async move { c.listener().connected().then_some(()) }
+            })
+            .await;
+            cached
         }
     };
     store.create_tenant("t", "T").await.unwrap();

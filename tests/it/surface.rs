@@ -8,7 +8,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 #[tokio::test]
 async fn health_per_service() {
-    let app = spawn_app().await;
+    let app = TestServer::memory().start().await;
     let mut health = HealthClient::new(app.channel.clone());
     for service in [
         "",
@@ -36,7 +36,7 @@ async fn health_per_service() {
 #[tokio::test]
 async fn reflection_v1_and_v1alpha_list_the_services() {
     use tokio_stream::StreamExt;
-    let app = spawn_app().await;
+    let app = TestServer::memory().start().await;
     {
         use tonic_reflection::pb::v1::ServerReflectionRequest;
         use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -92,7 +92,7 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes() {
-    let app = spawn_app().await;
+    let app = TestServer::memory().start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let r = admin

@@ -53,7 +53,7 @@ async fn rpc_spans_join_the_callers_trace() {
     let telemetry =
         authz::telemetry::init(authz::config::LogFormat::Text, "warn", Some(&endpoint)).unwrap();
 
-    let app = spawn_app().await;
+    let app = TestServer::memory().start().await;
     app.tenant("traced").await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_id = "00f067aa0ba902b7";

@@ -14,7 +14,7 @@ use tonic::Code;
 /// An owner; `limited`, an admin limited to folder `spring` that holds what it needs to give
 /// `view_reports`; `bob`, a user with no limit.
 async fn setup(backend: Backend) -> TestApp {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "owners", &["owner"]).await;
     app.grant(
@@ -284,7 +284,7 @@ async fn a_restricted_actor_gives_only_within_its_reach(backend: Backend) {
 /// Blocking, limiting, removing from a group and revoking take access away: a lesser admin may
 /// do none of it to an owner, so nobody can lock the tenant's owners out.
 async fn taking_access_away_needs_what_the_user_holds(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     app.add("t", "owners", &["owner"]).await;
     app.grant("t", "owner", &["view_reports"], None).await;
@@ -502,7 +502,7 @@ contract!(
 /// stronger member down through the group, and an actor's edit keeps the internal permissions
 /// it cannot see. Changing who a user is (name, email) follows the removal rule too.
 async fn group_edits_and_profiles_follow_the_removal_rule(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let perms = |p: &[&str]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>();
@@ -655,7 +655,7 @@ async fn group_edits_and_profiles_follow_the_removal_rule(backend: Backend) {
 /// Careless clients: revoking from a user that does not exist, an audit filter that names no
 /// target, a time window that is empty by construction.
 async fn careless_admin_requests_say_what_to_fix(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut admin = app.admin.clone();
     let before = app.revision("t").await;
@@ -701,7 +701,7 @@ async fn careless_admin_requests_say_what_to_fix(backend: Backend) {
 /// Watching from revision 0 (before anything, the tenant's creation included) is a careless but
 /// valid start: the first change arrives, not a claim that changes were dropped.
 async fn watch_from_revision_zero_sees_the_first_change(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     app.tenant("t").await;
     let mut stream = app
         .authz
@@ -744,12 +744,14 @@ async fn admin_keys_read_as_their_actor_and_refusals_are_counted() {
     )
     .unwrap();
     let metrics = Metrics::new().unwrap();
-    let app = spawn_gated(ServerOptions {
-        keys: Some(std::sync::Arc::new(keys)),
-        metrics: Some(metrics.clone()),
-        ..ServerOptions::default()
-    })
-    .await;
+    let app = TestServer::memory()
+        .options(ServerOptions {
+            keys: Some(std::sync::Arc::new(keys)),
+            metrics: Some(metrics.clone()),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
     let mut admin = app.admin.clone();
     admin
         .create_tenant(keyed(
@@ -970,7 +972,7 @@ async fn admin_keys_read_as_their_actor_and_refusals_are_counted() {
 /// reads take the checks' consistency option.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_reads_show_groups_and_roles_from_one_snapshot() {
-    let app = spawn(Backend::Postgres, TOOLJET).await;
+    let app = TestServer::fresh_postgres().catalog(TOOLJET).start().await;
     app.tenant("t").await;
     app.add("t", "builder", &["u"]).await;
     assert!(

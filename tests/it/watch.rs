@@ -210,24 +210,21 @@ async fn sigterm_ends_watch_streams_at_once() {
 async fn watch_streams_catch_up_when_announcements_are_lost() {
     use authz::store::postgres::{PgOptions, PostgresStore};
     use std::sync::Arc;
-    let writer =
-        crate::helpers::spawn(crate::helpers::Backend::Postgres, crate::helpers::MAESTRA).await;
+    let writer = crate::helpers::TestServer::fresh_postgres().start().await;
     writer.tenant("t").await;
     let url = writer.db_url.clone().unwrap();
     let catalog = writer.catalog.clone();
     let deaf = Arc::new(PostgresStore::new(catalog.clone(), &PgOptions::new(url)).unwrap());
-    let reader = crate::helpers::spawn_store(
-        catalog,
-        deaf,
-        authz::server::ServerOptions {
+    let reader = crate::helpers::TestServer::over(catalog, deaf)
+        .options(authz::server::ServerOptions {
             watch: authz::grpc::watch::WatchOptions {
                 resync_every: std::time::Duration::from_millis(200),
                 ..Default::default()
             },
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .start()
+        .await;
     let mut stream = watch(&reader.channel, "t").await.unwrap();
     let r = grant(&writer.channel, "t", "u").await;
     assert_eq!(next(&mut stream).await.revision, r);

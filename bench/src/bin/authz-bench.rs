@@ -694,12 +694,12 @@ async fn inproc(url: &str, sizes: &[usize], checks: usize, report: &Path) {
         let app = Authz::new(catalog.clone(), cached.clone());
         let mut rng = Rng(0xabcd ^ n as u64);
         let perms = authz_bench::visible_permissions(&catalog);
-        let inputs: Vec<(String, CheckInput)> = (0..4096)
+        let inputs: Vec<(authz::app::TenantId, CheckInput)> = (0..4096)
             .map(|_| {
                 let (t, u) = &ids[rng.next(ids.len())];
                 let p = catalog.key(perms[rng.next(perms.len())]).to_owned();
                 (
-                    t.clone(),
+                    authz::app::TenantId::parse("tenant_id", t.clone()).unwrap(),
                     CheckInput {
                         user_id: u.clone(),
                         target: Some(authz::app::TargetInput::Permission(p)),

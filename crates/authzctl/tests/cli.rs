@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-// The server's test helpers: `spawn` on either store, `contract!`, Postgres for tests.
+// The server's test helpers: `TestServer` on either store, `contract!`, Postgres for tests.
 #[allow(dead_code)]
 #[path = "../../../tests/it/helpers.rs"]
 mod helpers;
@@ -12,7 +12,7 @@ mod helpers;
 #[path = "../../../tests/it/pg.rs"]
 mod pg;
 
-use helpers::{Backend, MAESTRA, TestApp, contract, spawn};
+use helpers::{Backend, TestApp, TestServer, contract};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
@@ -92,7 +92,7 @@ async fn set_up(app: &TestApp) {
 /// check: 0 allowed, 3 denied, 1 a bad request (with the server's code and message), 2 bad
 /// usage; tables for people, JSON for scripts; batch files in CSV and JSON.
 async fn checks_and_batches_answer_with_exit_codes(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     set_up(&app).await;
     let r = expect(
         &app,
@@ -258,7 +258,7 @@ async fn checks_and_batches_answer_with_exit_codes(backend: Backend) {
 /// groups, group show, group edit --dry-run (prints who gains or loses what and changes
 /// nothing), group edit, import --dry-run.
 async fn groups_edits_and_imports(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     set_up(&app).await;
     expect(
         &app,
@@ -442,7 +442,7 @@ async fn line_where(
 
 /// audit lists the log; audit --follow and watch keep printing changes as they commit.
 async fn audit_and_watch_follow_changes(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     set_up(&app).await;
     let r = expect(&app, 0, &["audit", "acme", "--limit", "1"]).await;
     assert_eq!(r.stdout.lines().count(), 1);
@@ -506,7 +506,7 @@ async fn audit_and_watch_follow_changes(backend: Backend) {
 /// The catalog: reads from the server, and everything else passed to `authzd catalog`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_reads_and_authzd_passthrough() {
-    let app = spawn(Backend::Memory, MAESTRA).await;
+    let app = TestServer::memory().start().await;
     let r = expect(&app, 0, &["catalog", "show", "-o", "json"]).await;
     assert_eq!(r.json()["name"], "maestra");
     let r = expect(&app, 0, &["catalog", "actions", "--prefix", "flows."]).await;
@@ -570,7 +570,7 @@ async fn keys_come_from_the_environment_and_are_never_shown() {
         )),
         ..Default::default()
     };
-    let app = helpers::spawn_gated(options).await;
+    let app = helpers::TestServer::memory().options(options).start().await;
     let r = expect(&app, 1, &["tenant", "list"]).await;
     assert!(r.stderr.contains("UNAUTHENTICATED"), "{}", r.stderr);
     let out = command(&app, &["tenant", "create", "t"])
@@ -622,7 +622,7 @@ async fn keys_come_from_the_environment_and_are_never_shown() {
 
 /// `examples/authzctl-walkthrough.sh` runs start to finish against a fresh server.
 async fn the_shell_walkthrough_runs(backend: Backend) {
-    let app = spawn(backend, MAESTRA).await;
+    let app = TestServer::on(backend).start().await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/authzctl-walkthrough.sh"
