@@ -560,11 +560,12 @@ async fn run_once(
     f.cold_p50 = pct(&lat, 0.5).as_secs_f64() * 1e3;
     f.cold_p99 = pct(&lat, 0.99).as_secs_f64() * 1e3;
     eprintln!(
-        "round {round}, {n} replicas: {:.0} writes/s (p50 {:.2} ms); steady {:.0}/s commit p50 {:.2} ms, \
+        "round {round}, {n} replicas: {:.0} writes/s (p50 {:.2} p99 {:.2} ms); steady {:.0}/s commit p50 {:.2} ms, \
          listener backends {:.1} µs/write, replica {:.1} µs/write; lag local p50 {:.2} ms, remote p50 {:.2} p99 {:.2} worst {:.2} ms; \
          cold {:.0}/s p50 {:.2} p99 {:.2} ms",
         f.writes_per_s,
         f.write_p50,
+        f.write_p99,
         f.steady_writes,
         f.steady_commit_p50,
         f.listener_backend_us_per_write,
@@ -665,7 +666,13 @@ pub async fn large(args: LargeArgs) {
         .await
         .unwrap()
         .get(0);
-    let replicas = Replicas::start(&args.authzd, &args.url, 1, &["--cache-max-mib", "65536"]).await;
+    let replicas = Replicas::start(
+        &args.authzd,
+        &args.url,
+        1,
+        &["--cache-max-mib", "65536", "--cache-ttl", "1h"],
+    )
+    .await;
     let pid = replicas.pids()[0];
     let mut authz = replicas.authz(0);
 
@@ -764,7 +771,8 @@ pub async fn large(args: LargeArgs) {
 /// The header of the large-data-set table; `large` appends one row per run.
 pub const LARGE_HEADER: &str = "### Large data set: cold checks, warm-up, memory\n\n\
 `authz-bench large` on the database as seeded (one row per seeded size): one authzd process \
-(release build, cache bounded at 64 GiB so nothing is evicted); cold checks one at a time, \
+(release build, cache bounded at 64 GiB and its TTL at an hour, so nothing is evicted or \
+expires during the warm-up); cold checks one at a time, \
 each a user never checked; then every user warmed through the API (BatchCheck, one item per \
 user, up to 1,000 users of one tenant per batch, 4 batches in flight), and the process's \
 resident memory after it (the growth per warmed user, end to end: cache, allocator and all).\n\n\
