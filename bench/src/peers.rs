@@ -153,9 +153,22 @@ pub fn write_cerbos_policies(catalog: &Catalog, tenant: &Tenant, dir: &Path) -> 
     n
 }
 
-/// Cerbos's answers, over its HTTP API, for one user and each of `perms` (one request with
-/// every permission as an action of one resource).
+/// Cerbos's answers, over its HTTP API, for one user and each of `perms` (requests of at most
+/// 50 actions of one resource, Cerbos's default limit).
 pub fn cerbos_answers(
+    http_port: u16,
+    tenant: &Tenant,
+    roles: &[String],
+    user: &str,
+    perms: &[String],
+) -> Vec<bool> {
+    perms
+        .chunks(50)
+        .flat_map(|chunk| cerbos_request(http_port, tenant, roles, user, chunk))
+        .collect()
+}
+
+fn cerbos_request(
     http_port: u16,
     tenant: &Tenant,
     roles: &[String],

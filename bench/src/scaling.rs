@@ -670,7 +670,7 @@ pub async fn large(args: LargeArgs) {
         &args.authzd,
         &args.url,
         1,
-        &["--cache-max-mib", "65536", "--cache-ttl", "1h"],
+        &["--cache-max-mib", "65536", "--cache-ttl", "60m"],
     )
     .await;
     let pid = replicas.pids()[0];
