@@ -29,7 +29,7 @@ async fn serving(app: &TestApp) -> bool {
 
 /// The same tenant and grants on a database, as a replica of it writes them.
 async fn populate(url: &str) -> TestApp {
-    let app = spawn_replica(url, MAESTRA).await;
+    let app = TestServer::postgres(url).start().await;
     app.tenant("t").await;
     app.grant("t", "alice", &[PERM], None).await;
     app.grant("t", "bob", &[PERM], None).await;
@@ -63,7 +63,7 @@ async fn a_promotion_like_failover_never_serves_past_the_bound_and_flushes_on_re
 
     // The replica under test serves from the primary, both users cached as allowed.
     populate(&primary.url()).await.stop().await;
-    let replica = spawn_replica(&primary.url(), MAESTRA).await;
+    let replica = TestServer::postgres(&primary.url()).start().await;
     assert!(replica.allowed("t", "alice", PERM).await);
     assert!(replica.allowed("t", "bob", PERM).await);
     assert!(serving(&replica).await);
