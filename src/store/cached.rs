@@ -17,6 +17,7 @@
 //! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
 
 use super::Committed;
+use super::catalogs::CatalogGuard;
 use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
@@ -31,6 +32,52 @@ use authz_core::model::{GroupGrants, Subject, UserGrants};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// What a user miss read: the user and the custom groups it is a member of, each part with the
+/// tenant revision of its own snapshot.
+pub struct UserLoad {
+    /// `None`: the tenant has no such user.
+    pub user: Option<UserGrants>,
+    pub revision: Revision,
+    /// Custom groups of `user` that existed when read; a group in the user's list but missing
+    /// here (a membership added between the two reads) is loaded on its own.
+    pub groups: Vec<GroupGrants>,
+    pub groups_revision: Revision,
+}
+
+/// One page of a bulk warm-up read of users: (tenant, user, grants, tenant revision).
+pub type UserPage = Vec<(String, String, UserGrants, Revision)>;
+/// One page of a bulk warm-up read of custom groups: (tenant, grants, tenant revision).
+pub type GroupPage = Vec<(String, GroupGrants, Revision)>;
+
+/// What the cache reads from the database behind it. Every load returns its data with the
+/// tenant revision read in the same snapshot. Writes and admin reads pass through the
+/// [`Store`] the loader also is.
+#[async_trait]
+pub trait Loader: Send + Sync + 'static {
+    /// A user and its custom groups (one round trip).
+    async fn load_user_and_groups(&self, tenant_id: &str, user_id: &str) -> Result<UserLoad>;
+    /// The named custom groups that exist, and the tenant's revision.
+    async fn load_groups(
+        &self,
+        tenant_id: &str,
+        keys: &[String],
+    ) -> Result<(Vec<GroupGrants>, Revision)>;
+    /// A subject straight from the database: the cache bypass.
+    async fn load_subject(&self, tenant_id: &str, user_id: &str) -> Result<(Subject, Revision)>;
+    /// Every tenant's users, ordered by (tenant, user), strictly after `after`.
+    async fn load_users_page(&self, after: &(String, String), limit: i64) -> Result<UserPage>;
+    /// Every tenant's custom groups, ordered by (tenant, group), strictly after `after`.
+    async fn load_groups_page(&self, after: &(String, String), limit: i64) -> Result<GroupPage>;
+    /// Checks the database's newest catalog record again.
+    async fn recheck_catalog(&self) -> Result<()>;
+    /// The connection settings of the listener's dedicated connection.
+    fn listen_config(&self) -> &tokio_postgres::Config;
+    /// The guard that keeps this replica's catalog in step with the database's.
+    fn catalog_guard(&self) -> &Arc<CatalogGuard>;
+    /// The connection pool's occupancy, for metrics.
+    fn pool_status(&self) -> deadpool_postgres::Status;
+}
 
 /// A fault-injection point: runs after a cache load has read the database and before it stores
 /// the entry, so tests can hold a load exactly there. Unset in production.
@@ -231,7 +278,7 @@ struct Shared {
 
 /// Checks the newest catalog record in a task of its own; a failed look is logged and made
 /// again at the next announcement, load or write (each of which looks too).
-fn catalog_recheck(inner: &Arc<PostgresStore>) -> Box<dyn Fn() + Send + Sync> {
+fn catalog_recheck<L: Loader>(inner: &Arc<L>) -> Box<dyn Fn() + Send + Sync> {
     let inner = Arc::downgrade(inner);
     Box::new(move || {
         let Some(store) = inner.upgrade() else {
@@ -309,8 +356,9 @@ impl ListenerSink for Shared {
     }
 }
 
-pub struct CachedStore {
-    inner: Arc<PostgresStore>,
+/// The cache in front of a [`Loader`] (in production, [`PostgresStore`]).
+pub struct CachedStore<L = PostgresStore> {
+    inner: Arc<L>,
     catalog: Arc<Catalog>,
     shared: Arc<Shared>,
     listener: Arc<ListenerState>,
@@ -319,7 +367,7 @@ pub struct CachedStore {
     after_load: Option<AfterLoad>,
 }
 
-impl Drop for CachedStore {
+impl<L> Drop for CachedStore<L> {
     fn drop(&mut self) {
         self.listener_task.abort();
     }
@@ -354,9 +402,9 @@ fn group_weight(k: &str, e: &Entry<GroupGrants>) -> u32 {
     u32::try_from(k.len() + v + 64).unwrap_or(u32::MAX)
 }
 
-impl CachedStore {
+impl<L: Loader + Store> CachedStore<L> {
     /// Wraps `inner` and starts the listener on its own connection.
-    pub fn start(inner: Arc<PostgresStore>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
+    pub fn start(inner: Arc<L>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
         let shared = Arc::new(Shared {
             users: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4 * 3)
@@ -377,7 +425,7 @@ impl CachedStore {
         });
         let listener = Arc::new(ListenerState::default());
         let listener_task = tokio::spawn(super::listener::run(
-            inner.pg_config().clone(),
+            inner.listen_config().clone(),
             shared.clone(),
             listener.clone(),
             options.listener.clone(),
@@ -401,7 +449,7 @@ impl CachedStore {
         &self.shared.stats
     }
 
-    pub fn inner(&self) -> &Arc<PostgresStore> {
+    pub fn inner(&self) -> &Arc<L> {
         &self.inner
     }
 
@@ -723,7 +771,7 @@ impl CachedStore {
 }
 
 #[async_trait]
-impl Store for CachedStore {
+impl<L: Loader + Store> Store for CachedStore<L> {
     /// The write goes to the database; what it touched, as the database recorded it, is
     /// invalidated here at once (other replicas learn it from the NOTIFY).
     async fn write(
@@ -842,17 +890,17 @@ impl Store for CachedStore {
             pool_size: pool.size as u64,
             pool_available: pool.available as u64,
             pool_waiting: pool.waiting as u64,
-            catalog_compatible: self.inner.guard().serving(),
-            catalog_record: u64::try_from(self.inner.guard().verified()).unwrap_or(0),
+            catalog_compatible: self.inner.catalog_guard().serving(),
+            catalog_record: u64::try_from(self.inner.catalog_guard().verified()).unwrap_or(0),
         })
     }
 
     fn catalog_refusal(&self) -> Option<String> {
-        self.inner.guard().refusal()
+        self.inner.catalog_guard().refusal()
     }
 
     fn readiness(&self) -> Readiness {
-        if let Some(reason) = self.inner.guard().refusal() {
+        if let Some(reason) = self.inner.catalog_guard().refusal() {
             return Readiness {
                 ready: false,
                 reason,
