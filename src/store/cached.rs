@@ -135,6 +135,10 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub loads: AtomicU64,
+    /// Database reads of a user (each miss that did not join another's load).
+    pub user_loads: AtomicU64,
+    /// Misses that waited for another lookup's load of the same user instead of reading.
+    pub coalesced: AtomicU64,
     pub invalidations: AtomicU64,
     /// Checks that bypassed the cache (fully consistent, or the cache too stale to trust).
     pub bypasses: AtomicU64,
@@ -263,8 +267,52 @@ fn key(tenant_id: &str, id: &str) -> String {
     k
 }
 
+/// A user load in flight, which concurrent misses for the same key wait for.
+struct Flight {
+    id: u64,
+    /// The generation the load captured before its read.
+    generation: Gen,
+    done: tokio::sync::watch::Receiver<Option<Result<Arc<UserEntry>>>>,
+}
+
+/// A miss either leads the load for its key or joins the one in flight.
+enum Role {
+    Lead(
+        tokio::sync::watch::Sender<Option<Result<Arc<UserEntry>>>>,
+        u64,
+    ),
+    Join(tokio::sync::watch::Receiver<Option<Result<Arc<UserEntry>>>>),
+}
+
+/// Takes a leader's flight out of the map when the load ends, or when the lookup is dropped
+/// midway (its joiners then see the sender gone and look again).
+struct FlightGuard<'a> {
+    shared: &'a Shared,
+    tenant_id: &'a str,
+    user_id: &'a str,
+    id: u64,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        with_key(self.tenant_id, self.user_id, |k| {
+            let mut flights = self
+                .shared
+                .flights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if flights.get(k).is_some_and(|f| f.id == self.id) {
+                flights.remove(k);
+            }
+        });
+    }
+}
+
 /// Shared between the store and the listener task.
 struct Shared {
+    /// User loads in flight, by key.
+    flights: std::sync::Mutex<std::collections::HashMap<String, Flight, FastHash>>,
+    flight_ids: AtomicU64,
     users: moka::sync::Cache<String, Arc<UserEntry>, FastHash>,
     groups: moka::sync::Cache<String, Arc<Entry<GroupGrants>>, FastHash>,
     user_gens: Generations,
@@ -406,6 +454,8 @@ impl<L: Loader + Store> CachedStore<L> {
     /// Wraps `inner` and starts the listener on its own connection.
     pub fn start(inner: Arc<L>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
         let shared = Arc::new(Shared {
+            flights: std::sync::Mutex::default(),
+            flight_ids: AtomicU64::new(0),
             users: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4 * 3)
                 .weigher(|k: &String, v: &Arc<UserEntry>| user_weight(k, v))
@@ -650,19 +700,89 @@ impl<L: Loader + Store> CachedStore<L> {
 
     /// The user's cache entry: a hit, or a load of the user together with its custom groups
     /// (one round trip), whose entries then fill the group cache and the user's memos.
+    ///
+    /// Concurrent misses for one user share one load: a miss joins the load in flight for its
+    /// key when that load captured the generation the miss sees, so no invalidation came
+    /// between the load's capture and the join and the joiner gets what a load of its own
+    /// could have returned. A miss that sees a newer generation starts a load of its own.
     async fn user(&self, tenant_id: &str, user_id: &str, min: Revision) -> Result<Arc<UserEntry>> {
         let sh = &self.shared;
-        let (generation, hit) = with_key(tenant_id, user_id, |k| {
-            (sh.user_gens.current(k), sh.users.get(k))
-        });
-        if let Some(e) = hit {
-            if e.generation == generation && e.revision >= min {
-                sh.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(e);
+        let mut may_join = true;
+        loop {
+            let (generation, hit) = with_key(tenant_id, user_id, |k| {
+                (sh.user_gens.current(k), sh.users.get(k))
+            });
+            if let Some(e) = hit {
+                if e.generation == generation && e.revision >= min {
+                    sh.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(e);
+                }
+            }
+            sh.stats.misses.fetch_add(1, Ordering::Relaxed);
+            let role = with_key(tenant_id, user_id, |k| {
+                let mut flights = sh.flights.lock().unwrap_or_else(|e| e.into_inner());
+                match flights.get(k) {
+                    Some(f) if may_join && f.generation == generation => Role::Join(f.done.clone()),
+                    _ => {
+                        let id = sh.flight_ids.fetch_add(1, Ordering::Relaxed);
+                        let (tx, done) = tokio::sync::watch::channel(None);
+                        flights.insert(
+                            k.to_owned(),
+                            Flight {
+                                id,
+                                generation,
+                                done,
+                            },
+                        );
+                        Role::Lead(tx, id)
+                    }
+                }
+            });
+            match role {
+                Role::Join(mut done) => {
+                    sh.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    // Err: the leading lookup was dropped before it finished; look again.
+                    let Ok(out) = done.wait_for(Option::is_some).await else {
+                        continue;
+                    };
+                    match out.as_ref() {
+                        Some(Ok(e)) if e.revision < min => {
+                            // Read before the revision this check asks for: read again, alone.
+                            may_join = false;
+                        }
+                        Some(out) => return out.clone(),
+                        None => {}
+                    }
+                }
+                Role::Lead(tx, id) => {
+                    let flight = FlightGuard {
+                        shared: sh,
+                        tenant_id,
+                        user_id,
+                        id,
+                    };
+                    let out = self.load_user(tenant_id, user_id, generation).await;
+                    // Out of the map before the result is out: a joiner that looks again
+                    // (its token is newer than this read) finds no stale flight to join.
+                    drop(flight);
+                    tx.send_replace(Some(out.clone()));
+                    return out;
+                }
             }
         }
-        sh.stats.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads the user and its custom groups and caches them under `generation`, captured
+    /// before the read.
+    async fn load_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        generation: Gen,
+    ) -> Result<Arc<UserEntry>> {
+        let sh = &self.shared;
         sh.stats.loads.fetch_add(1, Ordering::Relaxed);
+        sh.stats.user_loads.fetch_add(1, Ordering::Relaxed);
         let group_epoch = sh.group_gens.epoch();
         let load = self.inner.load_user_and_groups(tenant_id, user_id).await?;
         if let Some(hook) = &self.after_load {

@@ -10,6 +10,7 @@ mod binary;
 mod catalog_test;
 mod check;
 mod client;
+mod cache_loads;
 mod daemon;
 mod delegation;
 mod deploy;
