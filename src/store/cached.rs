@@ -212,6 +212,8 @@ struct Entry<T> {
     value: Option<Arc<T>>,
     revision: Revision,
     generation: Gen,
+    /// When it was read ([`Clock::now`]): past the TTL it is a miss.
+    loaded: u64,
 }
 
 /// A user's cache entry: its grants, and its groups resolved once per load.
@@ -220,6 +222,8 @@ struct UserEntry {
     value: Option<Arc<UserGrants>>,
     revision: Revision,
     generation: Gen,
+    /// When it was read ([`Clock::now`]): past the TTL it is a miss.
+    loaded: u64,
     /// One per group of `value`, in the same order.
     links: Box<[Link]>,
 }
@@ -231,8 +235,7 @@ enum Link {
     /// A custom group: its generation slot, and the last group cache entry this user used. The
     /// memo is used only while its generation is current and its revision high enough, exactly
     /// the test a group cache entry passes, so it is never staler than the group cache; it
-    /// saves the group lookup on every check. A memo lives no longer than its user entry, so
-    /// the TTL safety net holds at twice the TTL.
+    /// saves the group lookup on every check. It is past the TTL when its group entry would be.
     Custom {
         slot: u32,
         memo: arc_swap::ArcSwapOption<Entry<GroupGrants>>,
@@ -265,6 +268,25 @@ fn key(tenant_id: &str, id: &str) -> String {
     k.push('\0');
     k.push_str(id);
     k
+}
+
+/// The TTL safety net, checked on read against each entry's load time, so moka keeps no
+/// per-entry expiry bookkeeping (a write-order queue node and timestamps per entry).
+struct Clock {
+    start: std::time::Instant,
+    ttl_ms: u64,
+}
+
+impl Clock {
+    /// Milliseconds since the cache started.
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// True while an entry read at `loaded` is younger than the TTL.
+    fn young(&self, loaded: u64, now: u64) -> bool {
+        now.saturating_sub(loaded) < self.ttl_ms
+    }
 }
 
 /// A user load in flight, which concurrent misses for the same key wait for.
@@ -310,6 +332,7 @@ impl Drop for FlightGuard<'_> {
 
 /// Shared between the store and the listener task.
 struct Shared {
+    clock: Clock,
     /// User loads in flight, by key.
     flights: std::sync::Mutex<std::collections::HashMap<String, Flight, FastHash>>,
     flight_ids: AtomicU64,
@@ -454,17 +477,19 @@ impl<L: Loader + Store> CachedStore<L> {
     /// Wraps `inner` and starts the listener on its own connection.
     pub fn start(inner: Arc<L>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
         let shared = Arc::new(Shared {
+            clock: Clock {
+                start: std::time::Instant::now(),
+                ttl_ms: u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX),
+            },
             flights: std::sync::Mutex::default(),
             flight_ids: AtomicU64::new(0),
             users: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4 * 3)
                 .weigher(|k: &String, v: &Arc<UserEntry>| user_weight(k, v))
-                .time_to_live(options.ttl)
                 .build_with_hasher(FastHash::new()),
             groups: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4)
                 .weigher(|k: &String, v: &Arc<Entry<GroupGrants>>| group_weight(k, v))
-                .time_to_live(options.ttl)
                 .build_with_hasher(FastHash::new()),
             user_gens: Generations::new(1 << 16),
             group_gens: Generations::new(1 << 12),
@@ -552,6 +577,7 @@ impl<L: Loader + Store> CachedStore<L> {
             let mut last = None;
             for _ in 0..Self::WARM_ATTEMPTS {
                 let epoch = sh.group_gens.epoch();
+                let loaded = sh.clock.now();
                 let page = self
                     .inner
                     .load_groups_page(&after, Self::WARM_PAGE as i64)
@@ -575,6 +601,7 @@ impl<L: Loader + Store> CachedStore<L> {
                             value,
                             revision,
                             generation,
+                            loaded,
                         }),
                     );
                 }
@@ -599,6 +626,7 @@ impl<L: Loader + Store> CachedStore<L> {
             let mut last = None;
             for _ in 0..Self::WARM_ATTEMPTS {
                 let epoch = sh.user_gens.epoch();
+                let loaded = sh.clock.now();
                 let page = self.inner.load_users_page(&after, limit as i64).await?;
                 let keyed: Vec<_> = page
                     .into_iter()
@@ -613,7 +641,7 @@ impl<L: Loader + Store> CachedStore<L> {
                 }
                 stored += keyed.len();
                 for ((k, t, _, g, revision), generation) in keyed.into_iter().zip(gens) {
-                    let entry = self.user_entry(&t, Some(g), revision, generation);
+                    let entry = self.user_entry(&t, Some(g), revision, generation, loaded);
                     sh.users.insert(k, Arc::new(entry));
                 }
                 break;
@@ -649,8 +677,10 @@ impl<L: Loader + Store> CachedStore<L> {
         Fut: std::future::Future<Output = Result<(Option<T>, Revision)>>,
     {
         let generation = gens.current(&k);
+        let clock = &self.shared.clock;
+        let now = clock.now();
         if let Some(e) = cache.get(&k) {
-            if e.generation == generation && e.revision >= min {
+            if e.generation == generation && e.revision >= min && clock.young(e.loaded, now) {
                 self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(e);
             }
@@ -665,6 +695,7 @@ impl<L: Loader + Store> CachedStore<L> {
             value: value.map(Arc::new),
             revision,
             generation,
+            loaded: now,
         });
         cache.insert(k, entry.clone());
         Ok(entry)
@@ -677,6 +708,7 @@ impl<L: Loader + Store> CachedStore<L> {
         grants: Option<UserGrants>,
         revision: Revision,
         generation: Gen,
+        loaded: u64,
     ) -> UserEntry {
         let links = grants.as_ref().map_or_else(Box::default, |u| {
             u.groups
@@ -694,6 +726,7 @@ impl<L: Loader + Store> CachedStore<L> {
             value: grants.map(Arc::new),
             revision,
             generation,
+            loaded,
             links,
         }
     }
@@ -709,11 +742,13 @@ impl<L: Loader + Store> CachedStore<L> {
         let sh = &self.shared;
         let mut may_join = true;
         loop {
+            let now = sh.clock.now();
             let (generation, hit) = with_key(tenant_id, user_id, |k| {
                 (sh.user_gens.current(k), sh.users.get(k))
             });
             if let Some(e) = hit {
-                if e.generation == generation && e.revision >= min {
+                if e.generation == generation && e.revision >= min && sh.clock.young(e.loaded, now)
+                {
                     sh.stats.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(e);
                 }
@@ -761,7 +796,7 @@ impl<L: Loader + Store> CachedStore<L> {
                         user_id,
                         id,
                     };
-                    let out = self.load_user(tenant_id, user_id, generation).await;
+                    let out = self.load_user(tenant_id, user_id, generation, now).await;
                     // Out of the map before the result is out: a joiner that looks again
                     // (its token is newer than this read) finds no stale flight to join.
                     drop(flight);
@@ -772,13 +807,14 @@ impl<L: Loader + Store> CachedStore<L> {
         }
     }
 
-    /// Reads the user and its custom groups and caches them under `generation`, captured
-    /// before the read.
+    /// Reads the user and its custom groups and caches them under `generation` and `loaded`,
+    /// both captured before the read.
     async fn load_user(
         &self,
         tenant_id: &str,
         user_id: &str,
         generation: Gen,
+        loaded: u64,
     ) -> Result<Arc<UserEntry>> {
         let sh = &self.shared;
         sh.stats.loads.fetch_add(1, Ordering::Relaxed);
@@ -788,7 +824,8 @@ impl<L: Loader + Store> CachedStore<L> {
         if let Some(hook) = &self.after_load {
             (hook.0)().await;
         }
-        let entry = Arc::new(self.user_entry(tenant_id, load.user, load.revision, generation));
+        let entry =
+            Arc::new(self.user_entry(tenant_id, load.user, load.revision, generation, loaded));
         // The groups read alongside are cached only if no group invalidation began since before
         // the read (the same guard as the warm-up's); otherwise they load on their own.
         let keyed: Vec<(String, Gen, GroupGrants)> = load
@@ -808,6 +845,7 @@ impl<L: Loader + Store> CachedStore<L> {
                         value: Some(Arc::new(g)),
                         revision: load.groups_revision,
                         generation,
+                        loaded,
                     });
                     if let Some(Link::Custom { memo, .. }) = at.map(|i| &entry.links[i]) {
                         memo.store(Some(group.clone()));
@@ -846,6 +884,8 @@ impl<L: Loader + Store> CachedStore<L> {
         min: Revision,
     ) -> Result<(Subject, Revision)> {
         let user = self.user(tenant_id, user_id, min).await?;
+        let clock = &self.shared.clock;
+        let now = clock.now();
         let mut revision = user.revision;
         let Some(grants) = user.value.clone() else {
             return Ok((Subject::default(), revision));
@@ -862,10 +902,9 @@ impl<L: Loader + Store> CachedStore<L> {
             };
             let current = gens.at(slot);
             let remembered = memo.load();
-            if let Some(e) = remembered
-                .as_ref()
-                .filter(|e| e.generation == current && e.revision >= min)
-            {
+            if let Some(e) = remembered.as_ref().filter(|e| {
+                e.generation == current && e.revision >= min && clock.young(e.loaded, now)
+            }) {
                 revision = revision.min(e.revision);
                 if let Some(v) = &e.value {
                     groups.push(v.clone());

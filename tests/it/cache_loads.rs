@@ -1,9 +1,12 @@
-//! The cache's loads: concurrent misses for one user share one database read, and sharing it
-//! never serves a load that read before an invalidation to a check that began after it.
-//! Postgres only.
+//! The cache's loads: concurrent misses for one user share one database read, sharing it never
+//! serves a load that read before an invalidation to a check that began after it, and an entry
+//! past the TTL is read again. Postgres only.
 
 use crate::helpers::*;
-use authz::store::cached::{AfterLoad, CachedStore};
+use authz::store::cached::{AfterLoad, CacheOptions, CachedStore};
+use authz::store::postgres::{PgOptions, PostgresStore};
+use authz::store::{Consistency, Store};
+use authz_core::Catalog;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -179,3 +182,44 @@ async fn a_revoke_during_a_shared_load_is_never_missed() {
     );
 }
 
+/// The TTL safety net is checked on read: an entry younger than the TTL is a hit, an older one
+/// is read again (nothing else invalidated it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_past_the_ttl_is_read_again() {
+    let a = spawn(Backend::Postgres, MAESTRA).await;
+    a.tenant("t").await;
+    a.add("t", "analysts", &["u"]).await;
+    let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());
+    let pg = PostgresStore::new(catalog.clone(), &PgOptions::new(a.db_url.clone().unwrap()));
+    let ttl = Duration::from_millis(500);
+    let cached = CachedStore::start(
+        Arc::new(pg.unwrap()),
+        catalog,
+        CacheOptions {
+            ttl,
+            ..CacheOptions::default()
+        },
+    );
+    let start = Instant::now();
+    while !cached.listener().connected() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "listener never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let loads = || cached.stats().user_loads.load(Ordering::Relaxed);
+    let subject = || cached.subject("t", "u", Consistency::MinimizeLatency);
+
+    let before = Instant::now(); // The entry's load time is after this.
+    assert!(subject().await.unwrap().0.user.is_some());
+    let loaded = Instant::now(); // ... and before this.
+    assert_eq!(loads(), 1);
+    subject().await.unwrap();
+    if before.elapsed() < ttl {
+        assert_eq!(loads(), 1, "an entry younger than the TTL is a hit");
+    }
+    tokio::time::sleep_until((loaded + ttl).into()).await;
+    subject().await.unwrap();
+    assert_eq!(loads(), 2, "an entry past the TTL is read again");
+}

@@ -7,10 +7,10 @@
 mod admin;
 mod audit;
 mod binary;
+mod cache_loads;
 mod catalog_test;
 mod check;
 mod client;
-mod cache_loads;
 mod daemon;
 mod delegation;
 mod deploy;
