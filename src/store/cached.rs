@@ -280,7 +280,12 @@ struct Clock {
 impl Clock {
     /// Milliseconds since the cache started.
     fn now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.at(std::time::Instant::now())
+    }
+
+    /// Milliseconds from the cache's start to `t`.
+    fn at(&self, t: std::time::Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// True while an entry read at `loaded` is younger than the TTL.
@@ -537,8 +542,9 @@ impl<L: Loader + Store> CachedStore<L> {
         )
     }
 
-    fn trusted(&self) -> bool {
-        self.listener.fresh_within(self.max_staleness)
+    /// Whether the listener has confirmed, by `now`, every commit older than the bound.
+    fn trusted(&self, now: std::time::Instant) -> bool {
+        self.listener.fresh_within_at(self.max_staleness, now)
     }
 
     /// After this replica's own commit: invalidate what it touched at once, rather than wait
@@ -738,11 +744,21 @@ impl<L: Loader + Store> CachedStore<L> {
     /// key when that load captured the generation the miss sees, so no invalidation came
     /// between the load's capture and the join and the joiner gets what a load of its own
     /// could have returned. A miss that sees a newer generation starts a load of its own.
-    async fn user(&self, tenant_id: &str, user_id: &str, min: Revision) -> Result<Arc<UserEntry>> {
+    async fn user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        min: Revision,
+        mut now: u64,
+    ) -> Result<Arc<UserEntry>> {
         let sh = &self.shared;
         let mut may_join = true;
+        let mut again = false;
         loop {
-            let now = sh.clock.now();
+            if std::mem::replace(&mut again, true) {
+                // After a wait for another's load: this lookup's time moved on.
+                now = sh.clock.now();
+            }
             let (generation, hit) = with_key(tenant_id, user_id, |k| {
                 (sh.user_gens.current(k), sh.users.get(k))
             });
@@ -877,15 +893,16 @@ impl<L: Loader + Store> CachedStore<L> {
         .await
     }
 
+    /// The subject from the cache; `now` is the check's time ([`Clock::now`]).
     async fn cached_subject(
         &self,
         tenant_id: &str,
         user_id: &str,
         min: Revision,
+        now: u64,
     ) -> Result<(Subject, Revision)> {
-        let user = self.user(tenant_id, user_id, min).await?;
+        let user = self.user(tenant_id, user_id, min, now).await?;
         let clock = &self.shared.clock;
-        let now = clock.now();
         let mut revision = user.revision;
         let Some(grants) = user.value.clone() else {
             return Ok((Subject::default(), revision));
@@ -991,7 +1008,9 @@ impl<L: Loader + Store> Store for CachedStore<L> {
             Consistency::AtLeast(r) => r,
             _ => 0,
         };
-        let trusted = self.trusted();
+        // One clock read for the staleness bound and the TTL.
+        let now = std::time::Instant::now();
+        let trusted = self.trusted(now);
         let (subject, revision) = if consistency == Consistency::Full || !trusted {
             self.shared.stats.bypasses.fetch_add(1, Ordering::Relaxed);
             self.inner
@@ -1002,7 +1021,8 @@ impl<L: Loader + Store> Store for CachedStore<L> {
                     other => other,
                 })?
         } else {
-            self.cached_subject(tenant_id, user_id, min).await?
+            let now = self.shared.clock.at(now);
+            self.cached_subject(tenant_id, user_id, min, now).await?
         };
         super::rules::check_fresh(consistency, revision)?;
         Ok((subject, revision))
