@@ -86,9 +86,12 @@ fn check_on(app: &TestApp, user: &str) -> tokio::task::JoinHandle<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_checks_for_one_user_read_the_database_once() {
     const N: u64 = 8;
-    let a = spawn(Backend::Postgres, MAESTRA).await;
+    let a = TestServer::fresh_postgres().start().await;
     let (hold, hook) = Hold::new();
-    let b = spawn_replica_with(a.db_url.as_ref().unwrap(), MAESTRA, Some(hook)).await;
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .after_load(hook)
+        .start()
+        .await;
     let cached = b.cached.clone().unwrap();
     a.tenant("t").await;
     a.add("t", "analysts", &["u"]).await;
@@ -130,9 +133,12 @@ async fn concurrent_cold_checks_for_one_user_read_the_database_once() {
 /// its answer, a check after the revoke must not join it, and its entry is never served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_during_a_shared_load_is_never_missed() {
-    let a = spawn(Backend::Postgres, MAESTRA).await;
+    let a = TestServer::fresh_postgres().start().await;
     let (hold, hook) = Hold::new();
-    let b = spawn_replica_with(a.db_url.as_ref().unwrap(), MAESTRA, Some(hook)).await;
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .after_load(hook)
+        .start()
+        .await;
     let cached = b.cached.clone().unwrap();
     a.tenant("t").await;
     a.add("t", "analysts", &["u"]).await;
@@ -186,7 +192,7 @@ async fn a_revoke_during_a_shared_load_is_never_missed() {
 /// is read again (nothing else invalidated it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_past_the_ttl_is_read_again() {
-    let a = spawn(Backend::Postgres, MAESTRA).await;
+    let a = TestServer::fresh_postgres().start().await;
     a.tenant("t").await;
     a.add("t", "analysts", &["u"]).await;
     let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());
