@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark suite and writes docs/benchmarks.md:
-#   scripts/bench.sh            full run (seeds ~1M users; about 15 minutes on 2 cores with the builds done)
+#   scripts/bench.sh            full run (seeds ~1M users; about 25 minutes on 2 cores with the builds done)
 #   scripts/bench.sh --smoke    a small, quick run that keeps the harness working (no targets)
 # Installs what is missing: h2load (Debian package nghttp2-client) and Cerbos (npm package
 # @cerbos/cerbos-linux-x64, under target/peers). Uses AUTHZ_BENCH_DATABASE_URL, or a database
@@ -42,6 +42,7 @@ if $smoke; then
   "$bench" seed --url "$url" --tenants 20 --users 3000 --big-group 1000
   "$bench" postgres --url "$url" --samples 100 --report "$report"
   "$bench" inproc --url "$url" --sizes 1000 --checks 10000 --report "$report"
+  "$bench" memory-api --authzd "$dir/authzd" --url "$url" --sizes 2000 --report "$report"
   "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --duration 1 --rounds 1 \
     --client-pairs 2 --client-secs 1 --report "$report"
   # The criterion bench in test mode: every engine set up, answers compared, each bench run once.
@@ -50,6 +51,9 @@ else
   "$bench" seed --url "$url"
   "$bench" postgres --url "$url" --report "$report"
   "$bench" inproc --url "$url" --report "$report"
+  "$bench" memory-api --authzd "$dir/authzd" --url "$url" --sizes 100000 --report "$report"
+  "$bench" memory-api --authzd "$dir/authzd" --url "$url" --seeded --sizes 100000,1000000 \
+    --report "$report"
   "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --report "$report"
   cargo bench -p authz-bench --bench decision -- --noplot 2>&1 | tee target/criterion-decision.txt
 fi
