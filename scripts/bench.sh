@@ -43,6 +43,7 @@ if $smoke; then
   "$bench" seed --url "$url" --tenants 20 --users 3000 --big-group 1000
   "$bench" postgres --url "$url" --samples 100 --report "$report"
   "$bench" inproc --url "$url" --sizes 1000 --checks 10000 --report "$report"
+  "$bench" memory-api --authzd "$dir/authzd" --url "$url" --sizes 2000 --report "$report"
   "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --duration 1 --rounds 1 \
     --client-pairs 2 --client-secs 1 --report "$report"
   "$bench" scaling --authzd "$dir/authzd" --url "$url" --replicas 1,2 --rounds 1 --secs 1 \
@@ -55,6 +56,9 @@ else
   "$bench" seed --url "$url"
   "$bench" postgres --url "$url" --report "$report"
   "$bench" inproc --url "$url" --report "$report"
+  "$bench" memory-api --authzd "$dir/authzd" --url "$url" --sizes 100000 --report "$report"
+  "$bench" memory-api --authzd "$dir/authzd" --url "$url" --seeded --sizes 100000,1000000 \
+    --report "$report"
   "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --report "$report"
   cargo bench -p authz-bench --bench decision -- --noplot 2>&1 | tee target/criterion-decision.txt
   # Replicas on one Postgres, on the 1M-user set; then the large data set at 1M and, seeded

@@ -17,6 +17,7 @@
 //! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
 
 use super::Committed;
+use super::catalogs::CatalogGuard;
 use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
@@ -31,6 +32,52 @@ use authz_core::model::{GroupGrants, Subject, UserGrants};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// What a user miss read: the user and the custom groups it is a member of, each part with the
+/// tenant revision of its own snapshot.
+pub struct UserLoad {
+    /// `None`: the tenant has no such user.
+    pub user: Option<UserGrants>,
+    pub revision: Revision,
+    /// Custom groups of `user` that existed when read; a group in the user's list but missing
+    /// here (a membership added between the two reads) is loaded on its own.
+    pub groups: Vec<GroupGrants>,
+    pub groups_revision: Revision,
+}
+
+/// One page of a bulk warm-up read of users: (tenant, user, grants, tenant revision).
+pub type UserPage = Vec<(String, String, UserGrants, Revision)>;
+/// One page of a bulk warm-up read of custom groups: (tenant, grants, tenant revision).
+pub type GroupPage = Vec<(String, GroupGrants, Revision)>;
+
+/// What the cache reads from the database behind it. Every load returns its data with the
+/// tenant revision read in the same snapshot. Writes and admin reads pass through the
+/// [`Store`] the loader also is.
+#[async_trait]
+pub trait Loader: Send + Sync + 'static {
+    /// A user and its custom groups (one round trip).
+    async fn load_user_and_groups(&self, tenant_id: &str, user_id: &str) -> Result<UserLoad>;
+    /// The named custom groups that exist, and the tenant's revision.
+    async fn load_groups(
+        &self,
+        tenant_id: &str,
+        keys: &[String],
+    ) -> Result<(Vec<GroupGrants>, Revision)>;
+    /// A subject straight from the database: the cache bypass.
+    async fn load_subject(&self, tenant_id: &str, user_id: &str) -> Result<(Subject, Revision)>;
+    /// Every tenant's users, ordered by (tenant, user), strictly after `after`.
+    async fn load_users_page(&self, after: &(String, String), limit: i64) -> Result<UserPage>;
+    /// Every tenant's custom groups, ordered by (tenant, group), strictly after `after`.
+    async fn load_groups_page(&self, after: &(String, String), limit: i64) -> Result<GroupPage>;
+    /// Checks the database's newest catalog record again.
+    async fn recheck_catalog(&self) -> Result<()>;
+    /// The connection settings of the listener's dedicated connection.
+    fn listen_config(&self) -> &tokio_postgres::Config;
+    /// The guard that keeps this replica's catalog in step with the database's.
+    fn catalog_guard(&self) -> &Arc<CatalogGuard>;
+    /// The connection pool's occupancy, for metrics.
+    fn pool_status(&self) -> deadpool_postgres::Status;
+}
 
 /// A fault-injection point: runs after a cache load has read the database and before it stores
 /// the entry, so tests can hold a load exactly there. Unset in production.
@@ -88,6 +135,10 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub loads: AtomicU64,
+    /// Database reads of a user (each miss that did not join another's load).
+    pub user_loads: AtomicU64,
+    /// Misses that waited for another lookup's load of the same user instead of reading.
+    pub coalesced: AtomicU64,
     pub invalidations: AtomicU64,
     /// Checks that bypassed the cache (fully consistent, or the cache too stale to trust).
     pub bypasses: AtomicU64,
@@ -161,6 +212,8 @@ struct Entry<T> {
     value: Option<Arc<T>>,
     revision: Revision,
     generation: Gen,
+    /// When it was read ([`Clock::now`]): past the TTL it is a miss.
+    loaded: u64,
 }
 
 /// A user's cache entry: its grants, and its groups resolved once per load.
@@ -169,6 +222,8 @@ struct UserEntry {
     value: Option<Arc<UserGrants>>,
     revision: Revision,
     generation: Gen,
+    /// When it was read ([`Clock::now`]): past the TTL it is a miss.
+    loaded: u64,
     /// One per group of `value`, in the same order.
     links: Box<[Link]>,
 }
@@ -180,8 +235,7 @@ enum Link {
     /// A custom group: its generation slot, and the last group cache entry this user used. The
     /// memo is used only while its generation is current and its revision high enough, exactly
     /// the test a group cache entry passes, so it is never staler than the group cache; it
-    /// saves the group lookup on every check. A memo lives no longer than its user entry, so
-    /// the TTL safety net holds at twice the TTL.
+    /// saves the group lookup on every check. It is past the TTL when its group entry would be.
     Custom {
         slot: u32,
         memo: arc_swap::ArcSwapOption<Entry<GroupGrants>>,
@@ -216,8 +270,77 @@ fn key(tenant_id: &str, id: &str) -> String {
     k
 }
 
+/// The TTL safety net, checked on read against each entry's load time, so moka keeps no
+/// per-entry expiry bookkeeping (a write-order queue node and timestamps per entry).
+struct Clock {
+    start: std::time::Instant,
+    ttl_ms: u64,
+}
+
+impl Clock {
+    /// Milliseconds since the cache started.
+    fn now(&self) -> u64 {
+        self.at(std::time::Instant::now())
+    }
+
+    /// Milliseconds from the cache's start to `t`.
+    fn at(&self, t: std::time::Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// True while an entry read at `loaded` is younger than the TTL.
+    fn young(&self, loaded: u64, now: u64) -> bool {
+        now.saturating_sub(loaded) < self.ttl_ms
+    }
+}
+
+/// A user load in flight, which concurrent misses for the same key wait for.
+struct Flight {
+    id: u64,
+    /// The generation the load captured before its read.
+    generation: Gen,
+    done: tokio::sync::watch::Receiver<Option<Result<Arc<UserEntry>>>>,
+}
+
+/// A miss either leads the load for its key or joins the one in flight.
+enum Role {
+    Lead(
+        tokio::sync::watch::Sender<Option<Result<Arc<UserEntry>>>>,
+        u64,
+    ),
+    Join(tokio::sync::watch::Receiver<Option<Result<Arc<UserEntry>>>>),
+}
+
+/// Takes a leader's flight out of the map when the load ends, or when the lookup is dropped
+/// midway (its joiners then see the sender gone and look again).
+struct FlightGuard<'a> {
+    shared: &'a Shared,
+    tenant_id: &'a str,
+    user_id: &'a str,
+    id: u64,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        with_key(self.tenant_id, self.user_id, |k| {
+            let mut flights = self
+                .shared
+                .flights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if flights.get(k).is_some_and(|f| f.id == self.id) {
+                flights.remove(k);
+            }
+        });
+    }
+}
+
 /// Shared between the store and the listener task.
 struct Shared {
+    clock: Clock,
+    /// User loads in flight, by key.
+    flights: std::sync::Mutex<std::collections::HashMap<String, Flight, FastHash>>,
+    flight_ids: AtomicU64,
     users: moka::sync::Cache<String, Arc<UserEntry>, FastHash>,
     groups: moka::sync::Cache<String, Arc<Entry<GroupGrants>>, FastHash>,
     user_gens: Generations,
@@ -231,7 +354,7 @@ struct Shared {
 
 /// Checks the newest catalog record in a task of its own; a failed look is logged and made
 /// again at the next announcement, load or write (each of which looks too).
-fn catalog_recheck(inner: &Arc<PostgresStore>) -> Box<dyn Fn() + Send + Sync> {
+fn catalog_recheck<L: Loader>(inner: &Arc<L>) -> Box<dyn Fn() + Send + Sync> {
     let inner = Arc::downgrade(inner);
     Box::new(move || {
         let Some(store) = inner.upgrade() else {
@@ -309,8 +432,9 @@ impl ListenerSink for Shared {
     }
 }
 
-pub struct CachedStore {
-    inner: Arc<PostgresStore>,
+/// The cache in front of a [`Loader`] (in production, [`PostgresStore`]).
+pub struct CachedStore<L = PostgresStore> {
+    inner: Arc<L>,
     catalog: Arc<Catalog>,
     shared: Arc<Shared>,
     listener: Arc<ListenerState>,
@@ -319,7 +443,7 @@ pub struct CachedStore {
     after_load: Option<AfterLoad>,
 }
 
-impl Drop for CachedStore {
+impl<L> Drop for CachedStore<L> {
     fn drop(&mut self) {
         self.listener_task.abort();
     }
@@ -354,19 +478,23 @@ fn group_weight(k: &str, e: &Entry<GroupGrants>) -> u32 {
     u32::try_from(k.len() + v + 64).unwrap_or(u32::MAX)
 }
 
-impl CachedStore {
+impl<L: Loader + Store> CachedStore<L> {
     /// Wraps `inner` and starts the listener on its own connection.
-    pub fn start(inner: Arc<PostgresStore>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
+    pub fn start(inner: Arc<L>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
         let shared = Arc::new(Shared {
+            clock: Clock {
+                start: std::time::Instant::now(),
+                ttl_ms: u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX),
+            },
+            flights: std::sync::Mutex::default(),
+            flight_ids: AtomicU64::new(0),
             users: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4 * 3)
                 .weigher(|k: &String, v: &Arc<UserEntry>| user_weight(k, v))
-                .time_to_live(options.ttl)
                 .build_with_hasher(FastHash::new()),
             groups: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4)
                 .weigher(|k: &String, v: &Arc<Entry<GroupGrants>>| group_weight(k, v))
-                .time_to_live(options.ttl)
                 .build_with_hasher(FastHash::new()),
             user_gens: Generations::new(1 << 16),
             group_gens: Generations::new(1 << 12),
@@ -377,7 +505,7 @@ impl CachedStore {
         });
         let listener = Arc::new(ListenerState::default());
         let listener_task = tokio::spawn(super::listener::run(
-            inner.pg_config().clone(),
+            inner.listen_config().clone(),
             shared.clone(),
             listener.clone(),
             options.listener.clone(),
@@ -401,7 +529,7 @@ impl CachedStore {
         &self.shared.stats
     }
 
-    pub fn inner(&self) -> &Arc<PostgresStore> {
+    pub fn inner(&self) -> &Arc<L> {
         &self.inner
     }
 
@@ -414,8 +542,9 @@ impl CachedStore {
         )
     }
 
-    fn trusted(&self) -> bool {
-        self.listener.fresh_within(self.max_staleness)
+    /// Whether the listener has confirmed, by `now`, every commit older than the bound.
+    fn trusted(&self, now: std::time::Instant) -> bool {
+        self.listener.fresh_within_at(self.max_staleness, now)
     }
 
     /// After this replica's own commit: invalidate what it touched at once, rather than wait
@@ -454,6 +583,7 @@ impl CachedStore {
             let mut last = None;
             for _ in 0..Self::WARM_ATTEMPTS {
                 let epoch = sh.group_gens.epoch();
+                let loaded = sh.clock.now();
                 let page = self
                     .inner
                     .load_groups_page(&after, Self::WARM_PAGE as i64)
@@ -477,6 +607,7 @@ impl CachedStore {
                             value,
                             revision,
                             generation,
+                            loaded,
                         }),
                     );
                 }
@@ -501,6 +632,7 @@ impl CachedStore {
             let mut last = None;
             for _ in 0..Self::WARM_ATTEMPTS {
                 let epoch = sh.user_gens.epoch();
+                let loaded = sh.clock.now();
                 let page = self.inner.load_users_page(&after, limit as i64).await?;
                 let keyed: Vec<_> = page
                     .into_iter()
@@ -515,7 +647,7 @@ impl CachedStore {
                 }
                 stored += keyed.len();
                 for ((k, t, _, g, revision), generation) in keyed.into_iter().zip(gens) {
-                    let entry = self.user_entry(&t, Some(g), revision, generation);
+                    let entry = self.user_entry(&t, Some(g), revision, generation, loaded);
                     sh.users.insert(k, Arc::new(entry));
                 }
                 break;
@@ -551,8 +683,10 @@ impl CachedStore {
         Fut: std::future::Future<Output = Result<(Option<T>, Revision)>>,
     {
         let generation = gens.current(&k);
+        let clock = &self.shared.clock;
+        let now = clock.now();
         if let Some(e) = cache.get(&k) {
-            if e.generation == generation && e.revision >= min {
+            if e.generation == generation && e.revision >= min && clock.young(e.loaded, now) {
                 self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(e);
             }
@@ -567,6 +701,7 @@ impl CachedStore {
             value: value.map(Arc::new),
             revision,
             generation,
+            loaded: now,
         });
         cache.insert(k, entry.clone());
         Ok(entry)
@@ -579,6 +714,7 @@ impl CachedStore {
         grants: Option<UserGrants>,
         revision: Revision,
         generation: Gen,
+        loaded: u64,
     ) -> UserEntry {
         let links = grants.as_ref().map_or_else(Box::default, |u| {
             u.groups
@@ -596,31 +732,116 @@ impl CachedStore {
             value: grants.map(Arc::new),
             revision,
             generation,
+            loaded,
             links,
         }
     }
 
     /// The user's cache entry: a hit, or a load of the user together with its custom groups
     /// (one round trip), whose entries then fill the group cache and the user's memos.
-    async fn user(&self, tenant_id: &str, user_id: &str, min: Revision) -> Result<Arc<UserEntry>> {
+    ///
+    /// Concurrent misses for one user share one load: a miss joins the load in flight for its
+    /// key when that load captured the generation the miss sees, so no invalidation came
+    /// between the load's capture and the join and the joiner gets what a load of its own
+    /// could have returned. A miss that sees a newer generation starts a load of its own.
+    async fn user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        min: Revision,
+        mut now: u64,
+    ) -> Result<Arc<UserEntry>> {
         let sh = &self.shared;
-        let (generation, hit) = with_key(tenant_id, user_id, |k| {
-            (sh.user_gens.current(k), sh.users.get(k))
-        });
-        if let Some(e) = hit {
-            if e.generation == generation && e.revision >= min {
-                sh.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(e);
+        let mut may_join = true;
+        let mut again = false;
+        loop {
+            if std::mem::replace(&mut again, true) {
+                // After a wait for another's load: this lookup's time moved on.
+                now = sh.clock.now();
+            }
+            let (generation, hit) = with_key(tenant_id, user_id, |k| {
+                (sh.user_gens.current(k), sh.users.get(k))
+            });
+            if let Some(e) = hit {
+                if e.generation == generation && e.revision >= min && sh.clock.young(e.loaded, now)
+                {
+                    sh.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(e);
+                }
+            }
+            sh.stats.misses.fetch_add(1, Ordering::Relaxed);
+            let role = with_key(tenant_id, user_id, |k| {
+                let mut flights = sh.flights.lock().unwrap_or_else(|e| e.into_inner());
+                match flights.get(k) {
+                    Some(f) if may_join && f.generation == generation => Role::Join(f.done.clone()),
+                    _ => {
+                        let id = sh.flight_ids.fetch_add(1, Ordering::Relaxed);
+                        let (tx, done) = tokio::sync::watch::channel(None);
+                        flights.insert(
+                            k.to_owned(),
+                            Flight {
+                                id,
+                                generation,
+                                done,
+                            },
+                        );
+                        Role::Lead(tx, id)
+                    }
+                }
+            });
+            match role {
+                Role::Join(mut done) => {
+                    sh.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    // Err: the leading lookup was dropped before it finished; look again.
+                    let Ok(out) = done.wait_for(Option::is_some).await else {
+                        continue;
+                    };
+                    match out.as_ref() {
+                        Some(Ok(e)) if e.revision < min => {
+                            // Read before the revision this check asks for: read again, alone.
+                            may_join = false;
+                        }
+                        Some(out) => return out.clone(),
+                        None => {}
+                    }
+                }
+                Role::Lead(tx, id) => {
+                    let flight = FlightGuard {
+                        shared: sh,
+                        tenant_id,
+                        user_id,
+                        id,
+                    };
+                    let out = self.load_user(tenant_id, user_id, generation, now).await;
+                    // Out of the map before the result is out: a joiner that looks again
+                    // (its token is newer than this read) finds no stale flight to join.
+                    drop(flight);
+                    tx.send_replace(Some(out.clone()));
+                    return out;
+                }
             }
         }
-        sh.stats.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads the user and its custom groups and caches them under `generation` and `loaded`,
+    /// both captured before the read.
+    async fn load_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        generation: Gen,
+        loaded: u64,
+    ) -> Result<Arc<UserEntry>> {
+        let sh = &self.shared;
         sh.stats.loads.fetch_add(1, Ordering::Relaxed);
+        sh.stats.user_loads.fetch_add(1, Ordering::Relaxed);
         let group_epoch = sh.group_gens.epoch();
         let load = self.inner.load_user_and_groups(tenant_id, user_id).await?;
         if let Some(hook) = &self.after_load {
             (hook.0)().await;
         }
-        let entry = Arc::new(self.user_entry(tenant_id, load.user, load.revision, generation));
+        let entry =
+            Arc::new(self.user_entry(tenant_id, load.user, load.revision, generation, loaded));
         // The groups read alongside are cached only if no group invalidation began since before
         // the read (the same guard as the warm-up's); otherwise they load on their own.
         let keyed: Vec<(String, Gen, GroupGrants)> = load
@@ -640,6 +861,7 @@ impl CachedStore {
                         value: Some(Arc::new(g)),
                         revision: load.groups_revision,
                         generation,
+                        loaded,
                     });
                     if let Some(Link::Custom { memo, .. }) = at.map(|i| &entry.links[i]) {
                         memo.store(Some(group.clone()));
@@ -671,13 +893,16 @@ impl CachedStore {
         .await
     }
 
+    /// The subject from the cache; `now` is the check's time ([`Clock::now`]).
     async fn cached_subject(
         &self,
         tenant_id: &str,
         user_id: &str,
         min: Revision,
+        now: u64,
     ) -> Result<(Subject, Revision)> {
-        let user = self.user(tenant_id, user_id, min).await?;
+        let user = self.user(tenant_id, user_id, min, now).await?;
+        let clock = &self.shared.clock;
         let mut revision = user.revision;
         let Some(grants) = user.value.clone() else {
             return Ok((Subject::default(), revision));
@@ -694,10 +919,9 @@ impl CachedStore {
             };
             let current = gens.at(slot);
             let remembered = memo.load();
-            if let Some(e) = remembered
-                .as_ref()
-                .filter(|e| e.generation == current && e.revision >= min)
-            {
+            if let Some(e) = remembered.as_ref().filter(|e| {
+                e.generation == current && e.revision >= min && clock.young(e.loaded, now)
+            }) {
                 revision = revision.min(e.revision);
                 if let Some(v) = &e.value {
                     groups.push(v.clone());
@@ -723,7 +947,7 @@ impl CachedStore {
 }
 
 #[async_trait]
-impl Store for CachedStore {
+impl<L: Loader + Store> Store for CachedStore<L> {
     /// The write goes to the database; what it touched, as the database recorded it, is
     /// invalidated here at once (other replicas learn it from the NOTIFY).
     async fn write(
@@ -784,7 +1008,9 @@ impl Store for CachedStore {
             Consistency::AtLeast(r) => r,
             _ => 0,
         };
-        let trusted = self.trusted();
+        // One clock read for the staleness bound and the TTL.
+        let now = std::time::Instant::now();
+        let trusted = self.trusted(now);
         let (subject, revision) = if consistency == Consistency::Full || !trusted {
             self.shared.stats.bypasses.fetch_add(1, Ordering::Relaxed);
             self.inner
@@ -795,7 +1021,8 @@ impl Store for CachedStore {
                     other => other,
                 })?
         } else {
-            self.cached_subject(tenant_id, user_id, min).await?
+            let now = self.shared.clock.at(now);
+            self.cached_subject(tenant_id, user_id, min, now).await?
         };
         super::rules::check_fresh(consistency, revision)?;
         Ok((subject, revision))
@@ -842,17 +1069,17 @@ impl Store for CachedStore {
             pool_size: pool.size as u64,
             pool_available: pool.available as u64,
             pool_waiting: pool.waiting as u64,
-            catalog_compatible: self.inner.guard().serving(),
-            catalog_record: u64::try_from(self.inner.guard().verified()).unwrap_or(0),
+            catalog_compatible: self.inner.catalog_guard().serving(),
+            catalog_record: u64::try_from(self.inner.catalog_guard().verified()).unwrap_or(0),
         })
     }
 
     fn catalog_refusal(&self) -> Option<String> {
-        self.inner.guard().refusal()
+        self.inner.catalog_guard().refusal()
     }
 
     fn readiness(&self) -> Readiness {
-        if let Some(reason) = self.inner.guard().refusal() {
+        if let Some(reason) = self.inner.catalog_guard().refusal() {
             return Readiness {
                 ready: false,
                 reason,

@@ -107,6 +107,14 @@ impl ListenerState {
         self.staleness().is_some_and(|s| s <= bound)
     }
 
+    /// [`Self::fresh_within`] as of `now` (a clock read the caller shares).
+    pub fn fresh_within_at(&self, bound: Duration, now: Instant) -> bool {
+        let confirmed = self.confirmed_ms.load(Ordering::Acquire);
+        let now_ms = u64::try_from(now.saturating_duration_since(self.start).as_millis())
+            .unwrap_or(u64::MAX);
+        confirmed != 0 && Duration::from_millis(now_ms.saturating_sub(confirmed)) <= bound
+    }
+
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }

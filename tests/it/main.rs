@@ -7,6 +7,7 @@
 mod admin;
 mod audit;
 mod binary;
+mod cache_loads;
 mod catalog_test;
 mod check;
 mod client;

@@ -77,6 +77,23 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         entries: usize,
     },
+    /// Resident memory per cached user end to end: a fresh database seeded through the admin
+    /// API, a Postgres-backed authzd warmed by BatchCheck, its resident memory read from /proc.
+    MemoryApi {
+        #[arg(long)]
+        authzd: PathBuf,
+        /// Any database on the server; the measurement creates (and drops) its own.
+        #[arg(long)]
+        url: String,
+        #[arg(long, value_delimiter = ',', default_value = "100000")]
+        sizes: Vec<usize>,
+        /// Use the data set already in `url` (loaded by `seed`) instead of seeding through the
+        /// API: the first users of it, in (tenant, user) order.
+        #[arg(long)]
+        seeded: bool,
+        #[arg(long)]
+        report: PathBuf,
+    },
     /// 1, 2, 4, 8 authzd processes on one Postgres: write throughput, NOTIFY cost,
     /// invalidation lag at each replica, cold-load capacity (`authz_bench::scaling`).
     Scaling(authz_bench::scaling::ScalingArgs),
@@ -138,6 +155,13 @@ fn main() {
         Cmd::Large(args) => rt.block_on(authz_bench::scaling::large(args)),
         Cmd::LargeHeader => print!("{}", authz_bench::scaling::LARGE_HEADER),
         Cmd::MokaFloor { entries } => println!("{:.0}", moka_floor(entries)),
+        Cmd::MemoryApi {
+            authzd,
+            url,
+            sizes,
+            seeded,
+            report,
+        } => memory_api(&authzd, &url, &sizes, seeded, &report),
         Cmd::Grpc {
             authzd,
             url,
@@ -655,9 +679,9 @@ fn rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Resident bytes per entry of a moka cache configured like the user cache (weigher, TTL, the
-/// same hasher) holding `n` keys shaped like ours and a trivial value: the floor any
-/// one-entry-per-user moka cache pays before it stores a single grant.
+/// Resident bytes per entry of a moka cache configured like the user cache (weigher, the same
+/// hasher, no per-entry expiry) holding `n` keys shaped like ours and a trivial value: the
+/// floor any one-entry-per-user moka cache pays before it stores a single grant.
 fn moka_floor(n: usize) -> f64 {
     let keys: Vec<String> = (0..n)
         .map(|i| format!("t{:05}\0u{i}", i % 10_000))
@@ -667,7 +691,6 @@ fn moka_floor(n: usize) -> f64 {
         moka::sync::Cache::builder()
             .max_capacity(u64::MAX)
             .weigher(|_: &String, _: &std::sync::Arc<u64>| 100)
-            .time_to_live(Duration::from_secs(300))
             .build_with_hasher(ahash::RandomState::new());
     for k in &keys {
         cache.insert(k.clone(), std::sync::Arc::new(0));
@@ -778,7 +801,7 @@ async fn inproc(url: &str, sizes: &[usize], checks: usize, report: &Path) {
          |---:|---:|---:|---:|---:|---:|\n{rows}\n\
          Targets: ≤ 1 µs per check at 100k cached users; ≤ 256 bytes of resident memory per cached user.\n\n\
          For scale, measured in a process of its own: a moka cache configured like the user \
-         cache (weigher, TTL, same hasher) holding {floor_n} keys shaped like ours, each with an \
+         cache (weigher, same hasher, no per-entry expiry) holding {floor_n} keys shaped like ours, each with an \
          8-byte value, takes **{floor:.0} bytes per entry** resident, before any grant is stored.\n\n"
     );
     print!("{text}");
@@ -986,6 +1009,8 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
+            // Start-up reads the 1M-user data set; a loaded machine can take longer than 5 s.
+            .args(["--db-statement-timeout", "60s"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -1077,6 +1102,18 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
             decisions: 100,
         },
     ];
+
+    // authzd on its embedded store, serving the same user, beside the Postgres-backed one.
+    let (_embedded, embedded_port) = embedded_authzd(authzd, port, &tenant, &user);
+    targets.insert(
+        2,
+        Target {
+            name: "authz-check-embedded",
+            url: format!("http://127.0.0.1:{embedded_port}/authz.v1.AuthzService/Check"),
+            body: dir.join("check.bin"),
+            decisions: 1,
+        },
+    );
 
     // Cerbos: groups as roles in one resource policy, direct grants as principal policies
     // (authz_bench::peers), on the benchmarked tenant; disk store.
@@ -1272,6 +1309,7 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
          Targets: Check ≥ 0.8 × echo and ≥ 5 × Cerbos in req/s; single-stream p50 ≤ 1.3 × echo's; \
          BatchCheck ≥ 1,000,000 decisions/s.\n\n"
     );
+    let text = text + &postgres_vs_embedded(&targets, &results);
     print!("{text}");
     append(report, &text);
     let text = client_runtime().block_on(client_vs_stubs(
@@ -1447,4 +1485,435 @@ async fn client_vs_stubs(
          | client / stubs | {rps_ratio:.3}× | {p50_ratio:.3}× |\n\n\
          Target: the client within 5% of the stubs (≥ 0.95× the checks/s, ≤ 1.05× the p50).\n\n"
     )
+}
+
+// ---- The embedded store beside the Postgres-backed replica ----
+
+/// authzd on its embedded (memory) store, with the benchmarked user copied from the
+/// Postgres-backed authzd on `source_port` through the admin API: its groups (custom groups with
+/// their grants), direct and scoped grants, so both answer the same question from the same data.
+fn embedded_authzd(authzd: &Path, source_port: u16, tenant: &str, user: &str) -> (Killed, u16) {
+    let port = free_port();
+    let child = Killed(
+        Command::new(authzd)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let admin = |port: u16| async move {
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            pb::admin_service_client::AdminServiceClient::new(channel)
+        };
+        let (mut from, mut to) = (admin(source_port).await, admin(port).await);
+        let u = from
+            .get_user(pb::GetUserRequest {
+                tenant_id: tenant.into(),
+                user_id: user.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        to.create_tenant(pb::CreateTenantRequest {
+            tenant_id: tenant.into(),
+            display_name: tenant.into(),
+        })
+        .await
+        .unwrap();
+        let catalog = Catalog::from_toml(MAESTRA).unwrap();
+        for g in &u.group_keys {
+            if catalog.group(g).is_none() {
+                let group = from
+                    .get_group(pb::GetGroupRequest {
+                        tenant_id: tenant.into(),
+                        group_key: g.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .group;
+                to.create_group(pb::CreateGroupRequest {
+                    tenant_id: tenant.into(),
+                    group,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+            to.add_group_members(pb::AddGroupMembersRequest {
+                tenant_id: tenant.into(),
+                group_key: g.clone(),
+                user_ids: vec![user.into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        if !u.direct_permissions.is_empty() {
+            to.grant_permissions(pb::GrantPermissionsRequest {
+                tenant_id: tenant.into(),
+                user_id: user.into(),
+                permissions: u.direct_permissions.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        for s in &u.scoped_grants {
+            to.grant_permissions(pb::GrantPermissionsRequest {
+                tenant_id: tenant.into(),
+                user_id: user.into(),
+                permissions: vec![s.permission.clone()],
+                resource: s.resource.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        let copied = to
+            .get_user(pb::GetUserRequest {
+                tenant_id: tenant.into(),
+                user_id: user.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        assert_eq!(
+            (
+                &copied.group_keys,
+                &copied.direct_permissions,
+                &copied.roles
+            ),
+            (&u.group_keys, &u.direct_permissions, &u.roles),
+            "the embedded store holds the benchmarked user as Postgres does"
+        );
+    });
+    (child, port)
+}
+
+/// The Postgres-backed replica's warm Check against the embedded store's and the echo's, as
+/// per-round ratios (each round runs the three back to back) and their medians.
+fn postgres_vs_embedded(targets: &[Target], results: &[[Vec<f64>; 5]]) -> String {
+    let at = |name: &str| targets.iter().position(|t| t.name == name);
+    let (Some(echo), Some(pg), Some(embedded)) =
+        (at("echo"), at("authz-check"), at("authz-check-embedded"))
+    else {
+        return String::new();
+    };
+    let ratios = |a: usize, b: usize| -> Vec<f64> {
+        results[a][0]
+            .iter()
+            .zip(&results[b][0])
+            .map(|(x, y)| x / y)
+            .collect()
+    };
+    let (vs_echo, vs_embedded, embedded_vs_echo) = (
+        ratios(pg, echo),
+        ratios(pg, embedded),
+        ratios(embedded, echo),
+    );
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "Warm Check on the Postgres-backed replica (`authz-check`) beside the embedded store \
+         (`authz-check-embedded`, the same user copied through the admin API), req/s ratios per \
+         round and their median:\n\n\
+         | ratio | per round | median |\n|---|---|---:|\n\
+         | Postgres-backed / echo | {} | {:.3}× |\n\
+         | Postgres-backed / embedded | {} | {:.3}× |\n\
+         | embedded / echo | {} | {:.3}× |\n\n\
+         Targets: Postgres-backed ≥ 0.9 × echo, and within 5 % of the embedded store.\n\n",
+        list(&vs_echo),
+        median(vs_echo.clone()),
+        list(&vs_embedded),
+        median(vs_embedded.clone()),
+        list(&embedded_vs_echo),
+        median(embedded_vs_echo.clone()),
+    )
+}
+
+// ---- Memory per cached user, end to end through the API ----
+
+/// Resident bytes of process `pid`.
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn spawn_authzd(authzd: &Path, db_url: &str, port: u16) -> Killed {
+    let child = Killed(
+        Command::new(authzd)
+            .args(["--database-url", db_url, "--migrate"])
+            // Room for every user (no eviction), and for slow imports on a loaded machine.
+            .args(["--cache-max-mib", "4096", "--request-timeout", "120s"])
+            .args(["--db-statement-timeout", "120s"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    child
+}
+
+/// For each size: a fresh database seeded through the admin API (tenants of 1,000 users, each
+/// with ten custom groups; every user in one system group and two custom groups, one in five
+/// with direct grants, as the COPY data set), or with `seeded` the COPY data set in `url`; then
+/// a fresh authzd on it, its resident memory read, every user checked once by BatchCheck
+/// (up to 1,000 per request), and read again.
+fn memory_api(authzd: &Path, url: &str, sizes: &[usize], seeded: bool, report: &Path) {
+    let catalog = Catalog::from_toml(MAESTRA).unwrap();
+    let groups = authz_bench::visible_groups(&catalog);
+    let perms: Vec<String> = authz_bench::visible_permissions(&catalog)
+        .into_iter()
+        .map(|p| catalog.key(p).to_owned())
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut rows = String::new();
+    for &n in sizes {
+        let db = format!("authz_bench_api_{n}");
+        let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+        let db_url = if seeded {
+            url.to_owned()
+        } else {
+            format!("{base}/{db}")
+        };
+        let started = Instant::now();
+        if !seeded {
+            memory_api_seed(authzd, &rt, base, &db, &db_url, n, &groups, &perms);
+        }
+        let seeded_in = started.elapsed();
+        // Every user to warm, by tenant.
+        let by_tenant: Vec<(String, Vec<String>)> = rt.block_on(async {
+            connect(&db_url)
+                .await
+                .query(
+                    "SELECT tenant_id, array_agg(user_id) FROM (SELECT tenant_id, user_id \
+                     FROM users ORDER BY tenant_id, user_id LIMIT $1) u GROUP BY tenant_id",
+                    &[&(n as i64)],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        });
+        let (t0, u0) = (by_tenant[0].0.clone(), by_tenant[0].1[0].clone());
+        // A fresh replica: nothing the seeding allocated flatters the measurement.
+        let port = free_port();
+        let server = spawn_authzd(authzd, &db_url, port);
+        let pid = server.0.id();
+        let (before, after, warmed) = rt.block_on(async {
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            let mut authz = pb::authz_service_client::AuthzServiceClient::new(channel);
+            // One check first: the connection, the pool and the statements are set up outside
+            // the measurement.
+            authz
+                .check(check(&t0, &u0, perms[0].as_str()))
+                .await
+                .unwrap();
+            let before = rss_of(pid);
+            let mut warmed = 0usize;
+            for (tenant, users) in &by_tenant {
+                for chunk in users.chunks(1000) {
+                    let items = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, u)| pb::BatchCheckItem {
+                            user_id: u.clone(),
+                            target: Some(pb::batch_check_item::Target::Permission(
+                                perms[i % perms.len()].clone(),
+                            )),
+                            ..Default::default()
+                        })
+                        .collect();
+                    let r = authz
+                        .batch_check(pb::BatchCheckRequest {
+                            tenant_id: tenant.clone(),
+                            items,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    warmed += r.results.len();
+                }
+            }
+            (before, rss_of(pid), warmed)
+        });
+        drop(server);
+        let per_user = after.saturating_sub(before) as f64 / warmed.max(1) as f64;
+        let how = if seeded { "COPY" } else { "the API" };
+        eprintln!(
+            "api {n}: seeded through {how} in {seeded_in:.1?}, warmed {warmed}, rss {before} -> {after}, {per_user:.0} B/user"
+        );
+        rows.push_str(&format!(
+            "| {n} | {how} | {warmed} | {:.1} MiB | {:.1} MiB | {per_user:.0} B |\n",
+            before as f64 / (1 << 20) as f64,
+            after as f64 / (1 << 20) as f64
+        ));
+        if !seeded {
+            rt.block_on(async {
+                let c = connect(&format!("{base}/postgres")).await;
+                c.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+    let text = format!(
+        "### Memory per cached user, end to end through the API\n\n\
+         A database seeded through the admin API (`CreateTenant`, `CreateGroup`, \
+         `ImportUsers`: tenants of 1,000 users, each user in one system group and two of its \
+         tenant's ten custom groups, one in five with direct grants) or by COPY (`seed`, the \
+         first users in (tenant, user) order), then a fresh Postgres-backed authzd: its \
+         resident memory (`VmRSS`) read after one check, every user checked once by \
+         `BatchCheck` (up to 1,000 items per request), and read again.\n\n\
+         | users | seeded through | warmed | resident before | resident after | resident bytes per cached user |\n\
+         |---:|---|---:|---:|---:|---:|\n{rows}\n\
+         Target: ≤ 256 bytes of resident memory per cached user.\n\n"
+    );
+    print!("{text}");
+    append(report, &text);
+}
+
+/// Seeds `db` (created afresh) through the admin API of an authzd of its own.
+#[allow(clippy::too_many_arguments)]
+fn memory_api_seed(
+    authzd: &Path,
+    rt: &tokio::runtime::Runtime,
+    base: &str,
+    db: &str,
+    db_url: &str,
+    n: usize,
+    groups: &[String],
+    perms: &[String],
+) {
+    const PER_TENANT: usize = 1000;
+    const PER_IMPORT: usize = 250;
+    rt.block_on(async {
+        let c = connect(&format!("{base}/postgres")).await;
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+    });
+    let tenants = n.div_ceil(PER_TENANT);
+    {
+        let port = free_port();
+        let _seeder = spawn_authzd(authzd, db_url, port);
+        rt.block_on(async {
+            let channel =
+                tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+            let admin = pb::admin_service_client::AdminServiceClient::new(channel)
+                .max_decoding_message_size(64 << 20);
+            let mut rng = Rng(0xa11 ^ n as u64);
+            let pick = |k: usize, rng: &mut Rng| -> Vec<String> {
+                let mut ps: Vec<String> = (0..k)
+                    .map(|_| perms[rng.next(perms.len())].clone())
+                    .collect();
+                ps.sort();
+                ps.dedup();
+                ps
+            };
+            for t in 0..tenants {
+                let tenant = format!("t{t}");
+                let mut admin = admin.clone();
+                admin
+                    .create_tenant(pb::CreateTenantRequest {
+                        tenant_id: tenant.clone(),
+                        display_name: tenant.clone(),
+                    })
+                    .await
+                    .unwrap();
+                for g in 0..10 {
+                    let k = 5 + rng.next(11);
+                    admin
+                        .create_group(pb::CreateGroupRequest {
+                            tenant_id: tenant.clone(),
+                            group: Some(pb::Group {
+                                key: format!("g{g}"),
+                                name: format!("Group {g}"),
+                                permissions: pick(k, &mut rng),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+                let users = PER_TENANT.min(n - t * PER_TENANT);
+                let rows: Vec<pb::ImportRow> = (0..users)
+                    .map(|u| {
+                        let a = 1 + rng.next(9);
+                        let b = (a + 1 + rng.next(8)) % 10;
+                        let direct = if rng.next(5) == 0 {
+                            let k = 1 + rng.next(3);
+                            pick(k, &mut rng)
+                        } else {
+                            Vec::new()
+                        };
+                        pb::ImportRow {
+                            user_id: format!("u{u}"),
+                            group_keys: vec![
+                                groups[rng.next(groups.len())].clone(),
+                                format!("g{a}"),
+                                format!("g{b}"),
+                            ],
+                            permissions: direct,
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                for rows in rows.chunks(PER_IMPORT) {
+                    admin
+                        .import_users(pb::ImportUsersRequest {
+                            tenant_id: tenant.clone(),
+                            rows: rows.to_vec(),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+    }
 }

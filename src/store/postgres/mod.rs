@@ -275,13 +275,7 @@ static USER_GROUPS_LOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(
     )
 });
 
-/// What [`PostgresStore::load_user_and_groups`] read.
-pub struct UserLoad {
-    pub user: Option<UserGrants>,
-    pub revision: Revision,
-    pub groups: Vec<GroupGrants>,
-    pub groups_revision: Revision,
-}
+pub use super::cached::UserLoad;
 
 impl PostgresStore {
     /// Builds the pool; connections are made on first use.

@@ -2,6 +2,7 @@
 //! hence one snapshot.
 
 use super::*;
+use crate::store::cached::{GroupPage, Loader, UserPage};
 
 impl PostgresStore {
     pub(super) fn perms(&self, keys: &[String]) -> PermSet {
@@ -232,11 +233,7 @@ impl PostgresStore {
 
     /// One page of every tenant's users, ordered by (tenant, user) and strictly after `after`,
     /// each with its tenant's revision: the bulk read behind cache warm-up.
-    pub async fn load_users_page(
-        &self,
-        after: &(String, String),
-        limit: i64,
-    ) -> Result<Vec<(String, String, UserGrants, Revision)>> {
+    pub async fn load_users_page(&self, after: &(String, String), limit: i64) -> Result<UserPage> {
         let sql = &format!(
             "SELECT t.revision, u.tenant_id, {USER_COLUMNS}
              FROM users u JOIN tenants t ON t.tenant_id = u.tenant_id
@@ -275,7 +272,7 @@ impl PostgresStore {
         &self,
         after: &(String, String),
         limit: i64,
-    ) -> Result<Vec<(String, GroupGrants, Revision)>> {
+    ) -> Result<GroupPage> {
         let sql = &format!(
             "SELECT t.revision, g.tenant_id, {GROUP_COLUMNS}
              FROM groups g JOIN tenants t ON t.tenant_id = g.tenant_id
@@ -337,5 +334,48 @@ impl PostgresStore {
             loaded.iter().find(|g| g.key == k).cloned().map(Arc::new)
         });
         Ok((subject, revision))
+    }
+}
+
+#[async_trait]
+impl Loader for PostgresStore {
+    async fn load_user_and_groups(&self, tenant_id: &str, user_id: &str) -> Result<UserLoad> {
+        PostgresStore::load_user_and_groups(self, tenant_id, user_id).await
+    }
+
+    async fn load_groups(
+        &self,
+        tenant_id: &str,
+        keys: &[String],
+    ) -> Result<(Vec<GroupGrants>, Revision)> {
+        PostgresStore::load_groups(self, tenant_id, keys).await
+    }
+
+    async fn load_subject(&self, tenant_id: &str, user_id: &str) -> Result<(Subject, Revision)> {
+        PostgresStore::load_subject(self, tenant_id, user_id).await
+    }
+
+    async fn load_users_page(&self, after: &(String, String), limit: i64) -> Result<UserPage> {
+        PostgresStore::load_users_page(self, after, limit).await
+    }
+
+    async fn load_groups_page(&self, after: &(String, String), limit: i64) -> Result<GroupPage> {
+        PostgresStore::load_groups_page(self, after, limit).await
+    }
+
+    async fn recheck_catalog(&self) -> Result<()> {
+        PostgresStore::recheck_catalog(self).await
+    }
+
+    fn listen_config(&self) -> &tokio_postgres::Config {
+        self.pg_config()
+    }
+
+    fn catalog_guard(&self) -> &Arc<CatalogGuard> {
+        self.guard()
+    }
+
+    fn pool_status(&self) -> deadpool_postgres::Status {
+        PostgresStore::pool_status(self)
     }
 }

@@ -1,0 +1,231 @@
+//! The cache's loads: concurrent misses for one user share one database read, sharing it never
+//! serves a load that read before an invalidation to a check that began after it, and an entry
+//! past the TTL is read again. Postgres only.
+
+use crate::helpers::*;
+use authz::store::cached::{AfterLoad, CacheOptions, CachedStore};
+use authz::store::postgres::{PgOptions, PostgresStore};
+use authz::store::{Consistency, Store};
+use authz_core::Catalog;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Holds the first user load after it is armed, between its database read and its store.
+struct Hold {
+    armed: Arc<AtomicBool>,
+    reached: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl Hold {
+    fn new() -> (Self, AfterLoad) {
+        let hold = Self {
+            armed: Arc::new(AtomicBool::new(false)),
+            reached: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
+        };
+        let (armed, reached, release) = (
+            hold.armed.clone(),
+            hold.reached.clone(),
+            hold.release.clone(),
+        );
+        let hook = AfterLoad(Arc::new(move || {
+            let (armed, reached, release) = (armed.clone(), reached.clone(), release.clone());
+            Box::pin(async move {
+                if armed.swap(false, Ordering::AcqRel) {
+                    reached.notify_one();
+                    release.notified().await;
+                }
+            })
+        }));
+        (hold, hook)
+    }
+}
+
+/// Polls `f` (a counter of the cache) until it reaches `n`; fails after a few seconds.
+async fn until(what: &str, n: u64, f: impl Fn() -> u64) {
+    let start = Instant::now();
+    while f() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: {} < {n}",
+            f()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits until the replica's listener has confirmed, by heartbeat, a point after now: every
+/// write committed before this call has then been applied to its cache, so no notification
+/// of theirs can bump a generation later.
+async fn caught_up(cached: &CachedStore) {
+    let since = Instant::now();
+    let start = Instant::now();
+    loop {
+        let staleness = cached.listener().staleness();
+        // Milliseconds are truncated on both sides: keep a margin of one.
+        if staleness.is_some_and(|s| s + Duration::from_millis(1) < since.elapsed()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "listener never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn check_on(app: &TestApp, user: &str) -> tokio::task::JoinHandle<bool> {
+    let mut client = app.authz.clone();
+    let req = perm_check("t", user, "view_reports");
+    tokio::spawn(async move { client.check(req).await.unwrap().into_inner().allowed })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_checks_for_one_user_read_the_database_once() {
+    const N: u64 = 8;
+    let a = TestServer::fresh_postgres().start().await;
+    let (hold, hook) = Hold::new();
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .after_load(hook)
+        .start()
+        .await;
+    let cached = b.cached.clone().unwrap();
+    a.tenant("t").await;
+    a.add("t", "analysts", &["u"]).await;
+    caught_up(&cached).await;
+
+    let stats = || cached.stats();
+    let loads = stats().user_loads.load(Ordering::Relaxed);
+    let coalesced = stats().coalesced.load(Ordering::Relaxed);
+    hold.armed.store(true, Ordering::Release);
+    let first = check_on(&b, "u");
+    hold.reached.notified().await; // The first miss has read the database and is held.
+    let rest: Vec<_> = (1..N).map(|_| check_on(&b, "u")).collect();
+    // Every other check has missed and joined the held load (none can be answered: the
+    // entry is not stored until the load is released).
+    until(
+        "checks joined the load in flight",
+        coalesced + N - 1,
+        || stats().coalesced.load(Ordering::Relaxed),
+    )
+    .await;
+    hold.release.notify_one();
+
+    assert!(first.await.unwrap());
+    for c in rest {
+        assert!(c.await.unwrap(), "a joined check has the load's answer");
+    }
+    assert_eq!(
+        stats().user_loads.load(Ordering::Relaxed) - loads,
+        1,
+        "{N} concurrent cold checks of one user read it once"
+    );
+    assert_eq!(stats().coalesced.load(Ordering::Relaxed) - coalesced, N - 1);
+    // A different user is not held up by, nor joined to, that load.
+    assert!(!b.allowed("t", "other", "view_reports").await);
+    assert_eq!(stats().user_loads.load(Ordering::Relaxed) - loads, 2);
+}
+
+/// A shared load that read before a revoke: checks that joined it before the revoke may have
+/// its answer, a check after the revoke must not join it, and its entry is never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_during_a_shared_load_is_never_missed() {
+    let a = TestServer::fresh_postgres().start().await;
+    let (hold, hook) = Hold::new();
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .after_load(hook)
+        .start()
+        .await;
+    let cached = b.cached.clone().unwrap();
+    a.tenant("t").await;
+    a.add("t", "analysts", &["u"]).await;
+    caught_up(&cached).await;
+
+    let stats = || cached.stats();
+    let loads = stats().user_loads.load(Ordering::Relaxed);
+    let coalesced = stats().coalesced.load(Ordering::Relaxed);
+    hold.armed.store(true, Ordering::Release);
+    let leader = check_on(&b, "u");
+    hold.reached.notified().await; // Read "u is an analyst", held before storing it.
+    let joined = check_on(&b, "u");
+    until("the second check joined the load", coalesced + 1, || {
+        stats().coalesced.load(Ordering::Relaxed)
+    })
+    .await;
+
+    let invalidations = stats().invalidations.load(Ordering::Relaxed);
+    a.remove_from("t", "analysts", "u").await;
+    until(
+        "B receives the revoke's notification",
+        invalidations + 1,
+        || stats().invalidations.load(Ordering::Relaxed),
+    )
+    .await;
+
+    // The load is still held: a check that begins now must read for itself.
+    assert!(
+        !b.allowed("t", "u", "view_reports").await,
+        "a check after the revoke must not join the load that read before it"
+    );
+    hold.release.notify_one(); // The held load now stores what it read before the revoke.
+    assert!(
+        leader.await.unwrap(),
+        "the held check answers from its read"
+    );
+    assert!(joined.await.unwrap(), "the joined check shares that read");
+    assert!(
+        !b.allowed("t", "u", "view_reports").await,
+        "the held load's entry must not be served"
+    );
+    assert_eq!(stats().coalesced.load(Ordering::Relaxed) - coalesced, 1);
+    assert_eq!(
+        stats().user_loads.load(Ordering::Relaxed) - loads,
+        3,
+        "the held load, the check after the revoke, and the reload past the stale entry"
+    );
+}
+
+/// The TTL safety net is checked on read: an entry younger than the TTL is a hit, an older one
+/// is read again (nothing else invalidated it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_past_the_ttl_is_read_again() {
+    let a = TestServer::fresh_postgres().start().await;
+    a.tenant("t").await;
+    a.add("t", "analysts", &["u"]).await;
+    let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());
+    let pg = PostgresStore::new(catalog.clone(), &PgOptions::new(a.db_url.clone().unwrap()));
+    let ttl = Duration::from_millis(500);
+    let cached = CachedStore::start(
+        Arc::new(pg.unwrap()),
+        catalog,
+        CacheOptions {
+            ttl,
+            ..CacheOptions::default()
+        },
+    );
+    let start = Instant::now();
+    while !cached.listener().connected() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "listener never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let loads = || cached.stats().user_loads.load(Ordering::Relaxed);
+    let subject = || cached.subject("t", "u", Consistency::MinimizeLatency);
+
+    let before = Instant::now(); // The entry's load time is after this.
+    assert!(subject().await.unwrap().0.user.is_some());
+    let loaded = Instant::now(); // ... and before this.
+    assert_eq!(loads(), 1);
+    subject().await.unwrap();
+    if before.elapsed() < ttl {
+        assert_eq!(loads(), 1, "an entry younger than the TTL is a hit");
+    }
+    tokio::time::sleep_until((loaded + ttl).into()).await;
+    subject().await.unwrap();
+    assert_eq!(loads(), 2, "an entry past the TTL is read again");
+}
