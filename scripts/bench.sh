@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark suite and writes docs/benchmarks.md:
-#   scripts/bench.sh            full run (seeds ~1M users; about 25 minutes on 2 cores with the builds done)
+#   scripts/bench.sh            full run (seeds ~1M users, then 10M for the large data set: over an
+#                               hour on 2 cores; AUTHZ_BENCH_LARGE_USERS=3000000 for a shorter one)
 #   scripts/bench.sh --smoke    a small, quick run that keeps the harness working (no targets)
 # Installs what is missing: h2load (Debian package nghttp2-client) and Cerbos (npm package
 # @cerbos/cerbos-linux-x64, under target/peers). Uses AUTHZ_BENCH_DATABASE_URL, or a database
@@ -45,6 +46,10 @@ if $smoke; then
   "$bench" memory-api --authzd "$dir/authzd" --url "$url" --sizes 2000 --report "$report"
   "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --duration 1 --rounds 1 \
     --client-pairs 2 --client-secs 1 --report "$report"
+  "$bench" scaling --authzd "$dir/authzd" --url "$url" --replicas 1,2 --rounds 1 --secs 1 \
+    --lag-samples 5 --cold-callers 4 --write-rate 50 --report "$report"
+  "$bench" large-header >> "$report"
+  "$bench" large --authzd "$dir/authzd" --url "$url" --samples 50 --warm-users 2000 --report "$report"
   # The criterion bench in test mode: every engine set up, answers compared, each bench run once.
   cargo test -p authz-bench --bench decision >/dev/null
 else
@@ -56,6 +61,17 @@ else
     --report "$report"
   "$bench" grpc --authzd "$dir/authzd" --url "$url" --cerbos "$cerbos" --report "$report"
   cargo bench -p authz-bench --bench decision -- --noplot 2>&1 | tee target/criterion-decision.txt
+  # Replicas on one Postgres, on the 1M-user set; then the large data set at 1M and, seeded
+  # again, at AUTHZ_BENCH_LARGE_USERS (10M unless set; the seed alone takes a long while).
+  "$bench" scaling --authzd "$dir/authzd" --url "$url" --report "$report"
+  "$bench" large-header >> "$report"
+  "$bench" large --authzd "$dir/authzd" --url "$url" --report "$report"
+  large_users="${AUTHZ_BENCH_LARGE_USERS:-10000000}"
+  seeded=$SECONDS
+  "$bench" seed --url "$url" --users "$large_users"
+  seeded=$((SECONDS - seeded))
+  "$bench" large --authzd "$dir/authzd" --url "$url" --report "$report"
+  printf '\nSeeding %s users with COPY (and ANALYZE) took %s s.\n\n' "$large_users" "$seeded" >> "$report"
 fi
 
 {

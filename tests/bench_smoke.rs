@@ -51,6 +51,8 @@ async fn the_benchmark_harness_runs_end_to_end() {
         "| echo |",
         "### Check through the client vs raw tonic stubs",
         "| client / stubs |",
+        "### Replicas on one Postgres",
+        "### Large data set",
     ] {
         assert!(
             report.contains(section),

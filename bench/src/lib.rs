@@ -1,11 +1,15 @@
 //! Shared pieces of the benchmarks: one generated RBAC data set, and the same data expressed as
-//! our subjects, as Cedar policies and entities, and as a casbin model and policy.
+//! our subjects, as Cedar policies and entities, and as a casbin model and policy; the Cerbos
+//! policies ([`peers`]) and the multi-replica measurements ([`scaling`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use authz_core::model::{Subject, UserGrants};
 use authz_core::{Catalog, PermId, PermSet};
 use std::sync::Arc;
+
+pub mod peers;
+pub mod scaling;
 
 pub const MAESTRA: &str = include_str!("../../catalogs/maestra.toml");
 
@@ -125,33 +129,70 @@ impl DataSet {
             })
     }
 
-    /// The same model as Cedar policies: one per group, one per user with direct grants.
+    /// The Cedar policies, the way Cedar's documentation models RBAC: a user entity is a
+    /// member of its groups (the entity hierarchy), each group's permissions are one action
+    /// group (`Action::"group:KEY"`, the parent of each of its permissions' actions), so there
+    /// is one policy per group and one policy for every user's direct grants, which are an
+    /// attribute of the user (see [`DataSet::cedar_action_parents`]). Eight policies in all,
+    /// whatever the number of users.
     pub fn cedar_policies(&self) -> String {
         let mut out = String::new();
-        let actions = |ps: &mut dyn Iterator<Item = PermId>| {
-            ps.map(|p| format!("Action::\"{}\"", self.key(p)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         for g in visible_groups(&self.catalog) {
-            let perms = &self.catalog.group(&g).unwrap().grants.permissions;
             out.push_str(&format!(
-                "permit(principal in Group::\"{g}\", action in [{}], resource);\n",
-                actions(&mut perms.iter())
+                "permit(principal in Group::\"{g}\", action in Action::\"group:{g}\", resource);\n"
             ));
         }
-        for u in self.users.iter().filter(|u| !u.direct.is_empty()) {
-            out.push_str(&format!(
-                "permit(principal == User::\"{}\", action in [{}], resource);\n",
-                u.id,
-                actions(&mut u.direct.iter().copied())
-            ));
-        }
+        out.push_str(
+            "permit(principal, action, resource) when { principal.direct.contains(action) };\n",
+        );
         out
     }
 
-    /// The same model for casbin: RBAC with groups as roles.
+    /// For each visible permission: its action's parents, the action groups of the groups
+    /// granting it (`group:KEY`).
+    pub fn cedar_action_parents(&self) -> Vec<(String, Vec<String>)> {
+        let groups = visible_groups(&self.catalog);
+        visible_permissions(&self.catalog)
+            .into_iter()
+            .map(|p| {
+                let parents = groups
+                    .iter()
+                    .filter(|g| {
+                        self.catalog
+                            .group(g)
+                            .unwrap()
+                            .grants
+                            .permissions
+                            .contains(p)
+                    })
+                    .map(|g| format!("group:{g}"))
+                    .collect();
+                (self.key(p).to_owned(), parents)
+            })
+            .collect()
+    }
+
+    /// casbin's RBAC model (`g = _, _`, role links held by its default role manager) with an
+    /// equality matcher: no `keyMatch`, no regex, and the action compared before the role link
+    /// is looked up, so a policy line for another action costs one string comparison.
     pub const CASBIN_MODEL: &'static str = "[request_definition]
+r = sub, act
+
+[policy_definition]
+p = sub, act
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = r.act == p.act && g(r.sub, p.sub)
+";
+
+    /// The model before: the role link looked up first (for the footnote's comparison).
+    pub const CASBIN_MODEL_ROLE_FIRST: &'static str = "[request_definition]
 r = sub, act
 
 [policy_definition]
@@ -167,7 +208,8 @@ e = some(where (p.eft == allow))
 m = g(r.sub, p.sub) && r.act == p.act
 ";
 
-    /// (p rules, g rules) for casbin.
+    /// (p rules, g rules) for casbin: a p line per (group, permission) and per direct grant
+    /// of a user, a g line per membership.
     pub fn casbin_rules(&self) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
         let mut p = Vec::new();
         for g in visible_groups(&self.catalog) {

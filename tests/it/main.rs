@@ -15,6 +15,7 @@ mod daemon;
 mod delegation;
 mod deploy;
 mod examples;
+mod failover;
 mod faults;
 mod gate;
 mod helpers;

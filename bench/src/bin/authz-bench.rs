@@ -94,6 +94,13 @@ enum Cmd {
         #[arg(long)]
         report: PathBuf,
     },
+    /// 1, 2, 4, 8 authzd processes on one Postgres: write throughput, NOTIFY cost,
+    /// invalidation lag at each replica, cold-load capacity (`authz_bench::scaling`).
+    Scaling(authz_bench::scaling::ScalingArgs),
+    /// The data set as seeded: cold checks, warm-up through the API, resident memory.
+    Large(authz_bench::scaling::LargeArgs),
+    /// Prints the header of the table `large` appends rows to.
+    LargeHeader,
     /// h2load against authzd, the echo server and Cerbos, side by side.
     Grpc {
         #[arg(long)]
@@ -144,6 +151,9 @@ fn main() {
             checks,
             report,
         } => rt.block_on(inproc(&url, &sizes, checks, &report)),
+        Cmd::Scaling(args) => rt.block_on(authz_bench::scaling::scaling(args)),
+        Cmd::Large(args) => rt.block_on(authz_bench::scaling::large(args)),
+        Cmd::LargeHeader => print!("{}", authz_bench::scaling::LARGE_HEADER),
         Cmd::MokaFloor { entries } => println!("{:.0}", moka_floor(entries)),
         Cmd::MemoryApi {
             authzd,
@@ -1105,32 +1115,20 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
         },
     );
 
-    // Cerbos: roles = groups, actions = permissions, one resource policy, disk store.
+    // Cerbos: groups as roles in one resource policy, direct grants as principal policies
+    // (authz_bench::peers), on the benchmarked tenant; disk store.
     let cerbos = cerbos.filter(|_| !load.client_only);
+    let modelled = cerbos.map(|_| {
+        rt.block_on(async { authz_bench::peers::Tenant::load(&connect(url).await, &tenant).await })
+    });
     let _cerbos = cerbos.map(|bin| {
+        let modelled = modelled.as_ref().unwrap();
         let policies = dir.join("policies");
-        std::fs::create_dir_all(&policies).unwrap();
-        let mut rules = String::new();
-        for g in catalog.groups().iter().filter(|g| !g.internal) {
-            let actions: Vec<String> = g
-                .grants
-                .permissions
-                .iter()
-                .map(|p| format!("\"{}\"", catalog.key(p)))
-                .collect();
-            rules.push_str(&format!(
-                "    - actions: [{}]\n      effect: EFFECT_ALLOW\n      roles: [\"{}\"]\n",
-                actions.join(", "),
-                g.key
-            ));
-        }
-        std::fs::write(
-            policies.join("account.yaml"),
-            format!(
-                "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  version: default\n  resource: account\n  rules:\n{rules}"
-            ),
-        )
-        .unwrap();
+        let principals = authz_bench::peers::write_cerbos_policies(&catalog, modelled, &policies);
+        eprintln!(
+            "cerbos: {} users of tenant {tenant}, {principals} principal policies",
+            modelled.users.len()
+        );
         let (http, grpc) = (free_port(), free_port());
         let config = dir.join("cerbos.yaml");
         std::fs::write(
@@ -1154,9 +1152,9 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
         let req = cerbos::CheckResourcesRequest {
             request_id: "bench".into(),
             principal: Some(cerbos::Principal {
-                id: user.clone(),
+                id: modelled.principal(&user),
                 policy_version: "default".into(),
-                roles: system.clone(),
+                roles: modelled.roles(&catalog, modelled.user(&user)),
             }),
             resources: vec![cerbos::ResourceEntry {
                 actions: vec![perm.into()],
@@ -1173,23 +1171,43 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
             body: write("cerbos.bin", frame(&req)),
             decisions: 1,
         });
-        // The decision itself, over Cerbos's HTTP API, must agree with ours.
-        let json = format!(
-            "{{\"requestId\":\"x\",\"principal\":{{\"id\":\"{user}\",\"roles\":[{}]}},\"resources\":[{{\"actions\":[\"{perm}\"],\"resource\":{{\"kind\":\"account\",\"id\":\"{tenant}\"}}}}]}}",
-            system
-                .iter()
-                .map(|r| format!("\"{r}\""))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let out = Command::new("curl")
-            .args(["-s", "--noproxy", "*", "-X", "POST", "-d", &json])
-            .arg(format!("http://127.0.0.1:{http}/api/check/resources"))
-            .output()
-            .unwrap();
-        let answer = String::from_utf8_lossy(&out.stdout).to_string();
-        eprintln!("cerbos says: {answer}");
-        (child, answer.contains("EFFECT_ALLOW"))
+        // Every (user, permission) of the tenant, over Cerbos's HTTP API, must agree with ours.
+        let perms: Vec<String> = authz_bench::visible_permissions(&catalog)
+            .into_iter()
+            .map(|p| catalog.key(p).to_owned())
+            .collect();
+        let channel = rt.block_on(async {
+            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        });
+        let (mut compared, mut allowed) = (0usize, 0usize);
+        for u in &modelled.users {
+            let roles = modelled.roles(&catalog, u);
+            let theirs = authz_bench::peers::cerbos_answers(http, modelled, &roles, &u.id, &perms);
+            let ours = rt.block_on(authz_bench::peers::authz_answers(
+                channel.clone(),
+                &tenant,
+                &u.id,
+                &perms,
+            ));
+            for ((p, a), b) in perms.iter().zip(&ours).zip(&theirs) {
+                assert_eq!(a, b, "authz and Cerbos disagree on {tenant}/{} {p}", u.id);
+            }
+            compared += perms.len();
+            allowed += ours.iter().filter(|a| **a).count();
+        }
+        eprintln!("cerbos and authz agree on {compared} checks ({allowed} allowed)");
+        let theirs = authz_bench::peers::cerbos_answers(
+            http,
+            modelled,
+            &modelled.roles(&catalog, modelled.user(&user)),
+            &user,
+            &[perm.to_owned()],
+        )[0];
+        (child, theirs, compared, principals)
     });
     // Our own answer for the same question, and every body's grpc-status, before any load.
     let ours = rt.block_on(async {
@@ -1205,7 +1223,7 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
             .into_inner()
             .allowed
     });
-    if let Some((_, theirs)) = &_cerbos {
+    if let Some((_, theirs, _, _)) = &_cerbos {
         assert_eq!(
             ours, *theirs,
             "authz and Cerbos disagree on the benchmarked check"
@@ -1273,8 +1291,14 @@ fn grpc(authzd: &Path, url: &str, cerbos: Option<&Path>, load: Load, report: &Pa
             median(r[3].clone()) / echo_single,
         ));
     }
+    let cerbos_model = _cerbos
+        .as_ref()
+        .map_or(String::new(), |(_, _, compared, principals)| {
+            authz_bench::peers::cerbos_note(&tenant, *compared, *principals)
+        });
     let text = format!(
         "### gRPC on loopback (h2load)\n\n\
+         {cerbos_model}\
          Each target served on 127.0.0.1 and driven by `h2load -t 1` with a pre-encoded gRPC body; \
          `-c 4 -m 32` for throughput, `-c 1 -m 1` for single-stream latency; {secs} s per run after \
          a 1 s warm-up; {rounds} interleaved rounds, medians shown. Every body was first sent with \
