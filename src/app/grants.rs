@@ -45,27 +45,17 @@ impl Authz {
             Grants::Unscoped(set) => (set.clone(), Vec::new()),
             Grants::Scoped(list) => (PermSet::new(), list.clone()),
         };
-        let rule = Rule::new(
-            AdminOp::EditUsers,
-            Effect::Give {
-                user: user_id.to_string(),
-                permissions,
-                scoped,
-            },
-        );
-        Ok(self
-            .commit(
-                tenant_id,
-                &caller,
-                call.mode,
-                rule,
-                Write::Grant {
-                    user_id,
-                    grants: &grants,
-                },
-            )
-            .await?
-            .nothing())
+        let effect = Effect::Give {
+            user: user_id.to_string(),
+            permissions,
+            scoped,
+        };
+        let write = Write::Grant {
+            user_id,
+            grants: &grants,
+        };
+        self.user_write(tenant_id, &caller, call, effect, write)
+            .await
     }
 
     pub async fn revoke(
@@ -78,23 +68,29 @@ impl Authz {
     ) -> Result<Committed<()>> {
         let caller = Caller::writer(&call.by);
         let grants = self.grants(&caller, permissions, resource)?;
-        let rule = Rule::new(
-            AdminOp::EditUsers,
-            Effect::TakeFrom {
-                users: vec![user_id.to_string()],
-            },
-        );
+        let effect = Effect::TakeFrom {
+            users: vec![user_id.to_string()],
+        };
+        let write = Write::Revoke {
+            user_id,
+            grants: &grants,
+        };
+        self.user_write(tenant_id, &caller, call, effect, write)
+            .await
+    }
+
+    /// A change of one user's grants, under the rule `edit_users` and `effect` make.
+    async fn user_write(
+        &self,
+        tenant_id: &TenantId,
+        caller: &Caller,
+        call: &AdminCall,
+        effect: Effect,
+        write: Write<'_>,
+    ) -> Result<Committed<()>> {
+        let rule = Rule::new(AdminOp::EditUsers, effect);
         Ok(self
-            .commit(
-                tenant_id,
-                &caller,
-                call.mode,
-                rule,
-                Write::Revoke {
-                    user_id,
-                    grants: &grants,
-                },
-            )
+            .commit(tenant_id, caller, call.mode, rule, write)
             .await?
             .nothing())
     }

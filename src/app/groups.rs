@@ -376,30 +376,15 @@ impl Authz {
         key: &GroupKey,
         user_ids: &UserIds,
     ) -> Result<Committed<()>> {
-        let caller = Caller::writer(&call.by);
-        if self.hidden_from(&caller, key) {
-            return Err(Self::no_group(key));
-        }
-        let rule = Rule::new(
-            AdminOp::EditUsers,
-            Effect::Assign {
-                group: key.to_string(),
-                users: user_ids.to_vec(),
-            },
-        );
-        Ok(self
-            .commit(
-                tenant_id,
-                &caller,
-                call.mode,
-                rule,
-                Write::AddMembers {
-                    group: self.group_ref(key),
-                    user_ids: &user_ids[..],
-                },
-            )
-            .await?
-            .nothing())
+        let effect = Effect::Assign {
+            group: key.to_string(),
+            users: user_ids.to_vec(),
+        };
+        self.membership(tenant_id, call, key, effect, |group| Write::AddMembers {
+            group,
+            user_ids,
+        })
+        .await
     }
 
     pub async fn remove_members(
@@ -409,27 +394,34 @@ impl Authz {
         key: &GroupKey,
         user_ids: &UserIds,
     ) -> Result<Committed<()>> {
+        let effect = Effect::TakeFrom {
+            users: user_ids.to_vec(),
+        };
+        self.membership(tenant_id, call, key, effect, |group| Write::RemoveMembers {
+            group,
+            user_ids,
+        })
+        .await
+    }
+
+    /// A change of a group's members: the group as the caller may name it, the rule the store
+    /// decides inside the write.
+    async fn membership<'k>(
+        &self,
+        tenant_id: &TenantId,
+        call: &AdminCall,
+        key: &'k GroupKey,
+        effect: Effect,
+        write: impl FnOnce(GroupRef<'k>) -> Write<'k>,
+    ) -> Result<Committed<()>> {
         let caller = Caller::writer(&call.by);
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
-        let rule = Rule::new(
-            AdminOp::EditUsers,
-            Effect::TakeFrom {
-                users: user_ids.to_vec(),
-            },
-        );
+        let rule = Rule::new(AdminOp::EditUsers, effect);
+        let write = write(self.group_ref(key));
         Ok(self
-            .commit(
-                tenant_id,
-                &caller,
-                call.mode,
-                rule,
-                Write::RemoveMembers {
-                    group: self.group_ref(key),
-                    user_ids: &user_ids[..],
-                },
-            )
+            .commit(tenant_id, &caller, call.mode, rule, write)
             .await?
             .nothing())
     }
