@@ -119,17 +119,14 @@ impl Authz {
                 members_of: None,
             },
         );
-        Ok(self
-            .commit(
-                tenant_id,
-                &caller,
-                call.mode,
-                rule,
-                Write::CreateGroup { def },
-            )
-            .await?
-            .group()?
-            .map(|info| self.group_for(&caller, Self::custom_view(info))))
+        self.group_write(
+            tenant_id,
+            &caller,
+            call.mode,
+            rule,
+            Write::CreateGroup { def },
+        )
+        .await
     }
 
     pub async fn get_group(
@@ -258,21 +255,18 @@ impl Authz {
                 scoped: patch.scoped.clone(),
             },
         );
-        Ok(self
-            .commit(
-                tenant_id,
-                &caller,
-                call.mode,
-                rule,
-                Write::UpdateGroup {
-                    key,
-                    patch,
-                    expected_version,
-                },
-            )
-            .await?
-            .group()?
-            .map(|info| self.group_for(&caller, Self::custom_view(info))))
+        self.group_write(
+            tenant_id,
+            &caller,
+            call.mode,
+            rule,
+            Write::UpdateGroup {
+                key,
+                patch,
+                expected_version,
+            },
+        )
+        .await
     }
 
     pub async fn delete_group(
@@ -356,17 +350,14 @@ impl Authz {
         if d.copy_members {
             rule.ops.push(AdminOp::EditUsers);
         }
-        Ok(self
-            .commit(
-                tenant_id,
-                &caller,
-                call.mode,
-                rule,
-                Write::DuplicateGroup { def, members_of },
-            )
-            .await?
-            .group()?
-            .map(|info| self.group_for(&caller, Self::custom_view(info))))
+        self.group_write(
+            tenant_id,
+            &caller,
+            call.mode,
+            rule,
+            Write::DuplicateGroup { def, members_of },
+        )
+        .await
     }
 
     pub async fn add_members(
@@ -424,5 +415,21 @@ impl Authz {
             .commit(tenant_id, &caller, call.mode, rule, write)
             .await?
             .nothing())
+    }
+
+    /// A write that returns a custom group, shown as the caller may see it.
+    async fn group_write(
+        &self,
+        tenant_id: &TenantId,
+        caller: &Caller,
+        mode: WriteMode,
+        rule: Rule,
+        write: Write<'_>,
+    ) -> Result<Committed<GroupView>> {
+        Ok(self
+            .commit(tenant_id, caller, mode, rule, write)
+            .await?
+            .group()?
+            .map(|info| self.group_for(caller, Self::custom_view(info))))
     }
 }
