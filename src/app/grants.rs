@@ -31,49 +31,40 @@ impl Authz {
         })
     }
 
-    pub async fn grant(
+    /// Grants `permissions` to a user (`Direction::Add`), unscoped or on `resource`, or revokes
+    /// them (`Direction::Remove`).
+    pub async fn change_grants(
         &self,
         tenant_id: &TenantId,
         call: &AdminCall,
         user_id: &UserId,
+        direction: Direction,
         permissions: &[String],
         resource: Option<&ResourceInput>,
     ) -> Result<Committed<()>> {
         let caller = Caller::writer(&call.by);
         let grants = self.grants(&caller, permissions, resource)?;
-        let (permissions, scoped) = match &grants {
-            Grants::Unscoped(set) => (set.clone(), Vec::new()),
-            Grants::Scoped(list) => (PermSet::new(), list.clone()),
-        };
-        let effect = Effect::Give {
-            user: user_id.to_string(),
-            permissions,
-            scoped,
-        };
-        let write = Write::Grant {
-            user_id,
-            grants: &grants,
-        };
-        self.user_write(tenant_id, &caller, call, effect, write)
-            .await
-    }
-
-    pub async fn revoke(
-        &self,
-        tenant_id: &TenantId,
-        call: &AdminCall,
-        user_id: &UserId,
-        permissions: &[String],
-        resource: Option<&ResourceInput>,
-    ) -> Result<Committed<()>> {
-        let caller = Caller::writer(&call.by);
-        let grants = self.grants(&caller, permissions, resource)?;
-        let effect = Effect::TakeFrom {
-            users: vec![user_id.to_string()],
-        };
-        let write = Write::Revoke {
-            user_id,
-            grants: &grants,
+        let (effect, write) = match direction {
+            Direction::Add => {
+                let (permissions, scoped) = match &grants {
+                    Grants::Unscoped(set) => (set.clone(), Vec::new()),
+                    Grants::Scoped(list) => (PermSet::new(), list.clone()),
+                };
+                let effect = Effect::Give {
+                    user: user_id.to_string(),
+                    permissions,
+                    scoped,
+                };
+                let grants = &grants;
+                (effect, Write::Grant { user_id, grants })
+            }
+            Direction::Remove => {
+                let effect = Effect::TakeFrom {
+                    users: vec![user_id.to_string()],
+                };
+                let grants = &grants;
+                (effect, Write::Revoke { user_id, grants })
+            }
         };
         self.user_write(tenant_id, &caller, call, effect, write)
             .await

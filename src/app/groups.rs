@@ -360,57 +360,36 @@ impl Authz {
         .await
     }
 
-    pub async fn add_members(
+    /// Adds users to a group (`Direction::Add`) or removes them from it: the group as the
+    /// caller may name it, the rule the store decides inside the write.
+    pub async fn change_members(
         &self,
         tenant_id: &TenantId,
         call: &AdminCall,
         key: &GroupKey,
         user_ids: &UserIds,
-    ) -> Result<Committed<()>> {
-        let effect = Effect::Assign {
-            group: key.to_string(),
-            users: user_ids.to_vec(),
-        };
-        self.membership(tenant_id, call, key, effect, |group| Write::AddMembers {
-            group,
-            user_ids,
-        })
-        .await
-    }
-
-    pub async fn remove_members(
-        &self,
-        tenant_id: &TenantId,
-        call: &AdminCall,
-        key: &GroupKey,
-        user_ids: &UserIds,
-    ) -> Result<Committed<()>> {
-        let effect = Effect::TakeFrom {
-            users: user_ids.to_vec(),
-        };
-        self.membership(tenant_id, call, key, effect, |group| Write::RemoveMembers {
-            group,
-            user_ids,
-        })
-        .await
-    }
-
-    /// A change of a group's members: the group as the caller may name it, the rule the store
-    /// decides inside the write.
-    async fn membership<'k>(
-        &self,
-        tenant_id: &TenantId,
-        call: &AdminCall,
-        key: &'k GroupKey,
-        effect: Effect,
-        write: impl FnOnce(GroupRef<'k>) -> Write<'k>,
+        direction: Direction,
     ) -> Result<Committed<()>> {
         let caller = Caller::writer(&call.by);
         if self.hidden_from(&caller, key) {
             return Err(Self::no_group(key));
         }
+        let group = self.group_ref(key);
+        let users = user_ids.to_vec();
+        let (effect, write) = match direction {
+            Direction::Add => (
+                Effect::Assign {
+                    group: key.to_string(),
+                    users,
+                },
+                Write::AddMembers { group, user_ids },
+            ),
+            Direction::Remove => (
+                Effect::TakeFrom { users },
+                Write::RemoveMembers { group, user_ids },
+            ),
+        };
         let rule = Rule::new(AdminOp::EditUsers, effect);
-        let write = write(self.group_ref(key));
         Ok(self
             .commit(tenant_id, &caller, call.mode, rule, write)
             .await?

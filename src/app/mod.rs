@@ -180,6 +180,13 @@ pub enum WriteMode {
     DryRun,
 }
 
+/// Whether a change of a group's members or a user's grants adds or removes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Add,
+    Remove,
+}
+
 /// Who makes an admin mutation, and how.
 #[derive(Clone, Debug)]
 pub struct AdminCall {

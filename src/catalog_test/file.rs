@@ -5,36 +5,226 @@ use super::*;
 
 // ---- The file format ----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TestFile {
-    /// The `name` of the catalog the file is written for; checked when given.
-    pub(super) catalog: Option<String>,
-    #[serde(default)]
-    pub(super) custom_groups: Vec<Spanned<GroupFixture>>,
-    #[serde(default)]
-    pub(super) users: Vec<Spanned<UserFixture>>,
-    #[serde(default)]
-    pub(super) checks: Vec<Spanned<CheckCase>>,
-    #[serde(default)]
-    pub(super) effective: Vec<Spanned<EffectiveCase>>,
-    #[serde(default)]
-    pub(super) admin_calls: Vec<Spanned<AdminCase>>,
+/// The structs of the file format, each field visible to the runner; a key the format does not
+/// know is an error, so a misspelt expectation never passes silently.
+macro_rules! file_format {
+    ($($(#[$attr:meta])* struct $name:ident {
+        $($(#[$fattr:meta])* $field:ident: $ty:ty),* $(,)?
+    })*) => {
+        $(
+            $(#[$attr])*
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub(super) struct $name {
+                $($(#[$fattr])* pub(super) $field: $ty),*
+            }
+        )*
+    };
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct GroupFixture {
-    pub(super) key: String,
-    /// Defaults to the key.
-    pub(super) name: Option<String>,
-    #[serde(default)]
-    pub(super) description: String,
-    #[serde(default)]
-    pub(super) permissions: Vec<String>,
-    /// Scoped grants, `permission@type:id`.
-    #[serde(default)]
-    pub(super) scoped: Vec<String>,
+file_format! {
+    struct TestFile {
+        /// The `name` of the catalog the file is written for; checked when given.
+        catalog: Option<String>,
+        #[serde(default)]
+        custom_groups: Vec<Spanned<GroupFixture>>,
+        #[serde(default)]
+        users: Vec<Spanned<UserFixture>>,
+        #[serde(default)]
+        checks: Vec<Spanned<CheckCase>>,
+        #[serde(default)]
+        effective: Vec<Spanned<EffectiveCase>>,
+        #[serde(default)]
+        admin_calls: Vec<Spanned<AdminCase>>,
+    }
+
+    struct GroupFixture {
+        key: String,
+        /// Defaults to the key.
+        name: Option<String>,
+        #[serde(default)]
+        description: String,
+        #[serde(default)]
+        permissions: Vec<String>,
+        /// Scoped grants, `permission@type:id`.
+        #[serde(default)]
+        scoped: Vec<String>,
+    }
+
+    struct UserFixture {
+        id: String,
+        #[serde(default)]
+        status: Status,
+        /// System and custom groups.
+        #[serde(default)]
+        groups: Vec<String>,
+        /// Unscoped direct grants.
+        #[serde(default)]
+        permissions: Vec<String>,
+        /// Scoped direct grants, `permission@type:id`.
+        #[serde(default)]
+        scoped: Vec<String>,
+        /// Resource type → the only resources of that type the user may use.
+        #[serde(default)]
+        restrictions: BTreeMap<String, Vec<String>>,
+    }
+
+    struct CheckCase {
+        name: Option<String>,
+        user: String,
+        permission: Option<String>,
+        action: Option<String>,
+        expression: Option<String>,
+        /// `type:id`.
+        resource: Option<String>,
+        #[serde(default)]
+        context: BTreeMap<String, bool>,
+        allowed: Option<bool>,
+        /// The exact missing permissions (any order).
+        missing: Option<Vec<String>>,
+        denied_by_restriction: Option<bool>,
+        /// The check is answered with an error whose message contains this.
+        error: Option<String>,
+    }
+
+    struct EffectiveCase {
+        name: Option<String>,
+        user: String,
+        /// The exact set of unscoped effective permissions.
+        permissions: Option<Vec<String>>,
+        #[serde(default)]
+        includes: Vec<String>,
+        #[serde(default)]
+        excludes: Vec<String>,
+        /// The exact set of roles.
+        roles: Option<Vec<String>>,
+        /// The exact set of scoped grants, `permission@type:id`.
+        scoped: Option<Vec<String>>,
+    }
+
+    struct AdminCase {
+        name: Option<String>,
+        actor: String,
+        /// Refused (or not) by the admin rules.
+        refused: Option<bool>,
+        /// With `refused = true`: text the refusal contains.
+        reason: Option<String>,
+        /// The call fails, for whatever reason, with a message containing this.
+        error: Option<String>,
+        grant_permissions: Option<GrantOp>,
+        revoke_permissions: Option<GrantOp>,
+        create_group: Option<CreateGroupOp>,
+        update_group: Option<UpdateGroupOp>,
+        delete_group: Option<GroupOp>,
+        duplicate_group: Option<DuplicateGroupOp>,
+        add_group_members: Option<MembersOp>,
+        remove_group_members: Option<MembersOp>,
+        set_user_status: Option<StatusOp>,
+        set_restrictions: Option<RestrictOp>,
+        upsert_user: Option<ProfileOp>,
+        import_users: Option<ImportOp>,
+        get_user: Option<UserOp>,
+        list_users: Option<ListUsersOp>,
+        get_group: Option<GroupOp>,
+        list_groups: Option<NoOperands>,
+        list_audit_events: Option<NoOperands>,
+    }
+
+    struct GrantOp {
+        user: String,
+        permissions: Vec<String>,
+        /// `type:id`: the grant is scoped to this resource.
+        resource: Option<String>,
+    }
+
+    struct CreateGroupOp {
+        key: String,
+        name: Option<String>,
+        #[serde(default)]
+        description: String,
+        #[serde(default)]
+        permissions: Vec<String>,
+        #[serde(default)]
+        scoped: Vec<String>,
+    }
+
+    struct UpdateGroupOp {
+        group: String,
+        name: Option<String>,
+        description: Option<String>,
+        permissions: Option<Vec<String>>,
+        scoped: Option<Vec<String>>,
+    }
+
+    struct GroupOp {
+        group: String,
+    }
+
+    struct DuplicateGroupOp {
+        group: String,
+        new_key: String,
+        #[serde(default)]
+        new_name: String,
+        #[serde(default)]
+        copy_permissions: bool,
+        #[serde(default)]
+        copy_scoped_grants: bool,
+        #[serde(default)]
+        copy_members: bool,
+    }
+
+    struct MembersOp {
+        group: String,
+        users: Vec<String>,
+    }
+
+    struct StatusOp {
+        user: String,
+        status: Status,
+    }
+
+    struct RestrictOp {
+        user: String,
+        resource_type: String,
+        #[serde(default)]
+        ids: Vec<String>,
+        #[serde(default)]
+        clear: bool,
+    }
+
+    struct ProfileOp {
+        user: String,
+        #[serde(default)]
+        display_name: String,
+        #[serde(default)]
+        email: String,
+    }
+
+    struct ImportOp {
+        rows: Vec<ImportRow>,
+    }
+
+    struct ImportRow {
+        user: String,
+        #[serde(default)]
+        display_name: String,
+        #[serde(default)]
+        email: String,
+        #[serde(default)]
+        groups: Vec<String>,
+        #[serde(default)]
+        permissions: Vec<String>,
+    }
+
+    struct UserOp {
+        user: String,
+    }
+
+    struct ListUsersOp {
+        group: Option<String>,
+    }
+
+    struct NoOperands {}
 }
 
 #[derive(Deserialize, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,227 +244,14 @@ impl From<Status> for UserStatus {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct UserFixture {
-    pub(super) id: String,
-    #[serde(default)]
-    pub(super) status: Status,
-    /// System and custom groups.
-    #[serde(default)]
-    pub(super) groups: Vec<String>,
-    /// Unscoped direct grants.
-    #[serde(default)]
-    pub(super) permissions: Vec<String>,
-    /// Scoped direct grants, `permission@type:id`.
-    #[serde(default)]
-    pub(super) scoped: Vec<String>,
-    /// Resource type → the only resources of that type the user may use.
-    #[serde(default)]
-    pub(super) restrictions: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CheckCase {
-    pub(super) name: Option<String>,
-    pub(super) user: String,
-    pub(super) permission: Option<String>,
-    pub(super) action: Option<String>,
-    pub(super) expression: Option<String>,
-    /// `type:id`.
-    pub(super) resource: Option<String>,
-    #[serde(default)]
-    pub(super) context: BTreeMap<String, bool>,
-    pub(super) allowed: Option<bool>,
-    /// The exact missing permissions (any order).
-    pub(super) missing: Option<Vec<String>>,
-    pub(super) denied_by_restriction: Option<bool>,
-    /// The check is answered with an error whose message contains this.
-    pub(super) error: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EffectiveCase {
-    pub(super) name: Option<String>,
-    pub(super) user: String,
-    /// The exact set of unscoped effective permissions.
-    pub(super) permissions: Option<Vec<String>>,
-    #[serde(default)]
-    pub(super) includes: Vec<String>,
-    #[serde(default)]
-    pub(super) excludes: Vec<String>,
-    /// The exact set of roles.
-    pub(super) roles: Option<Vec<String>>,
-    /// The exact set of scoped grants, `permission@type:id`.
-    pub(super) scoped: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AdminCase {
-    pub(super) name: Option<String>,
-    pub(super) actor: String,
-    /// Refused (or not) by the admin rules.
-    pub(super) refused: Option<bool>,
-    /// With `refused = true`: text the refusal contains.
-    pub(super) reason: Option<String>,
-    /// The call fails, for whatever reason, with a message containing this.
-    pub(super) error: Option<String>,
-    pub(super) grant_permissions: Option<GrantOp>,
-    pub(super) revoke_permissions: Option<GrantOp>,
-    pub(super) create_group: Option<CreateGroupOp>,
-    pub(super) update_group: Option<UpdateGroupOp>,
-    pub(super) delete_group: Option<GroupOp>,
-    pub(super) duplicate_group: Option<DuplicateGroupOp>,
-    pub(super) add_group_members: Option<MembersOp>,
-    pub(super) remove_group_members: Option<MembersOp>,
-    pub(super) set_user_status: Option<StatusOp>,
-    pub(super) set_restrictions: Option<RestrictOp>,
-    pub(super) upsert_user: Option<ProfileOp>,
-    pub(super) import_users: Option<ImportOp>,
-    pub(super) get_user: Option<UserOp>,
-    pub(super) list_users: Option<ListUsersOp>,
-    pub(super) get_group: Option<GroupOp>,
-    pub(super) list_groups: Option<NoOperands>,
-    pub(super) list_audit_events: Option<NoOperands>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct GrantOp {
-    pub(super) user: String,
-    pub(super) permissions: Vec<String>,
-    /// `type:id`: the grant is scoped to this resource.
-    pub(super) resource: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CreateGroupOp {
-    pub(super) key: String,
-    pub(super) name: Option<String>,
-    #[serde(default)]
-    pub(super) description: String,
-    #[serde(default)]
-    pub(super) permissions: Vec<String>,
-    #[serde(default)]
-    pub(super) scoped: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct UpdateGroupOp {
-    pub(super) group: String,
-    pub(super) name: Option<String>,
-    pub(super) description: Option<String>,
-    pub(super) permissions: Option<Vec<String>>,
-    pub(super) scoped: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct GroupOp {
-    pub(super) group: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DuplicateGroupOp {
-    pub(super) group: String,
-    pub(super) new_key: String,
-    #[serde(default)]
-    pub(super) new_name: String,
-    #[serde(default)]
-    pub(super) copy_permissions: bool,
-    #[serde(default)]
-    pub(super) copy_scoped_grants: bool,
-    #[serde(default)]
-    pub(super) copy_members: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MembersOp {
-    pub(super) group: String,
-    pub(super) users: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StatusOp {
-    pub(super) user: String,
-    pub(super) status: Status,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RestrictOp {
-    pub(super) user: String,
-    pub(super) resource_type: String,
-    #[serde(default)]
-    pub(super) ids: Vec<String>,
-    #[serde(default)]
-    pub(super) clear: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ProfileOp {
-    pub(super) user: String,
-    #[serde(default)]
-    pub(super) display_name: String,
-    #[serde(default)]
-    pub(super) email: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ImportOp {
-    pub(super) rows: Vec<ImportRow>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ImportRow {
-    pub(super) user: String,
-    #[serde(default)]
-    pub(super) display_name: String,
-    #[serde(default)]
-    pub(super) email: String,
-    #[serde(default)]
-    pub(super) groups: Vec<String>,
-    #[serde(default)]
-    pub(super) permissions: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct UserOp {
-    pub(super) user: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListUsersOp {
-    pub(super) group: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NoOperands {}
-
 /// The one operation an admin case names.
 pub(super) enum Op<'a> {
-    Grant(&'a GrantOp),
-    Revoke(&'a GrantOp),
+    Grants(Direction, &'a GrantOp),
     CreateGroup(&'a CreateGroupOp),
     UpdateGroup(&'a UpdateGroupOp),
     DeleteGroup(&'a GroupOp),
     DuplicateGroup(&'a DuplicateGroupOp),
-    AddMembers(&'a MembersOp),
-    RemoveMembers(&'a MembersOp),
+    Members(Direction, &'a MembersOp),
     SetStatus(&'a StatusOp),
     Restrict(&'a RestrictOp),
     Upsert(&'a ProfileOp),
@@ -296,14 +273,14 @@ impl AdminCase {
             };
         }
         slots![
-            grant_permissions => Op::Grant,
-            revoke_permissions => Op::Revoke,
+            grant_permissions => |g| Op::Grants(Direction::Add, g),
+            revoke_permissions => |g| Op::Grants(Direction::Remove, g),
             create_group => Op::CreateGroup,
             update_group => Op::UpdateGroup,
             delete_group => Op::DeleteGroup,
             duplicate_group => Op::DuplicateGroup,
-            add_group_members => Op::AddMembers,
-            remove_group_members => Op::RemoveMembers,
+            add_group_members => |m| Op::Members(Direction::Add, m),
+            remove_group_members => |m| Op::Members(Direction::Remove, m),
             set_user_status => Op::SetStatus,
             set_restrictions => Op::Restrict,
             upsert_user => Op::Upsert,

@@ -25,7 +25,7 @@ use run::*;
 use validate::*;
 
 use crate::app::{
-    AdminCall, AuditFilter, Authz, CheckInput, DuplicateInput, GroupInput, ImportInput,
+    AdminCall, AuditFilter, Authz, CheckInput, Direction, DuplicateInput, GroupInput, ImportInput,
     ResourceInput, TargetInput, WriteMode,
 };
 use crate::config::{CatalogTestArgs, OutputFormat};

@@ -91,17 +91,18 @@ impl Runner {
             for g in &user.groups {
                 let key = GroupKey::parse("groups", g.as_str()).map_err(at)?;
                 let users = UserIds::parse("id", vec![user.id.clone()]).map_err(at)?;
-                app.add_members(tenant, op, &key, &users)
+                app.change_members(tenant, op, &key, &users, Direction::Add)
                     .await
                     .map_err(at)?;
             }
             if !user.permissions.is_empty() {
-                app.grant(tenant, op, &id, &user.permissions, None)
+                app.change_grants(tenant, op, &id, Direction::Add, &user.permissions, None)
                     .await
                     .map_err(at)?;
             }
             for (permission, resource) in scoped_inputs(&user.scoped) {
-                app.grant(tenant, op, &id, &[permission], Some(&resource))
+                let scoped = Some(&resource);
+                app.change_grants(tenant, op, &id, Direction::Add, &[permission], scoped)
                     .await
                     .map_err(at)?;
             }
@@ -400,29 +401,12 @@ impl Runner {
         let user = |id: &str| UserId::parse("user", id);
         let group = |key: &str| GroupKey::parse("group", key);
         match op {
-            Op::Grant(g) => {
+            Op::Grants(direction, g) => {
                 let resource = g.resource.as_deref().and_then(resource_input);
-                app.grant(
-                    tenant,
-                    call,
-                    &user(&g.user)?,
-                    &g.permissions,
-                    resource.as_ref(),
-                )
-                .await
-                .map(drop)
-            }
-            Op::Revoke(g) => {
-                let resource = g.resource.as_deref().and_then(resource_input);
-                app.revoke(
-                    tenant,
-                    call,
-                    &user(&g.user)?,
-                    &g.permissions,
-                    resource.as_ref(),
-                )
-                .await
-                .map(drop)
+                let (id, permissions) = (user(&g.user)?, &g.permissions);
+                app.change_grants(tenant, call, &id, direction, permissions, resource.as_ref())
+                    .await
+                    .map(drop)
             }
             Op::CreateGroup(g) => {
                 let input = GroupInput {
@@ -475,24 +459,12 @@ impl Runner {
                 };
                 app.duplicate_group(tenant, call, &input).await.map(drop)
             }
-            Op::AddMembers(m) => app
-                .add_members(
-                    tenant,
-                    call,
-                    &group(&m.group)?,
-                    &UserIds::parse("users", m.users.clone())?,
-                )
-                .await
-                .map(drop),
-            Op::RemoveMembers(m) => app
-                .remove_members(
-                    tenant,
-                    call,
-                    &group(&m.group)?,
-                    &UserIds::parse("users", m.users.clone())?,
-                )
-                .await
-                .map(drop),
+            Op::Members(direction, m) => {
+                let users = UserIds::parse("users", m.users.clone())?;
+                app.change_members(tenant, call, &group(&m.group)?, &users, direction)
+                    .await
+                    .map(drop)
+            }
             Op::SetStatus(s) => app
                 .set_user_status(tenant, call, &user(&s.user)?, Some(s.status.into()))
                 .await

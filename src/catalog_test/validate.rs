@@ -362,7 +362,7 @@ impl<'a> Validator<'a> {
 
     pub(super) fn operation(&self, op: &Op<'_>, errs: &mut Vec<String>) {
         match op {
-            Op::Grant(g) | Op::Revoke(g) => {
+            Op::Grants(_, g) => {
                 self.user(&g.user, errs);
                 self.permissions(&g.permissions, errs);
                 if let Some(r) = &g.resource {
@@ -394,7 +394,7 @@ impl<'a> Validator<'a> {
             }
             Op::DeleteGroup(g) | Op::GetGroup(g) => self.group(&g.group, errs),
             Op::DuplicateGroup(d) => self.group(&d.group, errs),
-            Op::AddMembers(m) | Op::RemoveMembers(m) => {
+            Op::Members(_, m) => {
                 self.group(&m.group, errs);
                 for u in &m.users {
                     self.user(u, errs);

@@ -199,6 +199,17 @@ pub fn group(catalog: &Catalog, g: GroupView) -> pb::Group {
     }
 }
 
+/// One row of ImportUsers, as sent.
+pub fn import_row(row: pb::ImportRow) -> crate::app::ImportInput {
+    crate::app::ImportInput {
+        user_id: row.user_id,
+        display_name: row.display_name,
+        email: row.email,
+        group_keys: row.group_keys,
+        permissions: row.permissions,
+    }
+}
+
 pub fn group_in(g: Option<pb::Group>) -> GroupInput {
     let g = g.unwrap_or_default();
     GroupInput {

@@ -232,6 +232,12 @@ impl AdminApi {
         convert::user(self.app.catalog(), &a.tenant, info, roles)
     }
 
+    /// A user as a read shows it, with the roles its effective permissions hold.
+    fn user_with_roles(&self, a: &Admitted, info: crate::store::UserInfo) -> pb::User {
+        let roles = self.app.roles_of_set(&info.effective);
+        self.user(a, info, roles)
+    }
+
     /// An operator-wide call: only an `operator` key may `what`.
     fn operator_call<R>(
         &self,
