@@ -17,7 +17,7 @@ pub async fn usage(tx: &Transaction<'_>, group_keys: &[String]) -> Result<Usage>
         }
     };
     let rows = tx
-        .query(
+        .all(
             "SELECT tenant_id, k, count(*) FROM (
                  SELECT tenant_id, unnest(direct) AS k FROM users
                  UNION ALL SELECT tenant_id, unnest(permissions) FROM groups
@@ -26,30 +26,27 @@ pub async fn usage(tx: &Transaction<'_>, group_keys: &[String]) -> Result<Usage>
              GROUP BY 1, 2",
             &[],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     add(&mut usage.permissions, rows);
     let rows = tx
-        .query(
+        .all(
             "SELECT m.tenant_id, m.group_key, count(*) FROM memberships m
              WHERE NOT EXISTS (SELECT 1 FROM groups g
                                WHERE g.tenant_id = m.tenant_id AND g.group_key = m.group_key)
              GROUP BY 1, 2",
             &[],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     add(&mut usage.system_memberships, rows);
     let rows = tx
-        .query(
+        .all(
             "SELECT tenant_id, group_key, 1::bigint FROM groups WHERE group_key = ANY($1)",
             &[&group_keys],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     add(&mut usage.custom_groups, rows);
     let rows = tx
-        .query(
+        .all(
             "SELECT tenant_id, t, count(*) FROM (
                  SELECT tenant_id, resource_type AS t FROM user_scoped_grants
                  UNION ALL SELECT tenant_id, resource_type FROM group_scoped_grants
@@ -57,8 +54,7 @@ pub async fn usage(tx: &Transaction<'_>, group_keys: &[String]) -> Result<Usage>
              GROUP BY 1, 2",
             &[],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     add(&mut usage.resource_types, rows);
     Ok(usage)
 }
@@ -66,7 +62,7 @@ pub async fn usage(tx: &Transaction<'_>, group_keys: &[String]) -> Result<Usage>
 /// One tenant's users and custom groups as stored.
 pub async fn tenant_data(tx: &Transaction<'_>, tenant_id: &str) -> Result<TenantData> {
     let users = tx
-        .query(
+        .all(
             "SELECT u.user_id, u.status = 'active', u.direct,
                  ARRAY(SELECT m.group_key FROM memberships m
                        WHERE m.tenant_id = u.tenant_id AND m.user_id = u.user_id ORDER BY 1),
@@ -81,10 +77,9 @@ pub async fn tenant_data(tx: &Transaction<'_>, tenant_id: &str) -> Result<Tenant
              FROM users u WHERE u.tenant_id = $1 ORDER BY u.user_id",
             &[&tenant_id],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     let groups = tx
-        .query(
+        .all(
             "SELECT g.group_key, g.permissions,
                  ARRAY(SELECT s.permission FROM group_scoped_grants s
                        WHERE s.tenant_id = g.tenant_id AND s.group_key = g.group_key ORDER BY s.permission, s.resource_type, s.resource_id),
@@ -95,8 +90,7 @@ pub async fn tenant_data(tx: &Transaction<'_>, tenant_id: &str) -> Result<Tenant
              FROM groups g WHERE g.tenant_id = $1 ORDER BY g.group_key",
             &[&tenant_id],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     let triples = |r: &tokio_postgres::Row, at: usize| -> Vec<(String, String, String)> {
         let p: Vec<String> = r.get(at);
         let t: Vec<String> = r.get(at + 1);
@@ -133,9 +127,8 @@ pub async fn tenant_data(tx: &Transaction<'_>, tenant_id: &str) -> Result<Tenant
 
 pub(super) async fn tenant_ids(tx: &Transaction<'_>) -> Result<Vec<String>> {
     let rows = tx
-        .query("SELECT tenant_id FROM tenants ORDER BY 1", &[])
-        .await
-        .map_err(pg)?;
+        .all("SELECT tenant_id FROM tenants ORDER BY 1", &[])
+        .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 

@@ -15,9 +15,8 @@ impl PostgresStore {
         ctx: &WriteCtx,
     ) -> Result<Revision> {
         // Shared with every other write; a catalog record or apply holds it exclusively.
-        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&CATALOG_LOCK])
-            .await
-            .map_err(pg)?;
+        tx.run("SELECT pg_advisory_xact_lock_shared($1)", &[&CATALOG_LOCK])
+            .await?;
         let (revision, catalog_id) = lock_tenant(tx, tenant_id).await?;
         if catalog_id != self.guard.verified() {
             self.guard.check(tx, catalog_id).await?;
@@ -99,33 +98,30 @@ impl PostgresStore {
         let rows = match (ids.is_empty(), members_of.is_empty()) {
             (true, true) => Vec::new(),
             (false, true) => tx
-                .query(
+                .all(
                     &format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)"
                     ),
                     &[&tenant_id, &ids],
                 )
-                .await
-                .map_err(pg)?,
+                .await?,
             (true, false) => tx
-                .query(
+                .all(
                     &format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
                     ),
                     &[&tenant_id, &members_of],
                 )
-                .await
-                .map_err(pg)?,
+                .await?,
             (false, false) => tx
-                .query(
+                .all(
                     &format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($3)
                          UNION SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
                     ),
                     &[&tenant_id, &members_of, &ids],
                 )
-                .await
-                .map_err(pg)?,
+                .await?,
         };
         let users: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
         let mut keys: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
@@ -141,12 +137,11 @@ impl PostgresStore {
         let loaded: std::collections::HashMap<String, Arc<GroupGrants>> = if custom.is_empty() {
             std::collections::HashMap::new()
         } else {
-            tx.query(
+            tx.all(
                 &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
                 &[&tenant_id, &custom],
             )
-            .await
-            .map_err(pg)?
+            .await?
             .iter()
             .map(|r| {
                 let g = self.group_grants(r);
@@ -188,7 +183,7 @@ impl PostgresStore {
             let rows = tx
                 // Per group, the first members in index order (no per-member work however
                 // large the group), then the first of their union.
-                .query(
+                .all(
                     "SELECT DISTINCT first.user_id FROM unnest($2::text[]) AS touched(group_key),
                          LATERAL (SELECT m.user_id FROM memberships m
                                   WHERE m.tenant_id = $1 AND m.group_key = touched.group_key
@@ -196,8 +191,7 @@ impl PostgresStore {
                      ORDER BY 1 LIMIT $3",
                     &[&tenant_id, &touched.groups, &limit],
                 )
-                .await
-                .map_err(pg)?;
+                .await?;
             ids.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
         let truncated = ids.len() > PREVIEW_LIMIT;
@@ -259,12 +253,11 @@ impl PostgresStore {
         let mut users: Vec<(String, Option<UserInfo>)> = Vec::new();
         if !touched.all_users && !touched.users.is_empty() {
             let rows = tx
-                .query(
+                .all(
                     &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)"),
                     &[&tenant_id, &touched.users],
                 )
-                .await
-                .map_err(pg)?;
+                .await?;
             let found: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
             users = touched
                 .users
@@ -275,12 +268,11 @@ impl PostgresStore {
         let mut groups: Vec<(String, Option<GroupInfo>)> = Vec::new();
         if !touched.groups.is_empty() {
             let rows = tx
-                .query(
+                .all(
                     &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
                     &[&tenant_id, &touched.groups],
                 )
-                .await
-                .map_err(pg)?;
+                .await?;
             let found: Vec<GroupInfo> = rows.iter().map(|r| self.group_info(r)).collect();
             groups = touched
                 .groups
@@ -326,14 +318,13 @@ impl PostgresStore {
         user_id: &str,
     ) -> Result<UserInfo> {
         let row = tx
-            .query_one(
+            .one(
                 &format!(
                     "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2"
                 ),
                 &[&tenant_id, &user_id],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         Ok(self.user_info(&row))
     }
 
@@ -368,7 +359,7 @@ impl PostgresStore {
         }
         let after = self.snapshot(&tx, tenant_id, &record.touched).await?;
         let touched = &record.touched;
-        tx.execute(
+        tx.run(
             "INSERT INTO changes (tenant_id, revision, operation, users, groups, all_users, actor, target, before, after)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
@@ -384,12 +375,10 @@ impl PostgresStore {
                 &after,
             ],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         let payload = Notice::new(tenant_id, revision, touched).encode();
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await
-            .map_err(pg)?;
+        tx.run("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await?;
         tx.commit().await.map_err(pg)?;
         Ok(Committed {
             value: (),
@@ -407,7 +396,7 @@ impl PostgresStore {
         def: &GroupDef,
     ) -> Result<()> {
         let inserted = tx
-            .execute(
+            .run(
                 "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, group_key) DO NOTHING",
                 &[
@@ -418,8 +407,7 @@ impl PostgresStore {
                     &self.keys(&def.permissions),
                 ],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         if inserted == 0 {
             return Err(StoreError::GroupExists(def.key.clone()));
         }
@@ -435,13 +423,12 @@ impl PostgresStore {
         scoped: &[ScopedGrant],
     ) -> Result<()> {
         let (p, t, i) = scoped_arrays(&self.catalog, scoped);
-        tx.execute(
+        tx.run(
             "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
              SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
             &[&tenant_id, &key, &p, &t, &i],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         Ok(())
     }
 }

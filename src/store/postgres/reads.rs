@@ -16,13 +16,12 @@ impl Store for PostgresStore {
     async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .opt(
                 "INSERT INTO tenants (tenant_id, display_name) VALUES ($1, $2)
                  ON CONFLICT (tenant_id) DO NOTHING RETURNING created_at, revision",
                 &[&tenant_id, &display_name],
             )
-            .await
-            .map_err(pg)?
+            .await?
             .ok_or_else(|| StoreError::TenantExists(tenant_id.to_owned()))?;
         Ok(TenantInfo {
             tenant_id: tenant_id.to_owned(),
