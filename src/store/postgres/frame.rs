@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// Subjects by user id, and the grants of the custom groups they were built with by key.
+type Subjects = (
+    std::collections::HashMap<String, Subject>,
+    std::collections::HashMap<String, Arc<GroupGrants>>,
+);
+
 impl PostgresStore {
     /// Starts a tenant's write: bumps and locks its revision row, then decides the write's
     /// admin rule on state read after the lock, in this transaction. Every write of the tenant
@@ -70,10 +76,7 @@ impl PostgresStore {
         ids: &[String],
         members_of: &[String],
         groups: &[String],
-    ) -> Result<(
-        std::collections::HashMap<String, Subject>,
-        std::collections::HashMap<String, Arc<GroupGrants>>,
-    )> {
+    ) -> Result<Subjects> {
         self.subjects_with(tx, tenant_id, USER_COLUMNS, ids, members_of, groups)
             .await
     }
@@ -87,41 +90,37 @@ impl PostgresStore {
         ids: &[String],
         members_of: &[String],
         groups: &[String],
-    ) -> Result<(
-        std::collections::HashMap<String, Subject>,
-        std::collections::HashMap<String, Arc<GroupGrants>>,
-    )> {
+    ) -> Result<Subjects> {
         // Separate statements by what is asked: an `OR` of the two would keep the planner from
         // the primary key and scan the tenant's users.
         let members =
             "SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($2)";
-        let rows = match (ids.is_empty(), members_of.is_empty()) {
-            (true, true) => Vec::new(),
-            (false, true) => tx
-                .all(
-                    &format!(
+        let statement: Option<(String, Vec<&(dyn ToSql + Sync)>)> =
+            match (ids.is_empty(), members_of.is_empty()) {
+                (true, true) => None,
+                (false, true) => Some((
+                    format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)"
                     ),
-                    &[&tenant_id, &ids],
-                )
-                .await?,
-            (true, false) => tx
-                .all(
-                    &format!(
+                    vec![&tenant_id, &ids],
+                )),
+                (true, false) => Some((
+                    format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
                     ),
-                    &[&tenant_id, &members_of],
-                )
-                .await?,
-            (false, false) => tx
-                .all(
-                    &format!(
+                    vec![&tenant_id, &members_of],
+                )),
+                (false, false) => Some((
+                    format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($3)
                          UNION SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
                     ),
-                    &[&tenant_id, &members_of, &ids],
-                )
-                .await?,
+                    vec![&tenant_id, &members_of, &ids],
+                )),
+            };
+        let rows = match statement {
+            Some((sql, params)) => tx.all(&sql, &params).await?,
+            None => Vec::new(),
         };
         let users: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
         let mut keys: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
@@ -137,30 +136,23 @@ impl PostgresStore {
         let loaded: std::collections::HashMap<String, Arc<GroupGrants>> = if custom.is_empty() {
             std::collections::HashMap::new()
         } else {
-            tx.all(
-                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
-                &[&tenant_id, &custom],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                let g = self.group_grants(r);
-                (g.key.clone(), Arc::new(g))
-            })
-            .collect()
+            group_rows(tx, tenant_id, &custom)
+                .await?
+                .iter()
+                .map(|r| {
+                    let g = self.group_grants(r);
+                    (g.key.clone(), Arc::new(g))
+                })
+                .collect()
         };
         let subjects = users
             .into_iter()
             .map(|u| {
-                let grants = Arc::new(UserGrants {
-                    status: u.status,
-                    groups: u.groups,
-                    direct: u.direct,
-                    scoped: u.scoped,
-                    restrictions: u.restrictions,
-                });
-                let subject = self.catalog.subject(grants, |k| loaded.get(k).cloned());
-                (u.user_id, subject)
+                let (user_id, grants) = rows::user_grants(u);
+                let subject = self
+                    .catalog
+                    .subject(Arc::new(grants), |k| loaded.get(k).cloned());
+                (user_id, subject)
             })
             .collect();
         Ok((subjects, loaded))
@@ -259,26 +251,13 @@ impl PostgresStore {
                 )
                 .await?;
             let found: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
-            users = touched
-                .users
-                .iter()
-                .map(|id| (id.clone(), found.iter().find(|u| &u.user_id == id).cloned()))
-                .collect();
+            users = each_found(&touched.users, &found, |u| &u.user_id);
         }
         let mut groups: Vec<(String, Option<GroupInfo>)> = Vec::new();
         if !touched.groups.is_empty() {
-            let rows = tx
-                .all(
-                    &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
-                    &[&tenant_id, &touched.groups],
-                )
-                .await?;
+            let rows = group_rows(tx, tenant_id, &touched.groups).await?;
             let found: Vec<GroupInfo> = rows.iter().map(|r| self.group_info(r)).collect();
-            groups = touched
-                .groups
-                .iter()
-                .map(|k| (k.clone(), found.iter().find(|g| &g.def.key == k).cloned()))
-                .collect();
+            groups = each_found(&touched.groups, &found, |g| &g.def.key);
         }
         Ok(crate::store::snapshot_json(&self.catalog, &users, &groups))
     }
@@ -422,13 +401,40 @@ impl PostgresStore {
         key: &str,
         scoped: &[ScopedGrant],
     ) -> Result<()> {
-        let (p, t, i) = scoped_arrays(&self.catalog, scoped);
-        tx.run(
+        run_scoped(
+            tx,
+            &self.catalog,
             "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
              SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-            &[&tenant_id, &key, &p, &t, &i],
+            (tenant_id, key),
+            scoped,
         )
-        .await?;
-        Ok(())
+        .await
     }
+}
+
+/// The rows ([`GROUP_COLUMNS`]) of the tenant's custom groups whose keys are among `keys`.
+async fn group_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: &str,
+    keys: &(dyn ToSql + Sync),
+) -> Result<Vec<Row>> {
+    tx.all(
+        &format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"
+        ),
+        &[&tenant_id, keys],
+    )
+    .await
+}
+
+/// Each key with what was found for it (`None`: nothing was).
+fn each_found<T: Clone>(
+    keys: &[String],
+    found: &[T],
+    key: impl Fn(&T) -> &String,
+) -> Vec<(String, Option<T>)> {
+    keys.iter()
+        .map(|k| (k.clone(), found.iter().find(|x| key(x) == k).cloned()))
+        .collect()
 }

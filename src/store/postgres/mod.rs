@@ -442,6 +442,28 @@ impl PostgresStore {
         }
     }
 
+    /// Every row of `sql`, read as [`Self::read`] reads.
+    async fn read_all(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.read(move |c| async move { c.query(sql, params).await })
+            .await
+    }
+
+    /// The row of `sql`, if any, read as [`Self::read`] reads.
+    async fn read_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        self.read(move |c| async move { c.query_opt(sql, params).await })
+            .await
+    }
+
+    /// The rows of `sql`, a statement prepared once per connection, read as [`Self::read`]
+    /// reads.
+    async fn read_prepared(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.read(move |c| async move {
+            let stmt = c.prepare_cached(sql).await?;
+            c.query(&stmt, params).await
+        })
+        .await
+    }
+
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<i32>> {
         let mut client = self.write_client().await?;
@@ -557,24 +579,23 @@ async fn check_group(
     group: GroupRef<'_>,
 ) -> Result<()> {
     if let GroupRef::Custom(key) = group {
-        let found = tx
-            .opt(
-                "SELECT 1 FROM groups WHERE tenant_id = $1 AND group_key = $2",
-                &[&tenant_id, &key],
-            )
-            .await?;
-        if found.is_none() {
+        let sql = "SELECT 1 FROM groups WHERE tenant_id = $1 AND group_key = $2";
+        if tx.opt(sql, &[&tenant_id, &key]).await?.is_none() {
             return Err(StoreError::GroupNotFound(key.to_owned()));
         }
     }
     Ok(())
 }
 
-/// Scoped grants as three parallel arrays (permission, type, id) for `unnest`.
-fn scoped_arrays(
+/// Runs `sql` with the tenant ($1), the grants' owner ($2: a user or a group) and the scoped
+/// grants as three parallel arrays for `unnest` ($3 permission, $4 resource type, $5 id).
+async fn run_scoped(
+    tx: &deadpool_postgres::Transaction<'_>,
     catalog: &Catalog,
+    sql: &str,
+    (tenant_id, owner): (&str, &str),
     grants: &[ScopedGrant],
-) -> (Vec<String>, Vec<String>, Vec<String>) {
+) -> Result<()> {
     let mut p = Vec::with_capacity(grants.len());
     let mut t = Vec::with_capacity(grants.len());
     let mut i = Vec::with_capacity(grants.len());
@@ -587,7 +608,8 @@ fn scoped_arrays(
         );
         i.push(g.resource.id.clone());
     }
-    (p, t, i)
+    tx.run(sql, &[&tenant_id, &owner, &p, &t, &i]).await?;
+    Ok(())
 }
 
 fn change(tenant_id: &str, r: &Row) -> Change {

@@ -228,14 +228,13 @@ impl PostgresStore {
         patch: &GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<GroupInfo> {
-        let row = tx
-            .opt(
-                "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
-                &[&tenant_id, &key],
-            )
-            .await?
-            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-        rules::check_version(key, expected_version, rev(row.get(0)))?;
+        let row = locked_group(
+            (tx, tenant_id),
+            "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+            key,
+            expected_version,
+        )
+        .await?;
         // A stored key the catalog does not know is never dropped by an edit.
         let kept = rules::kept_on_edit(&self.catalog, ctx.actor.is_some());
         let kept_keys: Vec<String> = row
@@ -289,15 +288,14 @@ impl PostgresStore {
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<()> {
-        let row = tx
-            .opt(
-                "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
-                 FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
-                &[&tenant_id, &key],
-            )
-            .await?
-            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-        rules::check_version(key, expected_version, rev(row.get(0)))?;
+        let row = locked_group(
+            (tx, tenant_id),
+            "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+             FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+            key,
+            expected_version,
+        )
+        .await?;
         rules::check_empty(key, rev(row.get(1)))?;
         tx.run(
             "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
@@ -346,26 +344,16 @@ impl PostgresStore {
         grants: &Grants,
     ) -> Result<()> {
         ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
-        match grants {
-            Grants::Unscoped(set) => {
-                tx.run(
-                    "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
-                     WHERE tenant_id = $1 AND user_id = $2",
-                    &[&tenant_id, &user_id, &self.keys(set)],
-                )
-                .await?;
-            }
-            Grants::Scoped(list) => {
-                let (p, t, i) = scoped_arrays(&self.catalog, list);
-                tx.run(
-                    "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
-                     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-                    &[&tenant_id, &user_id, &p, &t, &i],
-                )
-                .await?;
-            }
-        }
-        Ok(())
+        self.run_grants(
+            (tx, tenant_id),
+            user_id,
+            grants,
+            "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
+             WHERE tenant_id = $1 AND user_id = $2",
+            "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+        )
+        .await
     }
 
     async fn revoke(
@@ -374,36 +362,43 @@ impl PostgresStore {
         user_id: &str,
         grants: &Grants,
     ) -> Result<()> {
-        let found = tx
-            .opt(
-                "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
-                &[&tenant_id, &user_id],
-            )
-            .await?;
-        if found.is_none() {
+        let sql = "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2";
+        if tx.opt(sql, &[&tenant_id, &user_id]).await?.is_none() {
             return Err(StoreError::UserNotFound(user_id.to_owned()));
         }
+        self.run_grants(
+            (tx, tenant_id),
+            user_id,
+            grants,
+            "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
+             WHERE tenant_id = $1 AND user_id = $2",
+            "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
+             AND (permission, resource_type, resource_id) IN
+                 (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
+        )
+        .await
+    }
+
+    /// Runs the statement for the kind of `grants`: `unscoped` with the tenant ($1), the user
+    /// ($2) and the permission keys ($3), or `scoped` as [`run_scoped`] runs it.
+    async fn run_grants(
+        &self,
+        (tx, tenant_id): In<'_, '_>,
+        user_id: &str,
+        grants: &Grants,
+        unscoped: &str,
+        scoped: &str,
+    ) -> Result<()> {
         match grants {
             Grants::Unscoped(set) => {
-                tx.run(
-                    "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
-                     WHERE tenant_id = $1 AND user_id = $2",
-                    &[&tenant_id, &user_id, &self.keys(set)],
-                )
-                .await?;
+                tx.run(unscoped, &[&tenant_id, &user_id, &self.keys(set)])
+                    .await?;
+                Ok(())
             }
             Grants::Scoped(list) => {
-                let (p, t, i) = scoped_arrays(&self.catalog, list);
-                tx.run(
-                    "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
-                     AND (permission, resource_type, resource_id) IN
-                         (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
-                    &[&tenant_id, &user_id, &p, &t, &i],
-                )
-                .await?;
+                run_scoped(tx, &self.catalog, scoped, (tenant_id, user_id), list).await
             }
         }
-        Ok(())
     }
 
     async fn set_restriction(
@@ -435,4 +430,20 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// The group's row locked by `sql` (tenant $1, key $2; the version first), after the check of
+/// the version the caller expects.
+async fn locked_group(
+    (tx, tenant_id): In<'_, '_>,
+    sql: &str,
+    key: &str,
+    expected_version: Option<u64>,
+) -> Result<Row> {
+    let row = tx
+        .opt(sql, &[&tenant_id, &key])
+        .await?
+        .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+    rules::check_version(key, expected_version, rev(row.get(0)))?;
+    Ok(row)
 }
