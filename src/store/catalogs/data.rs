@@ -2,22 +2,22 @@
 
 use super::*;
 
+/// A map of key uses, the statement that counts them by tenant and key, and its parameters.
+type Count<'a> = (
+    &'a mut BTreeMap<String, evolve::Uses>,
+    &'a str,
+    &'a [&'a (dyn ToSql + Sync)],
+);
+
 /// Everything stored that a catalog gives meaning to, across tenants. `group_keys`: the system
 /// group keys of the catalogs compared, to find custom groups that use one.
 pub async fn usage(tx: &Transaction<'_>, group_keys: &[String]) -> Result<Usage> {
     let mut usage = Usage::default();
-    let add = |map: &mut BTreeMap<String, evolve::Uses>, rows: Vec<tokio_postgres::Row>| {
-        for r in rows {
-            let tenant: String = r.get(0);
-            let key: String = r.get(1);
-            let n: i64 = r.get(2);
-            map.entry(key)
-                .or_default()
-                .add(&tenant, u64::try_from(n).unwrap_or(0));
-        }
-    };
-    let rows = tx
-        .all(
+    let custom: [&(dyn ToSql + Sync); 1] = [&group_keys];
+    // Each statement counts the uses of keys by tenant: (tenant, key, uses) rows.
+    let counts: [Count<'_>; 4] = [
+        (
+            &mut usage.permissions,
             "SELECT tenant_id, k, count(*) FROM (
                  SELECT tenant_id, unnest(direct) AS k FROM users
                  UNION ALL SELECT tenant_id, unnest(permissions) FROM groups
@@ -25,37 +25,40 @@ pub async fn usage(tx: &Transaction<'_>, group_keys: &[String]) -> Result<Usage>
                  UNION ALL SELECT tenant_id, permission FROM group_scoped_grants) x
              GROUP BY 1, 2",
             &[],
-        )
-        .await?;
-    add(&mut usage.permissions, rows);
-    let rows = tx
-        .all(
+        ),
+        (
+            &mut usage.system_memberships,
             "SELECT m.tenant_id, m.group_key, count(*) FROM memberships m
              WHERE NOT EXISTS (SELECT 1 FROM groups g
                                WHERE g.tenant_id = m.tenant_id AND g.group_key = m.group_key)
              GROUP BY 1, 2",
             &[],
-        )
-        .await?;
-    add(&mut usage.system_memberships, rows);
-    let rows = tx
-        .all(
+        ),
+        (
+            &mut usage.custom_groups,
             "SELECT tenant_id, group_key, 1::bigint FROM groups WHERE group_key = ANY($1)",
-            &[&group_keys],
-        )
-        .await?;
-    add(&mut usage.custom_groups, rows);
-    let rows = tx
-        .all(
+            &custom,
+        ),
+        (
+            &mut usage.resource_types,
             "SELECT tenant_id, t, count(*) FROM (
                  SELECT tenant_id, resource_type AS t FROM user_scoped_grants
                  UNION ALL SELECT tenant_id, resource_type FROM group_scoped_grants
                  UNION ALL SELECT tenant_id, resource_type FROM restrictions) x
              GROUP BY 1, 2",
             &[],
-        )
-        .await?;
-    add(&mut usage.resource_types, rows);
+        ),
+    ];
+    for (map, sql, params) in counts {
+        for r in tx.all(sql, params).await? {
+            let tenant: String = r.get(0);
+            let key: String = r.get(1);
+            let n: i64 = r.get(2);
+            map.entry(key)
+                .or_default()
+                .add(&tenant, u64::try_from(n).unwrap_or(0));
+        }
+    }
     Ok(usage)
 }
 

@@ -36,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 
 /// The channel a new catalog record is announced on; the payload is its id.
 pub const CHANNEL: &str = "authz_catalog";

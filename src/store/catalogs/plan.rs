@@ -541,21 +541,21 @@ pub(super) async fn rewrite(
         }
     }
     for (from, to) in &m.rename_groups {
-        let taken = tx
-            .all(
-                "SELECT DISTINCT g.tenant_id FROM groups g
-                 WHERE g.group_key = $1 AND (
-                     EXISTS (SELECT 1 FROM groups o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2)
-                     OR EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2))
-                 ORDER BY 1",
-                &[from, to],
-            )
-            .await?;
+        let taken = tenants_where(
+            tx,
+            "SELECT DISTINCT g.tenant_id FROM groups g
+             WHERE g.group_key = $1 AND (
+                 EXISTS (SELECT 1 FROM groups o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2)
+                 OR EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2))
+             ORDER BY 1",
+            from,
+            to,
+        )
+        .await?;
         if !taken.is_empty() {
-            let names: Vec<String> = taken.iter().map(|r| r.get(0)).collect();
             return Err(StoreError::Invalid(format!(
                 "--rename-group {from}={to}: `{to}` is already used in tenant(s) {}",
-                names.join(", ")
+                taken.join(", ")
             )));
         }
         tx.batch("SET CONSTRAINTS ALL IMMEDIATE").await?;
@@ -577,21 +577,21 @@ pub(super) async fn rewrite(
     }
     for (from, to) in &m.move_members {
         if new.group(to).is_none() {
-            let missing = tx
-                .all(
-                    "SELECT DISTINCT m.tenant_id FROM memberships m
-                     WHERE m.group_key = $1
-                       AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $1)
-                       AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $2)
-                     ORDER BY 1",
-                    &[from, to],
-                )
-                .await?;
+            let missing = tenants_where(
+                tx,
+                "SELECT DISTINCT m.tenant_id FROM memberships m
+                 WHERE m.group_key = $1
+                   AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $1)
+                   AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $2)
+                 ORDER BY 1",
+                from,
+                to,
+            )
+            .await?;
             if !missing.is_empty() {
-                let names: Vec<String> = missing.iter().map(|r| r.get(0)).collect();
                 return Err(StoreError::Invalid(format!(
                     "--move-members {from}={to}: `{to}` is neither a system group of the new catalog nor a custom group of tenants {}",
-                    names.join(", ")
+                    missing.join(", ")
                 )));
             }
         }
@@ -615,4 +615,15 @@ pub(super) async fn rewrite(
         .await?;
     }
     Ok(())
+}
+
+/// The tenants `sql` finds for a mapping `from=to` ($1, $2): one id a row.
+async fn tenants_where(
+    tx: &Transaction<'_>,
+    sql: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>> {
+    let rows = tx.all(sql, &[&from, &to]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
