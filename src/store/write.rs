@@ -296,11 +296,7 @@ impl Write<'_> {
                 patch,
                 expected_version,
             } => {
-                let row = t
-                    .groups
-                    .get(*key)
-                    .ok_or_else(|| StoreError::GroupNotFound((*key).to_owned()))?;
-                rules::check_version(key, *expected_version, row.version)?;
+                let row = t.versioned_group(key, *expected_version)?;
                 let kept = rules::kept_on_edit(catalog, ctx.actor.is_some());
                 let mut grants = (*row.grants).clone();
                 let mut row = row.clone();
@@ -340,11 +336,7 @@ impl Write<'_> {
                 key,
                 expected_version,
             } => {
-                let row = t
-                    .groups
-                    .get(*key)
-                    .ok_or_else(|| StoreError::GroupNotFound((*key).to_owned()))?;
-                rules::check_version(key, *expected_version, row.version)?;
+                t.versioned_group(key, *expected_version)?;
                 rules::check_empty(key, t.members.get(*key).map_or(0, |m| m.len() as u64))?;
                 t.groups.remove(*key);
                 t.members.remove(*key);

@@ -25,7 +25,7 @@ pub use guard::*;
 pub use plan::*;
 
 use super::notify::{self, Notice};
-use super::postgres::{PostgresStore, pg};
+use super::postgres::{PostgresStore, Sql, pg};
 use super::{PREVIEW_LIMIT, Result, StoreError};
 use authz_core::Catalog;
 use authz_core::evolve::{
@@ -36,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
 
 /// The channel a new catalog record is announced on; the payload is its id.
 pub const CHANNEL: &str = "authz_catalog";
@@ -99,32 +100,29 @@ pub(super) fn recorded(r: &tokio_postgres::Row) -> Recorded {
 /// The newest record.
 pub async fn latest(tx: &Transaction<'_>) -> Result<Option<Recorded>> {
     let row = tx
-        .query_opt(
+        .opt(
             &format!("SELECT {RECORD_COLUMNS} FROM catalogs ORDER BY id DESC LIMIT 1"),
             &[],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok(row.as_ref().map(recorded))
 }
 
 pub(super) async fn record_by_id(tx: &Transaction<'_>, id: i64) -> Result<Recorded> {
     let row = tx
-        .query_one(
+        .one(
             &format!("SELECT {RECORD_COLUMNS} FROM catalogs WHERE id = $1"),
             &[&id],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok(recorded(&row))
 }
 
 /// The newest record's id (0 when there is none).
 pub async fn latest_id(tx: &Transaction<'_>) -> Result<i64> {
     let row = tx
-        .query_one("SELECT coalesce(max(id), 0) FROM catalogs", &[])
-        .await
-        .map_err(pg)?;
+        .one("SELECT coalesce(max(id), 0) FROM catalogs", &[])
+        .await?;
     Ok(row.get(0))
 }
 

@@ -89,9 +89,9 @@ impl PostgresStore {
             }
         }
         // From here on no write runs until this transaction ends.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        tx.run("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
             .await
-            .map_err(|e| pg(e).to_string())?;
+            .map_err(fail)?;
         let rec = latest(&tx).await.map_err(fail)?;
         let old = match &rec {
             Some(r) if r.fingerprint == own.fingerprint => {
@@ -114,9 +114,9 @@ impl PostgresStore {
             let id = insert_record(&tx, &own, how, &serde_json::json!({}))
                 .await
                 .map_err(fail)?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])
+            tx.run("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])
                 .await
-                .map_err(|e| pg(e).to_string())?;
+                .map_err(fail)?;
             tx.commit().await.map_err(|e| pg(e).to_string())?;
             self.guard().set(id, None, None);
             return Ok(Start::Recorded { id, how });
@@ -166,9 +166,9 @@ impl PostgresStore {
         }
         .map_err(|e| pg(e).to_string())?;
         if apply {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+            tx.run("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
                 .await
-                .map_err(|e| pg(e).to_string())?;
+                .map_err(fail)?;
         }
         let rec = latest(&tx).await.map_err(fail)?;
         let old = rec.as_ref().map(Recorded::catalog).transpose()?;
@@ -178,12 +178,12 @@ impl PostgresStore {
         let comparison = evolve::compare(old.as_ref(), new, Some(&usage), mappings);
         // Every tenant's revision row, locked by an apply: its writes wait for it.
         let tenants: Vec<(String, i64)> = if apply {
-            tx.query(
+            tx.all(
                 "UPDATE tenants SET revision = revision + 1 RETURNING tenant_id, revision",
                 &[],
             )
             .await
-            .map_err(|e| pg(e).to_string())?
+            .map_err(fail)?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect::<Vec<(String, i64)>>()
@@ -359,9 +359,9 @@ impl PostgresStore {
         )
         .await
         .map_err(fail)?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])
+        tx.run("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])
             .await
-            .map_err(|e| pg(e).to_string())?;
+            .map_err(fail)?;
         let old_json = plan
             .recorded
             .as_ref()
@@ -385,7 +385,7 @@ impl PostgresStore {
                 "users": preview.map(|p| p.users.iter().take(AUDIT_LIST).map(capped).collect::<Vec<_>>()).unwrap_or_default(),
                 "groups": preview.map(|p| p.groups.iter().take(AUDIT_LIST).cloned().collect::<Vec<_>>()).unwrap_or_default(),
             });
-            tx.execute(
+            tx.run(
                 "INSERT INTO changes (tenant_id, revision, operation, users, groups, all_users, actor, target, before, after)
                  VALUES ($1, $2, 'catalog_apply', $3, '{}', true, NULL, $4, $5, $6)",
                 &[
@@ -398,7 +398,7 @@ impl PostgresStore {
                 ],
             )
             .await
-            .map_err(|e| pg(e).to_string())?;
+            .map_err(fail)?;
             let mut notice = Notice::new(
                 t,
                 u64::try_from(*revision).unwrap_or(0),
@@ -408,12 +408,12 @@ impl PostgresStore {
                 },
             );
             notice.ag = true;
-            tx.execute(
+            tx.run(
                 "SELECT pg_notify($1, $2)",
                 &[&notify::CHANNEL, &notice.encode()],
             )
             .await
-            .map_err(|e| pg(e).to_string())?;
+            .map_err(fail)?;
         }
         tx.commit().await.map_err(|e| pg(e).to_string())?;
         plan.applied = Some(id);
@@ -425,12 +425,11 @@ impl PostgresStore {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let rows = tx
-            .query(
+            .all(
                 &format!("SELECT {RECORD_COLUMNS} FROM catalogs ORDER BY id DESC"),
                 &[],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         Ok(rows.iter().map(recorded).collect())
     }
 }
@@ -466,7 +465,7 @@ pub(super) async fn insert_record(
 ) -> Result<i64> {
     let groups: Vec<String> = c.groups().iter().map(|g| g.key.clone()).collect();
     let row = tx
-        .query_one(
+        .one(
             "INSERT INTO catalogs (fingerprint, name, version, source, system_groups, how, mappings)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             &[
@@ -479,8 +478,7 @@ pub(super) async fn insert_record(
                 mappings,
             ],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok(row.get(0))
 }
 
@@ -497,7 +495,7 @@ pub(super) async fn rewrite(
             ("users", "direct", ""),
             ("groups", "permissions", ", version = version + 1"),
         ] {
-            tx.execute(
+            tx.run(
                 &format!(
                     "UPDATE {table} x SET {column} = ARRAY(
                          SELECT DISTINCT coalesce(m.to_key, d) FROM unnest(x.{column}) AS d
@@ -507,14 +505,13 @@ pub(super) async fn rewrite(
                 ),
                 &[&from, &to],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         }
         for (table, owner) in [
             ("user_scoped_grants", "user_id"),
             ("group_scoped_grants", "group_key"),
         ] {
-            tx.execute(
+            tx.run(
                 &format!(
                     "INSERT INTO {table} (tenant_id, {owner}, permission, resource_type, resource_id)
                      SELECT s.tenant_id, s.{owner}, m.to_key, s.resource_type, s.resource_id
@@ -525,88 +522,80 @@ pub(super) async fn rewrite(
                 ),
                 &[&from, &to],
             )
-            .await
-            .map_err(pg)?;
-            tx.execute(
+            .await?;
+            tx.run(
                 &format!("DELETE FROM {table} WHERE permission = ANY($1)"),
                 &[&from],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         }
     }
     let types: Vec<&String> = m.drop_resource_types.iter().collect();
     if !types.is_empty() {
         for table in ["user_scoped_grants", "group_scoped_grants", "restrictions"] {
-            tx.execute(
+            tx.run(
                 &format!("DELETE FROM {table} WHERE resource_type = ANY($1)"),
                 &[&types],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         }
     }
     for (from, to) in &m.rename_groups {
-        let taken = tx
-            .query(
-                "SELECT DISTINCT g.tenant_id FROM groups g
-                 WHERE g.group_key = $1 AND (
-                     EXISTS (SELECT 1 FROM groups o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2)
-                     OR EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2))
-                 ORDER BY 1",
-                &[from, to],
-            )
-            .await
-            .map_err(pg)?;
+        let taken = tenants_where(
+            tx,
+            "SELECT DISTINCT g.tenant_id FROM groups g
+             WHERE g.group_key = $1 AND (
+                 EXISTS (SELECT 1 FROM groups o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2)
+                 OR EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = g.tenant_id AND o.group_key = $2))
+             ORDER BY 1",
+            from,
+            to,
+        )
+        .await?;
         if !taken.is_empty() {
-            let names: Vec<String> = taken.iter().map(|r| r.get(0)).collect();
             return Err(StoreError::Invalid(format!(
                 "--rename-group {from}={to}: `{to}` is already used in tenant(s) {}",
-                names.join(", ")
+                taken.join(", ")
             )));
         }
-        tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
-            .await
-            .map_err(pg)?;
-        tx.execute(
+        tx.batch("SET CONSTRAINTS ALL IMMEDIATE").await?;
+        tx.run(
             "INSERT INTO groups (tenant_id, group_key, name, description, permissions, version, member_count)
              SELECT tenant_id, $2, name, description, permissions, version + 1, member_count
              FROM groups WHERE group_key = $1",
             &[from, to],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         for sql in [
             "UPDATE group_scoped_grants SET group_key = $2 WHERE group_key = $1",
             "UPDATE memberships m SET group_key = $2 WHERE m.group_key = $1
                  AND EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $1)",
             "DELETE FROM groups WHERE group_key = $1 AND $2 <> ''",
         ] {
-            tx.execute(sql, &[from, to]).await.map_err(pg)?;
+            tx.run(sql, &[from, to]).await?;
         }
     }
     for (from, to) in &m.move_members {
         if new.group(to).is_none() {
-            let missing = tx
-                .query(
-                    "SELECT DISTINCT m.tenant_id FROM memberships m
-                     WHERE m.group_key = $1
-                       AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $1)
-                       AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $2)
-                     ORDER BY 1",
-                    &[from, to],
-                )
-                .await
-                .map_err(pg)?;
+            let missing = tenants_where(
+                tx,
+                "SELECT DISTINCT m.tenant_id FROM memberships m
+                 WHERE m.group_key = $1
+                   AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $1)
+                   AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = $2)
+                 ORDER BY 1",
+                from,
+                to,
+            )
+            .await?;
             if !missing.is_empty() {
-                let names: Vec<String> = missing.iter().map(|r| r.get(0)).collect();
                 return Err(StoreError::Invalid(format!(
                     "--move-members {from}={to}: `{to}` is neither a system group of the new catalog nor a custom group of tenants {}",
-                    names.join(", ")
+                    missing.join(", ")
                 )));
             }
         }
-        tx.execute(
+        tx.run(
             "INSERT INTO memberships (tenant_id, user_id, group_key)
              SELECT m.tenant_id, m.user_id, $2 FROM memberships m
              WHERE m.group_key = $1
@@ -614,18 +603,27 @@ pub(super) async fn rewrite(
              ON CONFLICT DO NOTHING",
             &[from, to],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     }
     let leaving: Vec<&String> = m.move_members.keys().chain(&m.drop_members).collect();
     if !leaving.is_empty() {
-        tx.execute(
+        tx.run(
             "DELETE FROM memberships m WHERE m.group_key = ANY($1)
                AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.tenant_id = m.tenant_id AND g.group_key = m.group_key)",
             &[&leaving],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     }
     Ok(())
+}
+
+/// The tenants `sql` finds for a mapping `from=to` ($1, $2): one id a row.
+async fn tenants_where(
+    tx: &Transaction<'_>,
+    sql: &str,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>> {
+    let rows = tx.all(sql, &[&from, &to]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

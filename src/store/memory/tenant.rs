@@ -232,6 +232,20 @@ impl Tenant {
         row.grants = Arc::new(grants);
     }
 
+    /// A custom group's row, after the check of the version the caller expects.
+    pub(in crate::store) fn versioned_group(
+        &self,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> Result<&GroupRow> {
+        let row = self
+            .groups
+            .get(key)
+            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+        crate::store::rules::check_version(key, expected_version, row.version)?;
+        Ok(row)
+    }
+
     pub(in crate::store) fn check_group(&self, group: GroupRef<'_>) -> Result<()> {
         match group {
             GroupRef::System(_) => Ok(()),

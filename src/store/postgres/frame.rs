@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// Subjects by user id, and the grants of the custom groups they were built with by key.
+type Subjects = (
+    std::collections::HashMap<String, Subject>,
+    std::collections::HashMap<String, Arc<GroupGrants>>,
+);
+
 impl PostgresStore {
     /// Starts a tenant's write: bumps and locks its revision row, then decides the write's
     /// admin rule on state read after the lock, in this transaction. Every write of the tenant
@@ -15,9 +21,8 @@ impl PostgresStore {
         ctx: &WriteCtx,
     ) -> Result<Revision> {
         // Shared with every other write; a catalog record or apply holds it exclusively.
-        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&CATALOG_LOCK])
-            .await
-            .map_err(pg)?;
+        tx.run("SELECT pg_advisory_xact_lock_shared($1)", &[&CATALOG_LOCK])
+            .await?;
         let (revision, catalog_id) = lock_tenant(tx, tenant_id).await?;
         if catalog_id != self.guard.verified() {
             self.guard.check(tx, catalog_id).await?;
@@ -71,10 +76,7 @@ impl PostgresStore {
         ids: &[String],
         members_of: &[String],
         groups: &[String],
-    ) -> Result<(
-        std::collections::HashMap<String, Subject>,
-        std::collections::HashMap<String, Arc<GroupGrants>>,
-    )> {
+    ) -> Result<Subjects> {
         self.subjects_with(tx, tenant_id, USER_COLUMNS, ids, members_of, groups)
             .await
     }
@@ -88,44 +90,37 @@ impl PostgresStore {
         ids: &[String],
         members_of: &[String],
         groups: &[String],
-    ) -> Result<(
-        std::collections::HashMap<String, Subject>,
-        std::collections::HashMap<String, Arc<GroupGrants>>,
-    )> {
+    ) -> Result<Subjects> {
         // Separate statements by what is asked: an `OR` of the two would keep the planner from
         // the primary key and scan the tenant's users.
         let members =
             "SELECT m.user_id FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = ANY($2)";
-        let rows = match (ids.is_empty(), members_of.is_empty()) {
-            (true, true) => Vec::new(),
-            (false, true) => tx
-                .query(
-                    &format!(
+        let statement: Option<(String, Vec<&(dyn ToSql + Sync)>)> =
+            match (ids.is_empty(), members_of.is_empty()) {
+                (true, true) => None,
+                (false, true) => Some((
+                    format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)"
                     ),
-                    &[&tenant_id, &ids],
-                )
-                .await
-                .map_err(pg)?,
-            (true, false) => tx
-                .query(
-                    &format!(
+                    vec![&tenant_id, &ids],
+                )),
+                (true, false) => Some((
+                    format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
                     ),
-                    &[&tenant_id, &members_of],
-                )
-                .await
-                .map_err(pg)?,
-            (false, false) => tx
-                .query(
-                    &format!(
+                    vec![&tenant_id, &members_of],
+                )),
+                (false, false) => Some((
+                    format!(
                         "SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($3)
                          UNION SELECT {columns} FROM users u WHERE u.tenant_id = $1 AND u.user_id IN ({members})"
                     ),
-                    &[&tenant_id, &members_of, &ids],
-                )
-                .await
-                .map_err(pg)?,
+                    vec![&tenant_id, &members_of, &ids],
+                )),
+            };
+        let rows = match statement {
+            Some((sql, params)) => tx.all(&sql, &params).await?,
+            None => Vec::new(),
         };
         let users: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
         let mut keys: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
@@ -141,31 +136,23 @@ impl PostgresStore {
         let loaded: std::collections::HashMap<String, Arc<GroupGrants>> = if custom.is_empty() {
             std::collections::HashMap::new()
         } else {
-            tx.query(
-                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
-                &[&tenant_id, &custom],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| {
-                let g = self.group_grants(r);
-                (g.key.clone(), Arc::new(g))
-            })
-            .collect()
+            group_rows(tx, tenant_id, &custom)
+                .await?
+                .iter()
+                .map(|r| {
+                    let g = self.group_grants(r);
+                    (g.key.clone(), Arc::new(g))
+                })
+                .collect()
         };
         let subjects = users
             .into_iter()
             .map(|u| {
-                let grants = Arc::new(UserGrants {
-                    status: u.status,
-                    groups: u.groups,
-                    direct: u.direct,
-                    scoped: u.scoped,
-                    restrictions: u.restrictions,
-                });
-                let subject = self.catalog.subject(grants, |k| loaded.get(k).cloned());
-                (u.user_id, subject)
+                let (user_id, grants) = rows::user_grants(u);
+                let subject = self
+                    .catalog
+                    .subject(Arc::new(grants), |k| loaded.get(k).cloned());
+                (user_id, subject)
             })
             .collect();
         Ok((subjects, loaded))
@@ -188,7 +175,7 @@ impl PostgresStore {
             let rows = tx
                 // Per group, the first members in index order (no per-member work however
                 // large the group), then the first of their union.
-                .query(
+                .all(
                     "SELECT DISTINCT first.user_id FROM unnest($2::text[]) AS touched(group_key),
                          LATERAL (SELECT m.user_id FROM memberships m
                                   WHERE m.tenant_id = $1 AND m.group_key = touched.group_key
@@ -196,8 +183,7 @@ impl PostgresStore {
                      ORDER BY 1 LIMIT $3",
                     &[&tenant_id, &touched.groups, &limit],
                 )
-                .await
-                .map_err(pg)?;
+                .await?;
             ids.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         }
         let truncated = ids.len() > PREVIEW_LIMIT;
@@ -259,34 +245,19 @@ impl PostgresStore {
         let mut users: Vec<(String, Option<UserInfo>)> = Vec::new();
         if !touched.all_users && !touched.users.is_empty() {
             let rows = tx
-                .query(
+                .all(
                     &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = ANY($2)"),
                     &[&tenant_id, &touched.users],
                 )
-                .await
-                .map_err(pg)?;
+                .await?;
             let found: Vec<UserInfo> = rows.iter().map(|r| self.user_info(r)).collect();
-            users = touched
-                .users
-                .iter()
-                .map(|id| (id.clone(), found.iter().find(|u| &u.user_id == id).cloned()))
-                .collect();
+            users = each_found(&touched.users, &found, |u| &u.user_id);
         }
         let mut groups: Vec<(String, Option<GroupInfo>)> = Vec::new();
         if !touched.groups.is_empty() {
-            let rows = tx
-                .query(
-                    &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"),
-                    &[&tenant_id, &touched.groups],
-                )
-                .await
-                .map_err(pg)?;
+            let rows = group_rows(tx, tenant_id, &touched.groups).await?;
             let found: Vec<GroupInfo> = rows.iter().map(|r| self.group_info(r)).collect();
-            groups = touched
-                .groups
-                .iter()
-                .map(|k| (k.clone(), found.iter().find(|g| &g.def.key == k).cloned()))
-                .collect();
+            groups = each_found(&touched.groups, &found, |g| &g.def.key);
         }
         Ok(crate::store::snapshot_json(&self.catalog, &users, &groups))
     }
@@ -326,14 +297,13 @@ impl PostgresStore {
         user_id: &str,
     ) -> Result<UserInfo> {
         let row = tx
-            .query_one(
+            .one(
                 &format!(
                     "SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2"
                 ),
                 &[&tenant_id, &user_id],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         Ok(self.user_info(&row))
     }
 
@@ -368,7 +338,7 @@ impl PostgresStore {
         }
         let after = self.snapshot(&tx, tenant_id, &record.touched).await?;
         let touched = &record.touched;
-        tx.execute(
+        tx.run(
             "INSERT INTO changes (tenant_id, revision, operation, users, groups, all_users, actor, target, before, after)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
@@ -384,12 +354,10 @@ impl PostgresStore {
                 &after,
             ],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         let payload = Notice::new(tenant_id, revision, touched).encode();
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await
-            .map_err(pg)?;
+        tx.run("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await?;
         tx.commit().await.map_err(pg)?;
         Ok(Committed {
             value: (),
@@ -407,7 +375,7 @@ impl PostgresStore {
         def: &GroupDef,
     ) -> Result<()> {
         let inserted = tx
-            .execute(
+            .run(
                 "INSERT INTO groups (tenant_id, group_key, name, description, permissions)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, group_key) DO NOTHING",
                 &[
@@ -418,8 +386,7 @@ impl PostgresStore {
                     &self.keys(&def.permissions),
                 ],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         if inserted == 0 {
             return Err(StoreError::GroupExists(def.key.clone()));
         }
@@ -434,14 +401,40 @@ impl PostgresStore {
         key: &str,
         scoped: &[ScopedGrant],
     ) -> Result<()> {
-        let (p, t, i) = scoped_arrays(&self.catalog, scoped);
-        tx.execute(
+        run_scoped(
+            tx,
+            &self.catalog,
             "INSERT INTO group_scoped_grants (tenant_id, group_key, permission, resource_type, resource_id)
              SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-            &[&tenant_id, &key, &p, &t, &i],
+            (tenant_id, key),
+            scoped,
         )
         .await
-        .map_err(pg)?;
-        Ok(())
     }
+}
+
+/// The rows ([`GROUP_COLUMNS`]) of the tenant's custom groups whose keys are among `keys`.
+async fn group_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: &str,
+    keys: &(dyn ToSql + Sync),
+) -> Result<Vec<Row>> {
+    tx.all(
+        &format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = ANY($2)"
+        ),
+        &[&tenant_id, keys],
+    )
+    .await
+}
+
+/// Each key with what was found for it (`None`: nothing was).
+fn each_found<T: Clone>(
+    keys: &[String],
+    found: &[T],
+    key: impl Fn(&T) -> &String,
+) -> Vec<(String, Option<T>)> {
+    keys.iter()
+        .map(|k| (k.clone(), found.iter().find(|x| key(x) == k).cloned()))
+        .collect()
 }

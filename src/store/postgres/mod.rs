@@ -35,7 +35,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, NoTls, Row};
 
 /// The schema migrations, in order. Pending ones run once, together in one transaction.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -140,6 +141,42 @@ pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
         return StoreError::Internal(format!("{} ({})", db.message(), code.code()));
     }
     StoreError::Unavailable(describe(&e))
+}
+
+/// Statements on a connection or transaction, each with its error mapped by [`pg`].
+pub(crate) trait Sql {
+    /// `execute`: the number of rows the statement changed.
+    async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64>;
+    /// `query_one`: exactly one row.
+    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row>;
+    /// `query_opt`: at most one row.
+    async fn opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>>;
+    /// `query`: every row.
+    async fn all(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>>;
+    /// `batch_execute`: statements without parameters.
+    async fn batch(&self, sql: &str) -> Result<()>;
+}
+
+impl<C: GenericClient + Sync> Sql for C {
+    async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.execute(sql, params).await.map_err(pg)
+    }
+
+    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        self.query_one(sql, params).await.map_err(pg)
+    }
+
+    async fn opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        self.query_opt(sql, params).await.map_err(pg)
+    }
+
+    async fn all(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.query(sql, params).await.map_err(pg)
+    }
+
+    async fn batch(&self, sql: &str) -> Result<()> {
+        self.batch_execute(sql).await.map_err(pg)
+    }
 }
 
 fn pool_err(e: PoolError) -> StoreError {
@@ -405,11 +442,33 @@ impl PostgresStore {
         }
     }
 
+    /// Every row of `sql`, read as [`Self::read`] reads.
+    async fn read_all(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.read(move |c| async move { c.query(sql, params).await })
+            .await
+    }
+
+    /// The row of `sql`, if any, read as [`Self::read`] reads.
+    async fn read_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        self.read(move |c| async move { c.query_opt(sql, params).await })
+            .await
+    }
+
+    /// The rows of `sql`, a statement prepared once per connection, read as [`Self::read`]
+    /// reads.
+    async fn read_prepared(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.read(move |c| async move {
+            let stmt = c.prepare_cached(sql).await?;
+            c.query(&stmt, params).await
+        })
+        .await
+    }
+
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<i32>> {
         let mut client = self.write_client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.batch_execute(&format!(
+        tx.batch(&format!(
             "SET LOCAL client_min_messages = warning;
              SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
              CREATE TABLE IF NOT EXISTS authz_schema_migrations (
@@ -417,12 +476,10 @@ impl PostgresStore {
                  name text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now());"
         ))
-        .await
-        .map_err(pg)?;
+        .await?;
         let done: BTreeSet<i32> = tx
-            .query("SELECT version FROM authz_schema_migrations", &[])
-            .await
-            .map_err(pg)?
+            .all("SELECT version FROM authz_schema_migrations", &[])
+            .await?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -431,13 +488,12 @@ impl PostgresStore {
             if done.contains(version) {
                 continue;
             }
-            tx.batch_execute(sql).await.map_err(pg)?;
-            tx.execute(
+            tx.batch(sql).await?;
+            tx.run(
                 "INSERT INTO authz_schema_migrations (version, name) VALUES ($1, $2)",
                 &[version, name],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
             applied.push(*version);
         }
         tx.commit().await.map_err(pg)?;
@@ -494,13 +550,12 @@ async fn lock_tenant(
     tenant_id: &str,
 ) -> Result<(Revision, i64)> {
     let row = tx
-        .query_opt(
+        .opt(
             "UPDATE tenants SET revision = revision + 1 WHERE tenant_id = $1
              RETURNING revision, (SELECT coalesce(max(id), 0) FROM catalogs)",
             &[&tenant_id],
         )
-        .await
-        .map_err(pg)?
+        .await?
         .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
     Ok((rev(row.get(0)), row.get(1)))
 }
@@ -510,12 +565,11 @@ async fn ensure_users(
     tenant_id: &str,
     user_ids: &[String],
 ) -> Result<()> {
-    tx.execute(
+    tx.run(
         "INSERT INTO users (tenant_id, user_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
         &[&tenant_id, &user_ids],
     )
-    .await
-    .map_err(pg)?;
+    .await?;
     Ok(())
 }
 
@@ -525,25 +579,23 @@ async fn check_group(
     group: GroupRef<'_>,
 ) -> Result<()> {
     if let GroupRef::Custom(key) = group {
-        let found = tx
-            .query_opt(
-                "SELECT 1 FROM groups WHERE tenant_id = $1 AND group_key = $2",
-                &[&tenant_id, &key],
-            )
-            .await
-            .map_err(pg)?;
-        if found.is_none() {
+        let sql = "SELECT 1 FROM groups WHERE tenant_id = $1 AND group_key = $2";
+        if tx.opt(sql, &[&tenant_id, &key]).await?.is_none() {
             return Err(StoreError::GroupNotFound(key.to_owned()));
         }
     }
     Ok(())
 }
 
-/// Scoped grants as three parallel arrays (permission, type, id) for `unnest`.
-fn scoped_arrays(
+/// Runs `sql` with the tenant ($1), the grants' owner ($2: a user or a group) and the scoped
+/// grants as three parallel arrays for `unnest` ($3 permission, $4 resource type, $5 id).
+async fn run_scoped(
+    tx: &deadpool_postgres::Transaction<'_>,
     catalog: &Catalog,
+    sql: &str,
+    (tenant_id, owner): (&str, &str),
     grants: &[ScopedGrant],
-) -> (Vec<String>, Vec<String>, Vec<String>) {
+) -> Result<()> {
     let mut p = Vec::with_capacity(grants.len());
     let mut t = Vec::with_capacity(grants.len());
     let mut i = Vec::with_capacity(grants.len());
@@ -556,7 +608,8 @@ fn scoped_arrays(
         );
         i.push(g.resource.id.clone());
     }
-    (p, t, i)
+    tx.run(sql, &[&tenant_id, &owner, &p, &t, &i]).await?;
+    Ok(())
 }
 
 fn change(tenant_id: &str, r: &Row) -> Change {

@@ -16,13 +16,12 @@ impl Store for PostgresStore {
     async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .opt(
                 "INSERT INTO tenants (tenant_id, display_name) VALUES ($1, $2)
                  ON CONFLICT (tenant_id) DO NOTHING RETURNING created_at, revision",
                 &[&tenant_id, &display_name],
             )
-            .await
-            .map_err(pg)?
+            .await?
             .ok_or_else(|| StoreError::TenantExists(tenant_id.to_owned()))?;
         Ok(TenantInfo {
             tenant_id: tenant_id.to_owned(),
@@ -34,13 +33,10 @@ impl Store for PostgresStore {
 
     async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
         let row = self
-            .read(move |c| async move {
-                c.query_opt(
-                    "SELECT display_name, created_at, revision FROM tenants WHERE tenant_id = $1",
-                    &[&tenant_id],
-                )
-                .await
-            })
+            .read_opt(
+                "SELECT display_name, created_at, revision FROM tenants WHERE tenant_id = $1",
+                &[&tenant_id],
+            )
             .await?
             .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
         Ok(TenantInfo {
@@ -54,14 +50,11 @@ impl Store for PostgresStore {
     async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>> {
         let (a, l) = (after(page), limit(page));
         let rows = self
-            .read(move |c| async move {
-                c.query(
-                    "SELECT tenant_id, display_name, created_at, revision FROM tenants
-                         WHERE tenant_id > $1 ORDER BY tenant_id LIMIT $2",
-                    &[&a, &l],
-                )
-                .await
-            })
+            .read_all(
+                "SELECT tenant_id, display_name, created_at, revision FROM tenants
+                 WHERE tenant_id > $1 ORDER BY tenant_id LIMIT $2",
+                &[&a, &l],
+            )
             .await?;
         let items = rows
             .iter()
@@ -82,12 +75,8 @@ impl Store for PostgresStore {
              WHERE t.tenant_id = $1"
         );
         let row = self
-            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &user_id]).await })
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
-        if !row.get::<_, bool>("found") {
-            return Err(StoreError::UserNotFound(user_id.to_owned()));
-        }
+            .read_found(sql, tenant_id, user_id, StoreError::UserNotFound)
+            .await?;
         Ok(self.user_info(&row))
     }
 
@@ -105,8 +94,7 @@ impl Store for PostgresStore {
                     "SELECT {USER_COLUMNS}, {GROUP_PERMISSIONS_COLUMN} FROM users u WHERE u.tenant_id = $1 AND u.user_id > $2
                      ORDER BY u.user_id LIMIT $3"
                 );
-                self.read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
-                    .await?
+                self.read_all(sql, &[&tenant_id, &a, &l]).await?
             }
             Some(g) => {
                 let sql = &format!(
@@ -115,8 +103,7 @@ impl Store for PostgresStore {
                      WHERE gm.tenant_id = $1 AND gm.group_key = $2 AND gm.user_id > $3
                      ORDER BY gm.user_id LIMIT $4"
                 );
-                self.read(move |c| async move { c.query(sql, &[&tenant_id, &g, &a, &l]).await })
-                    .await?
+                self.read_all(sql, &[&tenant_id, &g, &a, &l]).await?
             }
         };
         Ok(paged(
@@ -132,12 +119,8 @@ impl Store for PostgresStore {
              WHERE t.tenant_id = $1"
         );
         let row = self
-            .read(move |c| async move { c.query_opt(sql, &[&tenant_id, &key]).await })
-            .await?
-            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
-        if !row.get::<_, bool>("found") {
-            return Err(StoreError::GroupNotFound(key.to_owned()));
-        }
+            .read_found(sql, tenant_id, key, StoreError::GroupNotFound)
+            .await?;
         Ok(self.group_info(&row))
     }
 
@@ -148,9 +131,7 @@ impl Store for PostgresStore {
             "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key > $2
              ORDER BY g.group_key LIMIT $3"
         );
-        let rows = self
-            .read(move |c| async move { c.query(sql, &[&tenant_id, &a, &l]).await })
-            .await?;
+        let rows = self.read_all(sql, &[&tenant_id, &a, &l]).await?;
         Ok(paged(
             rows.iter().map(|r| self.group_info(r)).collect(),
             page,
@@ -159,16 +140,11 @@ impl Store for PostgresStore {
 
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
         let row = self
-            .read(move |c| {
-                async move {
-                    c.query_opt(
-                        "SELECT (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
-                         FROM tenants WHERE tenant_id = $1",
-                        &[&tenant_id, &group],
-                    )
-                    .await
-                }
-            })
+            .read_opt(
+                "SELECT (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+                 FROM tenants WHERE tenant_id = $1",
+                &[&tenant_id, &group],
+            )
             .await?
             .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
         Ok(rev(row.get(0)))
@@ -194,16 +170,11 @@ impl Store for PostgresStore {
         self.get_tenant(tenant_id).await?;
         let (a, l) = (to_i64(after), to_i64(limit as u64));
         let rows = self
-            .read(move |c| {
-                async move {
-                    c.query(
-                        "SELECT revision, committed_at, operation, users, groups, all_users, actor, target, before, after
-                         FROM changes WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
-                        &[&tenant_id, &a, &l],
-                    )
-                    .await
-                }
-            })
+            .read_all(
+                "SELECT revision, committed_at, operation, users, groups, all_users, actor, target, before, after
+                 FROM changes WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
+                &[&tenant_id, &a, &l],
+            )
             .await?;
         Ok(rows.iter().map(|r| change(tenant_id, r)).collect())
     }
@@ -213,21 +184,18 @@ impl Store for PostgresStore {
         let before = query.before_revision.map(to_i64);
         let limit = to_i64(query.limit as u64);
         let rows = self
-            .read(move |c| async move {
-                c.query(
-                    "SELECT revision, committed_at, operation, users, groups, all_users, actor, target, before, after
-                     FROM changes
-                     WHERE tenant_id = $1
-                       AND ($2::bigint IS NULL OR revision < $2)
-                       AND ($3::text IS NULL OR actor = $3)
-                       AND ($4::text IS NULL OR target = $4)
-                       AND ($5::timestamptz IS NULL OR committed_at >= $5)
-                       AND ($6::timestamptz IS NULL OR committed_at < $6)
-                     ORDER BY revision DESC LIMIT $7",
-                    &[&tenant_id, &before, &query.actor, &query.target, &query.since, &query.until, &limit],
-                )
-                .await
-            })
+            .read_all(
+                "SELECT revision, committed_at, operation, users, groups, all_users, actor, target, before, after
+                 FROM changes
+                 WHERE tenant_id = $1
+                   AND ($2::bigint IS NULL OR revision < $2)
+                   AND ($3::text IS NULL OR actor = $3)
+                   AND ($4::text IS NULL OR target = $4)
+                   AND ($5::timestamptz IS NULL OR committed_at >= $5)
+                   AND ($6::timestamptz IS NULL OR committed_at < $6)
+                 ORDER BY revision DESC LIMIT $7",
+                &[&tenant_id, &before, &query.actor, &query.target, &query.since, &query.until, &limit],
+            )
             .await?;
         Ok(rows.iter().map(|r| change(tenant_id, r)).collect())
     }
@@ -238,13 +206,10 @@ impl Store for PostgresStore {
 
     async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
         let rows = self
-            .read(move |c| async move {
-                c.query(
-                    "SELECT tenant_id, revision FROM tenants WHERE tenant_id = ANY($1)",
-                    &[&tenant_ids],
-                )
-                .await
-            })
+            .read_all(
+                "SELECT tenant_id, revision FROM tenants WHERE tenant_id = ANY($1)",
+                &[&tenant_ids],
+            )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), rev(r.get(1)))).collect())
     }
@@ -254,5 +219,26 @@ impl Store for PostgresStore {
             ready: true,
             reason: String::new(),
         }
+    }
+}
+
+impl PostgresStore {
+    /// The row `sql` reads for one of a tenant's users or groups (tenant $1, its key $2) with a
+    /// `found` column: no row means no such tenant, `found` false no such user or group.
+    async fn read_found(
+        &self,
+        sql: &str,
+        tenant_id: &str,
+        key: &str,
+        missing: fn(String) -> StoreError,
+    ) -> Result<Row> {
+        let row = self
+            .read_opt(sql, &[&tenant_id, &key])
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(tenant_id.to_owned()))?;
+        if !row.get::<_, bool>("found") {
+            return Err(missing(key.to_owned()));
+        }
+        Ok(row)
     }
 }

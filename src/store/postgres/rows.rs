@@ -179,17 +179,8 @@ impl PostgresStore {
         if !row.get::<_, bool>(1) {
             return Ok((None, revision));
         }
-        let info = self.user_info(&row);
-        Ok((
-            Some(UserGrants {
-                status: info.status,
-                groups: info.groups,
-                direct: info.direct,
-                scoped: info.scoped,
-                restrictions: info.restrictions,
-            }),
-            revision,
-        ))
+        let (_, grants) = user_grants(self.user_info(&row));
+        Ok((Some(grants), revision))
     }
 
     pub(super) fn group_grants(&self, row: &Row) -> GroupGrants {
@@ -213,12 +204,7 @@ impl PostgresStore {
              FROM tenants t LEFT JOIN groups g ON g.tenant_id = t.tenant_id AND g.group_key = ANY($2)
              WHERE t.tenant_id = $1"
         );
-        let rows = self
-            .read(move |c| async move {
-                let stmt = c.prepare_cached(sql).await?;
-                c.query(&stmt, &[&tenant_id, &keys]).await
-            })
-            .await?;
+        let rows = self.read_prepared(sql, &[&tenant_id, &keys]).await?;
         let Some(first) = rows.first() else {
             return Err(StoreError::TenantNotFound(tenant_id.to_owned()));
         };
@@ -240,29 +226,14 @@ impl PostgresStore {
              WHERE (u.tenant_id, u.user_id) > ($1, $2)
              ORDER BY u.tenant_id, u.user_id LIMIT $3"
         );
-        let (t, u) = (&after.0, &after.1);
         let rows = self
-            .read(move |c| async move {
-                let stmt = c.prepare_cached(sql).await?;
-                c.query(&stmt, &[t, u, &limit]).await
-            })
+            .read_prepared(sql, &[&after.0, &after.1, &limit])
             .await?;
         Ok(rows
             .iter()
             .map(|r| {
-                let info = self.user_info(r);
-                (
-                    r.get(1),
-                    info.user_id,
-                    UserGrants {
-                        status: info.status,
-                        groups: info.groups,
-                        direct: info.direct,
-                        scoped: info.scoped,
-                        restrictions: info.restrictions,
-                    },
-                    rev(r.get(0)),
-                )
+                let (user_id, grants) = user_grants(self.user_info(r));
+                (r.get(1), user_id, grants, rev(r.get(0)))
             })
             .collect())
     }
@@ -279,27 +250,12 @@ impl PostgresStore {
              WHERE (g.tenant_id, g.group_key) > ($1, $2)
              ORDER BY g.tenant_id, g.group_key LIMIT $3"
         );
-        let (t, k) = (&after.0, &after.1);
         let rows = self
-            .read(move |c| async move {
-                let stmt = c.prepare_cached(sql).await?;
-                c.query(&stmt, &[t, k, &limit]).await
-            })
+            .read_prepared(sql, &[&after.0, &after.1, &limit])
             .await?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let info = self.group_info(r);
-                (
-                    r.get(1),
-                    GroupGrants {
-                        key: info.def.key,
-                        permissions: info.def.permissions,
-                        scoped: info.def.scoped,
-                    },
-                    rev(r.get(0)),
-                )
-            })
+            .map(|r| (r.get(1), self.group_grants(r), rev(r.get(0))))
             .collect())
     }
 
@@ -335,6 +291,20 @@ impl PostgresStore {
         });
         Ok((subject, revision))
     }
+}
+
+/// A user's id and grants, from its row as read.
+pub(super) fn user_grants(info: UserInfo) -> (String, UserGrants) {
+    (
+        info.user_id,
+        UserGrants {
+            status: info.status,
+            groups: info.groups,
+            direct: info.direct,
+            scoped: info.scoped,
+            restrictions: info.restrictions,
+        },
+    )
 }
 
 #[async_trait]

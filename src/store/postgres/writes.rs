@@ -42,12 +42,11 @@ impl PostgresStore {
         } = write
         {
             op.touched.users = tx
-                .query(
+                .all(
                     "SELECT user_id FROM memberships WHERE tenant_id = $1 AND group_key = $2 ORDER BY user_id",
                     &[&tenant_id, src],
                 )
-                .await
-                .map_err(pg)?
+                .await?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
@@ -85,13 +84,12 @@ impl PostgresStore {
                 let copied = touched.users.len() as u64;
                 let info = self.create_group(t, def.clone(), copied).await?;
                 if let Some(src) = members_of {
-                    tx.execute(
+                    tx.run(
                         "INSERT INTO memberships (tenant_id, user_id, group_key)
                          SELECT tenant_id, user_id, $3 FROM memberships WHERE tenant_id = $1 AND group_key = $2",
                         &[&tenant_id, src, &def.key],
                     )
-                    .await
-                    .map_err(pg)?;
+                    .await?;
                 }
                 Written::Group(info)
             }
@@ -145,13 +143,12 @@ impl PostgresStore {
         display_name: &str,
         email: &str,
     ) -> Result<UserInfo> {
-        tx.execute(
+        tx.run(
             "INSERT INTO users (tenant_id, user_id, display_name, email) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET display_name = $3, email = $4",
             &[&tenant_id, &user_id, &display_name, &email],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         self.read_user(tx, tenant_id, user_id).await
     }
 
@@ -163,12 +160,11 @@ impl PostgresStore {
             .collect();
         let custom: Vec<&String> = custom.into_iter().collect();
         let found: BTreeSet<String> = tx
-            .query(
+            .all(
                 "SELECT group_key FROM groups WHERE tenant_id = $1 AND group_key = ANY($2) FOR SHARE",
                 &[&tenant_id, &custom],
             )
-            .await
-            .map_err(pg)?
+            .await?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -176,7 +172,7 @@ impl PostgresStore {
             return Err(StoreError::GroupNotFound((*missing).clone()));
         }
         for r in rows {
-            tx.execute(
+            tx.run(
                 "INSERT INTO users (tenant_id, user_id, display_name, email, direct) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (tenant_id, user_id) DO UPDATE SET
                      display_name = coalesce(nullif($3, ''), users.display_name),
@@ -184,15 +180,13 @@ impl PostgresStore {
                      direct = ARRAY(SELECT DISTINCT x FROM unnest(users.direct || $5::text[]) x ORDER BY 1)",
                 &[&tenant_id, &r.user_id, &r.display_name, &r.email, &self.keys(&r.direct)],
             )
-            .await
-            .map_err(pg)?;
-            tx.execute(
+            .await?;
+            tx.run(
                 "INSERT INTO memberships (tenant_id, user_id, group_key)
                  SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING",
                 &[&tenant_id, &r.user_id, &r.groups],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         }
         Ok(())
     }
@@ -203,13 +197,12 @@ impl PostgresStore {
         user_id: &str,
         status: UserStatus,
     ) -> Result<UserInfo> {
-        tx.execute(
+        tx.run(
             "INSERT INTO users (tenant_id, user_id, status) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET status = $3",
             &[&tenant_id, &user_id, &status_text(status)],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         self.read_user(tx, tenant_id, user_id).await
     }
 
@@ -235,15 +228,13 @@ impl PostgresStore {
         patch: &GroupPatch,
         expected_version: Option<u64>,
     ) -> Result<GroupInfo> {
-        let row = tx
-            .query_opt(
-                "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
-                &[&tenant_id, &key],
-            )
-            .await
-            .map_err(pg)?
-            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-        rules::check_version(key, expected_version, rev(row.get(0)))?;
+        let row = locked_group(
+            (tx, tenant_id),
+            "SELECT version, permissions FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+            key,
+            expected_version,
+        )
+        .await?;
         // A stored key the catalog does not know is never dropped by an edit.
         let kept = rules::kept_on_edit(&self.catalog, ctx.actor.is_some());
         let kept_keys: Vec<String> = row
@@ -258,7 +249,7 @@ impl PostgresStore {
             keys.dedup();
             keys
         });
-        tx.execute(
+        tx.run(
             "UPDATE groups SET name = coalesce($3, name), description = coalesce($4, description),
                     permissions = coalesce($5, permissions), version = version + 1
              WHERE tenant_id = $1 AND group_key = $2",
@@ -270,26 +261,23 @@ impl PostgresStore {
                 &permissions,
             ],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         if let Some(scoped) = &patch.scoped {
             let keep: Vec<String> = self.keys(&kept);
-            tx.execute(
+            tx.run(
                 "DELETE FROM group_scoped_grants WHERE tenant_id = $1 AND group_key = $2
                  AND permission <> ALL($3)",
                 &[&tenant_id, &key, &keep],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
             self.insert_group_scoped(tx, tenant_id, key, scoped).await?;
         }
         let row = tx
-            .query_one(
+            .one(
                 &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.group_key = $2"),
                 &[&tenant_id, &key],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         let info = self.group_info(&row);
         Ok(info)
     }
@@ -300,23 +288,20 @@ impl PostgresStore {
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<()> {
-        let row = tx
-            .query_opt(
-                "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
-                 FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
-                &[&tenant_id, &key],
-            )
-            .await
-            .map_err(pg)?
-            .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
-        rules::check_version(key, expected_version, rev(row.get(0)))?;
+        let row = locked_group(
+            (tx, tenant_id),
+            "SELECT version, (SELECT count(*) FROM memberships m WHERE m.tenant_id = $1 AND m.group_key = $2)
+             FROM groups WHERE tenant_id = $1 AND group_key = $2 FOR UPDATE",
+            key,
+            expected_version,
+        )
+        .await?;
         rules::check_empty(key, rev(row.get(1)))?;
-        tx.execute(
+        tx.run(
             "DELETE FROM groups WHERE tenant_id = $1 AND group_key = $2",
             &[&tenant_id, &key],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         Ok(())
     }
 
@@ -328,13 +313,12 @@ impl PostgresStore {
     ) -> Result<()> {
         check_group(tx, tenant_id, group).await?;
         ensure_users(tx, tenant_id, user_ids).await?;
-        tx.execute(
+        tx.run(
             "INSERT INTO memberships (tenant_id, user_id, group_key)
              SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
             &[&tenant_id, &user_ids, &group.key()],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         Ok(())
     }
 
@@ -345,12 +329,11 @@ impl PostgresStore {
         user_ids: &[String],
     ) -> Result<()> {
         check_group(tx, tenant_id, group).await?;
-        tx.execute(
+        tx.run(
             "DELETE FROM memberships WHERE tenant_id = $1 AND group_key = $2 AND user_id = ANY($3)",
             &[&tenant_id, &group.key(), &user_ids],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         Ok(())
     }
 
@@ -361,28 +344,16 @@ impl PostgresStore {
         grants: &Grants,
     ) -> Result<()> {
         ensure_users(tx, tenant_id, &[user_id.to_owned()]).await?;
-        match grants {
-            Grants::Unscoped(set) => {
-                tx.execute(
-                    "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
-                     WHERE tenant_id = $1 AND user_id = $2",
-                    &[&tenant_id, &user_id, &self.keys(set)],
-                )
-                .await
-                .map_err(pg)?;
-            }
-            Grants::Scoped(list) => {
-                let (p, t, i) = scoped_arrays(&self.catalog, list);
-                tx.execute(
-                    "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
-                     SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
-                    &[&tenant_id, &user_id, &p, &t, &i],
-                )
-                .await
-                .map_err(pg)?;
-            }
-        }
-        Ok(())
+        self.run_grants(
+            (tx, tenant_id),
+            user_id,
+            grants,
+            "UPDATE users SET direct = ARRAY(SELECT DISTINCT x FROM unnest(direct || $3::text[]) x ORDER BY 1)
+             WHERE tenant_id = $1 AND user_id = $2",
+            "INSERT INTO user_scoped_grants (tenant_id, user_id, permission, resource_type, resource_id)
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[]) ON CONFLICT DO NOTHING",
+        )
+        .await
     }
 
     async fn revoke(
@@ -391,39 +362,43 @@ impl PostgresStore {
         user_id: &str,
         grants: &Grants,
     ) -> Result<()> {
-        let found = tx
-            .query_opt(
-                "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
-                &[&tenant_id, &user_id],
-            )
-            .await
-            .map_err(pg)?;
-        if found.is_none() {
+        let sql = "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2";
+        if tx.opt(sql, &[&tenant_id, &user_id]).await?.is_none() {
             return Err(StoreError::UserNotFound(user_id.to_owned()));
         }
+        self.run_grants(
+            (tx, tenant_id),
+            user_id,
+            grants,
+            "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
+             WHERE tenant_id = $1 AND user_id = $2",
+            "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
+             AND (permission, resource_type, resource_id) IN
+                 (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
+        )
+        .await
+    }
+
+    /// Runs the statement for the kind of `grants`: `unscoped` with the tenant ($1), the user
+    /// ($2) and the permission keys ($3), or `scoped` as [`run_scoped`] runs it.
+    async fn run_grants(
+        &self,
+        (tx, tenant_id): In<'_, '_>,
+        user_id: &str,
+        grants: &Grants,
+        unscoped: &str,
+        scoped: &str,
+    ) -> Result<()> {
         match grants {
             Grants::Unscoped(set) => {
-                tx.execute(
-                    "UPDATE users SET direct = ARRAY(SELECT x FROM unnest(direct) x WHERE x <> ALL($3::text[]) ORDER BY 1)
-                     WHERE tenant_id = $1 AND user_id = $2",
-                    &[&tenant_id, &user_id, &self.keys(set)],
-                )
-                .await
-                .map_err(pg)?;
+                tx.run(unscoped, &[&tenant_id, &user_id, &self.keys(set)])
+                    .await?;
+                Ok(())
             }
             Grants::Scoped(list) => {
-                let (p, t, i) = scoped_arrays(&self.catalog, list);
-                tx.execute(
-                    "DELETE FROM user_scoped_grants WHERE tenant_id = $1 AND user_id = $2
-                     AND (permission, resource_type, resource_id) IN
-                         (SELECT * FROM unnest($3::text[], $4::text[], $5::text[]))",
-                    &[&tenant_id, &user_id, &p, &t, &i],
-                )
-                .await
-                .map_err(pg)?;
+                run_scoped(tx, &self.catalog, scoped, (tenant_id, user_id), list).await
             }
         }
-        Ok(())
     }
 
     async fn set_restriction(
@@ -438,23 +413,37 @@ impl PostgresStore {
         match ids {
             Some(ids) => {
                 let ids: Vec<String> = ids.into_iter().collect();
-                tx.execute(
+                tx.run(
                     "INSERT INTO restrictions (tenant_id, user_id, resource_type, resource_ids) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (tenant_id, user_id, resource_type) DO UPDATE SET resource_ids = $4",
                     &[&tenant_id, &user_id, &type_key, &ids],
                 )
-                .await
-                .map_err(pg)?;
+                .await?;
             }
             None => {
-                tx.execute(
+                tx.run(
                     "DELETE FROM restrictions WHERE tenant_id = $1 AND user_id = $2 AND resource_type = $3",
                     &[&tenant_id, &user_id, &type_key],
                 )
-                .await
-                .map_err(pg)?;
+                .await?;
             }
         }
         Ok(())
     }
+}
+
+/// The group's row locked by `sql` (tenant $1, key $2; the version first), after the check of
+/// the version the caller expects.
+async fn locked_group(
+    (tx, tenant_id): In<'_, '_>,
+    sql: &str,
+    key: &str,
+    expected_version: Option<u64>,
+) -> Result<Row> {
+    let row = tx
+        .opt(sql, &[&tenant_id, &key])
+        .await?
+        .ok_or_else(|| StoreError::GroupNotFound(key.to_owned()))?;
+    rules::check_version(key, expected_version, rev(row.get(0)))?;
+    Ok(row)
 }
