@@ -3,7 +3,7 @@
 use super::convert;
 use super::pb::{self, authz_service_server::AuthzService};
 use super::status::{code, to_status};
-use super::watch::{Subscription, WatchHub};
+use super::watch::{WatchHub, WatchStream};
 use crate::app::{Authz, CheckInput, TargetInput};
 use crate::decisions::Decision;
 use crate::ids::{TenantId, UserId};
@@ -62,107 +62,6 @@ fn item_target(t: Option<pb::batch_check_item::Target>) -> Option<TargetInput> {
     })
 }
 
-/// Changes read from the log per query.
-const WATCH_BATCH: usize = 100;
-
-type WatchStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
-
-/// Most bytes of user ids one Watch message lists; a change touching more says `all_users`
-/// instead (as its NOTIFY does), so every change fits in a message.
-const WATCH_MAX_USER_BYTES: usize = 256 * 1024;
-
-fn change_out(c: crate::store::Change) -> pb::WatchResponse {
-    let user_bytes: usize = c.touched.users.iter().map(|u| u.len() + 3).sum();
-    let too_many = user_bytes > WATCH_MAX_USER_BYTES;
-    pb::WatchResponse {
-        revision: convert::revision(c.revision),
-        commit_time: Some(convert::timestamp(c.committed_at)),
-        operation: c.operation,
-        user_ids: if too_many {
-            Vec::new()
-        } else {
-            c.touched.users
-        },
-        group_keys: c.touched.groups,
-        all_users: c.touched.all_users || too_many,
-    }
-}
-
-/// Completes once this replica refuses to serve (its catalog no longer agrees with the
-/// database's); looks once a second, without touching the database.
-async fn catalog_refused(app: &Authz) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        if app.catalog_refusal().is_some() {
-            return;
-        }
-    }
-}
-
-/// Feeds one Watch: replays the log after `after`, then reads it again each time the hub
-/// announces a revision past what was sent, until the client goes away or the server shuts
-/// down. Between announcements it does no database work.
-async fn follow(
-    app: Arc<Authz>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-    mut subscription: Subscription,
-    mut after: u64,
-    tx: tokio::sync::mpsc::Sender<Result<pb::WatchResponse, Status>>,
-) {
-    let tenant = subscription.tenant().clone();
-    loop {
-        // What was announced before this read; the read covers it.
-        let announced = subscription.latest();
-        loop {
-            // A replica whose catalog the database no longer agrees with streams nothing more:
-            // the client resumes from the last revision on an updated replica.
-            if let Some(reason) = app.catalog_refusal() {
-                let _ = tx.send(Err(Status::unavailable(reason))).await;
-                return;
-            }
-            if let Some(m) = &metrics {
-                m.watch_read();
-            }
-            let changes = tokio::select! {
-                changes = app.changes_since(&tenant, after, WATCH_BATCH) => changes,
-                () = tx.closed() => return,
-            };
-            let changes = match changes {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = tx.send(Err(to_status(e))).await;
-                    return;
-                }
-            };
-            let full = changes.len() == WATCH_BATCH;
-            for c in changes {
-                after = c.revision;
-                if tx.send(Ok(change_out(c))).await.is_err() {
-                    return;
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        // Wait for a revision past both what was sent and what was announced (an announced
-        // revision the read did not find would otherwise be read again and again).
-        tokio::select! {
-            more = subscription.wait_past(after.max(announced)) => if !more { return },
-            () = tx.closed() => return,
-            // A quiet tenant's stream learns this way that its replica stopped serving.
-            () = catalog_refused(&app) => {
-                if let Some(reason) = app.catalog_refusal() {
-                    let _ = tx.send(Err(Status::unavailable(reason))).await;
-                }
-                return;
-            }
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl AuthzService for AuthzApi {
     type WatchStream = WatchStream;
@@ -181,19 +80,8 @@ impl AuthzService for AuthzApi {
             .watch_start(&tenant, &r.after_revision)
             .await
             .map_err(to_status)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
-        let stream = self.watch.respond(
-            &subscription,
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        );
-        tokio::spawn(follow(
-            self.app.clone(),
-            self.metrics.clone(),
-            subscription,
-            after,
-            tx,
-        ));
-        let mut response = Response::new(Box::pin(stream) as Self::WatchStream);
+        let stream = self.watch.follow(self.app.clone(), subscription, after);
+        let mut response = Response::new(stream);
         // Where the stream starts, so a client can resume from it before the first change.
         if let Ok(value) = convert::revision(after).parse() {
             response

@@ -1,4 +1,5 @@
-//! Watch streams: one hub per server fans commit announcements out to the open streams.
+//! Watch streams: each replays its tenant's change log, then follows it as one hub per server
+//! fans commit announcements out to the open streams.
 //!
 //! An open stream costs no database work while its tenant is quiet. The hub follows the store's
 //! commit announcements (this replica's own commits, and every replica's through the change
@@ -13,7 +14,9 @@
 //! server shuts down every stream ends at once with UNAVAILABLE, so clients reconnect elsewhere
 //! instead of holding the drain open.
 
+use super::convert;
 use super::pb;
+use super::status::to_status;
 use crate::app::Authz;
 use crate::ids::TenantId;
 use crate::metrics::{Metrics, WatchLimit};
@@ -220,13 +223,133 @@ impl WatchHub {
         let _ = tokio::time::timeout(patience, flushed).await;
     }
 
+    /// The Watch stream of a registered subscription: the change log replayed after `after`,
+    /// then read again as this hub announces the tenant's commits.
+    pub fn follow(
+        &self,
+        app: Arc<Authz>,
+        subscription: Subscription,
+        after: Revision,
+    ) -> WatchStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BATCH);
+        let stream = self.respond(
+            &subscription,
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        );
+        let metrics = self.shared.metrics.clone();
+        tokio::spawn(follow(app, metrics, subscription, after, tx));
+        Box::pin(stream)
+    }
+
     /// A response stream of this hub: it ends with UNAVAILABLE when the hub closes.
-    pub fn respond<S>(&self, subscription: &Subscription, inner: S) -> Closing<S> {
+    fn respond<S>(&self, subscription: &Subscription, inner: S) -> Closing<S> {
         self.shared.bodies.send_modify(|open| *open += 1);
         Closing {
             inner,
             closed: Some(Box::pin(subscription.closed())),
             bodies: self.shared.bodies.clone(),
+        }
+    }
+}
+
+/// Changes read from the log per query.
+const WATCH_BATCH: usize = 100;
+
+/// A Watch response stream, as AuthzService returns it.
+pub type WatchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+/// Most bytes of user ids one Watch message lists; a change touching more says `all_users`
+/// instead (as its NOTIFY does), so every change fits in a message.
+const WATCH_MAX_USER_BYTES: usize = 256 * 1024;
+
+fn change_out(c: crate::store::Change) -> pb::WatchResponse {
+    let user_bytes: usize = c.touched.users.iter().map(|u| u.len() + 3).sum();
+    let too_many = user_bytes > WATCH_MAX_USER_BYTES;
+    pb::WatchResponse {
+        revision: convert::revision(c.revision),
+        commit_time: Some(convert::timestamp(c.committed_at)),
+        operation: c.operation,
+        user_ids: if too_many {
+            Vec::new()
+        } else {
+            c.touched.users
+        },
+        group_keys: c.touched.groups,
+        all_users: c.touched.all_users || too_many,
+    }
+}
+
+/// Completes once this replica refuses to serve (its catalog no longer agrees with the
+/// database's); looks once a second, without touching the database.
+async fn catalog_refused(app: &Authz) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if app.catalog_refusal().is_some() {
+            return;
+        }
+    }
+}
+
+/// Feeds one Watch: replays the log after `after`, then reads it again each time the hub
+/// announces a revision past what was sent, until the client goes away or the server shuts
+/// down. Between announcements it does no database work.
+async fn follow(
+    app: Arc<Authz>,
+    metrics: Option<Arc<Metrics>>,
+    mut subscription: Subscription,
+    mut after: u64,
+    tx: tokio::sync::mpsc::Sender<Result<pb::WatchResponse, Status>>,
+) {
+    let tenant = subscription.tenant().clone();
+    loop {
+        // What was announced before this read; the read covers it.
+        let announced = subscription.latest();
+        loop {
+            // A replica whose catalog the database no longer agrees with streams nothing more:
+            // the client resumes from the last revision on an updated replica.
+            if let Some(reason) = app.catalog_refusal() {
+                let _ = tx.send(Err(Status::unavailable(reason))).await;
+                return;
+            }
+            if let Some(m) = &metrics {
+                m.watch_read();
+            }
+            let changes = tokio::select! {
+                changes = app.changes_since(&tenant, after, WATCH_BATCH) => changes,
+                () = tx.closed() => return,
+            };
+            let changes = match changes {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(to_status(e))).await;
+                    return;
+                }
+            };
+            let full = changes.len() == WATCH_BATCH;
+            for c in changes {
+                after = c.revision;
+                if tx.send(Ok(change_out(c))).await.is_err() {
+                    return;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        // Wait for a revision past both what was sent and what was announced (an announced
+        // revision the read did not find would otherwise be read again and again).
+        tokio::select! {
+            more = subscription.wait_past(after.max(announced)) => if !more { return },
+            () = tx.closed() => return,
+            // A quiet tenant's stream learns this way that its replica stopped serving.
+            () = catalog_refused(&app) => {
+                if let Some(reason) = app.catalog_refusal() {
+                    let _ = tx.send(Err(Status::unavailable(reason))).await;
+                }
+                return;
+            }
         }
     }
 }

@@ -1,14 +1,15 @@
 //! `authz.v1.AdminService`: validate → convert → call the application → convert back. Every
 //! tenant RPC goes through [`AdminApi::serve`] (admission, one error mapping, a response within
-//! the message limit); what each does itself is its `TenantRpc` in `rpcs.rs`.
+//! the message limit); what each does itself is its `TenantRpc` in `rpcs.rs`, which also holds
+//! the service's impl.
 
 use super::convert;
-use super::pb::{self, admin_service_server::AdminService};
+use super::pb;
 use super::status::to_status;
 use crate::app::{Authz, GroupView};
 use crate::error::Error;
 use crate::gate::{self, Role};
-use crate::ids::{By, Paging, TenantId};
+use crate::ids::{By, TenantId};
 use crate::store::Committed;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -147,50 +148,6 @@ trait WithPreview: prost::Message {
     fn preview_mut(&mut self) -> Option<&mut pb::Preview>;
 }
 
-macro_rules! with_preview {
-    ($($t:ident),* $(,)?) => {
-        $(impl WithPreview for pb::$t {
-            fn preview_mut(&mut self) -> Option<&mut pb::Preview> {
-                self.preview.as_mut()
-            }
-        })*
-    };
-}
-
-with_preview!(
-    UpsertUserResponse,
-    ImportUsersResponse,
-    SetUserStatusResponse,
-    CreateGroupResponse,
-    UpdateGroupResponse,
-    DeleteGroupResponse,
-    DuplicateGroupResponse,
-    AddGroupMembersResponse,
-    RemoveGroupMembersResponse,
-    GrantPermissionsResponse,
-    RevokePermissionsResponse,
-    SetRestrictionsResponse
-);
-
-macro_rules! without_preview {
-    ($($t:ident),* $(,)?) => {
-        $(impl WithPreview for pb::$t {
-            fn preview_mut(&mut self) -> Option<&mut pb::Preview> {
-                None
-            }
-        })*
-    };
-}
-
-without_preview!(
-    GetTenantResponse,
-    GetUserResponse,
-    ListUsersResponse,
-    GetGroupResponse,
-    ListGroupsResponse,
-    ListAuditEventsResponse,
-);
-
 impl AdminApi {
     /// The start of every tenant call: its tenant recorded on the RPC's span, the caller's key
     /// allowed to make it as asked (an `admin` key must name an actor), and the tenant and the
@@ -305,7 +262,7 @@ impl AdminApi {
                 preview.truncated = true;
             }
         }
-        ok(response)
+        super::answer::respond(response)
     }
 }
 
@@ -316,40 +273,6 @@ trait TenantCall {
     fn actor_user_id(&self) -> &str;
 }
 
-macro_rules! tenant_calls {
-    ($($t:ty),* $(,)?) => {
-        $(impl TenantCall for $t {
-            fn tenant_id(&self) -> &str {
-                &self.tenant_id
-            }
-            fn actor_user_id(&self) -> &str {
-                &self.actor_user_id
-            }
-        })*
-    };
-}
-
-tenant_calls!(
-    pb::AddGroupMembersRequest,
-    pb::CreateGroupRequest,
-    pb::DeleteGroupRequest,
-    pb::DuplicateGroupRequest,
-    pb::GetGroupRequest,
-    pb::GetTenantRequest,
-    pb::GetUserRequest,
-    pb::GrantPermissionsRequest,
-    pb::ImportUsersRequest,
-    pb::ListAuditEventsRequest,
-    pb::ListGroupsRequest,
-    pb::ListUsersRequest,
-    pb::RemoveGroupMembersRequest,
-    pb::RevokePermissionsRequest,
-    pb::SetRestrictionsRequest,
-    pb::SetUserStatusRequest,
-    pb::UpdateGroupRequest,
-    pb::UpsertUserRequest,
-);
-
 fn require_actor(role: Role, actor: &str) -> Result<(), Status> {
     if role == Role::Admin && actor.is_empty() {
         return Err(Status::permission_denied(
@@ -357,256 +280,4 @@ fn require_actor(role: Role, actor: &str) -> Result<(), Status> {
         ));
     }
     Ok(())
-}
-
-fn ok<T: super::answer::Answer>(t: T) -> Reply<T> {
-    super::answer::respond(t)
-}
-
-#[tonic::async_trait]
-impl AdminService for AdminApi {
-    async fn create_tenant(
-        &self,
-        request: Request<pb::CreateTenantRequest>,
-    ) -> Reply<pb::CreateTenantResponse> {
-        const METHOD: &str = "CreateTenant";
-        let r = self.operator_call(METHOD, request, "create tenants")?;
-        crate::telemetry::tenant(&r.tenant_id);
-        let t = self
-            .operator(METHOD, async || {
-                let tenant = TenantId::parse("tenant_id", r.tenant_id)?;
-                self.app.create_tenant(&tenant, &r.display_name).await
-            })
-            .await?;
-        ok(pb::CreateTenantResponse {
-            revision: convert::revision(t.revision),
-            tenant: Some(convert::tenant(t)),
-        })
-    }
-
-    async fn get_tenant(
-        &self,
-        request: Request<pb::GetTenantRequest>,
-    ) -> Reply<pb::GetTenantResponse> {
-        self.serve(request).await
-    }
-
-    async fn list_tenants(
-        &self,
-        request: Request<pb::ListTenantsRequest>,
-    ) -> Reply<pb::ListTenantsResponse> {
-        const METHOD: &str = "ListTenants";
-        // Tenants are every customer's: listing them is an operator-wide read.
-        let r = self.operator_call(METHOD, request, "list tenants")?;
-        let (tenants, next) = self
-            .operator(METHOD, async || {
-                let page = Paging::parse(r.page_size, &r.page_token)?;
-                self.app.list_tenants(&page).await
-            })
-            .await?;
-        ok(pb::ListTenantsResponse {
-            tenants: tenants.into_iter().map(convert::tenant).collect(),
-            next_page_token: next,
-        })
-    }
-
-    async fn upsert_user(
-        &self,
-        request: Request<pb::UpsertUserRequest>,
-    ) -> Reply<pb::UpsertUserResponse> {
-        self.serve(request).await
-    }
-
-    async fn import_users(
-        &self,
-        request: Request<pb::ImportUsersRequest>,
-    ) -> Reply<pb::ImportUsersResponse> {
-        self.serve(request).await
-    }
-
-    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::GetUserResponse> {
-        self.serve(request).await
-    }
-
-    async fn list_users(
-        &self,
-        request: Request<pb::ListUsersRequest>,
-    ) -> Reply<pb::ListUsersResponse> {
-        self.serve(request).await
-    }
-
-    async fn set_user_status(
-        &self,
-        request: Request<pb::SetUserStatusRequest>,
-    ) -> Reply<pb::SetUserStatusResponse> {
-        self.serve(request).await
-    }
-
-    async fn create_group(
-        &self,
-        request: Request<pb::CreateGroupRequest>,
-    ) -> Reply<pb::CreateGroupResponse> {
-        self.serve(request).await
-    }
-
-    async fn get_group(
-        &self,
-        request: Request<pb::GetGroupRequest>,
-    ) -> Reply<pb::GetGroupResponse> {
-        self.serve(request).await
-    }
-
-    async fn list_groups(
-        &self,
-        request: Request<pb::ListGroupsRequest>,
-    ) -> Reply<pb::ListGroupsResponse> {
-        self.serve(request).await
-    }
-
-    async fn update_group(
-        &self,
-        request: Request<pb::UpdateGroupRequest>,
-    ) -> Reply<pb::UpdateGroupResponse> {
-        self.serve(request).await
-    }
-
-    async fn delete_group(
-        &self,
-        request: Request<pb::DeleteGroupRequest>,
-    ) -> Reply<pb::DeleteGroupResponse> {
-        self.serve(request).await
-    }
-
-    async fn duplicate_group(
-        &self,
-        request: Request<pb::DuplicateGroupRequest>,
-    ) -> Reply<pb::DuplicateGroupResponse> {
-        self.serve(request).await
-    }
-
-    async fn add_group_members(
-        &self,
-        request: Request<pb::AddGroupMembersRequest>,
-    ) -> Reply<pb::AddGroupMembersResponse> {
-        self.serve(request).await
-    }
-
-    async fn remove_group_members(
-        &self,
-        request: Request<pb::RemoveGroupMembersRequest>,
-    ) -> Reply<pb::RemoveGroupMembersResponse> {
-        self.serve(request).await
-    }
-
-    async fn grant_permissions(
-        &self,
-        request: Request<pb::GrantPermissionsRequest>,
-    ) -> Reply<pb::GrantPermissionsResponse> {
-        self.serve(request).await
-    }
-
-    async fn revoke_permissions(
-        &self,
-        request: Request<pb::RevokePermissionsRequest>,
-    ) -> Reply<pb::RevokePermissionsResponse> {
-        self.serve(request).await
-    }
-
-    async fn set_restrictions(
-        &self,
-        request: Request<pb::SetRestrictionsRequest>,
-    ) -> Reply<pb::SetRestrictionsResponse> {
-        self.serve(request).await
-    }
-
-    async fn list_audit_events(
-        &self,
-        request: Request<pb::ListAuditEventsRequest>,
-    ) -> Reply<pb::ListAuditEventsResponse> {
-        self.serve(request).await
-    }
-
-    async fn get_catalog(
-        &self,
-        request: Request<pb::GetCatalogRequest>,
-    ) -> Reply<pb::GetCatalogResponse> {
-        // Internal (staff-only) groups and permissions exist only for operator keys.
-        let operator = gate::role(&request) == Role::Operator;
-        let c = self.app.catalog();
-        ok(pb::GetCatalogResponse {
-            name: c.name.clone(),
-            version: c.version.clone(),
-            fingerprint: c.fingerprint.clone(),
-            description: c.description.clone(),
-            permission_count: i32::try_from(
-                c.permissions()
-                    .iter()
-                    .filter(|p| operator || !p.internal)
-                    .count(),
-            )
-            .unwrap_or(i32::MAX),
-            action_count: i32::try_from(c.actions().len()).unwrap_or(i32::MAX),
-            system_group_keys: c
-                .groups()
-                .iter()
-                .filter(|g| operator || !g.internal)
-                .map(|g| g.key.clone())
-                .collect(),
-            resource_types: c.resource_types().iter().map(|t| t.key.clone()).collect(),
-            context_flags: c.context_flags().iter().map(|f| f.key.clone()).collect(),
-        })
-    }
-
-    async fn list_permissions(
-        &self,
-        request: Request<pb::ListPermissionsRequest>,
-    ) -> Reply<pb::ListPermissionsResponse> {
-        const METHOD: &str = "ListPermissions";
-        let operator = gate::role(&request) == Role::Operator;
-        let r = request.into_inner();
-        let by = By::parse("actor_user_id", r.actor_user_id.as_str())
-            .and_then(|by| {
-                crate::validate::text("section", &r.section)?;
-                Ok(by)
-            })
-            .map_err(|e| self.fail(METHOD, &By::Operator, e))?;
-        let permissions = self
-            .app
-            .catalog()
-            .permissions()
-            .iter()
-            .filter(|p| r.section.is_empty() || p.section == r.section)
-            .filter(|p| !p.internal || (operator && !by.is_actor()))
-            .map(|p| pb::Permission {
-                key: p.key.clone(),
-                name: p.name.clone(),
-                section: p.section.clone(),
-                description: p.description.clone(),
-                internal: p.internal,
-                aliases: p.aliases.clone(),
-            })
-            .collect();
-        ok(pb::ListPermissionsResponse { permissions })
-    }
-
-    async fn list_actions(
-        &self,
-        request: Request<pb::ListActionsRequest>,
-    ) -> Reply<pb::ListActionsResponse> {
-        let r = request.into_inner();
-        crate::validate::text("prefix", &r.prefix).map_err(to_status)?;
-        let actions = self
-            .app
-            .catalog()
-            .actions()
-            .iter()
-            .filter(|a| a.key.starts_with(&r.prefix))
-            .map(|a| pb::Action {
-                key: a.key.clone(),
-                description: a.description.clone(),
-                expression: a.expr.source().to_owned(),
-            })
-            .collect();
-        ok(pb::ListActionsResponse { actions })
-    }
 }
