@@ -719,8 +719,8 @@ impl<L: Loader + Store> CachedStore<L> {
         let links = grants.as_ref().map_or_else(Box::default, |u| {
             u.groups
                 .iter()
-                .map(|k| match self.catalog.group(k) {
-                    Some(g) => Link::System(g.grants.clone()),
+                .map(|k| match self.catalog.system_grants(k) {
+                    Some(grants) => Link::System(grants),
                     None => Link::Custom {
                         slot: with_key(tenant_id, k, |k| self.shared.group_gens.index(k)) as u32,
                         memo: arc_swap::ArcSwapOption::empty(),

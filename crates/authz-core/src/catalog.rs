@@ -275,15 +275,18 @@ impl Catalog {
         let groups = user
             .groups
             .iter()
-            .filter_map(|k| match self.group(k) {
-                Some(g) => Some(g.grants.clone()),
-                None => custom(k),
-            })
+            .filter_map(|k| self.system_grants(k).or_else(|| custom(k)))
             .collect();
         Subject {
             user: Some(user),
             groups,
         }
+    }
+
+    /// The grants of the system group `key`, or `None` when the key is a custom group's: a
+    /// catalog group's key always means the catalog's group.
+    pub fn system_grants(&self, key: &str) -> Option<Arc<GroupGrants>> {
+        self.group(key).map(|g| g.grants.clone())
     }
 
     /// Parses and validates a catalog file.
