@@ -15,6 +15,10 @@
 //! **Staleness.** The listener confirms, by heartbeat, the time up to which every commit has been
 //! applied. When that is older than `max_staleness` (listener lost, half-open connection) the
 //! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
+//!
+//! Longer than most: the entries, the generation counters and the loads, warm-up and
+//! invalidation that must agree on them stay private to one file (tests/it/cache_loads.rs and
+//! tests/it/replicas.rs hold its races at known points).
 
 use super::Committed;
 use super::catalogs::CatalogGuard;

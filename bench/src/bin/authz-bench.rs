@@ -3,6 +3,9 @@
 //! ceiling, and drives h2load against authzd, the echo server and Cerbos. Each measuring command
 //! appends a Markdown section to `--report`; `scripts/bench.sh` runs them all and assembles
 //! `docs/benchmarks.md`.
+//!
+//! Longer than most: one command per measurement, each a short function over the shared seed,
+//! server and report helpers; splitting them would only scatter those helpers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
