@@ -31,12 +31,36 @@ pub fn id(field: &str, value: &str) -> Result<()> {
             "{field} {value:?} contains the control character {c:?}; ids must be printable"
         )));
     }
+    if let Some(c) = value.chars().find(|c| invisible(*c)) {
+        return Err(Error::Invalid(format!(
+            "{field} {value:?} contains the invisible character U+{:04X}; ids must be printable (two ids that look the same must be the same id)",
+            u32::from(c)
+        )));
+    }
     if value.trim() != value {
         return Err(Error::Invalid(format!(
             "{field} {value:?} has leading or trailing whitespace; remove it"
         )));
     }
     Ok(())
+}
+
+/// Characters that print as nothing or reorder what is printed around them: zero-width
+/// spaces and joiners, direction marks, embeddings, overrides and isolates, the byte order
+/// mark, the soft hyphen.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// Every id in a list, which must not be empty or too long.

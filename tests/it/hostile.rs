@@ -54,6 +54,9 @@ fn bad_ids() -> Vec<(&'static str, String, &'static str)> {
         ("newline", "a\nb".into(), "control character"),
         ("escape", "a\u{1b}[31mb".into(), "control character"),
         ("padded", " u ".into(), "whitespace"),
+        ("zero-width space", "\u{200b}".into(), "U+200B"),
+        ("right-to-left override", "a\u{202e}b".into(), "U+202E"),
+        ("byte order mark", "\u{feff}u".into(), "U+FEFF"),
     ]
 }
 
