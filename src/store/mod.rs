@@ -222,7 +222,8 @@ pub struct WriteCtx {
 pub const PREVIEW_LIMIT: usize = 1000;
 
 /// What a user may do, as a preview compares it: unscoped permissions, scoped grants and
-/// limits (all empty for a blocked or unknown user, who may do nothing).
+/// limits (permissions and grants empty for a blocked user, who may do nothing; all empty for
+/// an unknown one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Access {
     pub permissions: PermSet,
@@ -231,9 +232,20 @@ pub struct Access {
 }
 
 impl Access {
+    /// A blocked user may do nothing, but keeps its limits: blocking or unblocking a limited
+    /// user changes its permissions, not its limits.
     pub fn of(subject: &Subject) -> Access {
+        let restrictions = subject
+            .user
+            .iter()
+            .flat_map(|u| u.restrictions.iter())
+            .map(|r| (r.resource_type, r.ids.clone()))
+            .collect();
         if !subject.is_active() {
-            return Access::default();
+            return Access {
+                restrictions,
+                ..Access::default()
+            };
         }
         Access {
             permissions: subject.effective(),
@@ -241,12 +253,7 @@ impl Access {
                 .into_iter()
                 .map(|(g, _)| g)
                 .collect(),
-            restrictions: subject
-                .user
-                .iter()
-                .flat_map(|u| u.restrictions.iter())
-                .map(|r| (r.resource_type, r.ids.clone()))
-                .collect(),
+            restrictions,
         }
     }
 }

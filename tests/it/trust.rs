@@ -489,7 +489,52 @@ async fn previews_show_resource_access_and_hide_staff_permissions(backend: Backe
     );
 }
 
+/// Blocking a limited user previews its permissions taken away and its limit as it stands;
+/// unblocking previews them given back, the limit again unchanged.
+async fn blocking_a_limited_user_leaves_its_limit_in_the_preview(backend: Backend) {
+    let app = setup(backend).await;
+    let mut admin = app.admin.clone();
+    let status = |status: pb::UserStatus, dry_run: bool| pb::SetUserStatusRequest {
+        tenant_id: "t".into(),
+        user_id: "limited".into(),
+        status: status.into(),
+        actor_user_id: String::new(),
+        dry_run,
+    };
+    let block = admin
+        .set_user_status(status(pb::UserStatus::Blocked, true))
+        .await
+        .unwrap()
+        .into_inner()
+        .preview
+        .unwrap();
+    let limited = &block.affected_users[0];
+    assert!(
+        limited.removed.contains(&"view_reports".to_owned()),
+        "{limited:?}"
+    );
+    assert!(limited.limits.is_empty(), "{limited:?}");
+    admin
+        .set_user_status(status(pb::UserStatus::Blocked, false))
+        .await
+        .unwrap();
+    let unblock = admin
+        .set_user_status(status(pb::UserStatus::Active, true))
+        .await
+        .unwrap()
+        .into_inner()
+        .preview
+        .unwrap();
+    let limited = &unblock.affected_users[0];
+    assert!(
+        limited.added.contains(&"view_reports".to_owned()),
+        "{limited:?}"
+    );
+    assert!(limited.limits.is_empty(), "{limited:?}");
+}
+
 contract!(
+    blocking_a_limited_user_leaves_its_limit_in_the_preview,
     a_restricted_actor_gives_only_within_its_reach,
     taking_access_away_needs_what_the_user_holds,
     previews_show_resource_access_and_hide_staff_permissions,
