@@ -200,6 +200,12 @@ impl Authz {
             return Err(Self::no_group(key));
         }
         self.read_only(key)?;
+        if !group.key.is_empty() && group.key != key.as_str() {
+            return Err(Error::Invalid(format!(
+                "group.key `{}` is not group_key `{key}`: a group's key cannot change; leave group.key empty or send the same key",
+                group.key
+            )));
+        }
         if mask.is_empty() {
             return Err(Error::Invalid(
                 "update_mask is required: list the fields to change (name, description, permissions, scoped_grants) or \"*\"".to_owned(),

@@ -432,7 +432,10 @@ async fn every_admin_mutation_queued_behind_losing_its_admin_permission_is_refus
                 c.update_group(pb::UpdateGroupRequest {
                     tenant_id: "t".into(),
                     group_key: "g".into(),
-                    group: group("renamed"),
+                    group: Some(pb::Group {
+                        name: "renamed".into(),
+                        ..Default::default()
+                    }),
                     update_mask: Some(prost_types::FieldMask {
                         paths: vec!["name".into()],
                     }),

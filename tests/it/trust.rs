@@ -741,6 +741,40 @@ async fn careless_admin_requests_say_what_to_fix(backend: Backend) {
         Code::InvalidArgument,
         &["since is after until"],
     );
+    // The group named in the body must be the group the call names.
+    admin
+        .create_group(pb::CreateGroupRequest {
+            tenant_id: "t".into(),
+            group: Some(pb::Group {
+                key: "mine".into(),
+                name: "Mine".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = app.revision("t").await;
+    assert_status(
+        admin
+            .update_group(pb::UpdateGroupRequest {
+                tenant_id: "t".into(),
+                group_key: "mine".into(),
+                group: Some(pb::Group {
+                    key: "other".into(),
+                    name: "Renamed".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        &["group.key `other` is not group_key `mine`"],
+    );
+    assert_eq!(app.revision("t").await, before, "nothing written");
 }
 
 /// Watching from revision 0 (before anything, the tenant's creation included) is a careless but
