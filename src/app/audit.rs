@@ -44,7 +44,7 @@ impl Authz {
             before_revision,
             limit: size + 1,
         };
-        let mut events = self.store.audit(tenant_id, &query).await?;
+        let mut events = self.store.records().audit(tenant_id, &query).await?;
         let more = events.len() > size;
         events.truncate(size);
         let next = validate::next_page_token(

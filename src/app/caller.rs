@@ -102,7 +102,7 @@ impl Authz {
         match self.catalog.group(key) {
             Some(g) => Ok(g.grants.clone()),
             None => {
-                let info = self.store.get_group(tenant_id, key).await?;
+                let info = self.store.records().get_group(tenant_id, key).await?;
                 Ok(Arc::new(GroupGrants {
                     key: info.def.key,
                     permissions: info.def.permissions,

@@ -14,12 +14,16 @@ impl Authz {
         after: Revision,
         limit: usize,
     ) -> Result<Vec<crate::store::Change>> {
-        Ok(self.store.changes_since(tenant_id, after, limit).await?)
+        Ok(self
+            .store
+            .records()
+            .changes_since(tenant_id, after, limit)
+            .await?)
     }
 
     /// The latest revision of each of these tenants (those that exist).
     pub async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
-        Ok(self.store.latest_revisions(tenant_ids).await?)
+        Ok(self.store.records().latest_revisions(tenant_ids).await?)
     }
 
     /// Where a Watch starts: after the given revision token, or after the tenant's latest.
@@ -28,7 +32,7 @@ impl Authz {
         tenant_id: &TenantId,
         after_revision: &str,
     ) -> Result<Revision> {
-        let latest = self.store.get_tenant(tenant_id).await?.revision;
+        let latest = self.store.records().get_tenant(tenant_id).await?.revision;
         if after_revision.is_empty() {
             return Ok(latest);
         }

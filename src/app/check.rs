@@ -120,7 +120,7 @@ impl Authz {
         }
         let revision = match oldest {
             Some(r) => r,
-            None => self.store.get_tenant(tenant_id).await?.revision,
+            None => self.store.records().get_tenant(tenant_id).await?.revision,
         };
         Ok((out, revision))
     }
@@ -180,7 +180,7 @@ impl Authz {
         consistency: Consistency,
     ) -> Result<()> {
         if let Consistency::AtLeast(_) = consistency {
-            let latest = self.store.get_tenant(tenant_id).await?.revision;
+            let latest = self.store.records().get_tenant(tenant_id).await?.revision;
             crate::store::rules::check_fresh(consistency, latest)?;
         }
         Ok(())

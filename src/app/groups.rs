@@ -141,10 +141,10 @@ impl Authz {
         }
         let view = match self.catalog.group(key) {
             Some(g) => {
-                let members = self.store.member_count(tenant_id, key).await?;
+                let members = self.store.records().member_count(tenant_id, key).await?;
                 self.system_view(g, members)
             }
-            None => Self::custom_view(self.store.get_group(tenant_id, key).await?),
+            None => Self::custom_view(self.store.records().get_group(tenant_id, key).await?),
         };
         Ok(self.group_for(&caller, view))
     }
@@ -157,7 +157,7 @@ impl Authz {
         page: &Paging,
     ) -> Result<(Vec<GroupView>, String)> {
         let caller = self.caller(tenant_id, by, AdminOp::ViewGroups).await?;
-        let custom = self.store.list_groups(tenant_id, &page.0).await?;
+        let custom = self.store.records().list_groups(tenant_id, &page.0).await?;
         let mut system: Vec<&authz_core::catalog::SystemGroup> = self
             .catalog
             .groups()
@@ -168,7 +168,7 @@ impl Authz {
         system.sort_by(|a, b| a.key.cmp(&b.key));
         let mut merged: Vec<GroupView> = Vec::with_capacity(page.size() + 1);
         for g in system {
-            let members = self.store.member_count(tenant_id, &g.key).await?;
+            let members = self.store.records().member_count(tenant_id, &g.key).await?;
             merged.push(self.system_view(g, members));
         }
         merged.extend(custom.items.into_iter().map(Self::custom_view));

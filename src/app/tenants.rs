@@ -26,11 +26,11 @@ impl Authz {
                 return Err(Error::Refused(Refusal::BlockedActor(actor.to_string())));
             }
         }
-        Ok(self.store.get_tenant(tenant_id).await?)
+        Ok(self.store.records().get_tenant(tenant_id).await?)
     }
 
     pub async fn list_tenants(&self, page: &Paging) -> Result<(Vec<TenantInfo>, String)> {
-        let page = self.store.list_tenants(&page.0).await?;
+        let page = self.store.records().list_tenants(&page.0).await?;
         let next =
             validate::next_page_token(page.items.last().map(|t| t.tenant_id.as_str()), page.more);
         Ok((page.items, next))

@@ -50,7 +50,7 @@ impl Authz {
     ) -> Result<UserInfo> {
         let caller = self.caller(tenant_id, by, AdminOp::ViewUsers).await?;
         self.fresh_enough(tenant_id, consistency).await?;
-        let user = self.store.get_user(tenant_id, user_id).await?;
+        let user = self.store.records().get_user(tenant_id, user_id).await?;
         Ok(self.user_view(&caller, user))
     }
 
@@ -69,13 +69,17 @@ impl Authz {
                 return Err(Self::no_group(group_key));
             }
             if let GroupRef::Custom(k) = self.group_ref(group_key) {
-                self.store.get_group(tenant_id, k).await?;
+                self.store.records().get_group(tenant_id, k).await?;
             }
             Some(group_key.as_str())
         } else {
             None
         };
-        let page = self.store.list_users(tenant_id, group, &page.0).await?;
+        let page = self
+            .store
+            .records()
+            .list_users(tenant_id, group, &page.0)
+            .await?;
         let next =
             validate::next_page_token(page.items.last().map(|u| u.user_id.as_str()), page.more);
         Ok((

@@ -26,9 +26,8 @@ use super::listener::{ListenerOptions, ListenerSink, ListenerState};
 use super::notify::Notice;
 use super::postgres::PostgresStore;
 use super::{
-    AuditQuery, Change, CommitEvent, CommitSignal, Consistency, GroupInfo, Page, PageRequest,
-    Readiness, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo, Write, WriteCtx,
-    Written,
+    CommitEvent, CommitSignal, Consistency, Readiness, Records, Result, Revision, Store,
+    StoreError, TenantInfo, Touched, Write, WriteCtx, Written,
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
@@ -969,39 +968,6 @@ impl<L: Loader + Store> Store for CachedStore<L> {
         self.inner.create_tenant(tenant_id, display_name).await
     }
 
-    async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
-        self.inner.get_tenant(tenant_id).await
-    }
-
-    async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>> {
-        self.inner.list_tenants(page).await
-    }
-
-    async fn get_user(&self, tenant_id: &str, user_id: &str) -> Result<UserInfo> {
-        self.inner.get_user(tenant_id, user_id).await
-    }
-
-    async fn list_users(
-        &self,
-        tenant_id: &str,
-        group: Option<&str>,
-        page: &PageRequest,
-    ) -> Result<Page<UserInfo>> {
-        self.inner.list_users(tenant_id, group, page).await
-    }
-
-    async fn get_group(&self, tenant_id: &str, key: &str) -> Result<GroupInfo> {
-        self.inner.get_group(tenant_id, key).await
-    }
-
-    async fn list_groups(&self, tenant_id: &str, page: &PageRequest) -> Result<Page<GroupInfo>> {
-        self.inner.list_groups(tenant_id, page).await
-    }
-
-    async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64> {
-        self.inner.member_count(tenant_id, group).await
-    }
-
     async fn subject(
         &self,
         tenant_id: &str,
@@ -1030,23 +996,6 @@ impl<L: Loader + Store> Store for CachedStore<L> {
         };
         super::rules::check_fresh(consistency, revision)?;
         Ok((subject, revision))
-    }
-
-    async fn changes_since(
-        &self,
-        tenant_id: &str,
-        after: Revision,
-        limit: usize,
-    ) -> Result<Vec<Change>> {
-        self.inner.changes_since(tenant_id, after, limit).await
-    }
-
-    async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
-        self.inner.latest_revisions(tenant_ids).await
-    }
-
-    async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>> {
-        self.inner.audit(tenant_id, query).await
     }
 
     fn commits(&self) -> CommitSignal {
@@ -1103,5 +1052,11 @@ impl<L: Loader + Store> Store for CachedStore<L> {
                 ),
             }
         }
+    }
+
+    /// Admin reads, Watch and the audit log never go through the cache: they read the
+    /// database's records directly.
+    fn records(&self) -> &dyn Records {
+        self.inner.records()
     }
 }

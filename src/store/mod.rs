@@ -619,20 +619,10 @@ impl GroupRef<'_> {
     }
 }
 
+/// What a store reads for the admin surface, Watch and the audit log. These reads never go
+/// through a cache: a cached store hands out its database's (`Store::records`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Carries out one admin write in one transaction (one write lock on the memory store):
-    /// the tenant's lock, the write's admin rule decided on state read under it, the change,
-    /// its change-log and audit record, its notification. A dry run computes everything,
-    /// preview included, and commits nothing.
-    async fn write(
-        &self,
-        tenant_id: &str,
-        ctx: &WriteCtx,
-        write: Write<'_>,
-    ) -> Result<Committed<Written>>;
-
-    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo>;
+pub trait Records: Send + Sync {
     async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo>;
     async fn list_tenants(&self, page: &PageRequest) -> Result<Page<TenantInfo>>;
 
@@ -651,15 +641,6 @@ pub trait Store: Send + Sync + 'static {
     /// Members of any group, system or custom.
     async fn member_count(&self, tenant_id: &str, group: &str) -> Result<u64>;
 
-    /// Everything a check needs about one user, and the revision it reflects. An unknown user
-    /// is a subject with no user (denied); an unknown tenant is an error.
-    async fn subject(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-        consistency: Consistency,
-    ) -> Result<(Subject, Revision)>;
-
     /// The tenant's committed changes after `after`, oldest first, at most `limit`.
     async fn changes_since(
         &self,
@@ -670,10 +651,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit events, newest first.
     async fn audit(&self, tenant_id: &str, query: &AuditQuery) -> Result<Vec<Change>>;
-
-    /// Announces the commits this process learns of: its own, and (for a cached store) every
-    /// replica's through the change listener.
-    fn commits(&self) -> CommitSignal;
 
     /// The latest revision of each of these tenants that exists, in no particular order.
     async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
@@ -687,20 +664,53 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(out)
     }
+}
+
+/// A store: its writes, the subjects checks are decided on, and its [`Records`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Carries out one admin write in one transaction (one write lock on the memory store):
+    /// the tenant's lock, the write's admin rule decided on state read under it, the change,
+    /// its change-log and audit record, its notification. A dry run computes everything,
+    /// preview included, and commits nothing.
+    async fn write(
+        &self,
+        tenant_id: &str,
+        ctx: &WriteCtx,
+        write: Write<'_>,
+    ) -> Result<Committed<Written>>;
+
+    async fn create_tenant(&self, tenant_id: &str, display_name: &str) -> Result<TenantInfo>;
+
+    /// Everything a check needs about one user, and the revision it reflects. An unknown user
+    /// is a subject with no user (denied); an unknown tenant is an error.
+    async fn subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)>;
+
+    /// The store's records: tenants, users, groups, the change log and the audit log.
+    fn records(&self) -> &dyn Records;
+
+    /// Announces the commits this process learns of: its own, and (for a cached store) every
+    /// replica's through the change listener.
+    fn commits(&self) -> CommitSignal;
 
     /// Operational numbers for metrics; `None` for a store without cache or pool.
     fn stats(&self) -> Option<StoreStats> {
         None
     }
 
-    /// Whether the store can serve: the database answers and, for a cached store, the change
-    /// listener is subscribed. The memory store is always ready.
     /// Why this store does not serve right now (its catalog disagrees with the one the
     /// database records), or `None`.
     fn catalog_refusal(&self) -> Option<String> {
         None
     }
 
+    /// Whether the store can serve: the database answers and, for a cached store, the change
+    /// listener is subscribed. The memory store is always ready.
     fn readiness(&self) -> Readiness {
         Readiness {
             ready: true,

@@ -114,7 +114,7 @@ async fn holds(store: &dyn Store, user: &str, key: &str) -> bool {
 async fn a_write_returns_its_revision_preview_and_what_it_touched() {
     for engine in ENGINES {
         let s = store(engine).await;
-        let base = s.get_tenant("t").await.unwrap().revision;
+        let base = s.records().get_tenant("t").await.unwrap().revision;
         let grants = authz::store::Grants::Unscoped(perms(&["view_reports"]));
         let out = s
             .write(
@@ -137,7 +137,7 @@ async fn a_write_returns_its_revision_preview_and_what_it_touched() {
         assert_eq!(affected.len(), 1, "{engine:?}");
         assert_eq!(affected[0].user_id, "ann");
         assert!(holds(&*s, "ann", "view_reports").await, "{engine:?}");
-        let changes = s.changes_since("t", base, 10).await.unwrap();
+        let changes = s.records().changes_since("t", base, 10).await.unwrap();
         assert_eq!(changes.len(), 1, "{engine:?}");
         assert_eq!(changes[0].operation, "grant");
         assert_eq!(changes[0].target, "user:ann");
@@ -157,7 +157,7 @@ async fn a_dry_run_previews_and_changes_nothing() {
         )
         .await
         .unwrap();
-        let base = s.get_tenant("t").await.unwrap().revision;
+        let base = s.records().get_tenant("t").await.unwrap().revision;
         let users = vec!["bob".to_owned()];
         let out = s
             .write(
@@ -176,13 +176,13 @@ async fn a_dry_run_previews_and_changes_nothing() {
         );
         assert_eq!(out.preview.affected_users[0].user_id, "bob", "{engine:?}");
         assert_eq!(
-            s.get_tenant("t").await.unwrap().revision,
+            s.records().get_tenant("t").await.unwrap().revision,
             base,
             "{engine:?}"
         );
         assert!(!holds(&*s, "bob", "edit_flows").await, "{engine:?}");
         assert_eq!(
-            s.member_count("t", "editors").await.unwrap(),
+            s.records().member_count("t", "editors").await.unwrap(),
             0,
             "{engine:?}"
         );
@@ -362,7 +362,7 @@ async fn an_actors_write_is_decided_by_the_store_inside_the_write() {
             "{engine:?}: an actor holding nothing may not make owners: {refused:?}"
         );
         assert_eq!(
-            s.member_count("t", "owners").await.unwrap(),
+            s.records().member_count("t", "owners").await.unwrap(),
             0,
             "{engine:?}"
         );

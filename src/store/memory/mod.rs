@@ -9,7 +9,7 @@ use tenant::page;
 
 use super::{
     AuditQuery, Change, CommitEvent, CommitSignal, Consistency, GroupInfo, Page, PageRequest,
-    Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo, WriteCtx,
+    Records, Result, Revision, Store, StoreError, TenantInfo, Touched, UserInfo, WriteCtx,
 };
 use super::{Committed, Op, Write, Written};
 use async_trait::async_trait;
@@ -237,6 +237,34 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
+        let tenant = self.tenant(tenant_id)?;
+        let t = read(&tenant);
+        // This store is the source of truth: every read is fully consistent. A token newer than
+        // the tenant's revision can only come from another tenant or be forged.
+        super::rules::check_fresh(consistency, t.revision)?;
+        Ok((
+            t.subject(&self.catalog, user_id).unwrap_or_default(),
+            t.revision,
+        ))
+    }
+
+    fn commits(&self) -> CommitSignal {
+        self.commits.subscribe()
+    }
+
+    fn records(&self) -> &dyn Records {
+        self
+    }
+}
+
+#[async_trait]
+impl Records for MemoryStore {
     async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
         let tenant = self.tenant(tenant_id)?;
         let t = read(&tenant);
@@ -332,23 +360,6 @@ impl Store for MemoryStore {
         Ok(t.members.get(group).map_or(0, |m| m.len() as u64))
     }
 
-    async fn subject(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-        consistency: Consistency,
-    ) -> Result<(Subject, Revision)> {
-        let tenant = self.tenant(tenant_id)?;
-        let t = read(&tenant);
-        // This store is the source of truth: every read is fully consistent. A token newer than
-        // the tenant's revision can only come from another tenant or be forged.
-        super::rules::check_fresh(consistency, t.revision)?;
-        Ok((
-            t.subject(&self.catalog, user_id).unwrap_or_default(),
-            t.revision,
-        ))
-    }
-
     async fn changes_since(
         &self,
         tenant_id: &str,
@@ -389,9 +400,5 @@ impl Store for MemoryStore {
             .take(query.limit)
             .cloned()
             .collect())
-    }
-
-    fn commits(&self) -> CommitSignal {
-        self.commits.subscribe()
     }
 }

@@ -1,6 +1,7 @@
-//! The `Store` reads, and the one write entry point.
+//! The `Store` (the one write entry point, subjects, readiness) and its `Records`.
 
 use super::*;
+use crate::store::Records;
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -31,6 +32,35 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn subject(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
+        let (subject, revision) = self.load_subject(tenant_id, user_id).await?;
+        rules::check_fresh(consistency, revision)?;
+        Ok((subject, revision))
+    }
+
+    fn commits(&self) -> CommitSignal {
+        self.commits.subscribe()
+    }
+
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            ready: true,
+            reason: String::new(),
+        }
+    }
+
+    fn records(&self) -> &dyn Records {
+        self
+    }
+}
+
+#[async_trait]
+impl Records for PostgresStore {
     async fn get_tenant(&self, tenant_id: &str) -> Result<TenantInfo> {
         let row = self
             .read_opt(
@@ -150,17 +180,6 @@ impl Store for PostgresStore {
         Ok(rev(row.get(0)))
     }
 
-    async fn subject(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-        consistency: Consistency,
-    ) -> Result<(Subject, Revision)> {
-        let (subject, revision) = self.load_subject(tenant_id, user_id).await?;
-        rules::check_fresh(consistency, revision)?;
-        Ok((subject, revision))
-    }
-
     async fn changes_since(
         &self,
         tenant_id: &str,
@@ -200,10 +219,6 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| change(tenant_id, r)).collect())
     }
 
-    fn commits(&self) -> CommitSignal {
-        self.commits.subscribe()
-    }
-
     async fn latest_revisions(&self, tenant_ids: &[String]) -> Result<Vec<(String, Revision)>> {
         let rows = self
             .read_all(
@@ -212,13 +227,6 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), rev(r.get(1)))).collect())
-    }
-
-    fn readiness(&self) -> Readiness {
-        Readiness {
-            ready: true,
-            reason: String::new(),
-        }
     }
 }
 
