@@ -267,7 +267,7 @@ pub fn rpc_lines() -> bool {
 /// of those held back since the last line.
 pub fn log_rpc(done: &Finished<'_>, faults: &FaultLog) {
     let line = rpc_lines();
-    let fault = fault_level(done.code);
+    let fault = fault_level(done.code, done.message);
     if !line && fault.is_none() {
         return;
     }
@@ -311,8 +311,13 @@ pub fn log_rpc(done: &Finished<'_>, faults: &FaultLog) {
     }
 }
 
-/// The level of a status code that means the server failed, not the caller.
-fn fault_level(code: &str) -> Option<tracing::Level> {
+/// The level of a status code that means the server failed, not the caller. A request whose
+/// body the client stopped sending (it reset the stream or closed the connection: tonic
+/// answers UNKNOWN "h2 protocol error") is the caller's doing, left to the debug line.
+fn fault_level(code: &str, message: Option<&str>) -> Option<tracing::Level> {
+    if code == "UNKNOWN" && message.is_some_and(|m| m.starts_with("h2 protocol error")) {
+        return None;
+    }
     match code {
         "INTERNAL" | "UNKNOWN" | "DATA_LOSS" => Some(tracing::Level::ERROR),
         "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "RESOURCE_EXHAUSTED" => Some(tracing::Level::WARN),
@@ -388,8 +393,9 @@ impl Throttled {
 
 #[cfg(test)]
 mod tests {
-    use super::{Throttled, embed, split_path};
+    use super::{Throttled, embed, fault_level, split_path};
     use std::time::Duration;
+    use tracing::Level;
 
     #[test]
     fn an_embedded_object_replaces_its_quoted_text() {
@@ -402,6 +408,19 @@ mod tests {
         // Not an object: left as a string.
         let plain = r#"{"fields":{"config":"x"}}"#;
         assert_eq!(embed(plain, Some("x")), plain);
+    }
+
+    #[test]
+    fn a_client_that_goes_away_is_not_a_server_fault() {
+        let gone = Some("h2 protocol error: error reading a body from connection");
+        assert_eq!(fault_level("UNKNOWN", gone), None);
+        assert_eq!(
+            fault_level("UNKNOWN", Some("panicked: index out of bounds")),
+            Some(Level::ERROR)
+        );
+        assert_eq!(fault_level("INTERNAL", gone), Some(Level::ERROR));
+        assert_eq!(fault_level("UNAVAILABLE", None), Some(Level::WARN));
+        assert_eq!(fault_level("INVALID_ARGUMENT", None), None);
     }
 
     #[test]
