@@ -66,22 +66,9 @@ impl Authz {
                 (effect, Write::Revoke { user_id, grants })
             }
         };
-        self.user_write(tenant_id, &caller, call, effect, write)
-            .await
-    }
-
-    /// A change of one user's grants, under the rule `edit_users` and `effect` make.
-    async fn user_write(
-        &self,
-        tenant_id: &TenantId,
-        caller: &Caller,
-        call: &AdminCall,
-        effect: Effect,
-        write: Write<'_>,
-    ) -> Result<Committed<()>> {
         let rule = Rule::new(AdminOp::EditUsers, effect);
         Ok(self
-            .commit(tenant_id, caller, call.mode, rule, write)
+            .commit(tenant_id, &caller, call.mode, rule, write)
             .await?
             .nothing())
     }
