@@ -41,9 +41,17 @@ pub fn with_database(url: &str, db: &str) -> String {
 /// A fresh, empty database (not migrated); returns its URL and name.
 pub async fn fresh_database() -> (String, String) {
     static N: AtomicU32 = AtomicU32::new(0);
+    // The process id alone repeats: a later run that gets a recycled pid would collide with a
+    // database an earlier run left behind on a long-lived server. Its start time does not.
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros())
+    });
     let admin = admin_url().to_owned();
     let name = format!(
-        "authz_test_{}_{}",
+        "authz_test_{}_{started}_{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
