@@ -68,7 +68,11 @@ fn find_or_fetch() -> Result<Tools, String> {
     if runs(&tools.promtool) && runs(&tools.prometheus) {
         return Ok(tools);
     }
-    let download = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("prometheus-deb-download");
+    // Test processes run side by side: each downloads and unpacks into directories of its own
+    // and renames the result into place, so none removes another's files midway.
+    let pid = std::process::id();
+    let download =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("prometheus-deb-download.{pid}"));
     let _ = std::fs::remove_dir_all(&download);
     std::fs::create_dir_all(&download).map_err(|e| format!("cannot create {download:?}: {e}"))?;
     let fetch = || {
@@ -103,19 +107,30 @@ fn find_or_fetch() -> Result<Tools, String> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .ok_or("apt-get download prometheus left no .deb file")?;
-    let _ = std::fs::remove_dir_all(&unpacked);
+    let staged = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("prometheus-deb.{pid}"));
+    let _ = std::fs::remove_dir_all(&staged);
     let out = Command::new("dpkg-deb")
         .arg("-x")
         .arg(&deb)
-        .arg(&unpacked)
+        .arg(&staged)
         .output()
         .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
+    let _ = std::fs::remove_dir_all(&download);
     if !out.status.success() {
         return Err(format!(
             "dpkg-deb -x {deb:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    // A rename onto a directory with files fails: another process's copy, put in place first,
+    // is kept; one that does not run (left half unpacked by an older run) is replaced.
+    if std::fs::rename(&staged, &unpacked).is_err()
+        && !(runs(&tools.promtool) && runs(&tools.prometheus))
+    {
+        let _ = std::fs::remove_dir_all(&unpacked);
+        let _ = std::fs::rename(&staged, &unpacked);
+    }
+    let _ = std::fs::remove_dir_all(&staged);
     if !(runs(&tools.promtool) && runs(&tools.prometheus)) {
         return Err(format!(
             "the unpacked {deb:?} has no working usr/bin/promtool and usr/bin/prometheus"
