@@ -144,7 +144,7 @@ impl Authz {
             permissions: decide::effective_permissions(&subject),
             scoped: decide::scoped_grants(&subject),
             restrictions: user.map(|u| u.restrictions.clone()).unwrap_or_default(),
-            groups: user.map(|u| u.groups.clone()).unwrap_or_default(),
+            groups: subject.groups.iter().map(|g| g.key.clone()).collect(),
             roles: self.roles_of(&subject),
         };
         Ok((view, revision))

@@ -1,8 +1,9 @@
-//! The cache's loads: concurrent misses for one user share one database read, sharing it never
-//! serves a load that read before an invalidation to a check that began after it, and an entry
-//! past the TTL is read again. Postgres only.
+//! The cache's loads: concurrent misses for one user, or for one custom group, share one
+//! database read, sharing it never serves a load that read before an invalidation to a check
+//! that began after it, and an entry past the TTL is read again. Postgres only.
 
 use crate::helpers::*;
+use authz::grpc::pb;
 use authz::store::cached::{AfterLoad, CacheOptions, CachedStore};
 use authz::store::postgres::{PgOptions, PostgresStore};
 use authz::store::{Consistency, Store};
@@ -185,6 +186,169 @@ async fn a_revoke_during_a_shared_load_is_never_missed() {
         stats().user_loads.load(Ordering::Relaxed) - loads,
         3,
         "the held load, the check after the revoke, and the reload past the stale entry"
+    );
+}
+
+/// Sets the permissions of `tenant`'s custom group `key`, which creates it first if asked.
+async fn set_group(app: &TestApp, key: &str, perms: &[&str], create: bool) {
+    let group = pb::Group {
+        key: key.into(),
+        name: key.into(),
+        permissions: perms.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut admin = app.admin.clone();
+    if create {
+        admin
+            .create_group(pb::CreateGroupRequest {
+                tenant_id: "t".into(),
+                group: Some(group),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        return;
+    }
+    admin
+        .update_group(pb::UpdateGroupRequest {
+            tenant_id: "t".into(),
+            group_key: key.into(),
+            group: Some(pb::Group {
+                key: String::new(),
+                ..group
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["permissions".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Users of a custom group whose entry was invalidated: their own records are still cached,
+/// so each check misses on the group alone. Returns the replica under `hold`, its users
+/// checked once, and the group's entry invalidated by an edit that keeps `view_reports`.
+async fn group_edited_under(hold: AfterLoad, users: &[&str]) -> (TestApp, TestApp) {
+    let a = TestServer::fresh_postgres().start().await;
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .after_load(hold)
+        .start()
+        .await;
+    let cached = b.cached.clone().unwrap();
+    a.tenant("t").await;
+    set_group(&a, "reporters", &["view_reports"], true).await;
+    a.add("t", "reporters", users).await;
+    caught_up(&cached).await;
+    for u in users {
+        assert!(b.allowed("t", u, "view_reports").await);
+    }
+    let invalidations = cached.stats().invalidations.load(Ordering::Relaxed);
+    set_group(&a, "reporters", &["view_reports", "view_users"], false).await;
+    until(
+        "B receives the group edit's notification",
+        invalidations + 1,
+        || cached.stats().invalidations.load(Ordering::Relaxed),
+    )
+    .await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_group_misses_read_the_group_once() {
+    let users = ["u0", "u1", "u2", "u3", "u4", "u5"];
+    let (hold, hook) = Hold::new();
+    let (_a, b) = group_edited_under(hook, &users).await;
+    let cached = b.cached.clone().unwrap();
+    let stats = || cached.stats();
+    let (user_loads, group_loads, coalesced) = (
+        stats().user_loads.load(Ordering::Relaxed),
+        stats().group_loads.load(Ordering::Relaxed),
+        stats().coalesced.load(Ordering::Relaxed),
+    );
+    hold.armed.store(true, Ordering::Release);
+    let first = check_on(&b, users[0]);
+    hold.reached.notified().await; // The first group miss has read the group and is held.
+    let rest: Vec<_> = users[1..].iter().map(|u| check_on(&b, u)).collect();
+    let joiners = rest.len() as u64;
+    until(
+        "checks joined the group load in flight",
+        coalesced + joiners,
+        || stats().coalesced.load(Ordering::Relaxed),
+    )
+    .await;
+    hold.release.notify_one();
+
+    assert!(first.await.unwrap());
+    for c in rest {
+        assert!(c.await.unwrap(), "a joined check has the load's answer");
+    }
+    assert_eq!(
+        stats().group_loads.load(Ordering::Relaxed) - group_loads,
+        1,
+        "{} concurrent checks missing on one group read it once",
+        users.len()
+    );
+    assert_eq!(
+        stats().user_loads.load(Ordering::Relaxed) - user_loads,
+        0,
+        "the users' own records stayed cached"
+    );
+    assert_eq!(
+        stats().coalesced.load(Ordering::Relaxed) - coalesced,
+        joiners
+    );
+}
+
+/// A shared group load that read before the group lost a permission: a check after the edit
+/// must not join it, and its entry is never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_edit_during_a_shared_group_load_is_never_missed() {
+    let (hold, hook) = Hold::new();
+    let (a, b) = group_edited_under(hook, &["u", "v"]).await;
+    let cached = b.cached.clone().unwrap();
+    let stats = || cached.stats();
+    let (group_loads, coalesced) = (
+        stats().group_loads.load(Ordering::Relaxed),
+        stats().coalesced.load(Ordering::Relaxed),
+    );
+    hold.armed.store(true, Ordering::Release);
+    let leader = check_on(&b, "u");
+    hold.reached.notified().await; // Read "reporters may view reports", held before storing.
+    let joined = check_on(&b, "v");
+    until("the second check joined the load", coalesced + 1, || {
+        stats().coalesced.load(Ordering::Relaxed)
+    })
+    .await;
+
+    let invalidations = stats().invalidations.load(Ordering::Relaxed);
+    set_group(&a, "reporters", &["view_users"], false).await;
+    until(
+        "B receives the edit's notification",
+        invalidations + 1,
+        || stats().invalidations.load(Ordering::Relaxed),
+    )
+    .await;
+
+    assert!(
+        !b.allowed("t", "u", "view_reports").await,
+        "a check after the edit must not join the load that read before it"
+    );
+    hold.release.notify_one(); // The held load now stores what it read before the edit.
+    assert!(
+        leader.await.unwrap(),
+        "the held check answers from its read"
+    );
+    assert!(joined.await.unwrap(), "the joined check shares that read");
+    assert!(
+        !b.allowed("t", "v", "view_reports").await,
+        "the held load's entry must not be served"
+    );
+    assert_eq!(stats().coalesced.load(Ordering::Relaxed) - coalesced, 1);
+    assert_eq!(
+        stats().group_loads.load(Ordering::Relaxed) - group_loads,
+        3,
+        "the held load, the check after the edit, and the reload past the stale entry"
     );
 }
 

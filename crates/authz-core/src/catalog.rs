@@ -286,7 +286,14 @@ impl Catalog {
     /// The grants of the system group `key`, or `None` when the key is a custom group's: a
     /// catalog group's key always means the catalog's group.
     pub fn system_grants(&self, key: &str) -> Option<Arc<GroupGrants>> {
-        self.group(key).map(|g| g.grants.clone())
+        self.system_index(key)
+            .map(|i| self.groups[i].grants.clone())
+    }
+
+    /// The index in [`Self::groups`] of the system group `key`, under the same rule as
+    /// [`Self::system_grants`].
+    pub fn system_index(&self, key: &str) -> Option<usize> {
+        self.group_index.get(key).copied()
     }
 
     /// Parses and validates a catalog file.

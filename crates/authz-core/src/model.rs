@@ -61,7 +61,9 @@ pub struct GroupGrants {
 }
 
 /// Everything a decision needs about one user. `user` is `None` for a user the tenant has
-/// never seen: such a user holds nothing and is denied.
+/// never seen: such a user holds nothing and is denied. `groups` is the user's groups that
+/// exist, in the order of its group list; a decision reads them there, never from
+/// `user.groups`, which a cache may leave empty.
 #[derive(Clone, Debug, Default)]
 pub struct Subject {
     pub user: Option<Arc<UserGrants>>,

@@ -1,24 +1,35 @@
 //! The per-replica cache in front of the Postgres store.
 //!
-//! Two moka caches: one entry per (tenant, user) with the user's own grants and memberships,
-//! one per (tenant, custom group) with the group's grants. A check combines them (system groups
-//! come from the catalog), so editing a group invalidates one group entry whatever its member
-//! count. Writes through this replica invalidate locally after commit; every replica's listener
-//! invalidates from the NOTIFY each write sends.
+//! Two moka caches: users' records (their own grants and their groups by reference) and
+//! custom groups' grants. A check combines a user's record with its groups' entries (system
+//! groups come from the catalog), so editing a group invalidates one group entry whatever its
+//! member count. Writes through this replica invalidate locally after commit; every replica's
+//! listener invalidates from the NOTIFY each write sends.
+//!
+//! **Memory.** A moka entry costs a few hundred bytes of its own, more than a user's record,
+//! so users share entries: the user cache holds 2,048 buckets (`records::BUCKETS`), each a
+//! table of the records whose key hashes to it, and moka weighs and evicts buckets. A record
+//! names its groups by interned 4-byte ids, and a user with no grants of its own shares one
+//! grants value with every such user.
 //!
 //! **Load/invalidate races.** A load reads the database, then inserts; an invalidation that runs
 //! in between must win. Each key hashes to a generation counter; an invalidation bumps it, a load
 //! captures it *before* reading and stores it in the entry, and an entry whose generation is no
 //! longer current is a miss. Flushes bump a global generation the same way. So a load that read
 //! before a revoke's notification can never be served after it, whenever it is inserted.
+//! Concurrent misses for one user or one group share one load (`flights::coalesce`).
 //!
 //! **Staleness.** The listener confirms, by heartbeat, the time up to which every commit has been
 //! applied. When that is older than `max_staleness` (listener lost, half-open connection) the
 //! cache is bypassed: checks read the database, or fail with UNAVAILABLE when it is down.
 //!
-//! Longer than most: the entries, the generation counters and the loads, warm-up and
-//! invalidation that must agree on them stay private to one file (tests/it/cache_loads.rs and
-//! tests/it/replicas.rs hold its races at known points).
+//! Longer than most: the loads, warm-up and invalidation that must agree on the records'
+//! generations stay in one file; the records themselves are in `records.rs`, the coalescing of
+//! misses in `flights.rs` (tests/it/cache_loads.rs and tests/it/replicas.rs hold its races at
+//! known points).
+
+mod flights;
+mod records;
 
 use super::Committed;
 use super::catalogs::CatalogGuard;
@@ -31,7 +42,13 @@ use super::{
 };
 use async_trait::async_trait;
 use authz_core::Catalog;
-use authz_core::model::{GroupGrants, Subject, UserGrants};
+use authz_core::model::{GroupGrants, Subject, UserGrants, UserStatus};
+use flights::{Flights, coalesce};
+use records::{
+    Bucket, Clock, FastHash, Gen, Generations, GroupEntry, GroupRef, GroupSlots, Interner, Look,
+    Rec, SYSTEM, bucket_of, group_weight, key, rec_weight, with_key,
+};
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -140,214 +157,35 @@ pub struct CacheStats {
     pub loads: AtomicU64,
     /// Database reads of a user (each miss that did not join another's load).
     pub user_loads: AtomicU64,
-    /// Misses that waited for another lookup's load of the same user instead of reading.
+    /// Database reads of a custom group on its own (each group miss that did not join another's
+    /// load).
+    pub group_loads: AtomicU64,
+    /// Misses that waited for another lookup's load of the same user or group instead of
+    /// reading.
     pub coalesced: AtomicU64,
     pub invalidations: AtomicU64,
     /// Checks that bypassed the cache (fully consistent, or the cache too stale to trust).
     pub bypasses: AtomicU64,
 }
 
-/// The hasher of the caches and the generation slots: keys are short and hashed on every check.
-type FastHash = ahash::RandomState;
-
-/// Generation counters: per key slot, plus one global.
-struct Generations {
-    hasher: FastHash,
-    slots: Box<[AtomicU64]>,
-    global: AtomicU64,
-    /// Counts invalidations, bumped *before* their slot: a bulk read that sees it unchanged
-    /// across the read and its generation capture raced no invalidation.
-    epoch: AtomicU64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Gen {
-    slot: u64,
-    global: u64,
-}
-
-impl Generations {
-    fn new(slots: usize) -> Self {
-        Self {
-            hasher: FastHash::new(),
-            slots: (0..slots.next_power_of_two())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            global: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
-        }
-    }
-
-    fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
-    }
-
-    /// The slot `key` hashes to; a user entry keeps its groups' slots, so checking a group's
-    /// generation costs two loads and no hashing.
-    fn index(&self, key: &str) -> usize {
-        (self.hasher.hash_one(key) as usize) & (self.slots.len() - 1)
-    }
-
-    fn at(&self, index: usize) -> Gen {
-        Gen {
-            global: self.global.load(Ordering::Acquire),
-            slot: self.slots[index].load(Ordering::Acquire),
-        }
-    }
-
-    fn current(&self, key: &str) -> Gen {
-        self.at(self.index(key))
-    }
-
-    fn bump(&self, key: &str) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.slots[self.index(key)].fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn bump_all(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.global.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-struct Entry<T> {
-    /// `None`: the user or group does not exist.
-    value: Option<Arc<T>>,
-    revision: Revision,
-    generation: Gen,
-    /// When it was read ([`Clock::now`]): past the TTL it is a miss.
-    loaded: u64,
-}
-
-/// A user's cache entry: its grants, and its groups resolved once per load.
-struct UserEntry {
-    /// `None`: the user does not exist.
-    value: Option<Arc<UserGrants>>,
-    revision: Revision,
-    generation: Gen,
-    /// When it was read ([`Clock::now`]): past the TTL it is a miss.
-    loaded: u64,
-    /// One per group of `value`, in the same order.
-    links: Box<[Link]>,
-}
-
-/// How a user entry reaches one of its groups.
-enum Link {
-    /// A catalog group: fixed for the store's life.
-    System(Arc<GroupGrants>),
-    /// A custom group: its generation slot, and the last group cache entry this user used. The
-    /// memo is used only while its generation is current and its revision high enough, exactly
-    /// the test a group cache entry passes, so it is never staler than the group cache; it
-    /// saves the group lookup on every check. It is past the TTL when its group entry would be.
-    Custom {
-        slot: u32,
-        memo: arc_swap::ArcSwapOption<Entry<GroupGrants>>,
-    },
-}
-
-/// Runs `f` on the cache key of (`tenant_id`, `id`) built in a reused per-thread buffer: a
-/// cache hit allocates nothing.
-fn with_key<R>(tenant_id: &str, id: &str, f: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    BUF.with(|b| match b.try_borrow_mut() {
-        Ok(mut b) => {
-            b.clear();
-            b.push_str(tenant_id);
-            b.push('\0');
-            b.push_str(id);
-            f(&b)
-        }
-        // Not reentered today; if it ever is, fall back to an allocation.
-        Err(_) => f(&key(tenant_id, id)),
-    })
-}
-
-fn key(tenant_id: &str, id: &str) -> String {
-    // Ids never hold control characters (validated), so NUL separates unambiguously.
-    let mut k = String::with_capacity(tenant_id.len() + id.len() + 1);
-    k.push_str(tenant_id);
-    k.push('\0');
-    k.push_str(id);
-    k
-}
-
-/// The TTL safety net, checked on read against each entry's load time, so moka keeps no
-/// per-entry expiry bookkeeping (a write-order queue node and timestamps per entry).
-struct Clock {
-    start: std::time::Instant,
-    ttl_ms: u64,
-}
-
-impl Clock {
-    /// Milliseconds since the cache started.
-    fn now(&self) -> u64 {
-        self.at(std::time::Instant::now())
-    }
-
-    /// Milliseconds from the cache's start to `t`.
-    fn at(&self, t: std::time::Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// True while an entry read at `loaded` is younger than the TTL.
-    fn young(&self, loaded: u64, now: u64) -> bool {
-        now.saturating_sub(loaded) < self.ttl_ms
-    }
-}
-
-/// A user load in flight, which concurrent misses for the same key wait for.
-struct Flight {
-    id: u64,
-    /// The generation the load captured before its read.
-    generation: Gen,
-    done: tokio::sync::watch::Receiver<Option<Result<Arc<UserEntry>>>>,
-}
-
-/// A miss either leads the load for its key or joins the one in flight.
-enum Role {
-    Lead(
-        tokio::sync::watch::Sender<Option<Result<Arc<UserEntry>>>>,
-        u64,
-    ),
-    Join(tokio::sync::watch::Receiver<Option<Result<Arc<UserEntry>>>>),
-}
-
-/// Takes a leader's flight out of the map when the load ends, or when the lookup is dropped
-/// midway (its joiners then see the sender gone and look again).
-struct FlightGuard<'a> {
-    shared: &'a Shared,
-    tenant_id: &'a str,
-    user_id: &'a str,
-    id: u64,
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        with_key(self.tenant_id, self.user_id, |k| {
-            let mut flights = self
-                .shared
-                .flights
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if flights.get(k).is_some_and(|f| f.id == self.id) {
-                flights.remove(k);
-            }
-        });
-    }
-}
-
 /// Shared between the store and the listener task.
 struct Shared {
     clock: Clock,
-    /// User loads in flight, by key.
-    flights: std::sync::Mutex<std::collections::HashMap<String, Flight, FastHash>>,
-    flight_ids: AtomicU64,
-    users: moka::sync::Cache<String, Arc<UserEntry>, FastHash>,
-    groups: moka::sync::Cache<String, Arc<Entry<GroupGrants>>, FastHash>,
+    hasher: FastHash,
+    users: moka::sync::Cache<u32, Arc<Bucket>, FastHash>,
+    /// Owns the custom groups' entries and bounds their bytes; checks find them in
+    /// `group_slots`, so its recency is that of loads, not of hits.
+    groups: moka::sync::Cache<GroupRef, Arc<GroupEntry>, FastHash>,
+    group_slots: Arc<GroupSlots>,
     user_gens: Generations,
     group_gens: Generations,
+    user_flights: Flights<String, Rec>,
+    group_flights: Flights<GroupRef, Arc<GroupEntry>>,
+    names: Interner,
+    /// The catalog's groups, by [`GroupRef`] less [`SYSTEM`]: fixed for the store's life.
+    system: Box<[Arc<GroupGrants>]>,
+    /// The grants of a user with none of its own, by status: shared by every such record.
+    plain: [Arc<UserGrants>; 2],
     stats: CacheStats,
     commits: tokio::sync::broadcast::Sender<CommitEvent>,
     lag_observer: Option<LagObserver>,
@@ -372,6 +210,53 @@ fn catalog_recheck<L: Loader>(inner: &Arc<L>) -> Box<dyn Fn() + Send + Sync> {
 }
 
 impl Shared {
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn group_slot(&self, id: GroupRef) -> usize {
+        self.group_gens.index(u64::from(id))
+    }
+
+    /// The record of `key` (hashed to `hash`), whatever its generation.
+    fn find_user(&self, hash: u64, key: &str) -> Option<Rec> {
+        self.users.get(&bucket_of(hash))?.find(hash, key)
+    }
+
+    /// Stores user records, each (hash, key, record), into their buckets; moka weighs a bucket
+    /// again when it has grown by an eighth.
+    fn put_users(&self, recs: Vec<(u64, Box<str>, Rec)>) {
+        let mut by_bucket: std::collections::BTreeMap<u32, Vec<_>> = Default::default();
+        for (hash, key, rec) in recs {
+            let weight = rec_weight(&key, &rec);
+            by_bucket
+                .entry(bucket_of(hash))
+                .or_default()
+                .push((hash, key, rec, weight));
+        }
+        for (b, recs) in by_bucket {
+            let bucket = self.users.get_with(b, Arc::default);
+            if bucket.put(&self.hasher, recs) {
+                self.users.insert(b, bucket);
+            }
+        }
+    }
+
+    /// The grants a record keeps of `grants`: without the group list, shared when plain.
+    fn own_grants(&self, mut grants: UserGrants) -> Arc<UserGrants> {
+        if grants.direct.is_empty() && grants.scoped.is_empty() && grants.restrictions.is_empty() {
+            return self.plain[grants.status as usize].clone();
+        }
+        grants.groups = Vec::new();
+        Arc::new(grants)
+    }
+
+    /// Stores a custom group's entry where checks find it and where its bytes are bounded.
+    fn put_group(&self, id: GroupRef, entry: Arc<GroupEntry>) {
+        self.group_slots.set(id, entry.clone());
+        self.groups.insert(id, entry);
+    }
+
     fn invalidate(&self, tenant_id: &str, touched: &Touched) {
         let mut n = 0;
         if touched.all_users {
@@ -380,15 +265,24 @@ impl Shared {
             n += 1;
         }
         for u in &touched.users {
-            let k = key(tenant_id, u);
-            self.user_gens.bump(&k);
-            self.users.invalidate(&k);
+            with_key(tenant_id, u, |k| {
+                let hash = self.hash(k);
+                self.user_gens.bump(self.user_gens.index(hash));
+                if let Some(b) = self.users.get(&bucket_of(hash)) {
+                    b.remove(hash, k);
+                }
+            });
             n += 1;
         }
         for g in &touched.groups {
-            let k = key(tenant_id, g);
-            self.group_gens.bump(&k);
-            self.groups.invalidate(&k);
+            match self.names.find(tenant_id, g) {
+                Some(id) => {
+                    self.group_gens.bump(self.group_slot(id));
+                    self.group_slots.clear(id);
+                    self.groups.invalidate(&id);
+                }
+                None => self.group_gens.bump_epoch(),
+            }
             n += 1;
         }
         self.stats.invalidations.fetch_add(n, Ordering::Relaxed);
@@ -406,6 +300,7 @@ impl ListenerSink for Shared {
         self.invalidate(&notice.t, &touched);
         if notice.ag {
             self.group_gens.bump_all();
+            self.group_slots.clear_all();
             self.groups.invalidate_all();
             self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
@@ -428,6 +323,7 @@ impl ListenerSink for Shared {
         self.user_gens.bump_all();
         self.group_gens.bump_all();
         self.users.invalidate_all();
+        self.group_slots.clear_all();
         self.groups.invalidate_all();
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         // Notifications may have been missed, and with them commit announcements.
@@ -452,55 +348,44 @@ impl<L> Drop for CachedStore<L> {
     }
 }
 
-fn user_weight(k: &str, e: &UserEntry) -> u32 {
-    let v = e.value.as_deref().map_or(0, |u| {
-        u.groups.iter().map(|g| g.len() + 24).sum::<usize>()
-            + u.scoped
-                .iter()
-                .map(|s| s.resource.id.len() + 48)
-                .sum::<usize>()
-            + u.restrictions
-                .iter()
-                .map(|r| r.ids.iter().map(|i| i.len() + 32).sum::<usize>() + 48)
-                .sum::<usize>()
-            + 128
-    });
-    let links = e.links.len() * (std::mem::size_of::<Link>() + 8);
-    u32::try_from(k.len() + v + links + 64).unwrap_or(u32::MAX)
-}
-
-fn group_weight(k: &str, e: &Entry<GroupGrants>) -> u32 {
-    let v = e.value.as_deref().map_or(0, |g| {
-        g.key.len()
-            + g.scoped
-                .iter()
-                .map(|s| s.resource.id.len() + 48)
-                .sum::<usize>()
-            + 96
-    });
-    u32::try_from(k.len() + v + 64).unwrap_or(u32::MAX)
-}
-
 impl<L: Loader + Store> CachedStore<L> {
     /// Wraps `inner` and starts the listener on its own connection.
     pub fn start(inner: Arc<L>, catalog: Arc<Catalog>, options: CacheOptions) -> Self {
+        let plain = |status| {
+            Arc::new(UserGrants {
+                status,
+                ..UserGrants::default()
+            })
+        };
+        let group_slots = Arc::new(GroupSlots::default());
+        let evicted = group_slots.clone();
         let shared = Arc::new(Shared {
             clock: Clock {
                 start: std::time::Instant::now(),
                 ttl_ms: u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX),
             },
-            flights: std::sync::Mutex::default(),
-            flight_ids: AtomicU64::new(0),
+            hasher: FastHash::new(),
             users: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4 * 3)
-                .weigher(|k: &String, v: &Arc<UserEntry>| user_weight(k, v))
+                .weigher(|_: &u32, b: &Arc<Bucket>| b.weight.load(Ordering::Acquire).max(64))
                 .build_with_hasher(FastHash::new()),
             groups: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4)
-                .weigher(|k: &String, v: &Arc<Entry<GroupGrants>>| group_weight(k, v))
+                .weigher(|k: &GroupRef, e: &Arc<GroupEntry>| group_weight(k, e))
+                .eviction_listener(move |id, entry, cause| {
+                    if cause.was_evicted() {
+                        evicted.clear_if(*id, &entry);
+                    }
+                })
                 .build_with_hasher(FastHash::new()),
+            group_slots,
             user_gens: Generations::new(1 << 16),
             group_gens: Generations::new(1 << 12),
+            user_flights: Flights::default(),
+            group_flights: Flights::default(),
+            names: Interner::default(),
+            system: catalog.groups().iter().map(|g| g.grants.clone()).collect(),
+            plain: [plain(UserStatus::Active), plain(UserStatus::Blocked)],
             stats: CacheStats::default(),
             commits: tokio::sync::broadcast::channel(1024).0,
             lag_observer: options.lag_observer.clone(),
@@ -536,11 +421,12 @@ impl<L: Loader + Store> CachedStore<L> {
         &self.inner
     }
 
-    /// Entries and estimated bytes in the cache.
+    /// Records (users and groups) and estimated bytes in the cache.
     pub fn size(&self) -> (u64, u64) {
         let s = &self.shared;
+        let users: usize = s.users.iter().map(|(_, b)| b.len()).sum();
         (
-            s.users.entry_count() + s.groups.entry_count(),
+            users as u64 + s.groups.entry_count(),
             s.users.weighted_size() + s.groups.weighted_size(),
         )
     }
@@ -591,28 +477,26 @@ impl<L: Loader + Store> CachedStore<L> {
                     .inner
                     .load_groups_page(&after, Self::WARM_PAGE as i64)
                     .await?;
-                let keyed: Vec<_> = page
-                    .into_iter()
-                    .map(|(t, g, r)| (key(&t, &g.key), t, g, r))
-                    .collect();
-                let gens: Vec<Gen> = keyed.iter().map(|e| sh.group_gens.current(&e.0)).collect();
-                last = keyed
+                last = page
                     .last()
-                    .map(|(_, t, g, _)| (t.clone(), g.key.clone(), keyed.len()));
+                    .map(|(t, g, _)| (t.clone(), g.key.clone(), page.len()));
+                let mut entries = Vec::with_capacity(page.len());
+                for (t, g, revision) in page {
+                    let id = sh.names.intern(&t, &g.key)?;
+                    let generation = sh.group_gens.at(sh.group_slot(id));
+                    entries.push((id, g, revision, generation));
+                }
                 if sh.group_gens.epoch() != epoch {
                     continue;
                 }
-                for ((k, _, g, revision), generation) in keyed.into_iter().zip(gens) {
-                    let value = Some(Arc::new(g));
-                    sh.groups.insert(
-                        k,
-                        Arc::new(Entry {
-                            value,
-                            revision,
-                            generation,
-                            loaded,
-                        }),
-                    );
+                for (id, g, revision, generation) in entries {
+                    let entry = GroupEntry {
+                        value: Some(Arc::new(g)),
+                        revision,
+                        generation,
+                        loaded,
+                    };
+                    sh.put_group(id, Arc::new(entry));
                 }
                 break;
             }
@@ -637,22 +521,22 @@ impl<L: Loader + Store> CachedStore<L> {
                 let epoch = sh.user_gens.epoch();
                 let loaded = sh.clock.now();
                 let page = self.inner.load_users_page(&after, limit as i64).await?;
-                let keyed: Vec<_> = page
-                    .into_iter()
-                    .map(|(t, u, g, r)| (key(&t, &u), t, u, g, r))
-                    .collect();
-                let gens: Vec<Gen> = keyed.iter().map(|e| sh.user_gens.current(&e.0)).collect();
-                last = keyed
+                last = page
                     .last()
-                    .map(|(_, t, u, _, _)| (t.clone(), u.clone(), keyed.len()));
+                    .map(|(t, u, _, _)| (t.clone(), u.clone(), page.len()));
+                let mut recs = Vec::with_capacity(page.len());
+                for (t, u, grants, revision) in page {
+                    let k = key(&t, &u);
+                    let hash = sh.hash(&k);
+                    let generation = sh.user_gens.at(sh.user_gens.index(hash));
+                    let rec = self.record(&t, Some(grants), revision, generation, loaded)?;
+                    recs.push((hash, k.into_boxed_str(), rec));
+                }
                 if sh.user_gens.epoch() != epoch {
                     continue;
                 }
-                stored += keyed.len();
-                for ((k, t, _, g, revision), generation) in keyed.into_iter().zip(gens) {
-                    let entry = self.user_entry(&t, Some(g), revision, generation, loaded);
-                    sh.users.insert(k, Arc::new(entry));
-                }
+                stored += recs.len();
+                sh.put_users(recs);
                 break;
             }
             match last {
@@ -670,160 +554,75 @@ impl<L: Loader + Store> CachedStore<L> {
         Ok(stored)
     }
 
-    /// The cached entry for `k`, or a fresh one from `load`. The race guard lives here, once:
-    /// the key's generation is captured before `load` reads the database, so if an
-    /// invalidation lands while it runs, the entry is born stale and the next lookup misses.
-    async fn lookup<T, Fut>(
-        &self,
-        cache: &moka::sync::Cache<String, Arc<Entry<T>>, FastHash>,
-        gens: &Generations,
-        k: String,
-        min: Revision,
-        load: impl FnOnce() -> Fut,
-    ) -> Result<Arc<Entry<T>>>
-    where
-        T: Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<(Option<T>, Revision)>>,
-    {
-        let generation = gens.current(&k);
-        let clock = &self.shared.clock;
-        let now = clock.now();
-        if let Some(e) = cache.get(&k) {
-            if e.generation == generation && e.revision >= min && clock.young(e.loaded, now) {
-                self.shared.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(e);
-            }
-        }
-        self.shared.stats.misses.fetch_add(1, Ordering::Relaxed);
-        self.shared.stats.loads.fetch_add(1, Ordering::Relaxed);
-        let (value, revision) = load().await?;
-        if let Some(hook) = &self.after_load {
-            (hook.0)().await;
-        }
-        let entry = Arc::new(Entry {
-            value: value.map(Arc::new),
-            revision,
-            generation,
-            loaded: now,
-        });
-        cache.insert(k, entry.clone());
-        Ok(entry)
-    }
-
-    /// A user entry for `grants` of `tenant_id`, with its groups linked.
-    fn user_entry(
+    /// A user record for `grants` of `tenant_id`, its groups named by reference.
+    fn record(
         &self,
         tenant_id: &str,
         grants: Option<UserGrants>,
         revision: Revision,
         generation: Gen,
         loaded: u64,
-    ) -> UserEntry {
-        let links = grants.as_ref().map_or_else(Box::default, |u| {
-            u.groups
-                .iter()
-                .map(|k| match self.catalog.system_grants(k) {
-                    Some(grants) => Link::System(grants),
-                    None => Link::Custom {
-                        slot: with_key(tenant_id, k, |k| self.shared.group_gens.index(k)) as u32,
-                        memo: arc_swap::ArcSwapOption::empty(),
-                    },
-                })
-                .collect()
-        });
-        UserEntry {
-            value: grants.map(Arc::new),
+    ) -> Result<Rec> {
+        let sh = &self.shared;
+        let mut groups = SmallVec::new();
+        if let Some(u) = &grants {
+            for k in &u.groups {
+                groups.push(match self.catalog.system_index(k) {
+                    Some(i) => GroupRef::try_from(i)
+                        .ok()
+                        .filter(|&i| i < SYSTEM)
+                        .map(|i| SYSTEM | i)
+                        .ok_or_else(|| StoreError::Internal(format!("catalog group {i}")))?,
+                    None => sh.names.intern(tenant_id, k)?,
+                });
+            }
+        }
+        Ok(Rec {
+            user: grants.map(|g| sh.own_grants(g)),
             revision,
             generation,
             loaded,
-            links,
-        }
+            groups,
+        })
     }
 
-    /// The user's cache entry: a hit, or a load of the user together with its custom groups
-    /// (one round trip), whose entries then fill the group cache and the user's memos.
-    ///
-    /// Concurrent misses for one user share one load: a miss joins the load in flight for its
-    /// key when that load captured the generation the miss sees, so no invalidation came
-    /// between the load's capture and the join and the joiner gets what a load of its own
-    /// could have returned. A miss that sees a newer generation starts a load of its own.
-    async fn user(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-        min: Revision,
-        mut now: u64,
-    ) -> Result<Arc<UserEntry>> {
+    /// The user's record: a hit, or a load of the user together with its custom groups (one
+    /// round trip), whose entries then fill the group cache. Misses are coalesced.
+    async fn user(&self, tenant_id: &str, user_id: &str, min: Revision, now: u64) -> Result<Rec> {
         let sh = &self.shared;
-        let mut may_join = true;
-        let mut again = false;
-        loop {
-            if std::mem::replace(&mut again, true) {
-                // After a wait for another's load: this lookup's time moved on.
-                now = sh.clock.now();
-            }
-            let (generation, hit) = with_key(tenant_id, user_id, |k| {
-                (sh.user_gens.current(k), sh.users.get(k))
+        let hash = with_key(tenant_id, user_id, |k| sh.hash(k));
+        let slot = sh.user_gens.index(hash);
+        let probe = |look: Look| {
+            let current = sh.user_gens.at(slot);
+            let hit = with_key(tenant_id, user_id, |k| sh.find_user(hash, k)).filter(|r| {
+                sh.clock
+                    .usable(r.generation, r.revision, r.loaded, Look { current, ..look })
             });
-            if let Some(e) = hit {
-                if e.generation == generation && e.revision >= min && sh.clock.young(e.loaded, now)
-                {
-                    sh.stats.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(e);
-                }
-            }
-            sh.stats.misses.fetch_add(1, Ordering::Relaxed);
-            let role = with_key(tenant_id, user_id, |k| {
-                let mut flights = sh.flights.lock().unwrap_or_else(|e| e.into_inner());
-                match flights.get(k) {
-                    Some(f) if may_join && f.generation == generation => Role::Join(f.done.clone()),
-                    _ => {
-                        let id = sh.flight_ids.fetch_add(1, Ordering::Relaxed);
-                        let (tx, done) = tokio::sync::watch::channel(None);
-                        flights.insert(
-                            k.to_owned(),
-                            Flight {
-                                id,
-                                generation,
-                                done,
-                            },
-                        );
-                        Role::Lead(tx, id)
-                    }
-                }
-            });
-            match role {
-                Role::Join(mut done) => {
-                    sh.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                    // Err: the leading lookup was dropped before it finished; look again.
-                    let Ok(out) = done.wait_for(Option::is_some).await else {
-                        continue;
-                    };
-                    match out.as_ref() {
-                        Some(Ok(e)) if e.revision < min => {
-                            // Read before the revision this check asks for: read again, alone.
-                            may_join = false;
-                        }
-                        Some(out) => return out.clone(),
-                        None => {}
-                    }
-                }
-                Role::Lead(tx, id) => {
-                    let flight = FlightGuard {
-                        shared: sh,
-                        tenant_id,
-                        user_id,
-                        id,
-                    };
-                    let out = self.load_user(tenant_id, user_id, generation, now).await;
-                    // Out of the map before the result is out: a joiner that looks again
-                    // (its token is newer than this read) finds no stale flight to join.
-                    drop(flight);
-                    tx.send_replace(Some(out.clone()));
-                    return out;
-                }
-            }
+            (current, hit)
+        };
+        let look = Look {
+            current: sh.user_gens.at(slot),
+            min,
+            now,
+        };
+        let (current, hit) = probe(look);
+        if let Some(rec) = hit {
+            sh.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(rec);
         }
+        sh.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let k = key(tenant_id, user_id);
+        let look = Look { current, ..look };
+        coalesce(
+            &sh.user_flights,
+            &sh.stats,
+            &sh.clock,
+            &k,
+            look,
+            probe,
+            |generation, loaded| self.load_user(tenant_id, user_id, hash, generation, loaded),
+        )
+        .await
     }
 
     /// Reads the user and its custom groups and caches them under `generation` and `loaded`,
@@ -832,9 +631,10 @@ impl<L: Loader + Store> CachedStore<L> {
         &self,
         tenant_id: &str,
         user_id: &str,
+        hash: u64,
         generation: Gen,
         loaded: u64,
-    ) -> Result<Arc<UserEntry>> {
+    ) -> Result<Rec> {
         let sh = &self.shared;
         sh.stats.loads.fetch_add(1, Ordering::Relaxed);
         sh.stats.user_loads.fetch_add(1, Ordering::Relaxed);
@@ -843,57 +643,118 @@ impl<L: Loader + Store> CachedStore<L> {
         if let Some(hook) = &self.after_load {
             (hook.0)().await;
         }
-        let entry =
-            Arc::new(self.user_entry(tenant_id, load.user, load.revision, generation, loaded));
+        let rec = self.record(tenant_id, load.user, load.revision, generation, loaded)?;
         // The groups read alongside are cached only if no group invalidation began since before
         // the read (the same guard as the warm-up's); otherwise they load on their own.
-        let keyed: Vec<(String, Gen, GroupGrants)> = load
-            .groups
-            .into_iter()
-            .map(|g| {
-                let k = key(tenant_id, &g.key);
-                let generation = sh.group_gens.current(&k);
-                (k, generation, g)
-            })
-            .collect();
-        if sh.group_gens.epoch() == group_epoch {
-            if let Some(user) = &entry.value {
-                for (k, generation, g) in keyed {
-                    let at = user.groups.iter().position(|u| *u == g.key);
-                    let group = Arc::new(Entry {
-                        value: Some(Arc::new(g)),
-                        revision: load.groups_revision,
-                        generation,
-                        loaded,
-                    });
-                    if let Some(Link::Custom { memo, .. }) = at.map(|i| &entry.links[i]) {
-                        memo.store(Some(group.clone()));
-                    }
-                    sh.groups.insert(k, group);
+        let mut entries = Vec::with_capacity(load.groups.len());
+        for g in load.groups {
+            let id = sh.names.intern(tenant_id, &g.key)?;
+            entries.push((id, sh.group_gens.at(sh.group_slot(id)), g));
+        }
+        if sh.group_gens.epoch() == group_epoch && rec.user.is_some() {
+            for (id, generation, g) in entries {
+                // One already cached under the same generation, as new and still young, stays:
+                // replacing it would only churn memory (it is read again past its TTL).
+                let look = Look {
+                    current: generation,
+                    min: load.groups_revision,
+                    now: loaded,
+                };
+                if sh.group_slots.get(id).is_some_and(|e| {
+                    e.as_ref()
+                        .is_some_and(|e| sh.clock.usable(e.generation, e.revision, e.loaded, look))
+                }) {
+                    continue;
                 }
+                let entry = GroupEntry {
+                    value: Some(Arc::new(g)),
+                    revision: load.groups_revision,
+                    generation,
+                    loaded,
+                };
+                sh.put_group(id, Arc::new(entry));
             }
         }
-        with_key(tenant_id, user_id, |k| {
-            sh.users.insert(k.to_owned(), entry.clone())
-        });
-        Ok(entry)
+        let k = key(tenant_id, user_id).into_boxed_str();
+        sh.put_users(vec![(hash, k, rec.clone())]);
+        Ok(rec)
     }
 
+    /// A custom group's grants (`None`: it does not exist) and the revision they were read
+    /// at: a hit, or a load of the group. Misses are coalesced.
     async fn group(
         &self,
         tenant_id: &str,
-        group: &str,
+        id: GroupRef,
         min: Revision,
-    ) -> Result<Arc<Entry<GroupGrants>>> {
-        let (cache, gens) = (&self.shared.groups, &self.shared.group_gens);
-        self.lookup(cache, gens, key(tenant_id, group), min, || async {
-            let (mut loaded, revision) = self
-                .inner
-                .load_groups(tenant_id, &[group.to_owned()])
-                .await?;
-            Ok((loaded.pop(), revision))
-        })
-        .await
+        now: u64,
+    ) -> Result<(Option<Arc<GroupGrants>>, Revision)> {
+        let sh = &self.shared;
+        let slot = sh.group_slot(id);
+        let usable =
+            |e: &GroupEntry, look: Look| sh.clock.usable(e.generation, e.revision, e.loaded, look);
+        let look = Look {
+            current: sh.group_gens.at(slot),
+            min,
+            now,
+        };
+        if let Some(e) = sh.group_slots.get(id) {
+            if let Some(e) = e.as_ref().filter(|e| usable(e, look)) {
+                sh.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((e.value.clone(), e.revision));
+            }
+        }
+        sh.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let probe = |look: Look| {
+            let current = sh.group_gens.at(slot);
+            let hit = sh
+                .group_slots
+                .get(id)
+                .and_then(|e| e.as_ref().cloned())
+                .filter(|e| usable(e, Look { current, ..look }));
+            (current, hit)
+        };
+        let e = coalesce(
+            &sh.group_flights,
+            &sh.stats,
+            &sh.clock,
+            &id,
+            look,
+            probe,
+            |generation, loaded| self.load_group(tenant_id, id, generation, loaded),
+        )
+        .await?;
+        Ok((e.value.clone(), e.revision))
+    }
+
+    /// Reads a custom group and caches it under `generation` and `loaded`, both captured
+    /// before the read.
+    async fn load_group(
+        &self,
+        tenant_id: &str,
+        id: GroupRef,
+        generation: Gen,
+        loaded: u64,
+    ) -> Result<Arc<GroupEntry>> {
+        let sh = &self.shared;
+        sh.stats.loads.fetch_add(1, Ordering::Relaxed);
+        sh.stats.group_loads.fetch_add(1, Ordering::Relaxed);
+        let group = sh
+            .names
+            .group_key(id)
+            .ok_or_else(|| StoreError::Internal(format!("the cache has no group {id}")))?;
+        let (mut found, revision) = self.inner.load_groups(tenant_id, &[group]).await?;
+        if let Some(hook) = &self.after_load {
+            (hook.0)().await;
+        }
+        let entry = Arc::new(GroupEntry {
+            value: found.pop().map(Arc::new),
+            revision,
+            generation,
+            loaded,
+        });
+        sh.put_group(id, entry.clone());
+        Ok(entry)
     }
 
     /// The subject from the cache; `now` is the check's time ([`Clock::now`]).
@@ -904,40 +765,20 @@ impl<L: Loader + Store> CachedStore<L> {
         min: Revision,
         now: u64,
     ) -> Result<(Subject, Revision)> {
-        let user = self.user(tenant_id, user_id, min, now).await?;
-        let clock = &self.shared.clock;
-        let mut revision = user.revision;
-        let Some(grants) = user.value.clone() else {
+        let rec = self.user(tenant_id, user_id, min, now).await?;
+        let mut revision = rec.revision;
+        let Some(grants) = rec.user else {
             return Ok((Subject::default(), revision));
         };
-        let gens = &self.shared.group_gens;
-        let mut groups = Vec::with_capacity(grants.groups.len());
-        for (k, link) in grants.groups.iter().zip(user.links.iter()) {
-            let (slot, memo) = match link {
-                Link::System(g) => {
-                    groups.push(g.clone());
-                    continue;
-                }
-                Link::Custom { slot, memo } => (*slot as usize, memo),
-            };
-            let current = gens.at(slot);
-            let remembered = memo.load();
-            if let Some(e) = remembered.as_ref().filter(|e| {
-                e.generation == current && e.revision >= min && clock.young(e.loaded, now)
-            }) {
-                revision = revision.min(e.revision);
-                if let Some(v) = &e.value {
-                    groups.push(v.clone());
-                }
+        let mut groups = Vec::with_capacity(rec.groups.len());
+        for &g in &rec.groups {
+            if let Some(i) = g.checked_sub(SYSTEM) {
+                groups.extend(self.shared.system.get(i as usize).cloned());
                 continue;
             }
-            drop(remembered);
-            let e = self.group(tenant_id, k, min).await?;
-            memo.store(Some(e.clone()));
-            revision = revision.min(e.revision);
-            if let Some(v) = &e.value {
-                groups.push(v.clone());
-            }
+            let (value, read_at) = self.group(tenant_id, g, min, now).await?;
+            revision = revision.min(read_at);
+            groups.extend(value);
         }
         Ok((
             Subject {
