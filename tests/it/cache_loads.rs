@@ -352,6 +352,44 @@ async fn a_group_edit_during_a_shared_group_load_is_never_missed() {
     );
 }
 
+/// A replica's first load of a user reads its custom group along with it, before the group has
+/// an id here; an edit of the group that lands meanwhile must still keep that read out of the
+/// group cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_edit_during_the_first_load_of_its_member_is_never_missed() {
+    let a = TestServer::fresh_postgres().start().await;
+    let (hold, hook) = Hold::new();
+    let b = TestServer::postgres(a.db_url.as_ref().unwrap())
+        .after_load(hook)
+        .start()
+        .await;
+    let cached = b.cached.clone().unwrap();
+    a.tenant("t").await;
+    set_group(&a, "reporters", &["view_reports"], true).await;
+    a.add("t", "reporters", &["u"]).await;
+    caught_up(&cached).await;
+
+    hold.armed.store(true, Ordering::Release);
+    let first = check_on(&b, "u");
+    hold.reached.notified().await; // Read "u is a reporter; reporters view reports", held.
+    let invalidations = cached.stats().invalidations.load(Ordering::Relaxed);
+    set_group(&a, "reporters", &["view_users"], false).await;
+    until(
+        "B receives the edit's notification",
+        invalidations + 1,
+        || cached.stats().invalidations.load(Ordering::Relaxed),
+    )
+    .await;
+    hold.release.notify_one();
+    // The held check began before the edit: either answer is right for it (it resolves the
+    // group it did not cache through the group cache, so today it sees the edit).
+    first.await.unwrap();
+    assert!(
+        !b.allowed("t", "u", "view_reports").await,
+        "the group as the held load read it must not be served after the edit"
+    );
+}
+
 /// The TTL safety net is checked on read: an entry younger than the TTL is a hit, an older one
 /// is read again (nothing else invalidated it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

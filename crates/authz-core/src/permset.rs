@@ -100,6 +100,11 @@ impl PermSet {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// The bytes its words take on the heap (for a cache's estimate of its size).
+    pub fn heap_bytes(&self) -> usize {
+        self.words.capacity() * 8
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = PermId> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| {
             let mut rest = w;

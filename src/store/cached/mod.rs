@@ -46,7 +46,7 @@ use authz_core::model::{GroupGrants, Subject, UserGrants, UserStatus};
 use flights::{Flights, coalesce};
 use records::{
     Bucket, Clock, FastHash, Gen, Generations, GroupEntry, GroupRef, GroupSlots, Interner, Look,
-    Rec, SYSTEM, bucket_of, group_weight, key, rec_weight, with_key,
+    MOKA_ENTRY, Rec, SYSTEM, bucket_of, group_weight, key, rec_weight, with_key,
 };
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -275,13 +275,14 @@ impl Shared {
             n += 1;
         }
         for g in &touched.groups {
-            match self.names.find(tenant_id, g) {
-                Some(id) => {
-                    self.group_gens.bump(self.group_slot(id));
-                    self.group_slots.clear(id);
-                    self.groups.invalidate(&id);
-                }
-                None => self.group_gens.bump_epoch(),
+            // The epoch first, whether or not the group has an id: a load that interns it
+            // meanwhile either sees the epoch move, or interned it before the lookup below,
+            // which then finds the id and makes the load's entry stale.
+            self.group_gens.bump_epoch();
+            if let Some(id) = self.names.find(tenant_id, g) {
+                self.group_gens.bump(self.group_slot(id));
+                self.group_slots.clear(id);
+                self.groups.invalidate(&id);
             }
             n += 1;
         }
@@ -299,8 +300,8 @@ impl ListenerSink for Shared {
         };
         self.invalidate(&notice.t, &touched);
         if notice.ag {
+            // Every group entry is stale at once; moka's removals empty the slot table.
             self.group_gens.bump_all();
-            self.group_slots.clear_all();
             self.groups.invalidate_all();
             self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
@@ -367,16 +368,19 @@ impl<L: Loader + Store> CachedStore<L> {
             hasher: FastHash::new(),
             users: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4 * 3)
-                .weigher(|_: &u32, b: &Arc<Bucket>| b.weight.load(Ordering::Acquire).max(64))
+                .weigher(|_: &u32, b: &Arc<Bucket>| {
+                    b.weight
+                        .load(Ordering::Acquire)
+                        .saturating_add(MOKA_ENTRY as u32)
+                })
                 .build_with_hasher(FastHash::new()),
             groups: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4)
                 .weigher(|k: &GroupRef, e: &Arc<GroupEntry>| group_weight(k, e))
-                .eviction_listener(move |id, entry, cause| {
-                    if cause.was_evicted() {
-                        evicted.clear_if(*id, &entry);
-                    }
-                })
+                // Whatever takes an entry out of moka (eviction, invalidation, replacement)
+                // takes it out of the slot table too, unless a newer one is there: the table
+                // never holds an entry moka does not count.
+                .eviction_listener(move |id, entry, _| evicted.clear_if(*id, &entry))
                 .build_with_hasher(FastHash::new()),
             group_slots,
             user_gens: Generations::new(1 << 16),
@@ -822,7 +826,9 @@ impl<L: Loader + Store> Store for CachedStore<L> {
         // One clock read for the staleness bound and the TTL.
         let now = std::time::Instant::now();
         let trusted = self.trusted(now);
-        let (subject, revision) = if consistency == Consistency::Full || !trusted {
+        // Group ids run out only after 2^26 distinct custom groups: then the database answers.
+        let bypass = consistency == Consistency::Full || !trusted || self.shared.names.full();
+        let (subject, revision) = if bypass {
             self.shared.stats.bypasses.fetch_add(1, Ordering::Relaxed);
             self.inner
                 .load_subject(tenant_id, user_id)
