@@ -78,6 +78,17 @@ async fn caught_up(cached: &CachedStore) {
     }
 }
 
+/// Runs `write` (on another replica) and waits until `cached` has applied one more
+/// invalidation: the write's notification.
+async fn invalidated_by<F: std::future::Future>(cached: &CachedStore, what: &str, write: F) {
+    let before = cached.stats().invalidations.load(Ordering::Relaxed);
+    write.await;
+    until(what, before + 1, || {
+        cached.stats().invalidations.load(Ordering::Relaxed)
+    })
+    .await;
+}
+
 fn check_on(app: &TestApp, user: &str) -> tokio::task::JoinHandle<bool> {
     let mut client = app.authz.clone();
     let req = perm_check("t", user, "view_reports");
@@ -157,12 +168,10 @@ async fn a_revoke_during_a_shared_load_is_never_missed() {
     })
     .await;
 
-    let invalidations = stats().invalidations.load(Ordering::Relaxed);
-    a.remove_from("t", "analysts", "u").await;
-    until(
+    invalidated_by(
+        &cached,
         "B receives the revoke's notification",
-        invalidations + 1,
-        || stats().invalidations.load(Ordering::Relaxed),
+        a.remove_from("t", "analysts", "u"),
     )
     .await;
 
@@ -243,12 +252,10 @@ async fn group_edited_under(hold: AfterLoad, users: &[&str]) -> (TestApp, TestAp
     for u in users {
         assert!(b.allowed("t", u, "view_reports").await);
     }
-    let invalidations = cached.stats().invalidations.load(Ordering::Relaxed);
-    set_group(&a, "reporters", &["view_reports", "view_users"], false).await;
-    until(
+    invalidated_by(
+        &cached,
         "B receives the group edit's notification",
-        invalidations + 1,
-        || cached.stats().invalidations.load(Ordering::Relaxed),
+        set_group(&a, "reporters", &["view_reports", "view_users"], false),
     )
     .await;
     (a, b)
@@ -321,12 +328,10 @@ async fn a_group_edit_during_a_shared_group_load_is_never_missed() {
     })
     .await;
 
-    let invalidations = stats().invalidations.load(Ordering::Relaxed);
-    set_group(&a, "reporters", &["view_users"], false).await;
-    until(
+    invalidated_by(
+        &cached,
         "B receives the edit's notification",
-        invalidations + 1,
-        || stats().invalidations.load(Ordering::Relaxed),
+        set_group(&a, "reporters", &["view_users"], false),
     )
     .await;
 
@@ -372,12 +377,10 @@ async fn a_group_edit_during_the_first_load_of_its_member_is_never_missed() {
     hold.armed.store(true, Ordering::Release);
     let first = check_on(&b, "u");
     hold.reached.notified().await; // Read "u is a reporter; reporters view reports", held.
-    let invalidations = cached.stats().invalidations.load(Ordering::Relaxed);
-    set_group(&a, "reporters", &["view_users"], false).await;
-    until(
+    invalidated_by(
+        &cached,
         "B receives the edit's notification",
-        invalidations + 1,
-        || cached.stats().invalidations.load(Ordering::Relaxed),
+        set_group(&a, "reporters", &["view_users"], false),
     )
     .await;
     hold.release.notify_one();
