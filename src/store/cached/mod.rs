@@ -46,7 +46,7 @@ use authz_core::model::{GroupGrants, Subject, UserGrants, UserStatus};
 use flights::{Flights, coalesce};
 use records::{
     Bucket, Clock, FastHash, Gen, Generations, GroupEntry, GroupRef, GroupSlots, Interner, Look,
-    MOKA_ENTRY, Rec, SYSTEM, bucket_of, group_weight, key, rec_weight, with_key,
+    MOKA_ENTRY, Rec, SYSTEM, bucket_of, group_weight, is_plain, key, rec_weight, with_key,
 };
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -244,7 +244,7 @@ impl Shared {
 
     /// The grants a record keeps of `grants`: without the group list, shared when plain.
     fn own_grants(&self, mut grants: UserGrants) -> Arc<UserGrants> {
-        if grants.direct.is_empty() && grants.scoped.is_empty() && grants.restrictions.is_empty() {
+        if is_plain(&grants) {
             return self.plain[grants.status as usize].clone();
         }
         grants.groups = Vec::new();
