@@ -46,7 +46,7 @@ use authz_core::model::{GroupGrants, Subject, UserGrants, UserStatus};
 use flights::{Flights, coalesce};
 use records::{
     Bucket, Clock, FastHash, Gen, Generations, GroupEntry, GroupRef, GroupSlots, Interner, Look,
-    MOKA_ENTRY, Rec, SYSTEM, bucket_of, group_weight, is_plain, key, rec_weight, with_key,
+    MOKA_ENTRY, Rec, SYSTEM, bucket_of, group_weight, is_plain, key, with_key,
 };
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -228,11 +228,10 @@ impl Shared {
     fn put_users(&self, recs: Vec<(u64, Box<str>, Rec)>) {
         let mut by_bucket: std::collections::BTreeMap<u32, Vec<_>> = Default::default();
         for (hash, key, rec) in recs {
-            let weight = rec_weight(&key, &rec);
             by_bucket
                 .entry(bucket_of(hash))
                 .or_default()
-                .push((hash, key, rec, weight));
+                .push((hash, key, rec));
         }
         for (b, recs) in by_bucket {
             let bucket = self.users.get_with(b, Arc::default);
@@ -257,11 +256,23 @@ impl Shared {
         self.groups.insert(id, entry);
     }
 
+    /// Every user record stale at once, then out of moka.
+    fn invalidate_all_users(&self) {
+        self.user_gens.bump_all();
+        self.users.invalidate_all();
+    }
+
+    /// Every group entry stale at once, then out of moka; moka's removals empty the slot
+    /// table.
+    fn invalidate_all_groups(&self) {
+        self.group_gens.bump_all();
+        self.groups.invalidate_all();
+    }
+
     fn invalidate(&self, tenant_id: &str, touched: &Touched) {
         let mut n = 0;
         if touched.all_users {
-            self.user_gens.bump_all();
-            self.users.invalidate_all();
+            self.invalidate_all_users();
             n += 1;
         }
         for u in &touched.users {
@@ -300,9 +311,7 @@ impl ListenerSink for Shared {
         };
         self.invalidate(&notice.t, &touched);
         if notice.ag {
-            // Every group entry is stale at once; moka's removals empty the slot table.
-            self.group_gens.bump_all();
-            self.groups.invalidate_all();
+            self.invalidate_all_groups();
             self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         }
         let _ = self
@@ -321,11 +330,8 @@ impl ListenerSink for Shared {
     }
 
     fn flush(&self) {
-        self.user_gens.bump_all();
-        self.group_gens.bump_all();
-        self.users.invalidate_all();
-        self.group_slots.clear_all();
-        self.groups.invalidate_all();
+        self.invalidate_all_users();
+        self.invalidate_all_groups();
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         // Notifications may have been missed, and with them commit announcements.
         let _ = self.commits.send(CommitEvent::Resync);

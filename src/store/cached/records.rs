@@ -153,19 +153,20 @@ pub(super) struct Slot {
 
 #[derive(Default)]
 pub(super) struct Bucket {
-    pub(super) table: std::sync::Mutex<Table>,
-    /// The table's estimated bytes, for moka's weigher (read when the bucket is inserted).
+    table: std::sync::Mutex<Table>,
+    /// The table's estimated bytes as moka last weighed them (its weigher reads this when the
+    /// bucket is inserted); the table keeps the exact count.
     pub(super) weight: AtomicU32,
 }
 
 #[derive(Default)]
-pub(super) struct Table {
-    pub(super) recs: hashbrown::HashTable<Box<Slot>>,
-    pub(super) weight: u32,
+struct Table {
+    recs: hashbrown::HashTable<Box<Slot>>,
+    weight: u32,
 }
 
 impl Bucket {
-    pub(super) fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -174,16 +175,17 @@ impl Bucket {
         t.recs.find(hash, |s| *s.key == *key).map(|s| s.rec.clone())
     }
 
-    /// Stores records (each with its key's hash and its weight), replacing older ones. True
-    /// when moka should weigh the bucket again: its weight grew by an eighth since moka last
-    /// did, so moka's total is never more than an eighth short.
+    /// Stores records (each with its key's hash), replacing older ones. True when moka should
+    /// weigh the bucket again: its weight grew by an eighth since moka last did, so moka's
+    /// total is never more than an eighth short.
     pub(super) fn put(
         &self,
         hasher: &FastHash,
-        recs: impl IntoIterator<Item = (u64, Box<str>, Rec, u32)>,
+        recs: impl IntoIterator<Item = (u64, Box<str>, Rec)>,
     ) -> bool {
         let mut t = self.table();
-        for (hash, key, rec, weight) in recs {
+        for (hash, key, rec) in recs {
+            let weight = rec_weight(&key, &rec);
             let t = &mut *t;
             match t
                 .recs
@@ -228,21 +230,21 @@ impl Bucket {
 /// distinct groups this replica has cached, not with users.
 #[derive(Default)]
 pub(super) struct Interner {
-    pub(super) table: std::sync::Mutex<Names>,
+    table: std::sync::Mutex<Names>,
     /// Set when ids ran out: the cache is then bypassed (checks read the database) until the
     /// process restarts.
     full: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
-pub(super) struct Names {
-    pub(super) ids: std::collections::HashMap<Arc<str>, GroupRef, FastHash>,
+struct Names {
+    ids: std::collections::HashMap<Arc<str>, GroupRef, FastHash>,
     /// By id: the group's cache key (tenant, NUL, group).
-    pub(super) names: Vec<Arc<str>>,
+    names: Vec<Arc<str>>,
 }
 
 impl Interner {
-    pub(super) fn names(&self) -> std::sync::MutexGuard<'_, Names> {
+    fn names(&self) -> std::sync::MutexGuard<'_, Names> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -318,9 +320,17 @@ impl Default for GroupSlots {
 }
 
 impl GroupSlots {
+    /// The chunk of `id` and its place in it.
+    fn place(id: GroupRef) -> (usize, usize) {
+        (
+            (id >> CHUNK_BITS) as usize,
+            (id & ((1 << CHUNK_BITS) - 1)) as usize,
+        )
+    }
+
     fn slot(&self, id: GroupRef) -> Option<&arc_swap::ArcSwapOption<GroupEntry>> {
-        let chunk = self.chunks.get((id >> CHUNK_BITS) as usize)?.get()?;
-        chunk.get((id & ((1 << CHUNK_BITS) - 1)) as usize)
+        let (chunk, at) = Self::place(id);
+        self.chunks.get(chunk)?.get()?.get(at)
     }
 
     /// The entry of `id`, if one is stored; the guard borrows it without counting a reference.
@@ -330,7 +340,8 @@ impl GroupSlots {
     }
 
     pub(super) fn set(&self, id: GroupRef, entry: Arc<GroupEntry>) {
-        let Some(chunk) = self.chunks.get((id >> CHUNK_BITS) as usize) else {
+        let (chunk, at) = Self::place(id);
+        let Some(chunk) = self.chunks.get(chunk) else {
             return;
         };
         let chunk = chunk.get_or_init(|| {
@@ -338,7 +349,7 @@ impl GroupSlots {
                 .map(|_| arc_swap::ArcSwapOption::empty())
                 .collect()
         });
-        if let Some(slot) = chunk.get((id & ((1 << CHUNK_BITS) - 1)) as usize) {
+        if let Some(slot) = chunk.get(at) {
             slot.store(Some(entry));
         }
     }
@@ -349,20 +360,12 @@ impl GroupSlots {
         }
     }
 
-    /// Clears `id`'s slot if it still holds `entry` (moka evicted it; a newer one stays).
+    /// Clears `id`'s slot if it still holds `entry` (it left moka; a newer one stays).
     pub(super) fn clear_if(&self, id: GroupRef, entry: &Arc<GroupEntry>) {
         if let Some(slot) = self.slot(id) {
             let current = slot.load();
             if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, entry)) {
                 slot.compare_and_swap(&*current, None);
-            }
-        }
-    }
-
-    pub(super) fn clear_all(&self) {
-        for chunk in self.chunks.iter().filter_map(|c| c.get()) {
-            for slot in chunk.iter() {
-                slot.store(None);
             }
         }
     }
