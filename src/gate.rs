@@ -19,14 +19,15 @@
 
 use crate::metrics::Metrics;
 use crate::tls::{ClientNames, PeerInfo};
+use crate::transport::ConnInfo;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 use tonic::Status;
 use tonic::body::Body;
 
@@ -372,15 +373,22 @@ impl ClientRoles {
 /// Admission and authentication settings.
 #[derive(Clone)]
 pub struct GateLayer {
+    shared: Arc<Shared>,
+}
+
+/// What every request through the gate reads: one `Arc` clone per request.
+struct Shared {
     keys: Option<Arc<Keys>>,
     clients: Option<Arc<ClientRoles>>,
-    permits: Arc<Semaphore>,
+    /// Requests running now; admission refuses past `max_concurrent`. Nothing waits for a
+    /// place, so a counter is enough (no semaphore and its wait queue's lock).
+    running: AtomicUsize,
     max_concurrent: usize,
     timeout: Duration,
     metrics: Option<Arc<Metrics>>,
     refusal: Option<Refusal>,
     /// The server's failures already logged, so a flood of them is a line a second.
-    faults: Arc<crate::telemetry::FaultLog>,
+    faults: crate::telemetry::FaultLog,
 }
 
 /// Why the server does not serve the two services right now (its catalog disagrees with the
@@ -388,32 +396,47 @@ pub struct GateLayer {
 pub type Refusal = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl GateLayer {
-    /// With neither `keys` nor `clients`, every caller is an operator.
+    /// With neither `keys` nor `clients`, every caller is an operator. While `refusal` gives a
+    /// reason, every authenticated call is answered UNAVAILABLE with it.
     pub fn new(
         keys: Option<Arc<Keys>>,
         clients: Option<Arc<ClientRoles>>,
         max_concurrent: usize,
         timeout: Duration,
         metrics: Option<Arc<Metrics>>,
+        refusal: Option<Refusal>,
     ) -> Self {
-        let max_concurrent = max_concurrent.max(1);
         Self {
-            keys,
-            clients,
-            permits: Arc::new(Semaphore::new(max_concurrent)),
-            max_concurrent,
-            timeout,
-            metrics,
-            refusal: None,
-            faults: Arc::default(),
+            shared: Arc::new(Shared {
+                keys,
+                clients,
+                running: AtomicUsize::new(0),
+                max_concurrent: max_concurrent.max(1),
+                timeout,
+                metrics,
+                refusal,
+                faults: crate::telemetry::FaultLog::default(),
+            }),
         }
     }
+}
 
-    /// Answers every authenticated call UNAVAILABLE, with the reason, while `refusal` gives
-    /// one.
-    pub fn with_refusal(mut self, refusal: Refusal) -> Self {
-        self.refusal = Some(refusal);
-        self
+/// A place among the running requests, given back when the request is done.
+pub struct Running(Arc<Shared>);
+
+impl Running {
+    fn take(shared: &Arc<Shared>) -> Option<Running> {
+        if shared.running.fetch_add(1, Ordering::AcqRel) >= shared.max_concurrent {
+            shared.running.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Running(shared.clone()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -441,25 +464,13 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// The status of a response as far as its headers tell: errors are trailers-only responses
-/// with `grpc-status` in the headers; a response without it has started successfully.
-fn response_code(response: &http::Response<Body>) -> &'static str {
-    let code = response
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
-    code_name(code)
-}
-
 impl<S> tower::Layer<S> for GateLayer {
     type Service = Gate<S>;
 
     fn layer(&self, inner: S) -> Gate<S> {
         Gate {
             inner,
-            layer: self.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -467,27 +478,46 @@ impl<S> tower::Layer<S> for GateLayer {
 #[derive(Clone)]
 pub struct Gate<S> {
     inner: S,
-    layer: GateLayer,
+    shared: Arc<Shared>,
 }
-
-/// The gate's response future.
-pub type Reply<E> = Pin<Box<dyn Future<Output = Result<http::Response<Body>, E>> + Send>>;
 
 fn refuse(status: Status) -> http::Response<Body> {
     status.into_http()
 }
 
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// The status of a response as far as its headers tell: errors are trailers-only responses
+/// with `grpc-status` in the headers; a response without it has started successfully.
+fn response_code(response: &http::Response<Body>) -> &'static str {
+    let code = response
+        .headers()
+        .get(GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+    code_name(code)
+}
+
+/// The service a request path names (`authz.v1.AuthzService` of
+/// `/authz.v1.AuthzService/Check`).
+fn service_of(path: &str) -> &str {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    // A byte scan: paths are short, and `/` is ASCII.
+    match path.bytes().position(|b| b == b'/') {
+        Some(end) => path.get(..end).unwrap_or(path),
+        None => path,
+    }
+}
+
 impl<S> tower::Service<http::Request<Body>> for Gate<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = Reply<S::Error>;
+    type Future = GateCall<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -497,156 +527,302 @@ where
         // Take the service that was polled ready; leave a clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        let method = req.uri().path().to_owned();
-        let service = method
-            .trim_start_matches('/')
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let service = service_of(req.uri().path());
         if service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.") {
-            return Box::pin(inner.call(req));
+            return GateCall::Open {
+                call: inner.call(req),
+            };
         }
-        let metrics = layer.metrics.clone();
-        let faults = layer.faults.clone();
         let start = std::time::Instant::now();
-        let span = crate::telemetry::rpc_span(&method, req.headers());
+        let shared = &self.shared;
+        let span = crate::telemetry::rpc_span(req.uri().path(), req.headers());
         let peer = crate::telemetry::rpc_lines()
             .then(|| peer_address(&req))
             .flatten();
-        let mut facts = crate::telemetry::RequestFacts::default();
-        let admitted = {
-            let _inside = span.enter();
-            tracing::Instrument::instrument(
-                admit(inner, layer, &service, req, &mut facts),
-                span.clone(),
-            )
+        let mut facts = crate::telemetry::RequestFacts {
+            traced: !span.is_disabled(),
+            ..Default::default()
         };
-        Box::pin(async move {
-            // The handler runs inside: it records its tenant and revision in `facts`.
-            let mut handled = std::pin::pin!(crate::telemetry::with_facts(facts, admitted));
-            let out = handled.as_mut().await;
-            let facts = handled
-                .as_mut()
-                .take_value()
-                .map(std::cell::RefCell::into_inner)
-                .unwrap_or_default();
-            if let Ok(response) = &out {
-                let code = response_code(response);
-                let took = start.elapsed();
-                if let Some(m) = &metrics {
-                    m.request(&method, code, took);
-                    if let Some(tenant) = &facts.tenant {
-                        m.tenant_request(tenant, code != "OK");
-                    }
-                }
-                let status = (code != "OK")
-                    .then(|| Status::from_header_map(response.headers()))
-                    .flatten();
-                crate::telemetry::log_rpc(
-                    &crate::telemetry::Finished {
-                        path: &method,
-                        code,
-                        message: status.as_ref().map(Status::message),
-                        took,
-                        facts: &facts,
-                        peer,
-                    },
-                    &faults,
-                );
+        let admitted = admit(shared, service, &req, start, &mut facts);
+        let done = Done {
+            shared: shared.clone(),
+            // The path outlives the request, for the metrics and the log line: a
+            // reference-counted copy, not a new string.
+            path: req.uri().path_and_query().cloned(),
+            start,
+            peer,
+        };
+        let (running, deadline) = match admitted {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                return GateCall::Refused {
+                    response: Some(refuse(refused)),
+                    facts,
+                    done: Some(done),
+                };
             }
-            out
-        })
+        };
+        let call = {
+            let _inside = span.enter();
+            inner.call(req)
+        };
+        // The handler runs inside: it records its tenant and revision in `facts`.
+        GateCall::Admitted {
+            call: crate::telemetry::with_facts(
+                facts,
+                tracing::Instrument::instrument(deadline.run(call), span),
+            ),
+            done: Some(done),
+            running: Some(running),
+        }
     }
+}
+
+pin_project_lite::pin_project! {
+    /// The gate's response future: no allocation of its own, whatever the service's future.
+    #[project = GateCallProj]
+    pub enum GateCall<F> {
+        /// Health and reflection: not gated.
+        Open { #[pin] call: F },
+        /// Refused before the service saw it.
+        Refused {
+            response: Option<http::Response<Body>>,
+            facts: crate::telemetry::RequestFacts,
+            done: Option<Done>,
+        },
+        /// Admitted: the service's call, under its deadline, with the request's facts.
+        Admitted {
+            #[pin]
+            call: tokio::task::futures::TaskLocalFuture<
+                std::cell::RefCell<crate::telemetry::RequestFacts>,
+                tracing::instrument::Instrumented<Deadline<F>>,
+            >,
+            done: Option<Done>,
+            running: Option<Running>,
+        },
+    }
+}
+
+impl<F, E> Future for GateCall<F>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+{
+    type Output = Result<http::Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GateCallProj::Open { call } => call.poll(cx),
+            GateCallProj::Refused {
+                response,
+                facts,
+                done,
+            } => {
+                let response = response.take().unwrap_or_default();
+                if let Some(done) = done.take() {
+                    done.finish(&response, facts);
+                }
+                Poll::Ready(Ok(response))
+            }
+            GateCallProj::Admitted {
+                mut call,
+                done,
+                running,
+            } => {
+                let out = std::task::ready!(call.as_mut().poll(cx));
+                let facts = call
+                    .take_value()
+                    .map(std::cell::RefCell::into_inner)
+                    .unwrap_or_default();
+                if let (Ok(response), Some(done)) = (&out, done.take()) {
+                    done.finish(response, &facts);
+                }
+                drop(running.take());
+                Poll::Ready(out)
+            }
+        }
+    }
+}
+
+/// What the gate records once a request has answered.
+pub struct Done {
+    shared: Arc<Shared>,
+    path: Option<http::uri::PathAndQuery>,
+    start: std::time::Instant,
+    peer: Option<std::net::SocketAddr>,
+}
+
+impl Done {
+    /// Counts and logs the answer.
+    fn finish(self, response: &http::Response<Body>, facts: &crate::telemetry::RequestFacts) {
+        finish(
+            &self.shared,
+            self.path,
+            response,
+            self.start,
+            facts,
+            self.peer,
+        );
+    }
+}
+
+/// Counts and logs a request that has answered.
+fn finish(
+    shared: &Shared,
+    path: Option<http::uri::PathAndQuery>,
+    response: &http::Response<Body>,
+    start: std::time::Instant,
+    facts: &crate::telemetry::RequestFacts,
+    peer: Option<std::net::SocketAddr>,
+) {
+    let path = path.as_ref().map_or("", |p| p.path());
+    let code = response_code(response);
+    let took = start.elapsed();
+    if let Some(m) = &shared.metrics {
+        m.request(path, code, took);
+        if let Some(tenant) = &facts.tenant {
+            m.tenant_request(tenant, code != "OK");
+        }
+    }
+    let status = (code != "OK")
+        .then(|| Status::from_header_map(response.headers()))
+        .flatten();
+    crate::telemetry::log_rpc(
+        &crate::telemetry::Finished {
+            path,
+            code,
+            message: status.as_ref().map(Status::message),
+            took,
+            facts,
+            peer,
+        },
+        &shared.faults,
+    );
 }
 
 /// The caller's address, from the connection's info (plaintext or TLS).
 fn peer_address(req: &http::Request<Body>) -> Option<std::net::SocketAddr> {
     req.extensions()
-        .get::<tonic::transport::server::TcpConnectInfo>()
-        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
-        .or_else(|| req.extensions().get::<PeerInfo>().map(|p| p.remote_addr))
+        .get::<ConnInfo<tonic::transport::server::TcpConnectInfo>>()
+        .and_then(|c| c.inner.remote_addr())
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnInfo<PeerInfo>>()
+                .map(|c| c.inner.remote_addr)
+        })
 }
 
-/// Authenticates, authorizes and admits one request, then runs it under its deadline.
-fn admit<S>(
-    mut inner: S,
-    layer: GateLayer,
-    service: &str,
-    mut req: http::Request<Body>,
-    facts: &mut crate::telemetry::RequestFacts,
-) -> Reply<S::Error>
+/// When an admitted request must have answered, and why that is its deadline.
+struct Limit {
+    at: tokio::time::Instant,
+    /// The caller's own deadline, when it is the sooner one.
+    client: Option<Duration>,
+    server: Duration,
+}
+
+impl Limit {
+    /// Runs `call` under the deadline: past it, the answer is DEADLINE_EXCEEDED.
+    fn run<F>(self, call: F) -> Deadline<F> {
+        Deadline {
+            call,
+            limit: self,
+            timer: None,
+        }
+    }
+
+    fn exceeded(&self) -> Status {
+        Status::deadline_exceeded(match self.client {
+            Some(_) => {
+                "the caller's deadline (grpc-timeout) passed before the request finished".to_owned()
+            }
+            None => format!(
+                "the request did not finish within the server's {:?} limit",
+                self.server
+            ),
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call under its deadline. The timer is armed only if the call does not answer at once
+    /// (a cache hit answers in its first poll, and never touches the timer wheel).
+    pub struct Deadline<F> {
+        #[pin]
+        call: F,
+        limit: Limit,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F, E> Future for Deadline<F>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
-    S::Future: Send + 'static,
+    F: Future<Output = Result<http::Response<Body>, E>>,
 {
-    let (role, credential) = match authenticate(&layer, &req) {
-        Ok(found) => found,
-        Err(status) => return Box::pin(async move { Ok(refuse(status)) }),
-    };
-    facts.role = Some(role.name());
+    type Output = Result<http::Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.call.poll(cx) {
+            return Poll::Ready(out);
+        }
+        let at = this.limit.at;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        std::task::ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Ok(refuse(this.limit.exceeded())))
+    }
+}
+
+/// Authenticates, authorizes and admits one request: its place among the running requests
+/// and its deadline, or the status it is refused with.
+fn admit(
+    shared: &Arc<Shared>,
+    service: &str,
+    req: &http::Request<Body>,
+    arrived: std::time::Instant,
+    facts: &mut crate::telemetry::RequestFacts,
+) -> Result<(Running, Limit), Status> {
+    let (role, credential) = authenticate(shared, req)?;
+    facts.role = Some(role);
     if !role.allows(service) {
         let msg = format!("{} may not call {service}", credential.describe(role));
         // A credential reaching for a service its role lacks is an escalation attempt: logged
         // and counted with the admin refusals.
-        let method = req
-            .uri()
-            .path()
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let method = req.uri().path().rsplit('/').next().unwrap_or_default();
         tracing::info!(method = %method, rule = "role", reason = %msg, "admin call refused");
-        if let Some(m) = &layer.metrics {
+        if let Some(m) = &shared.metrics {
             m.refusal(
                 if m.knows(req.uri().path()) {
-                    &method
+                    method
                 } else {
                     "unknown"
                 },
                 "role",
             );
         }
-        return Box::pin(async move { Ok(refuse(Status::permission_denied(msg))) });
+        return Err(Status::permission_denied(msg));
     }
-    if let Some(reason) = layer.refusal.as_ref().and_then(|r| r()) {
-        return Box::pin(async move { Ok(refuse(Status::unavailable(reason))) });
+    if let Some(reason) = shared.refusal.as_ref().and_then(|r| r()) {
+        return Err(Status::unavailable(reason));
     }
-    req.extensions_mut().insert(role);
-    let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
-        let msg = format!(
+    let Some(running) = Running::take(shared) else {
+        return Err(Status::resource_exhausted(format!(
             "the server is at its limit of {} concurrent requests; retry with backoff",
-            layer.max_concurrent
-        );
-        return Box::pin(async move { Ok(refuse(Status::resource_exhausted(msg))) });
+            shared.max_concurrent
+        )));
     };
     // The caller's own deadline (`grpc-timeout`) when it is the sooner one. tonic's outer timer
     // would answer CANCELLED at that instant, and the caller's own timer fires then too; this
     // one fires a tenth earlier (at most 50 ms) so the caller gets DEADLINE_EXCEEDED, the code
     // the gRPC spec gives an expired deadline, even from a busy server.
-    let server = layer.timeout;
+    let server = shared.timeout;
     let client = grpc_timeout(req.headers())
         .filter(|c| *c < server)
         .map(|c| c.saturating_sub((c / 10).min(Duration::from_millis(50))));
-    // The deadline starts now, not at the future's first poll: tonic's timer started when the
-    // request arrived, and ours must stay the earlier one.
-    let deadline = tokio::time::Instant::now() + client.unwrap_or(server);
-    let call = inner.call(req);
-    Box::pin(async move {
-        let out = match tokio::time::timeout_at(deadline, call).await {
-            Ok(result) => result,
-            Err(_) => Ok(refuse(Status::deadline_exceeded(match client {
-                Some(_) => {
-                    "the caller's deadline (grpc-timeout) passed before the request finished"
-                        .to_owned()
-                }
-                None => format!("the request did not finish within the server's {server:?} limit"),
-            }))),
-        };
-        drop(permit);
-        out
-    })
+    // The deadline starts when the request arrived, not at the future's first poll: tonic's
+    // timer started then, and ours must stay the earlier one.
+    let at = tokio::time::Instant::from_std(arrived) + client.unwrap_or(server);
+    Ok((running, Limit { at, client, server }))
 }
 
 /// What a request authenticated with.
@@ -679,17 +855,14 @@ impl Credential {
 
 /// The caller's role: from its bearer key, from its verified client certificate's names, or
 /// the narrower of both when it presents both. A presented key must be valid either way.
-fn authenticate(
-    layer: &GateLayer,
-    req: &http::Request<Body>,
-) -> Result<(Role, Credential), Status> {
+fn authenticate(layer: &Shared, req: &http::Request<Body>) -> Result<(Role, Credential), Status> {
     if layer.keys.is_none() && layer.clients.is_none() {
         return Ok((Role::Operator, Credential::Open));
     }
     let names = req
         .extensions()
-        .get::<PeerInfo>()
-        .and_then(|peer| peer.client.as_deref());
+        .get::<ConnInfo<PeerInfo>>()
+        .and_then(|c| c.inner.client.as_deref());
     let from_certificate = match (&layer.clients, names) {
         (Some(clients), Some(names)) => {
             clients.role_of(names).map_err(Status::permission_denied)?
@@ -735,7 +908,7 @@ fn authenticate(
 
 /// The `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
 pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let v = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -752,13 +925,10 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// The caller's role, as the gate recorded it (operator when no gate ran).
-pub fn role<T>(request: &tonic::Request<T>) -> Role {
-    request
-        .extensions()
-        .get::<Role>()
-        .copied()
-        .unwrap_or(Role::Operator)
+/// The running request's caller's role, as the gate recorded it (operator when no gate ran:
+/// a server without the gate has no credentials to check).
+pub fn role() -> Role {
+    crate::telemetry::caller_role().unwrap_or(Role::Operator)
 }
 
 #[cfg(test)]

@@ -114,11 +114,11 @@ pub async fn run(
         options.max_concurrent,
         options.request_timeout,
         options.metrics.clone(),
-    )
-    .with_refusal({
-        let app = app.clone();
-        Arc::new(move || app.catalog_refusal())
-    });
+        Some({
+            let app = app.clone();
+            Arc::new(move || app.catalog_refusal())
+        }),
+    );
     let max = options.max_message_bytes;
     let authz = AuthzServiceServer::new(
         AuthzApi::new(app.clone(), options.metrics.clone(), watch)

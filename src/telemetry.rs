@@ -135,10 +135,21 @@ pub fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
 /// Records the request's tenant on the current RPC span, and for the gate's RPC log line and
 /// per-tenant metrics (an id that is not a valid one is left out).
 pub fn tenant(tenant_id: &str) {
-    tracing::Span::current().record("tenant", tenant_id);
-    if crate::validate::id("tenant_id", tenant_id).is_ok() {
-        let _ = FACTS.try_with(|f| f.borrow_mut().tenant = Some(tenant_id.to_owned()));
-    }
+    let _ = FACTS.try_with(|f| {
+        let mut f = f.borrow_mut();
+        if f.traced {
+            tracing::Span::current().record("tenant", tenant_id);
+        }
+        if crate::validate::id("tenant_id", tenant_id).is_ok() {
+            f.tenant = Some(tenant_id.to_owned());
+        }
+    });
+}
+
+/// The role the gate authenticated the running request's caller with; `None` outside a
+/// request the gate admitted.
+pub fn caller_role() -> Option<crate::gate::Role> {
+    FACTS.try_with(|f| f.borrow().role).ok().flatten()
 }
 
 /// Records the revision an answer was decided or committed at, for the RPC log line.
@@ -155,8 +166,10 @@ pub struct RequestFacts {
     pub tenant: Option<String>,
     /// The revision the answer carries, if any.
     pub revision: Option<u64>,
-    /// The caller's role (`check`, `admin`, `operator`), once authenticated.
-    pub role: Option<&'static str>,
+    /// The caller's role, once the gate has authenticated it.
+    pub role: Option<crate::gate::Role>,
+    /// Whether the request's RPC span is recorded (logs at info, or trace export).
+    pub traced: bool,
 }
 
 tokio::task_local! {
@@ -283,7 +296,7 @@ pub fn log_rpc(done: &Finished<'_>, faults: &FaultLog) {
             code = done.code,
             latency_ms,
             revision = done.facts.revision,
-            role = done.facts.role,
+            role = done.facts.role.map(crate::gate::Role::name),
             peer = done.peer.map(tracing::field::display),
             error = done.message,
             "rpc"

@@ -24,7 +24,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -323,6 +323,9 @@ pub struct Conn<S> {
     idle_timeout: Option<Duration>,
     timer: Pin<Box<Sleep>>,
     timer_at: Instant,
+    /// The waker the timer was last polled with: while the task is the same and the timer has
+    /// not fired, a read that waits need not poll the timer again.
+    armed: Option<Waker>,
     /// Closed by a deadline: reads see end of stream.
     closed: bool,
     metrics: Option<Arc<Metrics>>,
@@ -343,6 +346,7 @@ impl<S> Conn<S> {
             idle_timeout: options.idle_timeout,
             timer: Box::pin(tokio::time::sleep_until(handshake_deadline)),
             timer_at: handshake_deadline,
+            armed: None,
             closed: false,
             metrics,
         }
@@ -359,7 +363,12 @@ impl<S> Conn<S> {
         // if it has not passed, the timer is re-armed to it. Requests come and go without a
         // timer update or a wake-up each; an idle connection is closed between one and two
         // idle timeouts after its last stream ended.
+        let waker = cx.waker();
+        if self.armed.as_ref().is_some_and(|w| w.will_wake(waker)) && !self.timer.is_elapsed() {
+            return None;
+        }
         if self.timer.as_mut().poll(cx).is_pending() {
+            self.armed = Some(waker.clone());
             return None;
         }
         let now = Instant::now();
@@ -376,6 +385,7 @@ impl<S> Conn<S> {
             self.timer_at = due;
             // Registers the waker for the new deadline, which has not passed.
             let _ = self.timer.as_mut().poll(cx);
+            self.armed = Some(waker.clone());
             return None;
         }
         self.closed = true;
@@ -435,6 +445,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
                             let due = Instant::now() + idle;
                             this.timer.as_mut().reset(due);
                             this.timer_at = due;
+                            this.armed = None;
                         }
                     }
                 }
@@ -493,8 +504,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     }
 }
 
-/// Tower middleware that counts each connection's open streams (for the idle timeout), and
-/// puts the wrapped stream's own connection info into the request's extensions.
+/// Tower middleware that counts each connection's open streams (for the idle timeout).
 pub struct ActivityLayer<I>(PhantomData<fn() -> I>);
 
 impl<I> ActivityLayer<I> {
@@ -543,40 +553,61 @@ impl<S: Clone, I> Clone for Tracked<S, I> {
 impl<S, I> tower::Service<http::Request<Body>> for Tracked<S, I>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
     I: Clone + Send + Sync + 'static,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = crate::gate::Reply<S::Error>;
+    type Future = TrackedCall<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
-        let info = req.extensions().get::<ConnInfo<I>>().cloned();
-        let guard = info.map(|info| {
-            let guard = info.activity.begin();
-            req.extensions_mut().insert(info.inner);
-            guard
-        });
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let guard = req
+            .extensions()
+            .get::<ConnInfo<I>>()
+            .map(|info| info.activity.begin());
         // A unary call's stream ends with its response; only a streaming one (Watch) lives on
         // in its body, which then holds the stream's place.
         let streaming = req.uri().path().ends_with("/Watch");
-        let call = self.inner.call(req);
-        Box::pin(async move {
-            let response = call.await?;
-            Ok(match guard {
-                Some(guard) if streaming => response.map(|body| {
-                    Body::new(GuardedBody {
-                        inner: body,
-                        _guard: guard,
-                    })
-                }),
-                _ => response,
-            })
-        })
+        TrackedCall {
+            call: self.inner.call(req),
+            guard,
+            streaming,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call under [`ActivityLayer`]: its stream counts as open until the call is done (and
+    /// its response body too, for a streaming call).
+    pub struct TrackedCall<F> {
+        #[pin]
+        call: F,
+        guard: Option<StreamGuard>,
+        streaming: bool,
+    }
+}
+
+impl<F, E> Future for TrackedCall<F>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+{
+    type Output = Result<http::Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.call.poll(cx))?;
+        Poll::Ready(Ok(match this.guard.take() {
+            Some(guard) if *this.streaming => response.map(|body| {
+                Body::new(GuardedBody {
+                    inner: body,
+                    _guard: guard,
+                })
+            }),
+            _ => response,
+        }))
     }
 }
 
