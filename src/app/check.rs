@@ -3,6 +3,20 @@
 use super::*;
 
 impl Authz {
+    /// The user's subject: from memory when the store can answer at once, else from the
+    /// store's (boxed) read.
+    async fn subject(
+        &self,
+        tenant_id: &TenantId,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
+        if let Some(found) = self.store.subject_now(tenant_id, user_id, consistency) {
+            return Ok(found?);
+        }
+        Ok(self.store.subject(tenant_id, user_id, consistency).await?)
+    }
+
     /// Validates a check and resolves its names, before any store work.
     fn prepare<'c>(&'c self, input: &CheckInput) -> Result<Prepared<'c>> {
         validate::id("user_id", &input.user_id)?;
@@ -62,6 +76,26 @@ impl Authz {
         })
     }
 
+    /// [`Authz::check`] when the store can answer at once (a cache hit; the store in memory);
+    /// `None` when it must wait for the database.
+    pub fn check_now(
+        &self,
+        tenant_id: &TenantId,
+        input: &CheckInput,
+        consistency: Consistency,
+    ) -> Option<Result<(Checked, Revision)>> {
+        let prepared = match self.prepare(input) {
+            Ok(prepared) => prepared,
+            Err(e) => return Some(Err(e)),
+        };
+        let found = self
+            .store
+            .subject_now(tenant_id, &input.user_id, consistency)?;
+        Some(found.map_err(Error::from).and_then(|(subject, revision)| {
+            Ok((self.decide(&subject, input, prepared)?, revision))
+        }))
+    }
+
     pub async fn check(
         &self,
         tenant_id: &TenantId,
@@ -69,10 +103,7 @@ impl Authz {
         consistency: Consistency,
     ) -> Result<(Checked, Revision)> {
         let prepared = self.prepare(input)?;
-        let (subject, revision) = self
-            .store
-            .subject(tenant_id, &input.user_id, consistency)
-            .await?;
+        let (subject, revision) = self.subject(tenant_id, &input.user_id, consistency).await?;
         Ok((self.decide(&subject, input, prepared)?, revision))
     }
 
@@ -109,11 +140,9 @@ impl Authz {
             };
             let (subject, revision) = match subjects.entry(item.user_id.as_str()) {
                 Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(
-                    self.store
-                        .subject(tenant_id, &item.user_id, consistency)
-                        .await?,
-                ),
+                Entry::Vacant(e) => {
+                    e.insert(self.subject(tenant_id, &item.user_id, consistency).await?)
+                }
             };
             oldest = Some(oldest.map_or(*revision, |o| o.min(*revision)));
             out.push(self.decide(subject, item, prepared));

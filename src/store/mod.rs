@@ -691,6 +691,18 @@ pub trait Store: Send + Sync + 'static {
         consistency: Consistency,
     ) -> Result<(Subject, Revision)>;
 
+    /// [`Store::subject`] when it can be answered without waiting (a cache hit; a store in
+    /// memory); `None` when it must wait for the database. Checks ask this first, so the
+    /// common case costs no future.
+    fn subject_now(
+        &self,
+        _tenant_id: &str,
+        _user_id: &str,
+        _consistency: Consistency,
+    ) -> Option<Result<(Subject, Revision)>> {
+        None
+    }
+
     /// The store's records: tenants, users, groups, the change log and the audit log.
     fn records(&self) -> &dyn Records;
 

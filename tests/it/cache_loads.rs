@@ -431,6 +431,61 @@ async fn an_entry_past_the_ttl_is_read_again() {
         assert_eq!(loads(), 1, "an entry younger than the TTL is a hit");
     }
     tokio::time::sleep_until((loaded + ttl).into()).await;
+    assert!(
+        cached
+            .subject_now("t", "u", Consistency::MinimizeLatency)
+            .is_none(),
+        "the check path's shortcut does not answer past the TTL"
+    );
     subject().await.unwrap();
     assert_eq!(loads(), 2, "an entry past the TTL is read again");
+    assert!(
+        cached
+            .subject_now("t", "u", Consistency::MinimizeLatency)
+            .is_some_and(|found| found.unwrap().0.user.is_some()),
+        "the entry read again is a hit without waiting"
+    );
+}
+
+/// A cache far smaller than its users evicts buckets of them all the time; whatever it evicts
+/// leaves the table checks read from too, and every answer stays right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicted_buckets_leave_the_check_path() {
+    const USERS: usize = 3000;
+    let a = TestServer::fresh_postgres().start().await;
+    a.tenant("t").await;
+    let users: Vec<String> = (0..USERS).map(|i| format!("u{i}")).collect();
+    for chunk in users.chunks(1000) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        a.add("t", "analysts", &chunk).await;
+    }
+    let catalog = Arc::new(Catalog::from_toml(MAESTRA).unwrap());
+    let pg = PostgresStore::new(catalog.clone(), &PgOptions::new(a.db_url.clone().unwrap()));
+    let max_bytes = 64 * 1024;
+    let cached = CachedStore::start(
+        Arc::new(pg.unwrap()),
+        catalog,
+        CacheOptions {
+            max_bytes,
+            ..CacheOptions::default()
+        },
+    );
+    for round in 0..2 {
+        for u in &users {
+            let found = match cached.subject_now("t", u, Consistency::MinimizeLatency) {
+                Some(found) => found,
+                None => cached.subject("t", u, Consistency::MinimizeLatency).await,
+            };
+            let groups = found.unwrap().0.groups;
+            assert_eq!(groups.len(), 1, "{u} in round {round}");
+        }
+    }
+    assert_eq!(cached.stray_buckets(), 0);
+    let (records, bytes) = cached.size();
+    assert!(
+        (records as usize) < USERS,
+        "the cache evicted: {records} records"
+    );
+    assert!(bytes <= max_bytes, "{bytes} bytes");
+    assert!(cached.stats().user_loads.load(Ordering::Relaxed) > USERS as u64);
 }

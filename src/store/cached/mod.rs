@@ -45,8 +45,9 @@ use authz_core::Catalog;
 use authz_core::model::{GroupGrants, Subject, UserGrants, UserStatus};
 use flights::{Flights, coalesce};
 use records::{
-    Bucket, Clock, FastHash, Gen, Generations, GroupEntry, GroupRef, GroupSlots, Interner, Look,
-    MOKA_ENTRY, Rec, SYSTEM, bucket_of, group_weight, is_plain, key, with_key,
+    BUCKETS, Bucket, BucketSlots, Clock, FastHash, Gen, Generations, GroupEntry, GroupRef,
+    GroupSlots, Interner, Look, MOKA_ENTRY, Rec, SYSTEM, bucket_of, group_weight, is_plain, key,
+    with_key,
 };
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -172,7 +173,9 @@ pub struct CacheStats {
 struct Shared {
     clock: Clock,
     hasher: FastHash,
+    /// Owns the user buckets and bounds their bytes; checks find them in `user_slots`.
     users: moka::sync::Cache<u32, Arc<Bucket>, FastHash>,
+    user_slots: Arc<BucketSlots>,
     /// Owns the custom groups' entries and bounds their bytes; checks find them in
     /// `group_slots`, so its recency is that of loads, not of hits.
     groups: moka::sync::Cache<GroupRef, Arc<GroupEntry>, FastHash>,
@@ -220,7 +223,38 @@ impl Shared {
 
     /// The record of `key` (hashed to `hash`), whatever its generation.
     fn find_user(&self, hash: u64, key: &str) -> Option<Rec> {
-        self.users.get(&bucket_of(hash))?.find(hash, key)
+        let b = bucket_of(hash);
+        if let Some(bucket) = self.user_slots.get(b) {
+            if BucketSlots::touch() {
+                let _ = self.users.get(&b);
+            }
+            return bucket.as_ref()?.find(hash, key);
+        }
+        let bucket = self.users.get(&b)?;
+        self.show_bucket(b, &bucket);
+        bucket.find(hash, key)
+    }
+
+    /// The bucket `b`, if moka holds one.
+    fn bucket(&self, b: u32) -> Option<Arc<Bucket>> {
+        match self.user_slots.get(b) {
+            Some(bucket) => bucket.clone(),
+            None => self.users.get(&b),
+        }
+    }
+
+    /// Puts a bucket moka holds where checks find it. Should moka have removed it meanwhile
+    /// (its removal then found the slot still empty), it is taken out again: the slots never
+    /// keep a bucket moka does not count.
+    fn show_bucket(&self, b: u32, bucket: &Arc<Bucket>) {
+        self.user_slots.set(b, bucket);
+        if !self
+            .users
+            .get(&b)
+            .is_some_and(|held| Arc::ptr_eq(&held, bucket))
+        {
+            self.user_slots.clear_if(b, bucket);
+        }
     }
 
     /// Stores user records, each (hash, key, record), into their buckets; moka weighs a bucket
@@ -235,9 +269,11 @@ impl Shared {
         }
         for (b, recs) in by_bucket {
             let bucket = self.users.get_with(b, Arc::default);
-            if bucket.put(&self.hasher, recs) {
-                self.users.insert(b, bucket);
+            let grown = bucket.put(&self.hasher, recs);
+            if grown {
+                self.users.insert(b, bucket.clone());
             }
+            self.show_bucket(b, &bucket);
         }
     }
 
@@ -260,6 +296,7 @@ impl Shared {
     fn invalidate_all_users(&self) {
         self.user_gens.bump_all();
         self.users.invalidate_all();
+        self.user_slots.clear_all();
     }
 
     /// Every group entry stale at once, then out of moka; moka's removals empty the slot
@@ -279,7 +316,7 @@ impl Shared {
             with_key(tenant_id, u, |k| {
                 let hash = self.hash(k);
                 self.user_gens.bump(self.user_gens.index(hash));
-                if let Some(b) = self.users.get(&bucket_of(hash)) {
+                if let Some(b) = self.bucket(bucket_of(hash)) {
                     b.remove(hash, k);
                 }
             });
@@ -366,6 +403,8 @@ impl<L: Loader + Store> CachedStore<L> {
         };
         let group_slots = Arc::new(GroupSlots::default());
         let evicted = group_slots.clone();
+        let user_slots = Arc::new(BucketSlots::default());
+        let removed = user_slots.clone();
         let shared = Arc::new(Shared {
             clock: Clock {
                 start: std::time::Instant::now(),
@@ -379,7 +418,15 @@ impl<L: Loader + Store> CachedStore<L> {
                         .load(Ordering::Acquire)
                         .saturating_add(MOKA_ENTRY as u32)
                 })
+                // A bucket moka evicts or drops leaves the slots too. A replacement is the
+                // same bucket inserted again to be weighed anew: it stays.
+                .eviction_listener(move |b, bucket, cause| {
+                    if cause != moka::notification::RemovalCause::Replaced {
+                        removed.clear_if(*b, &bucket);
+                    }
+                })
                 .build_with_hasher(FastHash::new()),
+            user_slots,
             groups: moka::sync::Cache::builder()
                 .max_capacity(options.max_bytes / 4)
                 .weigher(|k: &GroupRef, e: &Arc<GroupEntry>| group_weight(k, e))
@@ -441,9 +488,40 @@ impl<L: Loader + Store> CachedStore<L> {
         )
     }
 
+    /// User buckets that checks can reach but the user cache no longer holds, once moka's
+    /// pending removals have run. Always 0: the slot table never keeps a bucket moka does not
+    /// count (and bound).
+    pub fn stray_buckets(&self) -> usize {
+        let s = &self.shared;
+        s.users.run_pending_tasks();
+        (0..BUCKETS)
+            .filter(|&b| {
+                s.user_slots.get(b).is_some_and(|slot| {
+                    let held = s.users.get(&b);
+                    !matches!((&*slot, held), (Some(a), Some(b)) if Arc::ptr_eq(a, &b))
+                })
+            })
+            .count()
+    }
+
     /// Whether the listener has confirmed, by `now`, every commit older than the bound.
     fn trusted(&self, now: std::time::Instant) -> bool {
         self.listener.fresh_within_at(self.max_staleness, now)
+    }
+
+    /// How a subject is read: the revision it must reach, the cache's time when the cache may
+    /// answer (`None`: the database must), and whether the listener is within the staleness
+    /// bound. One clock read serves the bound and the TTL.
+    fn plan(&self, consistency: Consistency) -> (Revision, Option<u64>, bool) {
+        let min = match consistency {
+            Consistency::AtLeast(r) => r,
+            _ => 0,
+        };
+        let now = std::time::Instant::now();
+        let trusted = self.trusted(now);
+        // Group ids run out only after 2^26 distinct custom groups: then the database answers.
+        let bypass = consistency == Consistency::Full || !trusted || self.shared.names.full();
+        (min, (!bypass).then(|| self.shared.clock.at(now)), trusted)
     }
 
     /// After this replica's own commit: invalidate what it touched at once, rather than wait
@@ -598,20 +676,31 @@ impl<L: Loader + Store> CachedStore<L> {
 
     /// The user's record: a hit, or a load of the user together with its custom groups (one
     /// round trip), whose entries then fill the group cache. Misses are coalesced.
+    /// The cached record of a user, if it is usable for `look` (its generation is the key's
+    /// current one, it is at least `look.min`, and young enough); the key's current generation
+    /// either way.
+    fn probe_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        hash: u64,
+        look: Look,
+    ) -> (Gen, Option<Rec>) {
+        let sh = &self.shared;
+        let current = sh.user_gens.at(sh.user_gens.index(hash));
+        let hit = with_key(tenant_id, user_id, |k| sh.find_user(hash, k)).filter(|r| {
+            sh.clock
+                .usable(r.generation, r.revision, r.loaded, Look { current, ..look })
+        });
+        (current, hit)
+    }
+
     async fn user(&self, tenant_id: &str, user_id: &str, min: Revision, now: u64) -> Result<Rec> {
         let sh = &self.shared;
         let hash = with_key(tenant_id, user_id, |k| sh.hash(k));
-        let slot = sh.user_gens.index(hash);
-        let probe = |look: Look| {
-            let current = sh.user_gens.at(slot);
-            let hit = with_key(tenant_id, user_id, |k| sh.find_user(hash, k)).filter(|r| {
-                sh.clock
-                    .usable(r.generation, r.revision, r.loaded, Look { current, ..look })
-            });
-            (current, hit)
-        };
+        let probe = |look: Look| self.probe_user(tenant_id, user_id, hash, look);
         let look = Look {
-            current: sh.user_gens.at(slot),
+            current: sh.user_gens.at(sh.user_gens.index(hash)),
             min,
             now,
         };
@@ -692,6 +781,16 @@ impl<L: Loader + Store> CachedStore<L> {
 
     /// A custom group's grants (`None`: it does not exist) and the revision they were read
     /// at: a hit, or a load of the group. Misses are coalesced.
+    /// The cached grants of a custom group, if its entry is usable for `look`.
+    fn group_hit(&self, id: GroupRef, look: Look) -> Option<(Option<Arc<GroupGrants>>, Revision)> {
+        let sh = &self.shared;
+        let e = sh.group_slots.get(id)?;
+        let e = e
+            .as_ref()
+            .filter(|e| sh.clock.usable(e.generation, e.revision, e.loaded, look))?;
+        Some((e.value.clone(), e.revision))
+    }
+
     async fn group(
         &self,
         tenant_id: &str,
@@ -708,11 +807,9 @@ impl<L: Loader + Store> CachedStore<L> {
             min,
             now,
         };
-        if let Some(e) = sh.group_slots.get(id) {
-            if let Some(e) = e.as_ref().filter(|e| usable(e, look)) {
-                sh.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok((e.value.clone(), e.revision));
-            }
+        if let Some(hit) = self.group_hit(id, look) {
+            sh.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
         }
         sh.stats.misses.fetch_add(1, Ordering::Relaxed);
         let probe = |look: Look| {
@@ -825,30 +922,74 @@ impl<L: Loader + Store> Store for CachedStore<L> {
         user_id: &str,
         consistency: Consistency,
     ) -> Result<(Subject, Revision)> {
-        let min = match consistency {
-            Consistency::AtLeast(r) => r,
-            _ => 0,
-        };
-        // One clock read for the staleness bound and the TTL.
-        let now = std::time::Instant::now();
-        let trusted = self.trusted(now);
-        // Group ids run out only after 2^26 distinct custom groups: then the database answers.
-        let bypass = consistency == Consistency::Full || !trusted || self.shared.names.full();
-        let (subject, revision) = if bypass {
-            self.shared.stats.bypasses.fetch_add(1, Ordering::Relaxed);
-            self.inner
-                .load_subject(tenant_id, user_id)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Unavailable(msg) if !trusted => StoreError::Stale(msg),
-                    other => other,
-                })?
-        } else {
-            let now = self.shared.clock.at(now);
-            self.cached_subject(tenant_id, user_id, min, now).await?
+        let (min, now, trusted) = self.plan(consistency);
+        let (subject, revision) = match now {
+            None => {
+                self.shared.stats.bypasses.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .load_subject(tenant_id, user_id)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::Unavailable(msg) if !trusted => StoreError::Stale(msg),
+                        other => other,
+                    })?
+            }
+            Some(now) => self.cached_subject(tenant_id, user_id, min, now).await?,
         };
         super::rules::check_fresh(consistency, revision)?;
         Ok((subject, revision))
+    }
+
+    /// A cache hit for the user and each of its custom groups, decided without waiting;
+    /// anything else (a miss, a bypass) is `None` and left to [`Store::subject`], which counts
+    /// it.
+    fn subject_now(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Option<Result<(Subject, Revision)>> {
+        let (min, now, _) = self.plan(consistency);
+        let now = now?;
+        let sh = &self.shared;
+        let hash = with_key(tenant_id, user_id, |k| sh.hash(k));
+        let look = Look {
+            current: sh.user_gens.at(sh.user_gens.index(hash)),
+            min,
+            now,
+        };
+        let (_, rec) = self.probe_user(tenant_id, user_id, hash, look);
+        let rec = rec?;
+        let mut revision = rec.revision;
+        let subject = match rec.user {
+            None => Subject::default(),
+            Some(grants) => {
+                let mut groups = Vec::with_capacity(rec.groups.len());
+                for &g in &rec.groups {
+                    if let Some(i) = g.checked_sub(SYSTEM) {
+                        groups.extend(sh.system.get(i as usize).cloned());
+                        continue;
+                    }
+                    let look = Look {
+                        current: sh.group_gens.at(sh.group_slot(g)),
+                        min,
+                        now,
+                    };
+                    let (value, read_at) = self.group_hit(g, look)?;
+                    revision = revision.min(read_at);
+                    groups.extend(value);
+                }
+                Subject {
+                    user: Some(grants),
+                    groups,
+                }
+            }
+        };
+        let custom = rec.groups.iter().filter(|g| **g < SYSTEM).count();
+        sh.stats
+            .hits
+            .fetch_add(1 + custom as u64, Ordering::Relaxed);
+        Some(super::rules::check_fresh(consistency, revision).map(|()| (subject, revision)))
     }
 
     fn commits(&self) -> CommitSignal {

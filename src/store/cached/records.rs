@@ -371,6 +371,70 @@ impl GroupSlots {
     }
 }
 
+/// The user cache's buckets by number, read on every check without going through moka. The
+/// user cache (moka) owns the buckets and bounds their bytes: a bucket is put here only while
+/// moka holds it, and what moka removes is taken out here too.
+pub(super) struct BucketSlots {
+    slots: Box<[arc_swap::ArcSwapOption<Bucket>]>,
+}
+
+/// One hit in this many (counted per thread) is also a moka read: moka learns enough of them
+/// for its frequency and recency estimates of a bucket, at a sixty-fourth of the cost.
+pub(super) const TOUCH_EVERY: u32 = 64;
+
+thread_local! {
+    static HITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl Default for BucketSlots {
+    fn default() -> Self {
+        Self {
+            slots: (0..BUCKETS)
+                .map(|_| arc_swap::ArcSwapOption::empty())
+                .collect(),
+        }
+    }
+}
+
+impl BucketSlots {
+    /// The bucket stored for `b`; the guard borrows it without counting a reference.
+    pub(super) fn get(&self, b: u32) -> Option<arc_swap::Guard<Option<Arc<Bucket>>>> {
+        let guard = self.slots.get(b as usize)?.load();
+        guard.is_some().then_some(guard)
+    }
+
+    pub(super) fn set(&self, b: u32, bucket: &Arc<Bucket>) {
+        if let Some(slot) = self.slots.get(b as usize) {
+            slot.store(Some(bucket.clone()));
+        }
+    }
+
+    /// Empties the slot of `b` if it still holds `bucket`.
+    pub(super) fn clear_if(&self, b: u32, bucket: &Arc<Bucket>) {
+        if let Some(slot) = self.slots.get(b as usize) {
+            let current = slot.load();
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, bucket)) {
+                slot.compare_and_swap(&*current, None);
+            }
+        }
+    }
+
+    pub(super) fn clear_all(&self) {
+        for slot in &self.slots {
+            slot.store(None);
+        }
+    }
+
+    /// True once every [`TOUCH_EVERY`] calls: time to tell moka of a hit.
+    pub(super) fn touch() -> bool {
+        HITS.with(|h| {
+            let n = h.get().wrapping_add(1);
+            h.set(n);
+            n % TOUCH_EVERY == 0
+        })
+    }
+}
+
 /// Runs `f` on the cache key of (`tenant_id`, `id`) built in a reused per-thread buffer: a
 /// cache hit allocates nothing.
 pub(super) fn with_key<R>(tenant_id: &str, id: &str, f: impl FnOnce(&str) -> R) -> R {

@@ -243,6 +243,34 @@ impl Store for MemoryStore {
         user_id: &str,
         consistency: Consistency,
     ) -> Result<(Subject, Revision)> {
+        self.subject_in_memory(tenant_id, user_id, consistency)
+    }
+
+    fn subject_now(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Option<Result<(Subject, Revision)>> {
+        Some(self.subject_in_memory(tenant_id, user_id, consistency))
+    }
+
+    fn commits(&self) -> CommitSignal {
+        self.commits.subscribe()
+    }
+
+    fn records(&self) -> &dyn Records {
+        self
+    }
+}
+
+impl MemoryStore {
+    fn subject_in_memory(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        consistency: Consistency,
+    ) -> Result<(Subject, Revision)> {
         let tenant = self.tenant(tenant_id)?;
         let t = read(&tenant);
         // This store is the source of truth: every read is fully consistent. A token newer than
@@ -252,14 +280,6 @@ impl Store for MemoryStore {
             t.subject(&self.catalog, user_id).unwrap_or_default(),
             t.revision,
         ))
-    }
-
-    fn commits(&self) -> CommitSignal {
-        self.commits.subscribe()
-    }
-
-    fn records(&self) -> &dyn Records {
-        self
     }
 }
 
