@@ -65,7 +65,7 @@ pub struct Metrics {
     latency: HistogramVec,
     /// Each known method's path (`/authz.v1.AuthzService/Check`) with its series for code OK,
     /// resolved once: the common case records with no label hashing or lock.
-    ok: HashMap<String, Known>,
+    ok: HashMap<String, Known, ahash::RandomState>,
     allowed: IntCounter,
     denied: IntCounter,
     invalidation_lag: Histogram,

@@ -17,6 +17,20 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// An opaque identifier (tenant, user, resource): non-empty, bounded, printable.
 pub fn id(field: &str, value: &str) -> Result<()> {
+    // The common case, checked in one pass: printable ASCII, no space at either end.
+    let bytes = value.as_bytes();
+    if bytes.len() <= MAX_ID_LEN
+        && bytes.first().is_some_and(|b| *b != b' ')
+        && bytes.last().is_some_and(|b| *b != b' ')
+        && bytes.iter().all(|b| (b' '..=b'~').contains(b))
+    {
+        return Ok(());
+    }
+    id_checked(field, value)
+}
+
+/// [`id`] without its ASCII fast path: every rule, one at a time.
+fn id_checked(field: &str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::Invalid(format!("{field} is required")));
     }
@@ -208,6 +222,39 @@ mod tests {
                 .to_string()
                 .contains("limit is 256")
         );
+    }
+
+    #[test]
+    fn the_ascii_fast_path_agrees_with_every_rule() {
+        for b in 0..=0x7fu8 {
+            let c = char::from(b);
+            for value in [
+                format!("{c}"),
+                format!("a{c}"),
+                format!("{c}a"),
+                format!("a{c}b"),
+            ] {
+                assert_eq!(
+                    id("user_id", &value).is_ok(),
+                    id_checked("user_id", &value).is_ok(),
+                    "{value:?}"
+                );
+            }
+        }
+        for value in [
+            "x".repeat(256),
+            "x".repeat(257),
+            "é".into(),
+            "a\u{200B}b".into(),
+        ] {
+            assert_eq!(
+                id("user_id", &value).is_ok(),
+                id_checked("user_id", &value).is_ok(),
+                "{value:?}"
+            );
+        }
+        assert!(id("user_id", "a\u{7f}").is_err());
+        assert!(id("user_id", "a\u{200B}b").is_err());
     }
 
     #[test]

@@ -18,6 +18,10 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// A catalog index by key. The keys are the catalog's own (callers only look them up), so a
+/// fast hasher is safe: nobody outside can fill a bucket.
+type Index<V> = HashMap<String, V, ahash::RandomState>;
+
 /// Why a catalog was refused. Each variant names the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CatalogError {
@@ -249,16 +253,16 @@ pub struct Catalog {
     pub source: String,
     permissions: Vec<Permission>,
     /// Keys and alias keys → permission.
-    index: HashMap<String, PermId>,
+    index: Index<PermId>,
     internal: PermSet,
     groups: Vec<SystemGroup>,
-    group_index: HashMap<String, usize>,
+    group_index: Index<usize>,
     actions: Vec<Action>,
-    action_index: HashMap<String, usize>,
+    action_index: Index<usize>,
     resource_types: Vec<ResourceType>,
-    resource_type_index: HashMap<String, ResourceTypeId>,
+    resource_type_index: Index<ResourceTypeId>,
     flags: Vec<ContextFlag>,
-    flag_index: HashMap<String, FlagId>,
+    flag_index: Index<FlagId>,
     admin: HashMap<AdminOp, Expr>,
     roles: Vec<Role>,
 }
@@ -406,9 +410,9 @@ impl Catalog {
 
 /// The catalog's names as expressions resolve them, at load and per request alike.
 struct Resolver<'a> {
-    index: &'a HashMap<String, PermId>,
+    index: &'a Index<PermId>,
     permissions: &'a [Permission],
-    flags: &'a HashMap<String, FlagId>,
+    flags: &'a Index<FlagId>,
     flag_list: &'a [ContextFlag],
 }
 
@@ -443,7 +447,7 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
     }
 
     let mut resource_types = Vec::new();
-    let mut resource_type_index = HashMap::new();
+    let mut resource_type_index = Index::default();
     for (i, rt) in file.resource_types.into_iter().enumerate() {
         if !is_valid_key(&rt.key) {
             return Err(CatalogError::InvalidResourceType { key: rt.key });
@@ -465,7 +469,7 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
     }
 
     let mut flags: Vec<ContextFlag> = Vec::new();
-    let mut flag_index: HashMap<String, FlagId> = HashMap::new();
+    let mut flag_index: Index<FlagId> = Index::default();
     for (i, f) in file.context_flags.into_iter().enumerate() {
         if !is_valid_key(&f.key) {
             return Err(CatalogError::InvalidFlag { key: f.key });
@@ -486,7 +490,7 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
     // Permissions first, then aliases, so an alias that clashes with any permission key is found
     // whatever the order of the file.
     let mut permissions: Vec<Permission> = Vec::with_capacity(file.permissions.len());
-    let mut index: HashMap<String, PermId> = HashMap::new();
+    let mut index: Index<PermId> = Index::default();
     let mut internal = PermSet::new();
     for (i, p) in file.permissions.into_iter().enumerate() {
         let key = key_from_name(&p.name);
@@ -554,7 +558,7 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
     }
 
     let mut groups = Vec::new();
-    let mut group_index = HashMap::new();
+    let mut group_index = Index::default();
     for g in file.groups {
         let expected = key_from_name(&g.name);
         if expected.is_empty() {
@@ -613,7 +617,7 @@ fn compile(file: File, fingerprint: String, source: String) -> Result<Catalog, C
         flag_list: &flags,
     };
     let mut actions = Vec::new();
-    let mut action_index = HashMap::new();
+    let mut action_index = Index::default();
     for a in file.actions {
         if a.key.split('.').any(|part| !is_valid_key(part)) {
             return Err(CatalogError::InvalidActionKey { key: a.key });
