@@ -925,15 +925,31 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// The running request's caller's role, as the gate recorded it (operator when no gate ran:
-/// a server without the gate has no credentials to check).
+/// The running request's caller's role, as the gate recorded it. Outside a request the gate
+/// admitted there is none to trust: the narrowest role, so a handler reached some other way
+/// can decide nothing but checks.
 pub fn role() -> Role {
-    crate::telemetry::caller_role().unwrap_or(Role::Operator)
+    crate::telemetry::caller_role().unwrap_or(Role::Check)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_an_admitted_request_the_role_is_the_narrowest() {
+        assert_eq!(role(), Role::Check);
+    }
+
+    #[tokio::test]
+    async fn inside_an_admitted_request_the_role_is_the_gates() {
+        let facts = crate::telemetry::RequestFacts {
+            role: Some(Role::Admin),
+            ..Default::default()
+        };
+        let seen = crate::telemetry::with_facts(facts, async { role() }).await;
+        assert_eq!(seen, Role::Admin);
+    }
 
     #[test]
     fn grpc_timeout_headers() {
