@@ -674,8 +674,6 @@ impl<L: Loader + Store> CachedStore<L> {
         })
     }
 
-    /// The user's record: a hit, or a load of the user together with its custom groups (one
-    /// round trip), whose entries then fill the group cache. Misses are coalesced.
     /// The cached record of a user, if it is usable for `look` (its generation is the key's
     /// current one, it is at least `look.min`, and young enough); the key's current generation
     /// either way.
@@ -695,6 +693,8 @@ impl<L: Loader + Store> CachedStore<L> {
         (current, hit)
     }
 
+    /// The user's record: a hit, or a load of the user together with its custom groups (one
+    /// round trip), whose entries then fill the group cache. Misses are coalesced.
     async fn user(&self, tenant_id: &str, user_id: &str, min: Revision, now: u64) -> Result<Rec> {
         let sh = &self.shared;
         let hash = with_key(tenant_id, user_id, |k| sh.hash(k));
@@ -779,8 +779,6 @@ impl<L: Loader + Store> CachedStore<L> {
         Ok(rec)
     }
 
-    /// A custom group's grants (`None`: it does not exist) and the revision they were read
-    /// at: a hit, or a load of the group. Misses are coalesced.
     /// The cached grants of a custom group, if its entry is usable for `look`.
     fn group_hit(&self, id: GroupRef, look: Look) -> Option<(Option<Arc<GroupGrants>>, Revision)> {
         let sh = &self.shared;
@@ -791,6 +789,8 @@ impl<L: Loader + Store> CachedStore<L> {
         Some((e.value.clone(), e.revision))
     }
 
+    /// A custom group's grants (`None`: it does not exist) and the revision they were read
+    /// at: a hit, or a load of the group. Misses are coalesced.
     async fn group(
         &self,
         tenant_id: &str,
