@@ -842,7 +842,14 @@ impl Credential {
         let role = role.name();
         match self {
             Credential::Open => format!("the `{role}` role"),
-            Credential::Key => format!("a `{role}` key"),
+            Credential::Key => {
+                let a = if role.starts_with(['a', 'o']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                format!("{a} `{role}` key")
+            }
             Credential::Certificate => format!("a client certificate with the `{role}` role"),
             Credential::Both => {
                 format!(
@@ -851,6 +858,13 @@ impl Credential {
             }
         }
     }
+}
+
+/// The key of an `authorization: Bearer <key>` header (the scheme in any case, RFC 7235).
+fn bearer(value: &http::HeaderValue) -> Option<&str> {
+    let (scheme, key) = value.to_str().ok()?.split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
 /// The caller's role: from its bearer key, from its verified client certificate's names, or
@@ -869,12 +883,21 @@ fn authenticate(layer: &Shared, req: &http::Request<Body>) -> Result<(Role, Cred
         }
         _ => None,
     };
-    let presented = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let mut headers = req.headers().get_all(http::header::AUTHORIZATION).iter();
+    let presented = match (headers.next(), headers.next()) {
+        (None, _) => None,
+        // Which of two would count is a guess a proxy and the server could make differently.
+        (Some(_), Some(_)) => {
+            return Err(Status::unauthenticated(
+                "more than one authorization header; send exactly one: `authorization: Bearer <key>`",
+            ));
+        }
+        (Some(value), None) => Some(bearer(value).ok_or_else(|| {
+            Status::unauthenticated(
+                "the authorization header is not `Bearer <key>` (the scheme, one space, a key of printable characters)",
+            )
+        })?),
+    };
     let from_key = match presented {
         None => None,
         Some(presented) => Some(

@@ -61,20 +61,31 @@ fn id_checked(field: &str, value: &str) -> Result<()> {
 
 /// Characters that print as nothing or reorder what is printed around them: zero-width
 /// spaces and joiners, direction marks, embeddings, overrides and isolates, the byte order
-/// mark, the soft hyphen.
+/// mark, the soft hyphen, the combining grapheme joiner, variation selectors, tag characters,
+/// Hangul fillers, the blank Braille pattern, deprecated format characters, invisible musical
+/// formatting, and noncharacters.
 fn invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FDD0}'..='\u{FDEF}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
-    )
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    ) || (u32::from(c) & 0xFFFE) == 0xFFFE
 }
 
 /// Every id in a list, which must not be empty or too long.
@@ -255,6 +266,41 @@ mod tests {
         }
         assert!(id("user_id", "a\u{7f}").is_err());
         assert!(id("user_id", "a\u{200B}b").is_err());
+    }
+
+    #[test]
+    fn ids_refuse_characters_that_print_as_nothing() {
+        for c in [
+            '\u{034F}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{17B4}',
+            '\u{17B5}',
+            '\u{180B}',
+            '\u{206A}',
+            '\u{206F}',
+            '\u{2800}',
+            '\u{3164}',
+            '\u{FDD0}',
+            '\u{FE00}',
+            '\u{FE0F}',
+            '\u{FFA0}',
+            '\u{FFFE}',
+            '\u{FFFF}',
+            '\u{1FFFE}',
+            '\u{1D173}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{E007F}',
+            '\u{E0100}',
+        ] {
+            let value = format!("alice{c}");
+            let e = id("user_id", &value).unwrap_err().to_string();
+            assert!(e.contains("invisible character"), "{value:?}: {e}");
+        }
+        for ok in ["café", "Ünïcödé", "用户", "ålice-ø"] {
+            assert!(id("user_id", ok).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

@@ -39,6 +39,48 @@ async fn gated() -> TestApp {
         .await
 }
 
+/// One `authorization` header, `Bearer <key>` with the scheme in any case: two headers are
+/// refused (which would count is a guess), and so is a header that is not a bearer key.
+#[tokio::test]
+async fn authorization_headers_are_read_strictly() {
+    let app = gated().await;
+    let mut authz = AuthzServiceClient::new(app.channel.clone());
+    let check = || perm_check("t", "u", "view_reports");
+    let with = |values: &[&str]| {
+        let mut r = tonic::Request::new(check());
+        for v in values {
+            r.metadata_mut()
+                .append("authorization", MetadataValue::try_from(*v).unwrap());
+        }
+        r
+    };
+    // Past the gate (the tenant does not exist), whatever the scheme's case.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        assert_status(
+            authz.check(with(&[&format!("{scheme} {CHECK}")])).await,
+            Code::NotFound,
+            &["tenant `t`"],
+        );
+    }
+    // Two headers, in either order, whatever roles they carry.
+    for pair in [[OPERATOR, CHECK], [CHECK, OPERATOR]] {
+        let values: Vec<String> = pair.iter().map(|k| format!("Bearer {k}")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        assert_status(
+            authz.check(with(&values)).await,
+            Code::Unauthenticated,
+            &["more than one authorization header"],
+        );
+    }
+    for bad in [CHECK.to_owned(), format!("Basic {CHECK}"), "Bearer ".into()] {
+        assert_status(
+            authz.check(with(&[&bad])).await,
+            Code::Unauthenticated,
+            &["not `Bearer <key>`"],
+        );
+    }
+}
+
 #[tokio::test]
 async fn keys_and_roles() {
     let app = gated().await;
@@ -77,7 +119,7 @@ async fn keys_and_roles() {
     assert_status(
         authz.check(keyed(check(), ADMIN)).await,
         Code::PermissionDenied,
-        &["`admin` key may not call authz.v1.AuthzService"],
+        &["an `admin` key may not call authz.v1.AuthzService"],
     );
 
     // Only operators create tenants; admin mutations must name an actor.
