@@ -76,24 +76,43 @@ impl Authz {
         })
     }
 
-    /// [`Authz::check`] when the store can answer at once (a cache hit; the store in memory);
-    /// `None` when it must wait for the database.
+    /// [`Authz::check`] as far as it goes without waiting: decided when the store can answer
+    /// at once (a cache hit; the store in memory), else the validated check, for
+    /// [`Authz::check_read`] to finish.
     pub fn check_now(
         &self,
         tenant_id: &TenantId,
         input: &CheckInput,
         consistency: Consistency,
-    ) -> Option<Result<(Checked, Revision)>> {
+    ) -> CheckNow<'_> {
         let prepared = match self.prepare(input) {
             Ok(prepared) => prepared,
-            Err(e) => return Some(Err(e)),
+            Err(e) => return CheckNow::Decided(Err(e)),
         };
-        let found = self
+        let Some(found) = self
             .store
-            .subject_now(tenant_id, &input.user_id, consistency)?;
-        Some(found.map_err(Error::from).and_then(|(subject, revision)| {
+            .subject_now(tenant_id, &input.user_id, consistency)
+        else {
+            return CheckNow::Read(PendingCheck(prepared));
+        };
+        CheckNow::Decided(found.map_err(Error::from).and_then(|(subject, revision)| {
             Ok((self.decide(&subject, input, prepared)?, revision))
         }))
+    }
+
+    /// Finishes a check [`Authz::check_now`] could not decide: the store reads the user.
+    pub async fn check_read(
+        &self,
+        tenant_id: &TenantId,
+        input: &CheckInput,
+        consistency: Consistency,
+        pending: PendingCheck<'_>,
+    ) -> Result<(Checked, Revision)> {
+        let (subject, revision) = self
+            .store
+            .subject(tenant_id, &input.user_id, consistency)
+            .await?;
+        Ok((self.decide(&subject, input, pending.0)?, revision))
     }
 
     pub async fn check(
@@ -102,9 +121,13 @@ impl Authz {
         input: &CheckInput,
         consistency: Consistency,
     ) -> Result<(Checked, Revision)> {
-        let prepared = self.prepare(input)?;
-        let (subject, revision) = self.subject(tenant_id, &input.user_id, consistency).await?;
-        Ok((self.decide(&subject, input, prepared)?, revision))
+        match self.check_now(tenant_id, input, consistency) {
+            CheckNow::Decided(decided) => decided,
+            CheckNow::Read(pending) => {
+                self.check_read(tenant_id, input, consistency, pending)
+                    .await
+            }
+        }
     }
 
     /// Decides every item; an invalid item gets its own error and the rest still answer.

@@ -106,6 +106,16 @@ struct Prepared<'c> {
     resource: Option<ResourceRef>,
 }
 
+/// Where [`Authz::check_now`] left a check.
+pub enum CheckNow<'c> {
+    Decided(Result<(Checked, Revision)>),
+    /// Validated; the store must read the user ([`Authz::check_read`]).
+    Read(PendingCheck<'c>),
+}
+
+/// A validated check waiting for the store's read of its user.
+pub struct PendingCheck<'c>(Prepared<'c>);
+
 /// A resolved target: an inline expression is parsed per request and owned here.
 enum Resolved<'c> {
     Permission(PermId),

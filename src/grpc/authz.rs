@@ -4,7 +4,7 @@ use super::convert;
 use super::pb::{self, authz_service_server::AuthzService};
 use super::status::{code, to_status};
 use super::watch::{WatchHub, WatchStream};
-use crate::app::{Authz, CheckInput, TargetInput};
+use crate::app::{Authz, CheckInput, CheckNow, TargetInput};
 use crate::decisions::Decision;
 use crate::ids::{TenantId, UserId};
 use std::sync::Arc;
@@ -110,8 +110,10 @@ impl AuthzService for AuthzApi {
         // A cache hit is decided here and now; only a read of the database waits, in a future
         // of its own, so this one stays small.
         let (checked, revision) = match self.app.check_now(&tenant, &input, consistency) {
-            Some(decided) => decided,
-            None => Box::pin(self.app.check(&tenant, &input, consistency)).await,
+            CheckNow::Decided(decided) => decided,
+            CheckNow::Read(pending) => {
+                Box::pin(self.app.check_read(&tenant, &input, consistency, pending)).await
+            }
         }
         .map_err(to_status)?;
         let catalog = self.app.catalog();
